@@ -1,0 +1,84 @@
+"""What every policy offers: K independently initialised seeds evaluated at once, inputs given as encodings.
+
+A policy maps input encodings ``(K, B, T, D)`` (or ``(B, T, D)``, shared by all seeds) to action logits
+``(K, B, T, A)``. Inputs are rows of an encoding table indexed by input ids, or probability-weighted mixes of
+rows (IFT's temporal residual connection), which is why policies take encodings rather than ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def check_seeds(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list: an int ``n`` means seeds ``0..n-1``."""
+    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: expected at least one seed (an int n >= 1 or a list of ints)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return seeds
+
+
+class Policy(nn.Module):
+    """Base class: ``seeds`` name the K models, ``encodings`` (n_ids x D) is the input table."""
+
+    markov: bool = True  # logits at step t depend on the input at step t only (False for sequence models)
+
+    def __init__(self, seeds: int | Sequence[int], n_actions: int) -> None:
+        super().__init__()
+        self.seeds = check_seeds(seeds)
+        if n_actions < 1:
+            raise ValueError(f"n_actions={n_actions} is out of range: expected at least 1")
+        self.n_actions = n_actions
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    def embedding_table(self) -> torch.Tensor:
+        """The ``(n_ids, D)`` table whose rows encode input ids."""
+        raise NotImplementedError
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Encodings of input ids: ``(..., T) -> (..., T, D)``."""
+        return self.embedding_table()[ids]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Action logits ``(K, B, T, A)`` for input encodings ``(K, B, T, D)`` or ``(B, T, D)``."""
+        raise NotImplementedError
+
+    def logits_at(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, B, T, A)`` at input ids ``(B, T)`` or ``(K, B, T)``.
+
+        A Markov policy is evaluated once per distinct id and the result gathered, which is much cheaper than
+        a forward pass per step of every trajectory; sequence models run on the embedded ids.
+        """
+        if not self.markov:
+            return self(self.embed(ids))
+        table = self(self.embedding_table().unsqueeze(0))[:, 0]  # (K, n_ids, A)
+        ids = ids.expand(self.n_seeds, *ids.shape[-2:])
+        return table[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
+
+    def seed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Give shared inputs a leading seed axis so every seed sees them."""
+        if inputs.dim() == 3:
+            return inputs.unsqueeze(0).expand(self.n_seeds, *inputs.shape)
+        if inputs.shape[0] != self.n_seeds:
+            raise ValueError(f"inputs have {inputs.shape[0]} seeds on axis 0, the policy has {self.n_seeds}")
+        return inputs
+
+    @torch.no_grad()
+    def action_probs(self) -> torch.Tensor:
+        """``(K, n_ids, A)``: the action distribution at every input id (for Markov policies: the policy matrix)."""
+        if not self.markov:
+            raise ValueError(f"{type(self).__name__} is not Markov: its policy is not a table over input ids")
+        table = self.embedding_table()
+        return torch.softmax(self(table.unsqueeze(0)).float(), dim=-1)[:, 0]
+
+    def seed_generator(self, index: int) -> torch.Generator:
+        """The generator that initialises seed number ``index``, so a seed's start does not depend on K."""
+        return torch.Generator().manual_seed(self.seeds[index])

@@ -1,0 +1,42 @@
+"""A tabular softmax policy: one free logit per (input id, action), one table per seed.
+
+A soft input (a mix of one-hot encodings) mixes the rows' logits linearly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from iftgym.policies.base import Policy
+
+
+class TabularPolicy(Policy):
+    """``logits = encoding @ table[k]`` with one-hot encodings of ``n_ids`` input ids.
+
+    Args:
+        n_ids: number of input ids (Frozen Lake cells).
+        n_actions: number of actions.
+        seeds: K seeds, or their count.
+        init_std: standard deviation of the initial logits (0 gives the uniform policy).
+    """
+
+    def __init__(self, n_ids: int, n_actions: int, seeds: int | Sequence[int] = 1, init_std: float = 0.0) -> None:
+        super().__init__(seeds, n_actions)
+        if n_ids < 1:
+            raise ValueError(f"n_ids={n_ids} is out of range: expected at least 1")
+        if init_std < 0:
+            raise ValueError(f"init_std={init_std} is out of range: expected init_std >= 0")
+        tables = [
+            torch.randn(n_ids, n_actions, generator=self.seed_generator(k)) * init_std for k in range(self.n_seeds)
+        ]
+        self.logits = nn.Parameter(torch.stack(tables))
+        self.register_buffer("encodings", torch.eye(n_ids))
+
+    def embedding_table(self) -> torch.Tensor:
+        return self.encodings
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("kbtd,kda->kbta", self.seed_inputs(inputs), self.logits)

@@ -1,0 +1,97 @@
+"""Direct Preference Optimisation (sigmoid loss), offline or online.
+
+The model's preference is estimated by contrasting the chosen trajectory with a rejected one, both measured
+relative to a frozen reference policy (by default the policy as it was when training started). Offline, the
+rejected trajectories come from the data and drift out of the policy's distribution as it trains; online, they
+are sampled from the current policy at every step, and the demonstration is the chosen one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from iftgym.mdp import MDP, PairBatch, StepBatch
+from iftgym.policies.base import Policy
+from iftgym.rules.base import Rule, frozen_copy
+from iftgym.rules.common import sequence_logps
+
+
+@dataclass
+class DPOConfig:
+    """``beta``: inverse temperature of the implicit reward (> 0); ``label_smoothing`` in [0, 0.5):
+    the assumed probability that a preference label is flipped (conservative DPO); ``online``: sample the
+    rejected trajectories from the current policy; ``n_samples``: how many per seed and step when online."""
+
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    online: bool = False
+    n_samples: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise ValueError(f"beta={self.beta} is out of range: expected beta > 0")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing={self.label_smoothing} is out of range: expected 0 <= value < 0.5")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples={self.n_samples} is out of range: expected at least 1")
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair sigmoid DPO losses and the implicit rewards ``beta * (logp_pi - logp_ref)`` of both sides."""
+    logits = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
+    losses = -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
+    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps).detach()
+    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps).detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+class DPO(Rule):
+    name = "dpo"
+    data = "pairs"
+
+    def __init__(self, config: DPOConfig | None = None) -> None:
+        self.config = config or DPOConfig()
+        if self.config.online:
+            self.name, self.data = "dpo-online", "demos"
+
+    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
+        super().setup(policy, world, generator)
+        self.reference = frozen_copy(policy)
+
+    def loss(self, policy: Policy, batch: PairBatch | StepBatch, step: int) -> tuple[torch.Tensor, dict]:
+        if self.config.online:
+            # The demonstration is preferred over what the policy does now.
+            rejected = self.world.sample(policy, self.config.n_samples, self.generator)
+            chosen = batch
+        else:
+            chosen, rejected = batch.chosen, batch.rejected
+        with torch.no_grad():
+            ref_chosen, ref_rejected = sequence_logps(self.reference, chosen), sequence_logps(self.reference, rejected)
+        pi_chosen, pi_rejected = sequence_logps(policy, chosen), sequence_logps(policy, rejected)
+        if self.config.online:  # one chosen demonstration against every sample of the same task
+            pi_chosen, ref_chosen = (x.mean(-1, keepdim=True) for x in (pi_chosen, ref_chosen))
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            pi_chosen, pi_rejected, ref_chosen, ref_rejected, self.config.beta, self.config.label_smoothing
+        )
+        chosen_rewards, rejected_rewards = torch.broadcast_tensors(chosen_rewards, rejected_rewards)
+        margins = chosen_rewards - rejected_rewards
+        metrics = {
+            "loss": losses.mean(-1).detach(),
+            "rewards/chosen": chosen_rewards.mean(-1),
+            "rewards/rejected": rejected_rewards.mean(-1),
+            "rewards/margins": margins.mean(-1),
+            "rewards/accuracies": (margins > 0).float().mean(-1),
+            "logps/chosen": pi_chosen.detach().mean(-1),
+            "logps/rejected": pi_rejected.detach().mean(-1),
+        }
+        return losses.mean(-1), metrics

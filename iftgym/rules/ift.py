@@ -1,0 +1,199 @@
+"""Intuitive Fine-Tuning (Hua et al., arXiv 2405.11870), following the official implementation.
+
+Read top to bottom, one IFT step is:
+
+1. Without gradient, run the policy on the ground-truth inputs and take its prediction at every step
+   (``yhat_t = argmax pi(. | s*_t)``, or a sample).
+2. Temporal residual connection: at every step reached by a target action, the input becomes
+   ``(1 - lambda) * E(s*_t) + lambda * E'(where yhat_{t-1} leads from s*_{t-1})``. ``E'`` is a frozen copy of
+   the encoding table, re-synced after every optimiser step, so no gradient flows through the predictions; the
+   ground-truth term uses the live table, which makes lambda = 0 identical to SFT in loss *and* gradient. For
+   tokens the successor is the predicted token, for slippery Frozen Lake the expected encoding under P. Other
+   inputs (prompt, padding) keep the ground truth.
+3. Forward with gradient on the mixed inputs: step losses ``l_t = -log pi(a*_t | mixed input)``.
+4. Relation propagation: weight each step by a normalised discounted sum of the later losses, *not* detached,
+   so the gradient also flows through the weights (:func:`propagation_weights`).
+5. Loss per sequence ``sum_t l_t w_t / n``, mean over the batch.
+
+With ``lambda = 0`` and ``gamma = 0`` this is exactly SFT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from iftgym.mdp import MDP, StepBatch, soft_encode
+from iftgym.policies.base import Policy
+from iftgym.rules.base import Rule
+from iftgym.rules.common import step_logps_from_logits
+
+KINDS = ("loss", "logps", "mask")
+SIDES = ("left", "right")
+NORMS = ("L1", "L2", "softmax", "log")
+SCHEDULES = ("static", "linear", "noisy")
+PREDICTIONS = ("greedy", "sample")
+
+
+def _choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r} is not supported: expected one of {', '.join(map(repr, accepted))}")
+
+
+def _unit(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value} is out of range: expected 0 <= {name} <= 1")
+
+
+@dataclass
+class IFTConfig:
+    """IFT's hyper-parameters, with the reference code's defaults.
+
+    ``lam`` (lambda) mixes in the model's own prediction; ``schedule`` is ``"static"``, ``"linear"`` (from
+    ``lam_min`` to ``lam`` over ``warmup_steps``) or ``"noisy"`` (``lam * (1 + noise_std * eps)``, eps ~ N(0, 1)
+    drawn once per step, clamped to [0, 1]). ``gamma``, ``kind``, ``side`` and ``norm`` configure relation
+    propagation (see :func:`propagation_weights`). ``prediction`` is ``"greedy"`` or ``"sample"``.
+    """
+
+    lam: float = 0.2
+    schedule: str = "static"
+    lam_min: float = 0.0
+    warmup_steps: int = 100
+    noise_std: float = 0.5
+    gamma: float = 0.95
+    kind: str = "loss"
+    side: str = "left"
+    norm: str = "L1"
+    prediction: str = "greedy"
+
+    def __post_init__(self) -> None:
+        _unit("lam", self.lam)
+        _unit("lam_min", self.lam_min)
+        _unit("gamma", self.gamma)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("kind", self.kind, KINDS)
+        _choice("side", self.side, SIDES)
+        _choice("norm", self.norm, NORMS)
+        _choice("prediction", self.prediction, PREDICTIONS)
+        if self.schedule == "linear" and self.lam_min > self.lam:
+            raise ValueError(f"lam_min={self.lam_min} exceeds lam={self.lam}: a linear schedule rises to lam")
+        if self.warmup_steps < 1:
+            raise ValueError(f"warmup_steps={self.warmup_steps} is out of range: expected at least 1")
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std={self.noise_std} is out of range: expected noise_std >= 0")
+
+    def lam_at(self, step: int, generator: torch.Generator | None = None) -> float:
+        """Lambda at optimiser step ``step`` under the schedule."""
+        if self.schedule == "linear":
+            return self.lam_min + (self.lam - self.lam_min) * min(step / self.warmup_steps, 1.0)
+        if self.schedule == "noisy":
+            eps = torch.randn((), generator=generator).item()
+            return min(max(self.lam * (1 + self.noise_std * eps), 0.0), 1.0)
+        return self.lam
+
+
+def _discounted_sums(values: torch.Tensor, gamma: float, reverse: bool) -> torch.Tensor:
+    """``G_t = sum_{j>=t} gamma^(j-t) v_j`` along the last axis (``reverse=False``: sums to the right end;
+    ``reverse=True``: ``sum_{j<=t} gamma^(t-j) v_j``, from the left end)."""
+    T = values.shape[-1]
+    idx = torch.arange(T, device=values.device)
+    offset = idx[None, :] - idx[:, None]  # offset[t, j] = j - t
+    if reverse:
+        offset = -offset
+    kernel = torch.where(
+        offset >= 0, gamma ** offset.clamp(min=0).to(values.dtype), torch.zeros((), dtype=values.dtype)
+    )
+    return values @ kernel.T
+
+
+def propagation_weights(
+    token_logps: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 0.95,
+    kind: str = "loss",
+    side: str = "left",
+    norm: str = "L1",
+) -> torch.Tensor:
+    """IFT's relation-propagation weights, ``(..., T)``, averaging 1 over each sequence's unmasked steps.
+
+    Args:
+        token_logps: per-step log-probabilities of the targets (zero where masked); gradients flow through.
+        mask: boolean, True on target steps.
+        gamma: discount in [0, 1]; 0 gives all-ones weights.
+        kind: what is propagated: ``"loss"`` (``-logp / n``), ``"logps"`` (``-logp``) or ``"mask"`` (1).
+        side: ``"left"`` (each step gathers the discounted losses of the steps after it) or ``"right"``
+            (discounted sums of the steps before it).
+        norm: ``"L1"`` (w = G), ``"L2"`` (w = G^2), ``"softmax"`` (over unmasked steps) or ``"log"`` (log(G + 1)).
+    """
+    _unit("gamma", gamma)
+    _choice("kind", kind, KINDS)
+    _choice("side", side, SIDES)
+    _choice("norm", norm, NORMS)
+    mask = mask.to(torch.bool)
+    maskf = mask.to(token_logps.dtype)
+    n = maskf.sum(-1, keepdim=True).clamp(min=1)
+    if gamma == 0:
+        return maskf.expand_as(token_logps).clone()
+    if kind == "loss":
+        units = -token_logps * maskf / n
+    elif kind == "logps":
+        units = -token_logps * maskf
+    else:
+        units = maskf.expand_as(token_logps)
+    G = _discounted_sums(units, gamma, reverse=side == "right")
+    if norm == "L1":
+        weights = G
+    elif norm == "L2":
+        weights = G**2
+    elif norm == "log":
+        weights = torch.log(G + 1)
+    else:
+        weights = torch.softmax(G.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
+    weights = weights * maskf
+    total = weights.sum(-1, keepdim=True)
+    # A sequence whose weights all vanish (zero loss everywhere) falls back to uniform weights.
+    return torch.where(total > 0, weights * n / total.clamp(min=torch.finfo(total.dtype).tiny), maskf)
+
+
+class IFT(Rule):
+    name = "ift"
+    data = "demos"
+
+    def __init__(self, config: IFTConfig | None = None) -> None:
+        self.config = config or IFTConfig()
+
+    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
+        super().setup(policy, world, generator)
+        self.after_step(policy)
+
+    def after_step(self, policy: Policy) -> None:
+        """Re-sync the frozen copy of the encoding table with the policy's."""
+        self.frozen_table = policy.embedding_table().detach().clone()
+
+    def mixed_inputs(self, policy: Policy, batch: StepBatch, lam: float) -> torch.Tensor:
+        """Steps 1-2: the ground-truth encodings with the model's own predictions mixed in, ``(K, B, T, D)``."""
+        truth = policy.seed_inputs(policy.embed(batch.ids))
+        with torch.no_grad():
+            logits = policy(truth)
+            if self.config.prediction == "greedy":
+                predicted = logits.argmax(-1)
+            else:
+                flat = torch.softmax(logits.float(), -1).flatten(0, -2)
+                predicted = torch.multinomial(flat, 1, generator=self.generator).view(logits.shape[:-1])
+        ids = batch.ids.expand(predicted.shape)
+        successor = soft_encode(self.world.successor_probs(ids[..., :-1], predicted[..., :-1]), self.frozen_table)
+        mask = batch.mask.expand(predicted.shape)
+        reached = (mask[..., :-1] & mask[..., 1:]).unsqueeze(-1)  # steps reached by a target action
+        mixed_tail = torch.where(reached, (1 - lam) * truth[..., 1:, :] + lam * successor, truth[..., 1:, :])
+        return torch.cat([truth[..., :1, :], mixed_tail], dim=-2)
+
+    def loss(self, policy: Policy, batch: StepBatch, step: int) -> tuple[torch.Tensor, dict]:
+        lam = self.config.lam_at(step, self.generator)
+        logps = step_logps_from_logits(policy(self.mixed_inputs(policy, batch, lam)), batch)
+        c = self.config
+        weights = propagation_weights(logps, batch.mask, c.gamma, c.kind, c.side, c.norm)
+        n = batch.mask.sum(-1).clamp(min=1)
+        losses = (-logps * weights).sum(-1) / n
+        metrics = {"loss": losses.detach().mean(-1), "lambda": torch.full(losses.shape[:-1], lam)}
+        return losses.mean(-1), metrics
