@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from iftgym.compare import (
+    ALL_ALGOS,
+    DEFAULT_ALGOS,
+    LOWER_IS_BETTER,
+    CompareConfig,
+    compare,
+    load_results,
+    write_json_atomic,
+)
+from iftgym.explain.bias import add_bias_parser
+from iftgym.explain.figures import draw_figures
 from iftgym.frozen_lake import ACTION_ARROWS, FrozenLakeMDP
-from iftgym.maps import catalogue, catalogue_description
+from iftgym.maps import catalogue, catalogue_description, load_map
+from iftgym.rules import make_rule
 
 TILE_STYLES = {"S": "bold blue", "F": "white", "H": "bold white on grey23", "G": "bold green"}
 
@@ -76,6 +92,115 @@ def cmd_solve(args: argparse.Namespace, console: Console) -> None:
     console.print(f"optimal success probability from S: [bold]{model.success_probability(policy):.6f}[/]")
 
 
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["ift.lam=0.3", "dpo.beta=0.5"]`` -> ``{"ift": {"lam": 0.3}, "dpo": {"beta": 0.5}}`` (values parsed as JSON
+    where they can be, else kept as strings)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        rule, dot, param = key.partition(".")
+        if not sep or not dot or not rule or not param:
+            raise UsageError(f"--set {item!r} is malformed: expected RULE.PARAM=VALUE, e.g. ift.lam=0.3")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        overrides.setdefault(rule, {})[param] = value
+    for rule, params in overrides.items():
+        make_rule(rule, **params)  # validate names and values before any training
+    return overrides
+
+
+def writable_dir(path: str) -> Path:
+    """Create ``path`` if needed and check that files can be written there, before any work is done."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UsageError(f"output directory {path!r} is not writable: {err.strerror}") from None
+    return out
+
+
+def results_table(entry: dict[str, Any]) -> Table:
+    """One map's results: mean [95% CI] over seeds per algorithm, the best value of each column in bold green."""
+    columns = [("mse", "MSE to optimal"), ("success", "P(success)"), ("greedy_success", "P(success) greedy"),
+               ("explored", "cells visited"), ("bias", "SFT log-bias")]  # fmt: skip
+    scored = {a: r for a, r in entry["algorithms"].items() if "summary" in r}
+    table = Table(title=f"{entry['name']}: mean [95% CI] over seeds (optimal P(success) = "
+                  f"{entry['optimal']['success']:.3f})")  # fmt: skip
+    table.add_column("algorithm")
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    table.add_column("wall s", justify="right")
+    best = {}
+    for key, _ in columns:
+        means = {a: r["summary"][key]["mean"] for a, r in scored.items()}
+        if means:
+            best[key] = (min if LOWER_IS_BETTER[key] else max)(means.values())
+    for algo, result in entry["algorithms"].items():
+        if algo not in scored:
+            table.add_row(algo, *["-"] * len(columns), f"skipped: {result['skipped']}")
+            continue
+        cells = []
+        for key, _ in columns:
+            stats = result["summary"][key]
+            text = f"{stats['mean']:.4f} [{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
+            cells.append(f"[bold green]{text}[/]" if np.isclose(stats["mean"], best[key]) else text)
+        table.add_row(algo, *cells, f"{result['wall_time']:.1f}")
+    return table
+
+
+def across_maps_table(results: dict[str, Any]) -> Table:
+    table = Table(title=f"across {len(results['maps'])} maps: per-map means, then mean [95% CI] over maps (wins)")
+    table.add_column("algorithm")
+    for metric in ("mse", "success", "explored"):
+        table.add_column(metric, justify="right")
+    for algo in results["config"]["algos"]:
+        cells = []
+        for metric in ("mse", "success", "explored"):
+            stats = results["across_maps"][metric].get(algo)
+            interval = (
+                "-" if stats is None else f"{stats['mean']:.4f} [{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
+            )
+            cells.append(interval if stats is None else f"{interval} ({stats['wins']} wins)")
+        table.add_row(algo, *cells)
+    return table
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> None:
+    """Train every algorithm on the map(s) and seeds, print the tables, write results.json and the figures."""
+    out = writable_dir(args.out)
+    config = CompareConfig(
+        maps=args.map, algos=[a.strip() for a in args.algos.split(",") if a.strip()], seeds=args.seeds,
+        steps=args.steps, lr=args.lr, hidden=args.hidden, gamma=args.gamma, slippery=args.slippery,
+        success_rate=args.success_rate, demos=args.demos, sb3_timesteps=args.sb3_timesteps,
+        random_maps=args.random_maps, size=args.size, rule_overrides=parse_overrides(args.set),
+    )  # fmt: skip
+    for name in config.maps if not config.random_maps else []:
+        load_map(name)  # unknown maps fail before any training
+    with console.status("training") as status:
+        results = compare(config, progress=lambda text: status.update(f"training {text}"))
+    for entry in results["maps"]:
+        console.print(results_table(entry))
+    if "across_maps" in results:
+        console.print(across_maps_table(results))
+    write_json_atomic(results, out / "results.json")
+    figures = draw_figures(results, out)
+    console.print(f"wrote {out / 'results.json'} and {len(figures)} figures in {out}/")
+
+
+def cmd_plot(args: argparse.Namespace, console: Console) -> None:
+    """Redraw the figures of a saved comparison without retraining."""
+    results = load_results(args.results)
+    out = writable_dir(args.out or str(Path(args.results).parent))
+    for entry in results["maps"]:
+        console.print(results_table(entry))
+    figures = draw_figures(results, out)
+    console.print(f"wrote {len(figures)} figures in {out}/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="iftgym", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -88,6 +213,32 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--success-rate", type=float, default=1 / 3, help="intended-move probability when slippery")
     solve.add_argument("--gamma", type=float, default=0.95, help="discount in [0, 1) (default: 0.95)")
     solve.set_defaults(func=cmd_solve)
+
+    comp = sub.add_parser("compare", help="the paper's Frozen Lake experiment: every algorithm, many seeds")
+    comp.add_argument("--map", nargs="+", default=["paper"], help="catalogue names or map files (default: paper)")
+    comp.add_argument("--algos", default=",".join(DEFAULT_ALGOS),
+                      help=f"comma-separated, from: {', '.join(ALL_ALGOS)} (default: %(default)s)")  # fmt: skip
+    comp.add_argument("--seeds", type=int, default=20, help="seeds per algorithm, trained batched (default: 20)")
+    comp.add_argument("--steps", type=int, default=300, help="optimiser steps per algorithm (default: 300)")
+    comp.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default: 0.01)")
+    comp.add_argument("--hidden", type=int, default=64, help="hidden width of the two-layer policy (default: 64)")
+    comp.add_argument("--gamma", type=float, default=0.95, help="discount of the exact solver (default: 0.95)")
+    comp.add_argument("--slippery", action="store_true", help="Gymnasium's is_slippery dynamics")
+    comp.add_argument("--success-rate", type=float, default=1 / 3, help="intended-move probability when slippery")
+    comp.add_argument("--demos", type=int, default=1, help="demonstrations (and pairs) sampled per map (default: 1)")
+    comp.add_argument("--sb3-timesteps", type=int, default=5000, help="environment steps per SB3 PPO seed")
+    comp.add_argument("--random-maps", type=int, default=0, help="sweep over N random maps instead of --map")
+    comp.add_argument("--size", type=int, default=6, help="side of the random maps (default: 6)")
+    comp.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
+                      help="a rule hyper-parameter, e.g. --set ift.lam=0.3 (repeatable)")  # fmt: skip
+    comp.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    comp.set_defaults(func=cmd_compare)
+
+    plot = sub.add_parser("plot", help="redraw the figures of a saved results.json without retraining")
+    plot.add_argument("results", help="path of a results.json written by iftgym compare")
+    plot.add_argument("--out", default=None, help="output folder (default: the results file's folder)")
+    plot.set_defaults(func=cmd_plot)
+    add_bias_parser(sub)
     return parser
 
 

@@ -8,9 +8,10 @@ from iftgym.mdp import StepBatch
 from iftgym.policies.base import Policy
 
 
-def step_logps_from_logits(logits: torch.Tensor, batch: StepBatch) -> torch.Tensor:
-    """``(K, B, T)`` log-probabilities of the batch's actions under ``logits (K, B, T, A)``; 0 on masked steps."""
-    logps = torch.log_softmax(logits.float(), dim=-1)
+def step_logps_from_logits(logits: torch.Tensor, batch: StepBatch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(K, B, T)`` log-probabilities of the batch's actions under ``logits (K, B, T, A)``, computed in ``dtype``;
+    0 on masked steps."""
+    logps = torch.log_softmax(logits.to(dtype), dim=-1)
     actions = batch.actions.expand(logps.shape[:-1])
     taken = logps.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     return taken * batch.mask

@@ -1,0 +1,184 @@
+"""Figures of a comparison, drawn from its ``results.json`` alone (so ``iftgym plot`` never retrains).
+
+Figures are built with matplotlib's object API (no pyplot), so drawing needs no display and never changes the
+backend of a notebook that imports this module.
+
+* preference-estimation maps: in every cell, one arrow per action, its length the policy's probability;
+* value maps: V of each learned policy (exact, averaged over seeds) with greedy arrows, beside V*;
+* explored-grid maps: discounted occupancy of each policy, on one logarithmic colour scale, titled with the
+  number of cells visited at least ``EXPLORED_THRESHOLD``;
+* training curves: MSE to the optimal policy and success probability, mean with a 95% confidence band.
+
+Holes are dark, S is blue and G green in every panel; panels of a figure share one colour scale.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from iftgym.compare import EXPLORED_THRESHOLD
+from iftgym.frozen_lake import FrozenLakeMDP
+from iftgym.maps import MOVES
+from iftgym.stats import mean_ci
+
+TILE_FILL = {"H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
+# Arrow directions (dx, dy) in plot coordinates (y grows downwards with the inverted axis).
+ARROWS = [(dc, dr) for dr, dc in MOVES]
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Save as PNG through a temporary file and a rename, then close the figure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def draw_tiles(ax: Axes, model: FrozenLakeMDP, label: bool = True) -> None:
+    """Holes, start and goal over whatever the axes already show, with grid lines and no ticks."""
+    for s in range(model.n_states):
+        row, col = divmod(s, model.ncol)
+        tile = model.tile(s)
+        if tile in TILE_FILL and (tile != "S" or not label):
+            ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, color=TILE_FILL[tile], zorder=2))
+        if label and tile in "SG":
+            ax.text(col, row, tile, ha="center", va="center", fontsize=9, weight="bold", zorder=4,
+                    color="#1f2a44" if tile == "S" else "white")  # fmt: skip
+    ax.set_xlim(-0.5, model.ncol - 0.5)
+    ax.set_ylim(model.nrow - 0.5, -0.5)
+    ax.set_xticks(np.arange(-0.5, model.ncol), minor=True)
+    ax.set_yticks(np.arange(-0.5, model.nrow), minor=True)
+    ax.grid(which="minor", color="#9aa5b1", linewidth=0.6)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    ax.set_aspect("equal")
+
+
+def draw_arrows(ax: Axes, model: FrozenLakeMDP, policy: np.ndarray, greedy_only: bool = False) -> None:
+    """One arrow per action from each non-terminal cell's centre, length proportional to its probability."""
+    for s in np.flatnonzero(~model.terminal):
+        row, col = divmod(int(s), model.ncol)
+        best = policy[s].max()
+        for a, (dx, dy) in enumerate(ARROWS):
+            p = policy[s, a]
+            if (greedy_only and p < best - 1e-9) or p < 0.02:
+                continue
+            length = 0.42 * (1.0 if greedy_only else p)
+            ax.arrow(col, row, dx * length, dy * length, width=0.035, head_width=0.14, head_length=0.1,
+                     length_includes_head=True, color="#c0392b", zorder=3)  # fmt: skip
+
+
+def _panels(n: int) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` panels (up to four a row); returns the ``n`` axes in use."""
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(3.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def _trained(entry: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {a: np.array(r["policies"]) for a, r in entry["algorithms"].items() if "policies" in r}
+
+
+def preference_maps(entry: dict[str, Any], model: FrozenLakeMDP, path: Path) -> Path:
+    """What each algorithm's policy prefers in every cell (mean over seeds), beside the optimal policy."""
+    policies = {"optimal (DP)": np.array(entry["optimal"]["policy"]),
+                **{a: p.mean(0) for a, p in _trained(entry).items()}}  # fmt: skip
+    fig, axes = _panels(len(policies))
+    for ax, (name, policy) in zip(axes, policies.items()):
+        ax.imshow(np.ones((model.nrow, model.ncol, 3)), zorder=0)
+        draw_tiles(ax, model)
+        draw_arrows(ax, model, policy)
+        ax.set_title(name)
+    fig.suptitle(f"{entry['name']}: action probabilities per cell (arrow length = probability, mean over seeds)")
+    return save_figure(fig, path)
+
+
+def value_maps(entry: dict[str, Any], model: FrozenLakeMDP, gamma: float, path: Path) -> Path:
+    """Exact V of each learned policy (mean over seeds) with greedy arrows, beside V* on the same scale."""
+    panels = {"V* (optimal)": (np.array(entry["optimal"]["values"]), np.array(entry["optimal"]["policy"]))}
+    for algo, policies in _trained(entry).items():
+        values = np.mean([model.evaluate(p, gamma) for p in policies], axis=0)
+        panels[algo] = (values, policies.mean(0))
+    vmax = max(float(v.max()) for v, _ in panels.values()) or 1.0
+    fig, axes = _panels(len(panels))
+    for ax, (name, (values, policy)) in zip(axes, panels.items()):
+        image = ax.imshow(values.reshape(model.nrow, model.ncol), cmap="viridis", vmin=0, vmax=vmax, zorder=0)
+        draw_tiles(ax, model)
+        draw_arrows(ax, model, policy, greedy_only=True)
+        ax.set_title(f"{name}  V(S)={values[model.start]:.3f}")
+    fig.colorbar(image, ax=axes, shrink=0.7, label=f"V (gamma={gamma})")
+    fig.suptitle(f"{entry['name']}: exact state values with greedy actions")
+    return save_figure(fig, path)
+
+
+def explored_maps(entry: dict[str, Any], model: FrozenLakeMDP, gamma: float, path: Path) -> Path:
+    """Discounted occupancy of each policy (mean over seeds), one logarithmic colour scale for all panels."""
+    panels = {"optimal (DP)": model.occupancy(np.array(entry["optimal"]["policy"]), gamma)}
+    for algo, policies in _trained(entry).items():
+        panels[algo] = np.mean([model.occupancy(p, gamma) for p in policies], axis=0)
+    vmax = max(float(o.max()) for o in panels.values())
+    norm = LogNorm(vmin=max(vmax * 1e-4, 1e-6), vmax=vmax)
+    fig, axes = _panels(len(panels))
+    for ax, (name, occupancy) in zip(axes, panels.items()):
+        grid = np.clip(occupancy, norm.vmin, None).reshape(model.nrow, model.ncol)
+        image = ax.imshow(grid, cmap="magma", norm=norm, zorder=0)
+        draw_tiles(ax, model, label=True)
+        ax.set_title(f"{name}  ({int((occupancy >= EXPLORED_THRESHOLD).sum())} cells)")
+    fig.colorbar(image, ax=axes, shrink=0.7, label="discounted visits")
+    fig.suptitle(f"{entry['name']}: explored grid (expected discounted visits per cell)")
+    return save_figure(fig, path)
+
+
+def training_curves(entry: dict[str, Any], path: Path) -> Path:
+    """MSE to the optimal policy and success probability during training, mean and 95% CI over seeds."""
+    fig = Figure(figsize=(11, 4))
+    ax_mse, ax_success = fig.subplots(1, 2)
+    for algo, result in entry["algorithms"].items():
+        curves = result.get("curves") or {}
+        if not curves.get("steps"):
+            continue
+        steps = np.array(curves["steps"])
+        for ax, key in ((ax_mse, "mse"), (ax_success, "success")):
+            per_seed = np.array(curves[key])  # (K, evaluations)
+            stats = np.array([mean_ci(per_seed[:, i]) for i in range(per_seed.shape[1])])
+            (line,) = ax.plot(steps, stats[:, 0], label=algo)
+            ax.fill_between(steps, stats[:, 1], stats[:, 2], color=line.get_color(), alpha=0.2)
+    ax_mse.set(xlabel="optimiser step", ylabel="MSE to optimal policy", yscale="log", title="policy error")
+    ax_success.set(xlabel="optimiser step", ylabel="P(reach G)", ylim=(-0.02, 1.02), title="success probability")
+    ax_success.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{entry['name']}: training curves (mean, 95% CI over seeds)")
+    return save_figure(fig, path)
+
+
+def draw_figures(results: dict[str, Any], out_dir: str | os.PathLike, max_maps: int = 3) -> list[Path]:
+    """Every figure of a comparison, for its first ``max_maps`` maps; returns the PNG paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = results["config"]
+    written = []
+    for entry in results["maps"][:max_maps]:
+        model = FrozenLakeMDP.from_map(entry["rows"], slippery=config["slippery"], success_rate=config["success_rate"])
+        name = entry["name"]
+        written += [
+            preference_maps(entry, model, out / f"{name}-preference.png"),
+            value_maps(entry, model, config["gamma"], out / f"{name}-values.png"),
+            explored_maps(entry, model, config["gamma"], out / f"{name}-explored.png"),
+            training_curves(entry, out / f"{name}-curves.png"),
+        ]
+    return written
