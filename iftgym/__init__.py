@@ -15,6 +15,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 if "iftgym/FrozenLake-v0" not in registry:
     register(id="iftgym/FrozenLake-v0", entry_point="iftgym.frozen_lake_env:FrozenLakeEnv")
+if "iftgym/TokenGen-v0" not in registry:
+    register(id="iftgym/TokenGen-v0", entry_point="iftgym.token_env:TokenGenEnv")
 
 __all__ = [
     "MDP",

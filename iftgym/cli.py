@@ -27,6 +27,7 @@ from iftgym.compare import (
 from iftgym.explain.bias import add_bias_parser
 from iftgym.explain.figures import draw_figures
 from iftgym.frozen_lake import ACTION_ARROWS, FrozenLakeMDP
+from iftgym.lm import add_lm_parser
 from iftgym.maps import catalogue, catalogue_description, load_map
 from iftgym.rules import make_rule
 
@@ -124,11 +125,11 @@ def writable_dir(path: str) -> Path:
 
 
 def results_table(entry: dict[str, Any]) -> Table:
-    """One map's results: mean [95% CI] over seeds per algorithm, the best value of each column in bold green."""
+    """One map's results: mean ± 95% CI half-width over seeds per algorithm, the best of each column in green."""
     columns = [("mse", "MSE to optimal"), ("success", "P(success)"), ("greedy_success", "P(success) greedy"),
                ("explored", "cells visited"), ("bias", "SFT log-bias")]  # fmt: skip
     scored = {a: r for a, r in entry["algorithms"].items() if "summary" in r}
-    table = Table(title=f"{entry['name']}: mean [95% CI] over seeds (optimal P(success) = "
+    table = Table(title=f"{entry['name']}: mean ± 95% CI over seeds (optimal P(success) = "
                   f"{entry['optimal']['success']:.3f})")  # fmt: skip
     table.add_column("algorithm")
     for _, label in columns:
@@ -146,14 +147,14 @@ def results_table(entry: dict[str, Any]) -> Table:
         cells = []
         for key, _ in columns:
             stats = result["summary"][key]
-            text = f"{stats['mean']:.4f} [{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
+            text = f"{stats['mean']:.3f} ± {(stats['ci95_high'] - stats['ci95_low']) / 2:.3f}"
             cells.append(f"[bold green]{text}[/]" if np.isclose(stats["mean"], best[key]) else text)
         table.add_row(algo, *cells, f"{result['wall_time']:.1f}")
     return table
 
 
 def across_maps_table(results: dict[str, Any]) -> Table:
-    table = Table(title=f"across {len(results['maps'])} maps: per-map means, then mean [95% CI] over maps (wins)")
+    table = Table(title=f"across {len(results['maps'])} maps: per-map means, then mean ± 95% CI over maps (wins)")
     table.add_column("algorithm")
     for metric in ("mse", "success", "explored"):
         table.add_column(metric, justify="right")
@@ -239,12 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default=None, help="output folder (default: the results file's folder)")
     plot.set_defaults(func=cmd_plot)
     add_bias_parser(sub)
+    add_lm_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``iftgym`` console script."""
     console = Console()
+    if not console.is_terminal:  # files and pipes get whole table rows instead of 80-column wrapping
+        console = Console(width=140)
     try:
         args = build_parser().parse_args(argv)
         func: Callable[[argparse.Namespace, Console], None] = args.func

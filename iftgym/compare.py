@@ -143,16 +143,18 @@ def summarize(values: np.ndarray) -> dict[str, float]:
     return {"mean": mean, "ci95_low": lo, "ci95_high": hi}
 
 
-def run_algorithm(model: FrozenLakeMDP, algo: str, data: TrainingData, config: CompareConfig,
-                  optimal: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
-    """Train one algorithm on all seeds; the K x S x A policies and its training curves."""
+def run_algorithm(model: FrozenLakeMDP, algo: str, data: TrainingData, config: CompareConfig, optimal: np.ndarray,
+                  seeds: list[int] | None = None) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    """Train one algorithm on all seeds at once (``seeds``, default ``0..config.seeds-1``); the K x S x A
+    policies and the training curves."""
+    seeds = list(range(config.seeds)) if seeds is None else seeds
     if algo == SB3:
         from iftgym.baselines import train_sb3_ppo
 
-        return train_sb3_ppo(model, total_timesteps=config.sb3_timesteps, seeds=range(config.seeds)), {}
+        return train_sb3_ppo(model, total_timesteps=config.sb3_timesteps, seeds=seeds), {}
     if any(RULES[part][0].data == "pairs" for part in algo.split("+")) and data.pairs is None:
         raise ValueError(f"map has no sub-optimal route, so {algo!r} has no preference pairs to train on")
-    policy = MLPPolicy(model.n_states, model.n_actions, hidden=config.hidden, seeds=config.seeds)
+    policy = MLPPolicy(model.n_states, model.n_actions, hidden=config.hidden, seeds=seeds)
 
     def evaluate(step: int, policy: MLPPolicy) -> dict[str, np.ndarray]:
         probs = policy.action_probs().numpy().astype(float)

@@ -4,4 +4,7 @@ from iftgym.policies.base import Policy
 from iftgym.policies.mlp import MLPPolicy
 from iftgym.policies.tabular import TabularPolicy
 
-__all__ = ["MLPPolicy", "Policy", "TabularPolicy"]
+# class name -> class, for rebuilding a policy from a checkpoint (see iftgym.checkpoint)
+POLICIES: dict[str, type[Policy]] = {cls.__name__: cls for cls in (MLPPolicy, TabularPolicy)}
+
+__all__ = ["POLICIES", "MLPPolicy", "Policy", "TabularPolicy"]

@@ -39,6 +39,11 @@ class Policy(nn.Module):
     def n_seeds(self) -> int:
         return len(self.seeds)
 
+    def spec(self) -> dict:
+        """The constructor's keyword arguments (JSON-serialisable): ``type(self)(**self.spec())`` rebuilds the
+        policy's architecture and seeds, which is what :mod:`iftgym.checkpoint` stores beside the weights."""
+        raise NotImplementedError(f"{type(self).__name__} does not define spec(), so it cannot be checkpointed")
+
     def embedding_table(self) -> torch.Tensor:
         """The ``(n_ids, D)`` table whose rows encode input ids."""
         raise NotImplementedError

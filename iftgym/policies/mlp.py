@@ -45,6 +45,14 @@ class MLPPolicy(Policy):
         self.w1, self.b1, self.w2, self.b2 = (nn.Parameter(p) for p in (w1, b1, w2, b2))
         self.register_buffer("encodings", torch.eye(n_ids))
 
+    def spec(self) -> dict:
+        return {
+            "n_ids": self.w1.shape[1],
+            "n_actions": self.n_actions,
+            "hidden": self.hidden,
+            "seeds": list(self.seeds),
+        }
+
     def embedding_table(self) -> torch.Tensor:
         return self.encodings
 

@@ -34,6 +34,11 @@ class TabularPolicy(Policy):
         ]
         self.logits = nn.Parameter(torch.stack(tables))
         self.register_buffer("encodings", torch.eye(n_ids))
+        self.init_std = float(init_std)
+
+    def spec(self) -> dict:
+        n_ids, n_actions = self.logits.shape[1:]
+        return {"n_ids": n_ids, "n_actions": n_actions, "seeds": list(self.seeds), "init_std": self.init_std}
 
     def embedding_table(self) -> torch.Tensor:
         return self.encodings

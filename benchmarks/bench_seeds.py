@@ -1,0 +1,91 @@
+"""Training K seeds as one batched model against training them one at a time, rule by rule.
+
+Run: ``python benchmarks/bench_seeds.py [--seeds 20] [--steps 200]``. Every rule trains an ``MLPPolicy`` on the
+paper map with the same data and steps, once with ``seeds=K`` and K times with a single seed. For the offline
+rules (no sampling) the two must give the same policies, which the last column checks; PPO draws its rollouts
+for all seeds from one generator, so its batched and sequential runs see different episodes and only the times
+compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from iftgym.frozen_lake import FrozenLakeMDP
+from iftgym.mdp import PairBatch, PreferencePair, StepBatch
+from iftgym.policies import MLPPolicy
+from iftgym.train import TrainConfig, TrainingData, train
+
+RULES = ("sft", "ift", "dpo", "orpo", "ppo")
+OFFLINE = {"sft", "ift", "dpo", "orpo"}
+TOLERANCE = 1e-4  # batched and sequential runs differ only by float32 summation order
+
+
+def timed_run(model: FrozenLakeMDP, rule: str, data: TrainingData, seeds: list[int], config: TrainConfig):
+    """Seconds to train ``seeds`` as one model, and the trained ``(K, S, A)`` action probabilities."""
+    policy = MLPPolicy(model.n_states, model.n_actions, seeds=seeds)
+    start = time.perf_counter()
+    train(policy, rule, model, data, config)
+    return time.perf_counter() - start, policy.action_probs()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=20, help="number of seeds K (default 20)")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps per run (default 200)")
+    parser.add_argument("--map", default="paper", help="catalogue map name or map file (default paper)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest at this size)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = FrozenLakeMDP.from_map(args.map)
+    demo, sub = model.optimal_demonstration(), model.suboptimal_demonstration()
+    if sub is None:
+        raise SystemExit(f"map {args.map!r} has no sub-optimal route, so DPO and ORPO have no preference pair")
+    data = TrainingData(
+        demos=StepBatch.from_trajectories(model, [demo]),
+        pairs=PairBatch.from_pairs(model, [PreferencePair(demo, sub)]),
+    )
+    config = TrainConfig(steps=args.steps)
+    seeds = list(range(args.seeds))
+    for rule in RULES:  # warm up every code path so the first timed rule pays no one-off costs
+        timed_run(model, rule, data, [0], TrainConfig(steps=4))
+
+    table = Table(
+        title=f"{args.seeds} seeds x {args.steps} steps, MLPPolicy on map {args.map!r}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+    for column in ("rule", "batched s", "sequential s", "seq / batched", "max |Δ probs|"):
+        table.add_column(column, justify="right")
+    totals = [0.0, 0.0]
+    mismatched = []
+    for rule in RULES:
+        batched_time, batched_probs = timed_run(model, rule, data, seeds, config)
+        runs = [timed_run(model, rule, data, [seed], config) for seed in seeds]
+        sequential_time = sum(seconds for seconds, _ in runs)
+        sequential_probs = torch.cat([probs for _, probs in runs])
+        if rule in OFFLINE:
+            gap = (batched_probs - sequential_probs).abs().max().item()
+            diff = f"{gap:.1e} {'ok' if gap <= TOLERANCE else 'MISMATCH'}"
+            if gap > TOLERANCE:
+                mismatched.append(rule)
+        else:
+            diff = "n/a (sampled)"
+        table.add_row(
+            rule, f"{batched_time:.2f}", f"{sequential_time:.2f}", f"{sequential_time / batched_time:.1f}x", diff
+        )
+        totals[0] += batched_time
+        totals[1] += sequential_time
+    table.add_row("total", f"{totals[0]:.2f}", f"{totals[1]:.2f}", f"{totals[1] / totals[0]:.1f}x", "")
+    Console().print(table)
+    if mismatched:
+        raise SystemExit(f"batched and sequential policies differ by more than {TOLERANCE} for {', '.join(mismatched)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""TinyGPT: a small nanoGPT-style causal transformer, K seeds batched as one model.
+
+Every weight has a leading seed axis (``(K, in, out)`` for a linear layer), so K independently initialised GPTs
+run in the same matrix products, like :class:`iftgym.policies.mlp.MLPPolicy`. Seed s is initialised from its own
+generator, so it starts from the same weights whether it is trained alone or beside others.
+
+Pre-LayerNorm blocks (causal self-attention, then a GELU MLP), learned position embeddings added inside the model,
+untied input embedding and output head, no dropout. The input embedding is the only encoding IFT mixes: the model
+takes token ids or input embeddings ``(K, B, T, D)`` (position embeddings are added after the mix, as in Hugging
+Face models fed ``inputs_embeds``). On CUDA the forward pass runs under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iftgym.policies.base import Policy
+from iftgym.tokens import generate
+
+INIT_STD = 0.02
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; anything else is passed to :class:`torch.device`."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device={device!r} is not a device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was asked for, but CUDA is not available here")
+    return device
+
+
+class SeedLinear(nn.Module):
+    """``y = x @ W[k] + b[k]`` for seed k; weights ``(K, n_in, n_out)`` drawn from N(0, std)."""
+
+    def __init__(self, n_seeds: int, n_in: int, n_out: int, std: float = INIT_STD) -> None:
+        super().__init__()
+        self.std = std
+        self.weight = nn.Parameter(torch.empty(n_seeds, n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_seeds, n_out))
+
+    def init_seed(self, k: int, generator: torch.Generator) -> None:
+        self.weight.data[k] = torch.randn(self.weight.shape[1:], generator=generator) * self.std
+        self.bias.data[k] = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(K, B, T, n_in) -> (K, B, T, n_out)``."""
+        return torch.einsum("kbti,kio->kbto", x, self.weight) + self.bias[:, None, None]
+
+
+class SeedLayerNorm(nn.Module):
+    def __init__(self, n_seeds: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_seeds, dim))
+        self.bias = nn.Parameter(torch.zeros(n_seeds, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:]) * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class Block(nn.Module):
+    """``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, n_seeds: int, n_embd: int, n_head: int, n_layer: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        residual_std = INIT_STD / math.sqrt(2 * n_layer)  # GPT-2's scaled init of the residual projections
+        self.ln_1 = SeedLayerNorm(n_seeds, n_embd)
+        self.c_attn = SeedLinear(n_seeds, n_embd, 3 * n_embd)
+        self.attn_proj = SeedLinear(n_seeds, n_embd, n_embd, residual_std)
+        self.ln_2 = SeedLayerNorm(n_seeds, n_embd)
+        self.c_fc = SeedLinear(n_seeds, n_embd, 4 * n_embd)
+        self.mlp_proj = SeedLinear(n_seeds, 4 * n_embd, n_embd, residual_std)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        K, B, T, D = x.shape
+        q, k, v = self.c_attn(x).split(D, dim=-1)
+        # (K, B, T, D) -> (K*B, heads, T, D/heads)
+        q, k, v = (t.reshape(K * B, T, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.attn_proj(y.transpose(1, 2).reshape(K, B, T, D))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.ln_1(x))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class TinyGPT(Policy):
+    """A causal transformer language model as a policy: one action per token.
+
+    Args:
+        vocab_size: number of tokens (input ids and actions).
+        block_size: longest sequence the model reads (number of position embeddings).
+        n_layer, n_head, n_embd: depth, attention heads and width (``n_embd`` divisible by ``n_head``).
+        seeds: K seeds, or their count.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``...
+    """
+
+    markov = False
+
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int,
+        n_layer: int = 2,
+        n_head: int = 4,
+        n_embd: int = 64,
+        seeds: int | Sequence[int] = 1,
+        device: str | torch.device = "auto",
+    ) -> None:
+        super().__init__(seeds, vocab_size)
+        for name, value in (("vocab_size", vocab_size), ("block_size", block_size), ("n_layer", n_layer),
+                            ("n_head", n_head), ("n_embd", n_embd)):  # fmt: skip
+            if value < 1:
+                raise ValueError(f"{name}={value} is out of range: expected at least 1")
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        self.vocab_size, self.block_size = vocab_size, block_size
+        K = self.n_seeds
+        self.wte = nn.Parameter(torch.empty(K, vocab_size, n_embd))
+        self.wpe = nn.Parameter(torch.empty(K, block_size, n_embd))
+        self.blocks = nn.ModuleList(Block(K, n_embd, n_head, n_layer) for _ in range(n_layer))
+        self.ln_f = SeedLayerNorm(K, n_embd)
+        self.head = SeedLinear(K, n_embd, vocab_size)
+        linears = [m for m in self.modules() if isinstance(m, SeedLinear)]
+        for k in range(K):
+            gen = self.seed_generator(k)
+            for table in (self.wte, self.wpe):
+                table.data[k] = torch.randn(table.shape[1:], generator=gen) * INIT_STD
+            for linear in linears:
+                linear.init_seed(k, gen)
+        self.to(resolve_device(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.device
+
+    def spec(self) -> dict:
+        """Constructor arguments that rebuild this architecture and seeds (the device is chosen on loading)."""
+        return {
+            "vocab_size": self.vocab_size,
+            "block_size": self.block_size,
+            "n_layer": len(self.blocks),
+            "n_head": self.blocks[0].n_head,
+            "n_embd": self.wte.shape[-1],
+            "seeds": list(self.seeds),
+        }
+
+    def embedding_table(self) -> torch.Tensor:
+        """The token embedding weights, one table per seed, as ``(K, 1, vocab, D)``.
+
+        The singleton axis lets a distribution over tokens ``(K, B, T, vocab)`` be encoded per seed by
+        :func:`iftgym.mdp.soft_encode` (``probs @ table``), which is how IFT mixes in its predictions.
+        """
+        return self.wte.unsqueeze(1)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Each seed's embeddings of ids ``(B, T)`` or ``(K, B, T)``: ``(K, B, T, D)``."""
+        if ids.dim() == 2:
+            return self.wte[:, ids]
+        return self.wte[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, B, T, vocab)`` of token ids ``(B, T)`` / ``(K, B, T)`` or embeddings ``(K, B, T, D)``."""
+        if not inputs.is_floating_point():
+            inputs = self.embed(inputs)
+        x = self.seed_inputs(inputs)
+        length = x.shape[-2]
+        if length > self.block_size:
+            raise ValueError(f"sequence of {length} tokens is longer than block_size={self.block_size}")
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            x = x + self.wpe[:, None, :length]
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.ln_f(x))
+
+    def generate(
+        self,
+        prompts: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        max_new_tokens: int = 16,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Greedy or sampled continuations ``(K, B, max_new_tokens)`` of right-padded prompts ``(B, P)``
+        (``lengths``: their real lengths, default all ``P``); ``<pad>`` follows an ``<eos>``."""
+        if lengths is None:
+            lengths = torch.full((prompts.shape[0],), prompts.shape[1], dtype=torch.long)
+        return generate(self, prompts, lengths, max_new_tokens, greedy, temperature, generator)

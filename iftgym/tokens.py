@@ -1,0 +1,282 @@
+"""Token generation as an MDP: the state is the prompt plus the answer so far, an action is the next token, and
+the transition is concatenation (deterministic).
+
+* :class:`CharTokenizer`: one token per character, after the special tokens ``<pad>``, ``<bos>``, ``<eos>``.
+* :class:`TokenWorld`: a task's MDP (implements :class:`iftgym.mdp.MDP`), its step batches and on-policy samples.
+* :func:`generate`: greedy or sampled answers of any sequence policy, all seeds at once.
+
+A token :class:`StepBatch` holds whole sequences ``[<bos>, prompt..., answer..., <eos>]``: ``ids`` is the sequence
+without its last token, ``actions`` the sequence shifted by one, and ``mask`` is True exactly where the action is
+an answer token (``<eos>`` included), so every rule trains on answer tokens only while a sequence model sees the
+prompt. ``rewards`` carry the task's reward at the last answer step (or per token, see ``reward``).
+
+Online rules (online DPO, PPO, REINFORCE) call :meth:`TokenWorld.sample`, which draws prompts uniformly from the
+training split with the rule's generator. Online DPO therefore contrasts its demonstration batch with samples for
+*other* prompts of the same task: the rule averages the chosen log-probabilities over the batch before the
+contrast (as on Frozen Lake, which has a single task), so the pairing is population-level, not prompt by prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from iftgym.mdp import PairBatch, StepBatch
+from iftgym.policies.base import Policy
+from iftgym.token_tasks import Example, Task
+from iftgym.train import TrainingData
+
+PAD, BOS, EOS = 0, 1, 2
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
+REWARD_MODES = ("end", "token")
+
+TokenState = tuple[tuple[int, ...], tuple[int, ...]]  # (<bos> + prompt tokens, answer tokens so far)
+
+
+class CharTokenizer:
+    """Character-level tokenizer: ids 0..2 are ``<pad>``, ``<bos>``, ``<eos>``, then the sorted characters."""
+
+    def __init__(self, alphabet: str) -> None:
+        self.chars = "".join(sorted(set(alphabet)))
+        self.itos = [*SPECIAL_TOKENS, *self.chars]
+        self.stoi = {c: i for i, c in enumerate(self.chars, len(SPECIAL_TOKENS))}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; a character outside the alphabet raises ``ValueError``."""
+        try:
+            return [self.stoi[c] for c in text]
+        except KeyError as err:
+            raise ValueError(
+                f"character {err.args[0]!r} is not in the vocabulary: expected one of {self.chars!r}"
+            ) from None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Readable text of any ids, special tokens written by name (``"12<eos>"``)."""
+        return "".join(self.itos[int(i)] for i in ids)
+
+    def text(self, ids: Sequence[int]) -> str | None:
+        """The text of ids that are all characters, or ``None`` when a special token is among them."""
+        if any(int(i) < len(SPECIAL_TOKENS) for i in ids):
+            return None
+        return "".join(self.itos[int(i)] for i in ids)
+
+
+@torch.no_grad()
+def generate(
+    policy: Policy,
+    prompts: torch.Tensor,
+    lengths: torch.Tensor,
+    max_new_tokens: int,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Answers of every seed of a sequence policy, ``(K, B, max_new_tokens)``, ``<pad>`` after ``<eos>``.
+
+    ``prompts`` ``(B, P)`` are right-padded token ids and ``lengths`` ``(B,)`` their real lengths. Each step runs
+    the policy on the whole buffer and reads every row's logits at its own last position: with a causal model the
+    padding to the right of a row is never seen, so prompts of different lengths share one batch. Sampling draws
+    one uniform per token from ``generator`` (on the CPU), so it is reproducible on any device.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} is out of range: expected temperature > 0")
+    device = policy.embedding_table().device
+    K, (B, P) = policy.n_seeds, prompts.shape
+    buffer = torch.full((K, B, P + max_new_tokens), PAD, dtype=torch.long, device=device)
+    buffer[..., :P] = prompts.to(device)
+    position = lengths.to(device).expand(K, B).clone()  # where each row's next token goes
+    answers = torch.full((K, B, max_new_tokens), PAD, dtype=torch.long, device=device)
+    done = torch.zeros(K, B, dtype=torch.bool, device=device)
+    for i in range(max_new_tokens):
+        width = int(lengths.max()) + i
+        logits = policy.logits_at(buffer[..., :width]).float()
+        last = logits.gather(-2, (position - 1)[..., None, None].expand(K, B, 1, logits.shape[-1])).squeeze(-2)
+        if greedy:
+            token = last.argmax(-1)
+        else:
+            cdf = torch.softmax(last / temperature, dim=-1).cumsum(-1).cpu()
+            u = torch.rand(K, B, 1, generator=generator)
+            token = (u > cdf).sum(-1).clamp(max=cdf.shape[-1] - 1).to(device)
+        token = torch.where(done, PAD, token)
+        answers[..., i] = token
+        buffer.scatter_(-1, position[..., None], token[..., None])
+        position += 1
+        done |= token == EOS
+        if done.all():
+            break
+    return answers
+
+
+def _trim(answer: Sequence[int]) -> tuple[int, ...]:
+    """Answer tokens up to and including the first ``<eos>`` (all of them when there is none)."""
+    answer = [int(t) for t in answer]
+    return tuple(answer[: answer.index(EOS) + 1] if EOS in answer else answer)
+
+
+class TokenWorld:
+    """The MDP of a token task; implements :class:`iftgym.mdp.MDP` with states ``(prompt ids, answer ids)``.
+
+    Args:
+        task: the prompts, answers and reward.
+        reward: ``"end"`` (the task's reward on the last answer step, 0 for an answer cut off by the length limit)
+            or ``"token"`` (``1/n`` for each answer token that keeps the answer a prefix of the reference answer
+            of n tokens, ``<eos>`` included, so the return is 1 exactly for the reference answer).
+    """
+
+    def __init__(self, task: Task, reward: str = "end") -> None:
+        if reward not in REWARD_MODES:
+            raise ValueError(f"reward={reward!r} is not supported: expected one of {', '.join(REWARD_MODES)}")
+        self.task = task
+        self.reward_mode = reward
+        self.tokenizer = CharTokenizer(task.alphabet)
+        self.n_actions = self.n_ids = self.tokenizer.vocab_size
+        self.max_answer_tokens = task.max_answer_len + 1  # + <eos>
+        self.max_prompt_tokens = 1 + max(len(ex.prompt) for ex in (*task.train, *task.test))  # <bos> + prompt
+        self.block_size = self.max_prompt_tokens + self.max_answer_tokens
+
+    # -- the MDP protocol -----------------------------------------------------------------------------------
+    def prompt_ids(self, prompt: str) -> tuple[int, ...]:
+        return (BOS, *self.tokenizer.encode(prompt))
+
+    def start_distribution(self) -> Mapping[TokenState, float]:
+        """Uniform over the distinct training prompts."""
+        starts = dict.fromkeys((self.prompt_ids(ex.prompt), ()) for ex in self.task.train)
+        return {state: 1.0 / len(starts) for state in starts}
+
+    def transition(self, state: TokenState, action: int) -> Mapping[TokenState, float]:
+        prompt, answer = state
+        return {(prompt, (*answer, int(action))): 1.0}
+
+    def is_terminal(self, state: TokenState) -> bool:
+        answer = state[1]
+        return bool(answer) and (answer[-1] == EOS or len(answer) >= self.max_answer_tokens)
+
+    def input_id(self, state: TokenState) -> int:
+        prompt, answer = state
+        return (answer or prompt)[-1]
+
+    def successor_probs(self, ids: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Concatenation is deterministic: the next input is the action itself, ``one_hot(actions)``."""
+        return F.one_hot(actions, self.n_ids).float()
+
+    def final_reward(self, prompt: Sequence[int], answer: Sequence[int]) -> float:
+        """The task's reward of a finished answer: 0 unless it ends with ``<eos>`` and is plain text."""
+        if not answer or answer[-1] != EOS:
+            return 0.0
+        text = self.tokenizer.text(answer[:-1])
+        return 0.0 if text is None else self.task.reward(self.tokenizer.text(prompt[1:]), text)
+
+    def reward(self, state: TokenState, action: int, next_state: TokenState) -> float:
+        prompt, answer = next_state
+        if self.reward_mode == "token":
+            reference = (*self.tokenizer.encode(self.task.reference(self.tokenizer.text(prompt[1:]))), EOS)
+            return 1.0 / len(reference) if answer == reference[: len(answer)] else 0.0
+        return self.final_reward(prompt, answer) if self.is_terminal(next_state) else 0.0
+
+    def answer_rewards(self, prompt: tuple[int, ...], answer: tuple[int, ...]) -> list[float]:
+        """The reward of each step of an answer."""
+        return [self.reward((prompt, answer[:i]), answer[i], (prompt, answer[: i + 1])) for i in range(len(answer))]
+
+    # -- batches ----------------------------------------------------------------------------------------------
+    def answer_ids(self, answer: str) -> tuple[int, ...]:
+        return (*self.tokenizer.encode(answer), EOS)
+
+    def pack(
+        self, prompts: Sequence[tuple[int, ...]], answers: Sequence[tuple[int, ...]], length: int | None = None
+    ) -> StepBatch:
+        """Whole sequences ``prompt + answer`` as a ``(B, T)`` step batch, the mask on answer actions only."""
+        rows = [(*p, *a) for p, a in zip(prompts, answers)]
+        longest = max(len(row) for row in rows) - 1
+        length = longest if length is None else length
+        if length < longest:
+            raise ValueError(f"length={length} is shorter than the longest sequence ({longest} steps)")
+        ids = torch.full((len(rows), length), PAD, dtype=torch.long)
+        actions, mask = ids.clone(), torch.zeros_like(ids, dtype=torch.bool)
+        rewards = torch.zeros_like(ids, dtype=torch.float32)
+        for b, (prompt, answer, row) in enumerate(zip(prompts, answers, rows)):
+            n = len(row) - 1
+            ids[b, :n] = torch.tensor(row[:-1])
+            actions[b, :n] = torch.tensor(row[1:])
+            mask[b, len(prompt) - 1 : n] = True
+            rewards[b, len(prompt) - 1 : n] = torch.tensor(self.answer_rewards(prompt, answer))
+        return StepBatch(ids, actions, mask, rewards)
+
+    def step_batch(self, examples: Sequence[tuple[str, str]], length: int | None = None) -> StepBatch:
+        """``(prompt, answer)`` texts as a step batch."""
+        return self.pack([self.prompt_ids(p) for p, _ in examples], [self.answer_ids(a) for _, a in examples], length)
+
+    def pair_batch(self, examples: Sequence[Example]) -> PairBatch:
+        """Examples with a rejected answer as (chosen = completion, rejected) pairs padded to one length."""
+        pairs = [ex for ex in examples if ex.rejected is not None]
+        if not pairs:
+            raise ValueError(f"task {self.task.name!r} has no rejected answers: preference pairs need them")
+        length = max(len(ex.prompt) + 1 + max(len(ex.completion), len(ex.rejected)) for ex in pairs)
+        return PairBatch(
+            self.step_batch([(ex.prompt, ex.completion) for ex in pairs], length),
+            self.step_batch([(ex.prompt, ex.rejected) for ex in pairs], length),
+        )
+
+    def training_data(self, split: str = "train") -> TrainingData:
+        """Demonstrations (every example's target answer) and, when the task has rejected answers, pairs."""
+        examples = self.task.split(split)
+        has_pairs = any(ex.rejected is not None for ex in examples)
+        return TrainingData(
+            demos=self.step_batch([(ex.prompt, ex.completion) for ex in examples]),
+            pairs=self.pair_batch(examples) if has_pairs else None,
+        )
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    def complete(
+        self,
+        policy: Policy,
+        prompts: Sequence[str],
+        greedy: bool = True,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> list[list[tuple[int, ...]]]:
+        """Every seed's answer token ids (through ``<eos>``) to each prompt: ``K`` lists of ``B`` tuples."""
+        ids = [self.prompt_ids(p) for p in prompts]
+        lengths = torch.tensor([len(p) for p in ids])
+        padded = torch.full((len(ids), int(lengths.max())), PAD, dtype=torch.long)
+        for b, p in enumerate(ids):
+            padded[b, : len(p)] = torch.tensor(p)
+        out = generate(policy, padded, lengths, self.max_answer_tokens, greedy, temperature, generator).cpu()
+        return [[_trim(row) for row in seed] for seed in out.tolist()]
+
+    def sample(self, policy: Policy, n_episodes: int, generator: torch.Generator, split: str = "train") -> StepBatch:
+        """``n_episodes`` sampled answers per seed for prompts drawn uniformly from ``split``: a ``(K, n, T)``
+        batch with the rewards of :meth:`reward`, on the policy's device."""
+        examples = self.task.split(split)
+        chosen = torch.randint(len(examples), (n_episodes,), generator=generator).tolist()
+        prompts = [examples[i].prompt for i in chosen]
+        answers = self.complete(policy, prompts, greedy=False, generator=generator)
+        prompt_ids = [self.prompt_ids(p) for p in prompts] * len(answers)
+        batch = self.pack(prompt_ids, [a for seed in answers for a in seed])
+        K, device = len(answers), policy.embedding_table().device
+        return StepBatch(*(t.view(K, n_episodes, -1).to(device) for t in (batch.ids, batch.actions, batch.mask,
+                                                                         batch.rewards)))  # fmt: skip
+
+    def score(
+        self,
+        policy: Policy,
+        split: str = "test",
+        greedy: bool = True,
+        generator: torch.Generator | None = None,
+        chunk: int = 256,
+    ) -> np.ndarray:
+        """``(K,)`` mean task reward over the prompts of ``split`` (exact match or success rate)."""
+        examples = self.task.split(split)
+        totals = np.zeros(policy.n_seeds)
+        for start in range(0, len(examples), chunk):
+            prompts = [ex.prompt for ex in examples[start : start + chunk]]
+            answers = self.complete(policy, prompts, greedy, generator)
+            for k, seed in enumerate(answers):
+                totals[k] += sum(self.final_reward(self.prompt_ids(p), a) for p, a in zip(prompts, seed))
+        return totals / len(examples)

@@ -1,0 +1,67 @@
+"""``iftgym lm``: end to end on tiny settings, results JSON and figures, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iftgym.cli import main
+from iftgym.lm import SCHEMA, LMConfig
+
+TINY = ["--steps", "2", "--seeds", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "8",
+        "--device", "cpu"]  # fmt: skip
+
+
+def test_lm_trains_scores_and_writes_results_and_figures(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["lm", "--task", "sort", "--task-arg", "length=3", "--train-size", "16", "--test-size", "4",
+            "--algo", "sft,ift,sft+dpo"]  # fmt: skip
+    assert main([*args, *TINY, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema"] == SCHEMA and results["task"]["n_test"] == 4
+    assert list(results["algorithms"]) == ["sft", "ift", "sft+dpo"]
+    entry = results["algorithms"]["ift"]
+    assert len(entry["scores"]["greedy_test"]) == 2 and set(entry["summary"]) == set(entry["scores"])
+    strip = entry["strips"][0]
+    assert strip["tokens"][-1] == "<eos>" and len(strip["on_policy"][0]) == len(strip["tokens"])
+    for k in range(2):  # on-policy = running product of the teacher-forced probabilities
+        running = 1.0
+        for p_teacher, p_on in zip(strip["teacher_forced"][k], strip["on_policy"][k]):
+            running *= p_teacher
+            assert p_on == pytest.approx(running, rel=1e-4, abs=1e-7)
+    assert {p.name for p in out.glob("*.png")} == {"curves.png", "strips_sft.png", "strips_ift.png",
+                                                   "strips_sft_then_dpo.png"}  # fmt: skip
+    assert "greedy test" in capsys.readouterr().out
+    assert LMConfig(**results["config"]).algos == ["sft", "ift", "sft+dpo"]  # the saved config can be re-run
+
+
+def test_lm_on_user_jsonl_data(tmp_path):
+    assert main(["lm", "--data", "reverse_preference", "--algo", "orpo", *TINY, "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["task"]["name"] == "jsonl" and results["task"]["n_train"] == 59
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--task", "chess"], "unknown task 'chess'"),
+        (["--algo", "sft,magic"], "unknown rule 'magic'"),
+        (["--task", "jsonl"], "task 'jsonl' reads --data"),
+        (["--data", "reverse", "--algo", "dpo"], "'dpo' trains on preference pairs"),
+        (["--set", "ift.lam=2"], "lam=2 is out of range"),
+        (["--device", "tpu9"], "not a device"),
+    ],
+)
+def test_lm_errors_are_one_line_with_exit_2(tmp_path, capsys, extra, message):
+    assert main(["lm", *TINY, "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_malformed_jsonl_names_the_line(tmp_path, capsys):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n')
+    assert main(["lm", "--data", str(data), *TINY, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "bad.jsonl" in err and err.count("\n") == 1
