@@ -1,14 +1,15 @@
 """Cost of one training step of SFT, IFT and DPO on the same TinyGPT, batch and sequence length.
 
-Each rule runs in a fresh process (so that peak memory is its own): build the model, the batch and the optimiser,
-run ``--warmup`` steps, then time ``--steps`` steps (forward, backward, optimiser step, the rule's after-step).
-Reported per rule: median step time, training throughput in tokens/s (tokens of the batch: B sequences for SFT
-and IFT, B chosen + B rejected sequences for DPO) and peak memory, each also as a ratio to SFT. On CUDA peak memory
-is the allocator's peak; on the CPU, which keeps no such count, it is the training state (weights, gradients and
-Adam's two moments) plus every tensor the step saves for the backward pass (distinct storages, weights excluded).
-IFT's target: at most 1.45x SFT's step time (one extra no-grad forward pass: about 4/3 of SFT's compute).
+One training step is: the rule's loss, backward, an Adam step and the rule's after-step (IFT's re-sync). All three
+rules share one model and one batch of sequences (DPO: the same sequences as chosen, plus their rejected twins).
+Step times are measured interleaved, SFT, IFT, DPO, SFT, ... so that a change in the machine's load hits every
+rule alike; the median of ``--steps`` rounds is reported. Throughput counts the tokens of the batch (B sequences
+for SFT and IFT, B chosen + B rejected for DPO). Peak memory: on CUDA the allocator's peak during one step of the
+rule (measured rule by rule, DPO's reference model included); on the CPU, which keeps no such count, the training
+state (weights, gradients, Adam's two moments) plus every tensor the step saves for backward (distinct storages,
+weights excluded). IFT's target: at most 1.45x SFT's step time (one extra no-grad forward: about 4/3 of SFT).
 
-    .venv/bin/python benchmarks/bench_lm.py                # CPU if no GPU
+    .venv/bin/python benchmarks/bench_lm.py                # CUDA if available, else CPU
     .venv/bin/python benchmarks/bench_lm.py --device cuda --batch 64 --length 60 --n-embd 256 --n-layer 6
 """
 
@@ -16,17 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
+
+from iftgym.policies.tiny_gpt import TinyGPT
+from iftgym.rules import make_rule
+from iftgym.rules.base import Rule
+from iftgym.token_tasks import SortTask
+from iftgym.tokens import TokenWorld
 
 RULES = ("sft", "ift", "dpo")
 
 
-def saved_bytes(compute, policy: torch.nn.Module) -> int:
+def saved_bytes(compute: Callable[[], object], policy: torch.nn.Module) -> int:
     """Bytes of the distinct storages ``compute()`` saves for the backward pass, the model's weights excluded."""
     weights = {p.untyped_storage().data_ptr() for p in policy.parameters()}
     storages: dict[int, int] = {}
@@ -42,62 +49,6 @@ def saved_bytes(compute, policy: torch.nn.Module) -> int:
     return sum(storages.values())
 
 
-def measure(rule_name: str, args: argparse.Namespace) -> dict[str, float]:
-    """Time one rule's training steps in this process."""
-    from iftgym.policies.tiny_gpt import TinyGPT
-    from iftgym.rules import make_rule
-    from iftgym.token_tasks import SortTask
-    from iftgym.tokens import TokenWorld
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    world = TokenWorld(SortTask(length=args.length, n_train=args.batch, n_test=1, seed=0))
-    policy = TinyGPT(world.n_ids, world.block_size, args.n_layer, args.n_head, args.n_embd, seeds=args.seeds,
-                     device=args.device)  # fmt: skip
-    device = policy.device
-    data = world.training_data()
-    rule = make_rule(rule_name)
-    batch = data.pairs if rule.data == "pairs" else data.demos
-    batch = type(batch)(*(b.to(device) for b in vars(batch).values()))
-    tokens = sum(b.ids.numel() for b in (vars(batch).values() if rule.data == "pairs" else [batch]))
-    rule.setup(policy, world, torch.Generator().manual_seed(0))
-    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-4)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def step(i: int) -> None:
-        loss, _ = rule.loss(policy, batch, i)
-        optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        optimizer.step()
-        rule.after_step(policy)
-
-    step(0)  # Adam's state and lazy imports
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    for i in range(args.warmup):
-        step(i)
-    times = []
-    for i in range(args.steps):
-        sync()
-        start = time.perf_counter()
-        step(i)
-        sync()
-        times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        state = 4 * sum(p.numel() * p.element_size() for p in policy.parameters())  # weights, grads, 2 moments
-        peak_mib = (state + saved_bytes(lambda: rule.loss(policy, batch, 0), policy)) / 2**20
-    step_time = statistics.median(times)
-    return {"step_s": step_time, "tokens_per_s": tokens / step_time, "peak_mib": peak_mib, "tokens": tokens,
-            "sequence_length": int(batch.ids.shape[-1] if rule.data != "pairs" else batch.chosen.ids.shape[-1]),
-            "device": str(device)}  # fmt: skip
-
-
-def _worker(rule_name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
-    queue.put(measure(rule_name, args))
-
-
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -108,27 +59,78 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--n-head", type=int, default=4)
     parser.add_argument("--n-embd", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=1, help="seeds batched in the model (default: 1)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per rule (default: 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
+    parser.add_argument("--steps", type=int, default=30, help="timed rounds of one step per rule (default: 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default: 3)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    context = mp.get_context("spawn")
+    world = TokenWorld(SortTask(length=args.length, n_train=args.batch, n_test=1, seed=0))
+    policy = TinyGPT(world.n_ids, world.block_size, args.n_layer, args.n_head, args.n_embd, seeds=args.seeds,
+                     device=args.device)  # fmt: skip
+    device = policy.device
+    data = world.training_data()
+    demos = data.demos.to(device)
+    pairs = type(data.pairs)(data.pairs.chosen.to(device), data.pairs.rejected.to(device))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-4)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def batch_of(rule: Rule):
+        return pairs if rule.data == "pairs" else demos
+
+    def step(rule: Rule, i: int) -> None:
+        loss, _ = rule.loss(policy, batch_of(rule), i)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        rule.after_step(policy)
+
+    def setup(name: str) -> Rule:
+        rule = make_rule(name)
+        rule.setup(policy, world, torch.Generator().manual_seed(0))
+        return rule
+
+    step(setup("sft"), 0)  # Adam's state and lazy imports, before any measurement
+    peak_mib = {}
+    for name in RULES:  # memory, one rule at a time (DPO's reference model lives only while DPO is measured)
+        rule = setup(name)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            step(rule, 0)
+            peak_mib[name] = torch.cuda.max_memory_allocated(device) / 2**20
+        else:
+            state = 4 * sum(p.numel() * p.element_size() for p in policy.parameters())  # weights, grads, 2 moments
+            peak_mib[name] = (
+                state + saved_bytes(lambda rule=rule: rule.loss(policy, batch_of(rule), 0), policy)
+            ) / 2**20
+        del rule
+
+    rules = {name: setup(name) for name in RULES}
+    times: dict[str, list[float]] = {name: [] for name in RULES}
+    for i in range(args.warmup + args.steps):
+        for name, rule in rules.items():
+            sync()
+            start = time.perf_counter()
+            step(rule, i)
+            sync()
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+
     results = {}
-    for name in RULES:
-        queue = context.Queue()
-        process = context.Process(target=_worker, args=(name, args, queue))
-        process.start()
-        results[name] = queue.get()
-        process.join()
-    sft = results["sft"]
+    for name, rule in rules.items():
+        batch = batch_of(rule)
+        tokens = batch.chosen.ids.numel() + batch.rejected.ids.numel() if rule.data == "pairs" else batch.ids.numel()
+        step_s = statistics.median(times[name])
+        results[name] = {"step_s": step_s, "tokens_per_s": tokens / step_s, "peak_mib": peak_mib[name]}
     for r in results.values():
-        r.update({f"{key}_vs_sft": r[key] / sft[key] for key in ("step_s", "tokens_per_s", "peak_mib")})
-    first = results["sft"]
+        r.update({f"{key}_vs_sft": r[key] / results["sft"][key] for key in ("step_s", "tokens_per_s", "peak_mib")})
+
     print(f"TinyGPT n_layer={args.n_layer} n_embd={args.n_embd} n_head={args.n_head} seeds={args.seeds}, "
-          f"batch {args.batch} x {first['sequence_length']} tokens, device {first['device']}, "
-          f"median of {args.steps} steps")  # fmt: skip
+          f"batch {args.batch} x {demos.ids.shape[-1]} tokens, device {device}, threads {torch.get_num_threads()}, "
+          f"median of {args.steps} interleaved steps")  # fmt: skip
     print(f"{'rule':<6}{'step ms':>10}{'x SFT':>8}{'tokens/s':>12}{'x SFT':>8}{'peak MiB':>11}{'x SFT':>8}")
     for name, r in results.items():
         print(f"{name:<6}{1000 * r['step_s']:>10.1f}{r['step_s_vs_sft']:>8.2f}{r['tokens_per_s']:>12.0f}"

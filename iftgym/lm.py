@@ -1,6 +1,7 @@
 """``iftgym lm``: train tiny GPTs on a token task with any update rule, score them, explain their estimates.
 
-For each algorithm, K seeds of :class:`TinyGPT` train at once through :func:`iftgym.train.train`, then are scored
+For each algorithm, K seeds of :class:`TinyGPT` train at once through :func:`iftgym.train.train` (a chain such as
+``sft+ppo`` trains its rules one after the other, each stage with its own learning rate if given), then are scored
 on the task's train and test prompts: greedy and sampled exact match (or success rate, for Frozen Lake as text).
 The per-token *preference strips* show, at each answer position n of a test example, three estimates of how much
 the model prefers the target token:
@@ -33,14 +34,14 @@ from rich.table import Table
 from iftgym.compare import write_json_atomic
 from iftgym.explain.figures import save_figure
 from iftgym.policies.tiny_gpt import TinyGPT, resolve_device
-from iftgym.rules import make_rule
+from iftgym.rules import RULES, make_rule
 from iftgym.rules.base import Rule
 from iftgym.rules.common import step_logps, step_logps_from_logits
 from iftgym.rules.ift import IFT, IFTConfig
 from iftgym.stats import mean_ci
 from iftgym.token_tasks import TASKS, Example, Task, make_task
 from iftgym.tokens import TokenWorld
-from iftgym.train import TrainConfig, train
+from iftgym.train import TrainConfig, TrainResult, train
 
 SCHEMA = "iftgym.lm/1"
 ESTIMATES = ("teacher_forced", "ift", "on_policy")
@@ -52,8 +53,9 @@ class LMConfig:
     """Everything that defines an ``iftgym lm`` run; saved in ``results.json`` so the run can be repeated.
 
     ``task_args`` go to the task's constructor (``{"digits": 2}``), ``n_train``/``n_test`` too when set;
-    ``rule_overrides`` set rule hyper-parameters by rule name (``{"ift": {"lam": 0.3}}``); ``eval_every``
-    0 means ``steps // 10``.
+    ``rule_overrides`` set rule hyper-parameters by rule name (``{"ift": {"lam": 0.3}}``); ``stage_lrs`` the
+    learning rate of a rule's stage by rule name (``{"ppo": 1e-4}`` for ``sft+ppo``; default ``lr``), since
+    preference and RL stages need much smaller steps than SFT; ``eval_every`` 0 means ``steps // 10``.
     """
 
     task: str = "addition"
@@ -75,6 +77,7 @@ class LMConfig:
     strips: int = 3
     seed: int = 0
     rule_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stage_lrs: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -90,6 +93,10 @@ class LMConfig:
             raise ValueError(f"eval_every={self.eval_every} is out of range: expected 0 or more")
         for algo in self.algos:
             self.rules(algo)  # unknown algorithms or hyper-parameters fail before any training
+        for name, lr in self.stage_lrs.items():
+            if name not in RULES or not isinstance(lr, (int, float)) or not lr > 0:
+                raise ValueError(f"stage learning rate {name}={lr} is invalid: expected RULE=LR with LR > 0 and "
+                                 f"RULE one of {', '.join(RULES)}")  # fmt: skip
 
     def rules(self, algo: str) -> list[Rule]:
         """The rules of one algorithm, trained one after the other (``"sft+ppo"``: SFT, then PPO)."""
@@ -130,19 +137,33 @@ def summarize(values: np.ndarray) -> dict[str, float]:
     return {"mean": mean, "ci95_low": low, "ci95_high": high}
 
 
+def train_stages(config: LMConfig, algo: str, policy: TinyGPT, world: TokenWorld) -> TrainResult:
+    """Train the rules of ``algo`` one after the other, splitting the steps evenly as :func:`train` does, each
+    stage with its own learning rate; the evaluation curve tracks greedy test reward across all stages."""
+    rules = config.rules(algo)
+    bounds = np.linspace(0, config.steps, len(rules) + 1).round().astype(int)
+    eval_every = config.eval_every or max(1, config.steps // 10)
+    data = world.training_data()
+    merged = TrainResult(policy, {})
+    for rule, begin, end in zip(rules, bounds[:-1], bounds[1:]):
+        if end == begin:
+            continue
+        stage = TrainConfig(steps=int(end - begin), lr=config.stage_lrs.get(rule.name, config.lr),
+                            batch_size=config.batch_size, seed=config.seed, eval_every=eval_every)  # fmt: skip
+        result = train(policy, rule, world, data, stage, lambda step, pol: {"greedy_test": world.score(pol, "test")})
+        for key, values in result.history.items():
+            merged.history[key] = np.concatenate([merged.history.get(key, values[:0]), values])
+        merged.evaluations += [(int(begin) + step, scores) for step, scores in result.evaluations]
+        merged.wall_time += result.wall_time
+    return merged
+
+
 def run_algorithm(config: LMConfig, algo: str, world: TokenWorld) -> dict[str, Any]:
     """Train K seeds with one algorithm and score them."""
     policy = TinyGPT(world.n_ids, world.block_size, config.n_layer, config.n_head, config.n_embd,
                      seeds=config.seeds, device=config.device)  # fmt: skip
     generator = torch.Generator().manual_seed(config.seed)
-
-    def evaluate(step: int, pol: TinyGPT) -> dict[str, np.ndarray]:
-        return {"greedy_test": world.score(pol, "test")}
-
-    eval_every = config.eval_every or max(1, config.steps // 10)
-    train_config = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-                               eval_every=eval_every)  # fmt: skip
-    result = train(policy, config.rules(algo), world, world.training_data(), train_config, evaluate)
+    result = train_stages(config, algo, policy, world)
     scores = {
         "greedy_test": world.score(policy, "test"),
         "sampled_test": world.score(policy, "test", greedy=False, generator=generator),
@@ -248,7 +269,7 @@ def _json_values(items: Sequence[str], flag: str) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"{flag} {item!r} is malformed: expected KEY=VALUE, e.g. digits=2")
+            raise ValueError(f"{flag} {item!r} is malformed: expected KEY=VALUE")
         try:
             values[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -266,7 +287,7 @@ def cmd_lm(args: argparse.Namespace, console: Console) -> None:
         lr=args.lr, batch_size=args.batch_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
         device=args.device, data=args.data, n_train=args.train_size, n_test=args.test_size,
         task_args=_json_values(args.task_arg, "--task-arg"), reward=args.reward, eval_every=args.eval_every,
-        seed=args.seed, rule_overrides=parse_overrides(args.set),
+        seed=args.seed, rule_overrides=parse_overrides(args.set), stage_lrs=_json_values(args.stage_lr, "--stage-lr"),
     )  # fmt: skip
     resolve_device(config.device)
     out = writable_dir(args.out)
@@ -304,5 +325,12 @@ def add_lm_parser(sub: argparse._SubParsersAction) -> None:
     lm.add_argument("--seed", type=int, default=0, help="seed of data sampling and rollouts (default: 0)")
     lm.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
                     help="a rule hyper-parameter, e.g. --set ift.lam=0.3 or --set ppo.kl_coef=0.05")  # fmt: skip
+    lm.add_argument(
+        "--stage-lr",
+        action="append",
+        default=[],
+        metavar="RULE=LR",
+        help="learning rate of one rule's stage, e.g. --stage-lr ppo=1e-4 (repeatable; default --lr)",
+    )
     lm.add_argument("--out", default="runs/lm", help="output folder (default: runs/lm)")
     lm.set_defaults(func=cmd_lm)

@@ -16,11 +16,13 @@ TINY = ["--steps", "2", "--seeds", "2", "--n-layer", "1", "--n-head", "2", "--n-
 def test_lm_trains_scores_and_writes_results_and_figures(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["lm", "--task", "sort", "--task-arg", "length=3", "--train-size", "16", "--test-size", "4",
-            "--algo", "sft,ift,sft+dpo"]  # fmt: skip
+            "--algo", "sft,ift,sft+dpo", "--stage-lr", "dpo=1e-4"]  # fmt: skip
     assert main([*args, *TINY, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["schema"] == SCHEMA and results["task"]["n_test"] == 4
-    assert list(results["algorithms"]) == ["sft", "ift", "sft+dpo"]
+    assert list(results["algorithms"]) == ["sft", "ift", "sft+dpo"] and results["config"]["stage_lrs"] == {"dpo": 1e-4}
+    chain = results["algorithms"]["sft+dpo"]
+    assert chain["curve"]["steps"] == [1, 2] and len(chain["history"]["loss"]) == 2
     entry = results["algorithms"]["ift"]
     assert len(entry["scores"]["greedy_test"]) == 2 and set(entry["summary"]) == set(entry["scores"])
     strip = entry["strips"][0]
@@ -51,6 +53,7 @@ def test_lm_on_user_jsonl_data(tmp_path):
         (["--data", "reverse", "--algo", "dpo"], "'dpo' trains on preference pairs"),
         (["--set", "ift.lam=2"], "lam=2 is out of range"),
         (["--device", "tpu9"], "not a device"),
+        (["--stage-lr", "dpo=fast"], "stage learning rate dpo=fast is invalid"),
     ],
 )
 def test_lm_errors_are_one_line_with_exit_2(tmp_path, capsys, extra, message):
