@@ -36,15 +36,6 @@ from iftgym.testing import assert_estimator_bias
 OPEN_3X3 = ["SFF", "FFF", "FFG"]  # several shortest routes meet in the middle cells
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: extra intra-op threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_policy(kind: str, n_states: int, seed: int, scale: float) -> TabularPolicy | MLPPolicy:
     """A float64 policy with 2 seeds: a tabular one with N(0, scale) logits, or a randomly initialised MLP."""
     if kind == "tabular":

@@ -9,21 +9,11 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from iftgym import FrozenLakeMDP, Trajectory
 from iftgym.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
 from iftgym.policies import MLPPolicy, TabularPolicy
 from iftgym.testing import assert_estimator_bias, check_estimator_bias
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: extra intra-op threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def short_slippery_case(steps: int = 4) -> tuple[FrozenLakeMDP, TabularPolicy, Trajectory]:
