@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from iftgym.io import atomic_path
 from iftgym.policies import POLICIES
 from iftgym.policies.base import Policy
 
@@ -25,7 +25,7 @@ FORMAT = "iftgym.policy/1"
 
 
 def save_policy(policy: Policy, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``policy`` to ``path`` atomically (a temporary file in the same folder, then ``os.replace``).
+    """Write ``policy`` to ``path`` atomically (see :mod:`iftgym.io`).
 
     ``metadata`` is any JSON-serialisable dict (the training config, the map...), read back by
     :func:`load_metadata`. Returns the path written.
@@ -47,15 +47,8 @@ def save_policy(policy: Policy, path: str | os.PathLike, metadata: dict[str, Any
     except TypeError as err:
         raise ValueError(f"cannot save to {str(path)!r}: spec or metadata is not JSON-serialisable ({err})") from None
     tensors = {key: value.detach().cpu().contiguous() for key, value in policy.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -22,11 +22,11 @@ from iftgym.compare import (
     CompareConfig,
     compare,
     load_results,
-    write_json_atomic,
 )
 from iftgym.explain.bias import add_bias_parser
 from iftgym.explain.figures import draw_figures
 from iftgym.frozen_lake import ACTION_ARROWS, FrozenLakeMDP
+from iftgym.io import write_json
 from iftgym.lm import add_lm_parser
 from iftgym.maps import catalogue, catalogue_description, load_map
 from iftgym.rules import make_rule
@@ -187,7 +187,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         console.print(results_table(entry))
     if "across_maps" in results:
         console.print(across_maps_table(results))
-    write_json_atomic(results, out / "results.json")
+    write_json(results, out / "results.json")
     figures = draw_figures(results, out)
     console.print(f"wrote {out / 'results.json'} and {len(figures)} figures in {out}/")
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -245,19 +243,6 @@ def across_maps(results: dict[str, Any]) -> dict[str, Any]:
         summary[metric] = {a: {**summarize(np.array(v)), "maps": len(v), "wins": wins[a]}
                            for a, v in per_map.items() if v}  # fmt: skip
     return summary
-
-
-def write_json_atomic(data: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write JSON through a temporary file in the same folder, then rename, so no reader sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:

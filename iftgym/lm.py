@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
-from iftgym.compare import write_json_atomic
 from iftgym.explain.figures import save_figure
+from iftgym.io import write_json
 from iftgym.policies.tiny_gpt import TinyGPT, resolve_device
 from iftgym.rules import RULES, make_rule
 from iftgym.rules.base import Rule
@@ -294,7 +294,7 @@ def cmd_lm(args: argparse.Namespace, console: Console) -> None:
     with console.status("training") as status:
         results = run_lm(config, progress=lambda text: status.update(f"training {text}"))
     console.print(results_table(results))
-    write_json_atomic(results, out / "results.json")
+    write_json(results, out / "results.json")
     figures = draw_lm_figures(results, out)
     console.print(f"wrote {out / 'results.json'} and {len(figures)} figures in {out}/")
 

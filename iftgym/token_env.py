@@ -14,8 +14,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from iftgym.generation import PAD
 from iftgym.token_tasks import Task, make_task
-from iftgym.tokens import PAD, TokenWorld
+from iftgym.tokens import TokenWorld
 
 
 class TokenGenEnv(gym.Env):

@@ -112,3 +112,21 @@ def test_cuda_bf16_autocast_training_and_generation():
         assert torch.isfinite(torch.as_tensor(result.history["loss"])).all()
     assert world.score(model, "test").shape == (2,)
     assert world.sample(model, 4, torch.Generator().manual_seed(0)).ids.device.type == "cuda"
+
+
+def test_embed_reads_a_given_table():
+    model = gpt(seeds=2)
+    ids = torch.randint(0, V, (4, 7))
+    copy = model.embedding_table().detach().clone() + 1.0  # shaped like embedding_table(), as IFT's frozen copy
+    torch.testing.assert_close(model.embed(ids, copy), model.embed(ids).detach() + 1.0)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from iftgym.checkpoint import load_policy, save_policy
+
+    model = gpt(seeds=[4, 9])
+    path = save_policy(model, tmp_path / "gpt.safetensors", {"task": "sort"})
+    loaded = load_policy(path)
+    assert isinstance(loaded, TinyGPT) and loaded.spec() == model.spec() and loaded.device.type == "cpu"
+    ids = torch.randint(0, V, (3, T))
+    assert torch.equal(loaded(ids), model(ids))

@@ -266,9 +266,9 @@ def test_ift_mixes_predictions_at_answer_positions_only(reverse):
     with torch.no_grad():
         policy.wte.add_(0.5)  # an optimiser step the frozen copy has not seen yet
         mixed = rule.mixed_inputs(policy, batch, 0.3)
-        truth = policy.embed(batch.ids)
-        predicted = policy(batch.ids).argmax(-1)  # yhat_{t+1} from the ground-truth prefix up to t
-    frozen = policy.wte.detach() - 0.5
+        frozen = policy.wte.detach() - 0.5
+        truth = frozen[torch.arange(policy.n_seeds)[:, None, None], batch.ids]  # every input reads the frozen copy
+        predicted = policy(truth).argmax(-1)  # yhat_{t+1} from the ground-truth prefix up to t
     expected = truth.clone()
     for b, (prompt, answer) in enumerate(examples):
         # positions whose input is an answer token: after <bos> + prompt, before the final <eos>
@@ -288,9 +288,12 @@ def test_ift_with_lambda_0_and_gamma_0_is_exactly_sft_on_tiny_gpt(reverse):
     ift_loss, _ = rule.loss(policy, batch, 0)
     sft_loss = sft_loss_from_logps(step_logps(policy, batch), batch.mask)
     assert torch.equal(ift_loss, sft_loss)
-    ift_grads = torch.autograd.grad(ift_loss.sum(), list(policy.parameters()))
-    sft_grads = torch.autograd.grad(sft_loss.sum(), list(policy.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(ift_grads, sft_grads))
+    # Same gradient for every weight but the token embedding, which IFT reads from its frozen copy only.
+    params = [p for name, p in policy.named_parameters() if name != "wte"]
+    ift_grads = torch.autograd.grad(ift_loss.sum(), [policy.wte, *params], allow_unused=True)
+    sft_grads = torch.autograd.grad(sft_loss.sum(), params)
+    assert ift_grads[0] is None
+    assert all(torch.equal(a, b) for a, b in zip(ift_grads[1:], sft_grads))
 
 
 def test_ift_loss_uses_propagation_weights_with_their_gradient(reverse):
@@ -304,7 +307,7 @@ def test_ift_loss_uses_propagation_weights_with_their_gradient(reverse):
     weights = propagation_weights(logps, batch.mask, gamma=0.95)
     torch.testing.assert_close(loss, ((-logps * weights).sum(-1) / n).mean(-1), rtol=0, atol=0)
     # weights are not detached: the gradient differs from the one with constant weights
-    params = list(policy.parameters())
+    params = [p for name, p in policy.named_parameters() if name != "wte"]  # wte: read from the frozen copy
     grad = torch.autograd.grad(loss.sum(), params, retain_graph=True)
     detached = ((-logps * weights.detach()).sum(-1) / n).mean(-1)
     grad_detached = torch.autograd.grad(detached.sum(), params)

@@ -15,7 +15,6 @@ Holes are dark, S is blue and G green in every panel; panels of a figure share o
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from matplotlib.patches import Rectangle
 
 from iftgym.compare import EXPLORED_THRESHOLD
 from iftgym.frozen_lake import FrozenLakeMDP
+from iftgym.io import atomic_path
 from iftgym.maps import MOVES
 from iftgym.stats import mean_ci
 
@@ -36,14 +36,9 @@ ARROWS = [(dc, dr) for dr, dc in MOVES]
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Save as PNG through a temporary file and a rename, then close the figure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Save as PNG, atomically (see :mod:`iftgym.io`)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 
 

@@ -48,9 +48,10 @@ class Policy(nn.Module):
         """The ``(n_ids, D)`` table whose rows encode input ids."""
         raise NotImplementedError
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """Encodings of input ids: ``(..., T) -> (..., T, D)``."""
-        return self.embedding_table()[ids]
+    def embed(self, ids: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Encodings of input ids, ``(..., T) -> (..., T, D)``, read from ``table`` (a tensor shaped like
+        :meth:`embedding_table`, such as IFT's frozen copy) or, by default, from the policy's own table."""
+        return (self.embedding_table() if table is None else table)[ids]
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Action logits ``(K, B, T, A)`` for input encodings ``(K, B, T, D)`` or ``(B, T, D)``."""

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iftgym.generation import generate
 from iftgym.policies.base import Policy
-from iftgym.tokens import generate
 
 INIT_STD = 0.02
 
@@ -163,11 +163,13 @@ class TinyGPT(Policy):
         """
         return self.wte.unsqueeze(1)
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """Each seed's embeddings of ids ``(B, T)`` or ``(K, B, T)``: ``(K, B, T, D)``."""
+    def embed(self, ids: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Each seed's embeddings of ids ``(B, T)`` or ``(K, B, T)``: ``(K, B, T, D)``, from ``table`` (shaped like
+        :meth:`embedding_table`) or the model's own."""
+        wte = self.wte if table is None else table.squeeze(1)
         if ids.dim() == 2:
-            return self.wte[:, ids]
-        return self.wte[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
+            return wte[:, ids]
+        return wte[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, T, vocab)`` of token ids ``(B, T)`` / ``(K, B, T)`` or embeddings ``(K, B, T, D)``."""

@@ -5,17 +5,19 @@ Read top to bottom, one IFT step is:
 1. Without gradient, run the policy on the ground-truth inputs and take its prediction at every step
    (``yhat_t = argmax pi(. | s*_t)``, or a sample).
 2. Temporal residual connection: at every step reached by a target action, the input becomes
-   ``(1 - lambda) * E(s*_t) + lambda * E'(where yhat_{t-1} leads from s*_{t-1})``. ``E'`` is a frozen copy of
-   the encoding table, re-synced after every optimiser step, so no gradient flows through the predictions; the
-   ground-truth term uses the live table, which makes lambda = 0 identical to SFT in loss *and* gradient. For
-   tokens the successor is the predicted token, for slippery Frozen Lake the expected encoding under P. Other
-   inputs (prompt, padding) keep the ground truth.
+   ``(1 - lambda) * E(s*_t) + lambda * E(where yhat_{t-1} leads from s*_{t-1})``. As in the reference code, every
+   input (the ground-truth term, the prediction term, the untouched prompt and padding) is read from ``E``, a
+   frozen copy of the encoding table re-synced after every optimiser step: no gradient reaches a learned input
+   embedding (TinyGPT's token table stays where it started), so lambda = 0 equals SFT in loss and in the gradient
+   of every other weight. For tokens the successor is the predicted token, for slippery Frozen Lake the expected
+   encoding under P.
 3. Forward with gradient on the mixed inputs: step losses ``l_t = -log pi(a*_t | mixed input)``.
 4. Relation propagation: weight each step by a normalised discounted sum of the later losses, *not* detached,
    so the gradient also flows through the weights (:func:`propagation_weights`).
 5. Loss per sequence ``sum_t l_t w_t / n``, mean over the batch.
 
-With ``lambda = 0`` and ``gamma = 0`` this is exactly SFT.
+With ``lambda = 0`` and ``gamma = 0`` this is exactly SFT's loss (and SFT's update wherever the input encodings are
+fixed, as for the Frozen Lake policies).
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class IFT(Rule):
 
     def mixed_inputs(self, policy: Policy, batch: StepBatch, lam: float) -> torch.Tensor:
         """Steps 1-2: the ground-truth encodings with the model's own predictions mixed in, ``(K, B, T, D)``."""
-        truth = policy.seed_inputs(policy.embed(batch.ids))
+        truth = policy.seed_inputs(policy.embed(batch.ids, self.frozen_table))
         with torch.no_grad():
             logits = policy(truth)
             if self.config.prediction == "greedy":
