@@ -25,6 +25,7 @@ import torch
 
 from iftgym.frozen_lake import FrozenLakeMDP
 from iftgym.policies.base import check_seeds
+from iftgym.validate import at_least
 
 
 @contextmanager
@@ -76,8 +77,7 @@ def train_sb3_ppo(
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     for name, value in (("total_timesteps", total_timesteps), ("n_envs", n_envs), ("hidden", hidden)):
-        if value < 1:
-            raise ValueError(f"{name}={value} is out of range: expected at least 1")
+        at_least(name, value, 1)
 
     def make_env() -> gymnasium.Env:
         return gymnasium.make(

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from iftgym.arguments import add_dynamics_arguments
 from iftgym.compare import (
     ALL_ALGOS,
     DEFAULT_ALGOS,
@@ -210,9 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     solve = sub.add_parser("solve", help="solve a map exactly and show V*, the optimal policy and success")
     solve.add_argument("--map", default="paper", help="catalogue name or map file (default: paper)")
-    solve.add_argument("--slippery", action="store_true", help="Gymnasium's is_slippery dynamics")
-    solve.add_argument("--success-rate", type=float, default=1 / 3, help="intended-move probability when slippery")
-    solve.add_argument("--gamma", type=float, default=0.95, help="discount in [0, 1) (default: 0.95)")
+    add_dynamics_arguments(solve)
     solve.set_defaults(func=cmd_solve)
 
     comp = sub.add_parser("compare", help="the paper's Frozen Lake experiment: every algorithm, many seeds")
@@ -223,9 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--steps", type=int, default=300, help="optimiser steps per algorithm (default: 300)")
     comp.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default: 0.01)")
     comp.add_argument("--hidden", type=int, default=64, help="hidden width of the two-layer policy (default: 64)")
-    comp.add_argument("--gamma", type=float, default=0.95, help="discount of the exact solver (default: 0.95)")
-    comp.add_argument("--slippery", action="store_true", help="Gymnasium's is_slippery dynamics")
-    comp.add_argument("--success-rate", type=float, default=1 / 3, help="intended-move probability when slippery")
+    add_dynamics_arguments(comp)
     comp.add_argument("--demos", type=int, default=1, help="demonstrations (and pairs) sampled per map (default: 1)")
     comp.add_argument("--sb3-timesteps", type=int, default=5000, help="environment steps per SB3 PPO seed")
     comp.add_argument("--random-maps", type=int, default=0, help="sweep over N random maps instead of --map")

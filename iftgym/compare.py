@@ -33,6 +33,7 @@ from iftgym.policies import MLPPolicy
 from iftgym.rules import RECIPES, RULES, make_recipe
 from iftgym.stats import mean_ci
 from iftgym.train import TrainConfig, TrainingData, train
+from iftgym.validate import at_least, between, non_negative
 
 SB3 = "sb3-ppo"
 DEFAULT_ALGOS = ("sft", "ift", "dpo", "orpo", "ppo", SB3)
@@ -72,15 +73,12 @@ class CompareConfig:
             raise ValueError(f"unknown algorithm {', '.join(unknown)}: expected any of {', '.join(ALL_ALGOS)}")
         if not self.algos:
             raise ValueError(f"no algorithms given: expected any of {', '.join(ALL_ALGOS)}")
-        if self.seeds < 2:
-            raise ValueError(f"seeds={self.seeds} is out of range: expected at least 2 (confidence intervals)")
+        at_least("seeds", self.seeds, 2, note="confidence intervals")
         for name in ("steps", "hidden", "demos", "sb3_timesteps", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} is out of range: expected at least 1")
-        if self.random_maps < 0 or self.eval_every < 0:
-            raise ValueError("random_maps and eval_every must be >= 0")
-        if not 0 <= self.gamma < 1:
-            raise ValueError(f"gamma={self.gamma} is out of range: expected 0 <= gamma < 1")
+            at_least(name, getattr(self, name), 1)
+        non_negative("random_maps", self.random_maps)
+        non_negative("eval_every", self.eval_every)
+        between("gamma", self.gamma, 0, 1, include_high=False)
 
 
 def named_maps(config: CompareConfig) -> list[tuple[str, FrozenLakeMDP]]:

@@ -53,6 +53,7 @@ from iftgym.policies.tabular import TabularPolicy
 from iftgym.rules.common import step_logps_from_logits
 from iftgym.rules.ift import IFT, IFTConfig
 from iftgym.stats import betainc
+from iftgym.validate import at_least, between, one_of
 
 REACHES = ("auto", "path", "state")
 INTERVALS = ("clopper-pearson", "hoeffding")
@@ -62,11 +63,6 @@ TINY = 1e-300  # stands in for probability 0 in a policy matrix's logits (0 * lo
 
 PolicyLike = Policy | np.ndarray
 Demos = Trajectory | Sequence[Trajectory] | StepBatch
-
-
-def _choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
-    if value not in accepted:
-        raise ValueError(f"{name}={value!r} is not supported: expected one of {', '.join(map(repr, accepted))}")
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
@@ -99,7 +95,7 @@ def as_batch(world: MDP, demos: Demos) -> tuple[StepBatch, bool]:
 
 def resolve_reach(world: MDP, reach: str) -> str:
     """``"path"`` or ``"state"``: ``reach`` itself, or what ``"auto"`` means for ``world`` (see the module doc)."""
-    _choice("reach", reach, REACHES)
+    one_of("reach", reach, REACHES)
     if reach != "auto":
         return reach
     transitions = getattr(world, "P", None)
@@ -204,7 +200,7 @@ def binomial_interval(
     ``1 - alpha`` for every true p); ``"hoeffding"`` is ``k/n +- sqrt(log(2/alpha) / (2n))``, also valid for every
     p but wider, most of all near 0 and 1.
     """
-    _choice("method", method, INTERVALS)
+    one_of("method", method, INTERVALS)
     _check_alpha(alpha)
     k = np.asarray(successes, dtype=float)
     if method == "hoeffding":
@@ -245,8 +241,7 @@ def _cp_upper(k: float, n: int, tail: float) -> float:
 
 
 def _check_alpha(alpha: float) -> None:
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha={alpha} is out of range: expected 0 < alpha < 1")
+    between("alpha", alpha, 0, 1, include_low=False, include_high=False)
 
 
 @dataclass(frozen=True)
@@ -354,11 +349,10 @@ def monte_carlo(
     generator); ``"gym"`` plays episodes one by one in the Gymnasium env ``iftgym/FrozenLake-v0`` (slow: for
     checking the env against the model). ``interval`` is ``"clopper-pearson"`` (exact) or ``"hoeffding"``.
     """
-    _choice("interval", interval, INTERVALS)
-    _choice("rollouts", rollouts, ROLLOUTS)
+    one_of("interval", interval, INTERVALS)
+    one_of("rollouts", rollouts, ROLLOUTS)
     _check_alpha(alpha)
-    if n_episodes < 1:
-        raise ValueError(f"n_episodes={n_episodes} is out of range: expected at least 1")
+    at_least("n_episodes", n_episodes, 1)
     policy, batch, single = _prepare(policy, world, demos)
     reach = resolve_reach(world, reach)
     steps = batch.ids.shape[-1]

@@ -19,14 +19,14 @@ import torch
 from iftgym.maps import MOVES, Map, MapLike, load_map, shortest_route
 from iftgym.mdp import StepBatch, Trajectory
 from iftgym.policies.base import Policy
+from iftgym.validate import between
 
 ACTION_NAMES = ("LEFT", "DOWN", "RIGHT", "UP")
 ACTION_ARROWS = ("←", "↓", "→", "↑")
 
 
 def check_gamma(gamma: float) -> None:
-    if not 0.0 <= gamma < 1.0:
-        raise ValueError(f"gamma={gamma} is out of range: expected 0 <= gamma < 1")
+    between("gamma", gamma, 0, 1, include_high=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,8 +45,7 @@ class FrozenLakeMDP:
     @classmethod
     def from_map(cls, map: MapLike = "paper", slippery: bool = False, success_rate: float = 1 / 3) -> FrozenLakeMDP:
         """Build the model of a catalogue name, map file or list of rows."""
-        if not 0.0 < success_rate <= 1.0:
-            raise ValueError(f"success_rate={success_rate} is out of range: expected 0 < success_rate <= 1")
+        between("success_rate", success_rate, 0, 1, include_low=False)
         desc = load_map(map)
         nrow, ncol = len(desc), len(desc[0])
         tiles = np.array([list(row) for row in desc])

@@ -14,6 +14,7 @@ from gymnasium import spaces
 
 from iftgym.frozen_lake import FrozenLakeMDP
 from iftgym.maps import MapLike
+from iftgym.validate import at_least, one_of
 
 TILE_COLOURS = {"S": (120, 170, 230), "F": (225, 240, 250), "H": (40, 50, 80), "G": (90, 200, 110)}
 AGENT_COLOUR = (230, 80, 60)
@@ -42,13 +43,12 @@ class FrozenLakeEnv(gym.Env):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported: expected one of 'ansi', 'rgb_array'")
+        if render_mode is not None:
+            one_of("render_mode", render_mode, self.metadata["render_modes"])
         self.model = FrozenLakeMDP.from_map(map, slippery=slippery, success_rate=success_rate)
         n = self.model.n_states
         self.max_episode_steps = max(100, 4 * n) if max_episode_steps is None else int(max_episode_steps)
-        if self.max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps={max_episode_steps} is out of range: expected a positive integer")
+        at_least("max_episode_steps", self.max_episode_steps, 1)
         self.one_hot = one_hot
         self.observation_space = spaces.Box(0.0, 1.0, (n,), np.float32) if one_hot else spaces.Discrete(n)
         self.action_space = spaces.Discrete(4)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from iftgym.validate import between
+
 Map = tuple[str, ...]
 MapLike = str | os.PathLike | Sequence[str]
 
@@ -141,8 +143,7 @@ def random_map(size: int | tuple[int, int] = 8, p_hole: float = 0.2, seed: int |
     nrow, ncol = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     if not (1 <= nrow <= MAX_SIDE and 1 <= ncol <= MAX_SIDE) or nrow * ncol < 2:
         raise ValueError(f"map size {nrow}x{ncol} is out of range: each side in 1..{MAX_SIDE}, at least 2 cells")
-    if not 0.0 <= p_hole < 1.0:
-        raise ValueError(f"p_hole={p_hole} is out of range: expected 0 <= p_hole < 1")
+    between("p_hole", p_hole, 0, 1, include_high=False)
     rng = np.random.default_rng(seed)
     while True:
         grid = np.where(rng.random((nrow, ncol)) < p_hole, "H", "F")

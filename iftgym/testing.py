@@ -51,7 +51,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
+from typing import ParamSpec
 
 import numpy as np
 
@@ -68,12 +70,14 @@ from iftgym.estimators import (
     resolve_reach,
 )
 from iftgym.mdp import MDP
+from iftgym.validate import between, one_of
 
 EXPECTATIONS = ("unbiased", "over", "under")
 REFERENCES = ("exact", "monte-carlo")
 SHOWN = 5  # offending steps listed in a failure message
 
 Estimator = Callable[[PolicyLike, MDP, Demos], "np.ndarray | MonteCarloEstimate"]
+P = ParamSpec("P")
 
 
 def _name(fn: Callable) -> str:
@@ -128,21 +132,32 @@ def check_estimator_bias(
     rtol: float = 1e-6,
     atol: float = 1e-12,
 ) -> BiasCheck:
-    """Compare ``estimator`` with ``reference`` at every step; returns a :class:`BiasCheck` and never raises on a
-    failed check (see :func:`assert_estimator_bias` for the arguments)."""
-    if expected not in EXPECTATIONS:
-        raise ValueError(
-            f"expected={expected!r} is not supported: expected one of {', '.join(map(repr, EXPECTATIONS))}"
-        )
+    """Compare ``estimator(policy, world, demos)`` with ``reference`` at every step: is it ``expected``
+    (``"unbiased"``, ``"over"`` or ``"under"``-estimating)? Returns a :class:`BiasCheck` and never raises on a failed
+    check (:func:`assert_estimator_bias` does).
+
+    Args:
+        estimator: ``(policy, world, demos) -> (K, [B,] T)`` estimates, or a ``MonteCarloEstimate``.
+        policy, world, demos: as in :mod:`iftgym.estimators` (a Policy or policy matrices; one trajectory or many).
+        expected: the claim checked, see the module doc for exactly when each passes.
+        reference: ``"exact"`` (:func:`~iftgym.estimators.on_policy_exact`), ``"monte-carlo"``
+            (:func:`~iftgym.estimators.monte_carlo` with ``n_episodes`` and ``seed``) or another estimator.
+        reach: what being at ``s*_n`` means (``"auto"``, ``"path"``, ``"state"``) for the built-in references;
+            the estimator is called as given, so pass it the same reach, e.g.
+            ``functools.partial(on_policy_exact, reach="path")``.
+        alpha: the false-failure probability, shared by all steps (Bonferroni).
+        n_episodes, seed: the Monte Carlo reference's rollouts per seed and its random seed.
+        interval: ``"clopper-pearson"`` (exact binomial) or ``"hoeffding"``.
+        rtol, atol: round-off allowed when nothing is random (float32 estimators need about 1e-6).
+    """
+    one_of("expected", expected, EXPECTATIONS)
     if not callable(reference) and reference not in REFERENCES:
         raise ValueError(
             f"reference={reference!r} is not supported: expected one of {', '.join(map(repr, REFERENCES))} "
             "or an estimator callable"
         )
-    if interval not in INTERVALS:
-        raise ValueError(f"interval={interval!r} is not supported: expected one of {', '.join(map(repr, INTERVALS))}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha={alpha} is out of range: expected 0 < alpha < 1")
+    one_of("interval", interval, INTERVALS)
+    between("alpha", alpha, 0, 1, include_low=False, include_high=False)
     policy, reach = as_policy(policy), resolve_reach(world, reach)
     estimate = estimator(policy, world, demos)
     if callable(reference):
@@ -188,45 +203,24 @@ def check_estimator_bias(
     return dataclasses.replace(check, message=message)
 
 
-def assert_estimator_bias(
-    estimator: Estimator,
-    policy: PolicyLike,
-    world: MDP,
-    demos: Demos,
-    expected: str = "unbiased",
-    *,
-    reference: str | Estimator = "exact",
-    reach: str = "auto",
-    alpha: float = 0.05,
-    n_episodes: int = 20_000,
-    seed: int = 0,
-    interval: str = "clopper-pearson",
-    rtol: float = 1e-6,
-    atol: float = 1e-12,
-) -> BiasCheck:
+def _signature_of(source: Callable[P, BiasCheck]) -> Callable[[Callable[..., BiasCheck]], Callable[P, BiasCheck]]:
+    """Give the decorated function ``source``'s parameters: for type checkers (``P``) and for ``help()``."""
+
+    def decorate(function: Callable[..., BiasCheck]) -> Callable[P, BiasCheck]:
+        function.__signature__ = inspect.signature(source)  # type: ignore[attr-defined]
+        return function
+
+    return decorate
+
+
+@_signature_of(check_estimator_bias)
+def assert_estimator_bias(*args, **kwargs) -> BiasCheck:
     """Assert that ``estimator(policy, world, demos)`` is ``expected`` (``"unbiased"``, ``"over"`` or
     ``"under"``-estimating) against ``reference``; raise ``AssertionError`` naming the offending steps otherwise.
 
-    Args:
-        estimator: ``(policy, world, demos) -> (K, [B,] T)`` estimates, or a ``MonteCarloEstimate``.
-        policy, world, demos: as in :mod:`iftgym.estimators` (a Policy or policy matrices; one trajectory or many).
-        expected: the claim checked, see the module doc for exactly when each passes.
-        reference: ``"exact"`` (:func:`~iftgym.estimators.on_policy_exact`), ``"monte-carlo"``
-            (:func:`~iftgym.estimators.monte_carlo` with ``n_episodes`` and ``seed``) or another estimator.
-        reach: what being at ``s*_n`` means (``"auto"``, ``"path"``, ``"state"``) for the built-in references;
-            the estimator is called as given, so pass it the same reach, e.g.
-            ``functools.partial(on_policy_exact, reach="path")``.
-        alpha: the false-failure probability, shared by all steps (Bonferroni).
-        n_episodes, seed: the Monte Carlo reference's rollouts per seed and its random seed.
-        interval: ``"clopper-pearson"`` (exact binomial) or ``"hoeffding"``.
-        rtol, atol: round-off allowed when nothing is random (float32 estimators need about 1e-6).
-
-    Returns the :class:`BiasCheck` when the claim holds.
+    Takes the arguments of :func:`check_estimator_bias`; returns its :class:`BiasCheck` when the claim holds.
     """
-    check = check_estimator_bias(
-        estimator, policy, world, demos, expected, reference=reference, reach=reach, alpha=alpha,
-        n_episodes=n_episodes, seed=seed, interval=interval, rtol=rtol, atol=atol,
-    )  # fmt: skip
+    check = check_estimator_bias(*args, **kwargs)
     if not check.passed:
         raise AssertionError(check.message)
     return check

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,7 @@ import numpy as np
 
 from iftgym.frozen_lake import FrozenLakeMDP
 from iftgym.maps import MOVES, random_map
+from iftgym.validate import at_least, between
 
 MOVE_LETTERS = "LDRU"  # Gymnasium's action order: LEFT, DOWN, RIGHT, UP
 ROW_SEP, MAP_END = "|", ":"
@@ -93,8 +94,8 @@ class Task:
 
 
 def _check_sizes(n_train: int, n_test: int) -> None:
-    if n_train < 1 or n_test < 1:
-        raise ValueError(f"n_train={n_train}, n_test={n_test} are out of range: expected both >= 1")
+    at_least("n_train", n_train, 1)
+    at_least("n_test", n_test, 1)
 
 
 def corrupt_early(answer: str, alphabet: str, rng: np.random.Generator) -> str:
@@ -104,15 +105,25 @@ def corrupt_early(answer: str, alphabet: str, rng: np.random.Generator) -> str:
     return answer[:i] + choices[int(rng.integers(len(choices)))] + answer[i + 1 :]
 
 
-def _distinct_draws(draw, n_train: int, n_test: int, capacity: int) -> tuple[list, list]:
-    """``n_train + n_test`` distinct items from ``draw()``, split in two (``capacity``: how many exist)."""
+def _generated_splits(
+    draw: Callable[[np.random.Generator], Any],
+    example: Callable[[Any, np.random.Generator], Example],
+    capacity: int,
+    n_train: int,
+    n_test: int,
+    seed: int,
+) -> tuple[list[Example], list[Example]]:
+    """Train and test examples of ``n_train + n_test`` distinct problems drawn by ``draw(rng)`` (``capacity``: how
+    many problems exist); ``example(problem, rng)`` writes each one once all are drawn, train problems first."""
+    _check_sizes(n_train, n_test)
     if n_train + n_test > capacity:
         raise ValueError(f"asked for {n_train} + {n_test} distinct problems, but only {capacity} exist")
-    seen: dict[Any, None] = {}
-    while len(seen) < n_train + n_test:
-        seen.setdefault(draw(), None)
-    items = list(seen)
-    return items[:n_train], items[n_train:]
+    rng = np.random.default_rng(seed)
+    problems: dict[Any, None] = {}
+    while len(problems) < n_train + n_test:
+        problems.setdefault(draw(rng), None)
+    examples = [example(problem, rng) for problem in problems]
+    return examples[:n_train], examples[n_train:]
 
 
 class AdditionTask(Task):
@@ -121,19 +132,18 @@ class AdditionTask(Task):
     name = "addition"
 
     def __init__(self, digits: int = 3, n_train: int = 2000, n_test: int = 200, seed: int = 0) -> None:
-        if not 1 <= digits <= 9:
-            raise ValueError(f"digits={digits} is out of range: expected 1 <= digits <= 9")
-        _check_sizes(n_train, n_test)
+        between("digits", digits, 1, 9)
         self.digits = digits
-        rng = np.random.default_rng(seed)
         top = 10**digits
-        train, test = _distinct_draws(lambda: tuple(int(x) for x in rng.integers(0, top, 2)), n_train, n_test, top**2)
-        self.train, self.test = ([self._example(a, b, rng) for a, b in pairs] for pairs in (train, test))
+        self.train, self.test = _generated_splits(
+            lambda rng: tuple(int(x) for x in rng.integers(0, top, 2)), self._example, top**2, n_train, n_test, seed
+        )
 
     def solve(self, a: int, b: int) -> str:
         return f"{a + b:0{self.digits + 1}d}"[::-1]
 
-    def _example(self, a: int, b: int, rng: np.random.Generator) -> Example:
+    def _example(self, terms: tuple[int, int], rng: np.random.Generator) -> Example:
+        a, b = terms
         answer = self.solve(a, b)
         return Example(f"{a:0{self.digits}d}+{b:0{self.digits}d}=", answer, corrupt_early(answer, "0123456789", rng))
 
@@ -148,14 +158,10 @@ class SortTask(Task):
     name = "sort"
 
     def __init__(self, length: int = 6, n_train: int = 2000, n_test: int = 200, seed: int = 0) -> None:
-        if not 1 <= length <= 64:
-            raise ValueError(f"length={length} is out of range: expected 1 <= length <= 64")
-        _check_sizes(n_train, n_test)
-        rng = np.random.default_rng(seed)
-        train, test = _distinct_draws(
-            lambda: "".join(map(str, rng.integers(0, 10, length))), n_train, n_test, 10**length
+        between("length", length, 1, 64)
+        self.train, self.test = _generated_splits(
+            lambda rng: "".join(map(str, rng.integers(0, 10, length))), self._example, 10**length, n_train, n_test, seed
         )
-        self.train, self.test = ([self._example(s, rng) for s in items] for items in (train, test))
 
     @staticmethod
     def _example(digits: str, rng: np.random.Generator) -> Example:
@@ -224,8 +230,7 @@ class FrozenLakeTextTask(Task):
 
     def __init__(self, size: int = 4, p_hole: float = 0.2, n_train: int = 500, n_test: int = 100, seed: int = 0):
         _check_sizes(n_train, n_test)
-        if not 2 <= size <= 8:
-            raise ValueError(f"size={size} is out of range: expected 2 <= size <= 8")
+        between("size", size, 2, 8)
         self.size = size
         rng = np.random.default_rng(seed)
         maps: dict[tuple[str, ...], None] = {}

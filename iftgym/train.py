@@ -19,6 +19,7 @@ from iftgym.mdp import MDP, PairBatch, StepBatch
 from iftgym.policies.base import Policy
 from iftgym.rules import make_recipe
 from iftgym.rules.base import Rule
+from iftgym.validate import at_least, non_negative, one_of, positive
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 EvalCallback = Callable[[int, Policy], dict[str, np.ndarray]]
@@ -43,18 +44,13 @@ class TrainConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps={self.steps} is out of range: expected at least 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr} is out of range: expected lr > 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay} is out of range: expected weight_decay >= 0")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size} is out of range: expected at least 1 (or None for all)")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every={self.eval_every} is out of range: expected 0 or more")
+        at_least("steps", self.steps, 1)
+        positive("lr", self.lr)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        non_negative("weight_decay", self.weight_decay)
+        if self.batch_size is not None:
+            at_least("batch_size", self.batch_size, 1, note="or None for all")
+        non_negative("eval_every", self.eval_every)
 
 
 @dataclass

@@ -257,12 +257,18 @@ def test_sft_loss_falls(world):
 
 
 # ---- IFT on tokens: exactly the reference's mixing ----------------------------------------------------------------
+def set_up_ift(policy: TinyGPT, world: TokenWorld, **config) -> IFT:
+    """An IFT rule set up on ``policy`` as the training loop does it."""
+    rule = IFT(IFTConfig(**config))
+    rule.setup(policy, world, torch.Generator().manual_seed(0))
+    return rule
+
+
 def test_ift_mixes_predictions_at_answer_positions_only(reverse):
     policy = tiny(reverse)
     examples = [("reverse apple:", "elppa"), ("reverse cactus:", "sutcac")]
     batch = reverse.step_batch(examples)
-    rule = IFT(IFTConfig(lam=0.3))
-    rule.setup(policy, reverse, torch.Generator().manual_seed(0))
+    rule = set_up_ift(policy, reverse, lam=0.3)
     with torch.no_grad():
         policy.wte.add_(0.5)  # an optimiser step the frozen copy has not seen yet
         mixed = rule.mixed_inputs(policy, batch, 0.3)
@@ -283,8 +289,7 @@ def test_ift_mixes_predictions_at_answer_positions_only(reverse):
 def test_ift_with_lambda_0_and_gamma_0_is_exactly_sft_on_tiny_gpt(reverse):
     policy = tiny(reverse)
     batch = reverse.training_data().demos
-    rule = IFT(IFTConfig(lam=0.0, gamma=0.0))
-    rule.setup(policy, reverse, torch.Generator().manual_seed(0))
+    rule = set_up_ift(policy, reverse, lam=0.0, gamma=0.0)
     ift_loss, _ = rule.loss(policy, batch, 0)
     sft_loss = sft_loss_from_logps(step_logps(policy, batch), batch.mask)
     assert torch.equal(ift_loss, sft_loss)
@@ -299,8 +304,7 @@ def test_ift_with_lambda_0_and_gamma_0_is_exactly_sft_on_tiny_gpt(reverse):
 def test_ift_loss_uses_propagation_weights_with_their_gradient(reverse):
     policy = tiny(reverse)
     batch = reverse.training_data().demos
-    rule = IFT(IFTConfig(lam=0.2, gamma=0.95))
-    rule.setup(policy, reverse, torch.Generator().manual_seed(0))
+    rule = set_up_ift(policy, reverse, lam=0.2, gamma=0.95)
     loss, _ = rule.loss(policy, batch, 0)
     logps = step_logps_from_logits(policy(rule.mixed_inputs(policy, batch, 0.2)), batch)
     n = batch.mask.sum(-1)

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
+from iftgym.arguments import add_dynamics_arguments
 from iftgym.compare import CompareConfig, training_data
 from iftgym.estimators import PolicyLike, demonstration_log_bias, policy_matrix, preference_estimates
 from iftgym.explain.figures import draw_tiles, save_figure
@@ -36,6 +37,7 @@ from iftgym.frozen_lake import ACTION_ARROWS, ACTION_NAMES, FrozenLakeMDP
 from iftgym.policies import MLPPolicy
 from iftgym.rules import make_recipe
 from iftgym.train import TrainConfig, train
+from iftgym.validate import one_of
 
 SPACES = ("prob", "log")
 
@@ -56,8 +58,7 @@ def first_arrival_times(world: FrozenLakeMDP) -> np.ndarray:
 
 def bias_map(policy: PolicyLike, world: FrozenLakeMDP, gamma: float = 0.95, space: str = "prob") -> np.ndarray:
     """``(K, nrow, ncol)``: per cell, the teacher-forced estimate minus the exact on-policy one (module doc)."""
-    if space not in SPACES:
-        raise ValueError(f"space={space!r} is not supported: expected one of {', '.join(map(repr, SPACES))}")
+    one_of("space", space, SPACES)
     matrices = policy_matrix(policy)
     best = world.optimal_policy(gamma).argmax(axis=1)
     times = first_arrival_times(world)
@@ -80,8 +81,7 @@ def plot_bias_maps(
     save a PNG atomically; holes are dark, G green, S labelled, unreachable cells grey. Returns the path."""
     if not maps:
         raise ValueError("no bias maps to draw: expected at least one {label: map}")
-    if space not in SPACES:
-        raise ValueError(f"space={space!r} is not supported: expected one of {', '.join(map(repr, SPACES))}")
+    one_of("space", space, SPACES)
     means = {}
     for label, values in maps.items():
         values = np.asarray(values, dtype=float)
@@ -157,9 +157,7 @@ def add_bias_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--algo", default="sft", help="rule or recipe to train, e.g. sft, ift, sft+dpo (default: sft)")
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps (default: 300)")
     parser.add_argument("--seed", type=int, default=0, help="policy initialisation and training seed (default: 0)")
-    parser.add_argument("--slippery", action="store_true", help="Gymnasium's is_slippery dynamics")
-    parser.add_argument("--success-rate", type=float, default=1 / 3, help="intended-move probability when slippery")
+    add_dynamics_arguments(parser)
     parser.add_argument("--lam", type=float, default=0.2, help="IFT's lambda, for training IFT and the IFT column")
-    parser.add_argument("--gamma", type=float, default=0.95, help="discount of the exact solver (default: 0.95)")
     parser.add_argument("--png", default=None, help="also draw the trained policy's bias map to this PNG file")
     parser.set_defaults(func=cmd_bias)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from iftgym.validate import at_least
+
 
 def check_seeds(seeds: int | Sequence[int]) -> list[int]:
     """``seeds`` as a list: an int ``n`` means seeds ``0..n-1``."""
@@ -31,8 +33,7 @@ class Policy(nn.Module):
     def __init__(self, seeds: int | Sequence[int], n_actions: int) -> None:
         super().__init__()
         self.seeds = check_seeds(seeds)
-        if n_actions < 1:
-            raise ValueError(f"n_actions={n_actions} is out of range: expected at least 1")
+        at_least("n_actions", n_actions, 1)
         self.n_actions = n_actions
 
     @property

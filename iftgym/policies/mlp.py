@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from iftgym.policies.base import Policy
+from iftgym.validate import at_least
 
 
 def _linear_init(fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,8 +35,8 @@ class MLPPolicy(Policy):
 
     def __init__(self, n_ids: int, n_actions: int, hidden: int = 64, seeds: int | Sequence[int] = 1) -> None:
         super().__init__(seeds, n_actions)
-        if n_ids < 1 or hidden < 1:
-            raise ValueError(f"n_ids={n_ids}, hidden={hidden} are out of range: expected both >= 1")
+        at_least("n_ids", n_ids, 1)
+        at_least("hidden", hidden, 1)
         self.hidden = hidden
         layers = []
         for k in range(self.n_seeds):

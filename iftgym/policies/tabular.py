@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from iftgym.policies.base import Policy
+from iftgym.validate import at_least, non_negative
 
 
 class TabularPolicy(Policy):
@@ -25,10 +26,8 @@ class TabularPolicy(Policy):
 
     def __init__(self, n_ids: int, n_actions: int, seeds: int | Sequence[int] = 1, init_std: float = 0.0) -> None:
         super().__init__(seeds, n_actions)
-        if n_ids < 1:
-            raise ValueError(f"n_ids={n_ids} is out of range: expected at least 1")
-        if init_std < 0:
-            raise ValueError(f"init_std={init_std} is out of range: expected init_std >= 0")
+        at_least("n_ids", n_ids, 1)
+        non_negative("init_std", init_std)
         tables = [
             torch.randn(n_ids, n_actions, generator=self.seed_generator(k)) * init_std for k in range(self.n_seeds)
         ]

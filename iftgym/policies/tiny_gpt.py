@@ -21,6 +21,7 @@ from torch import nn
 
 from iftgym.generation import generate
 from iftgym.policies.base import Policy
+from iftgym.validate import at_least
 
 INIT_STD = 0.02
 
@@ -120,8 +121,7 @@ class TinyGPT(Policy):
         super().__init__(seeds, vocab_size)
         for name, value in (("vocab_size", vocab_size), ("block_size", block_size), ("n_layer", n_layer),
                             ("n_head", n_head), ("n_embd", n_embd)):  # fmt: skip
-            if value < 1:
-                raise ValueError(f"{name}={value} is out of range: expected at least 1")
+            at_least(name, value, 1)
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
         self.vocab_size, self.block_size = vocab_size, block_size

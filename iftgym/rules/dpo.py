@@ -17,6 +17,7 @@ from iftgym.mdp import MDP, PairBatch, StepBatch
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
 from iftgym.rules.common import sequence_logps
+from iftgym.validate import at_least, between, positive
 
 
 @dataclass
@@ -31,12 +32,9 @@ class DPOConfig:
     n_samples: int = 8
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise ValueError(f"beta={self.beta} is out of range: expected beta > 0")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise ValueError(f"label_smoothing={self.label_smoothing} is out of range: expected 0 <= value < 0.5")
-        if self.n_samples < 1:
-            raise ValueError(f"n_samples={self.n_samples} is out of range: expected at least 1")
+        positive("beta", self.beta)
+        between("label_smoothing", self.label_smoothing, 0, 0.5, include_high=False)
+        at_least("n_samples", self.n_samples, 1)
 
 
 def dpo_loss(

@@ -30,22 +30,13 @@ from iftgym.mdp import MDP, StepBatch, soft_encode
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.common import step_logps_from_logits
+from iftgym.validate import at_least, between, non_negative, one_of
 
 KINDS = ("loss", "logps", "mask")
 SIDES = ("left", "right")
 NORMS = ("L1", "L2", "softmax", "log")
 SCHEDULES = ("static", "linear", "noisy")
 PREDICTIONS = ("greedy", "sample")
-
-
-def _choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
-    if value not in accepted:
-        raise ValueError(f"{name}={value!r} is not supported: expected one of {', '.join(map(repr, accepted))}")
-
-
-def _unit(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value} is out of range: expected 0 <= {name} <= 1")
 
 
 @dataclass
@@ -70,20 +61,18 @@ class IFTConfig:
     prediction: str = "greedy"
 
     def __post_init__(self) -> None:
-        _unit("lam", self.lam)
-        _unit("lam_min", self.lam_min)
-        _unit("gamma", self.gamma)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("kind", self.kind, KINDS)
-        _choice("side", self.side, SIDES)
-        _choice("norm", self.norm, NORMS)
-        _choice("prediction", self.prediction, PREDICTIONS)
+        between("lam", self.lam, 0, 1)
+        between("lam_min", self.lam_min, 0, 1)
+        between("gamma", self.gamma, 0, 1)
+        one_of("schedule", self.schedule, SCHEDULES)
+        one_of("kind", self.kind, KINDS)
+        one_of("side", self.side, SIDES)
+        one_of("norm", self.norm, NORMS)
+        one_of("prediction", self.prediction, PREDICTIONS)
         if self.schedule == "linear" and self.lam_min > self.lam:
             raise ValueError(f"lam_min={self.lam_min} exceeds lam={self.lam}: a linear schedule rises to lam")
-        if self.warmup_steps < 1:
-            raise ValueError(f"warmup_steps={self.warmup_steps} is out of range: expected at least 1")
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std={self.noise_std} is out of range: expected noise_std >= 0")
+        at_least("warmup_steps", self.warmup_steps, 1)
+        non_negative("noise_std", self.noise_std)
 
     def lam_at(self, step: int, generator: torch.Generator | None = None) -> float:
         """Lambda at optimiser step ``step`` under the schedule."""
@@ -128,10 +117,10 @@ def propagation_weights(
             (discounted sums of the steps before it).
         norm: ``"L1"`` (w = G), ``"L2"`` (w = G^2), ``"softmax"`` (over unmasked steps) or ``"log"`` (log(G + 1)).
     """
-    _unit("gamma", gamma)
-    _choice("kind", kind, KINDS)
-    _choice("side", side, SIDES)
-    _choice("norm", norm, NORMS)
+    between("gamma", gamma, 0, 1)
+    one_of("kind", kind, KINDS)
+    one_of("side", side, SIDES)
+    one_of("norm", norm, NORMS)
     mask = mask.to(torch.bool)
     maskf = mask.to(token_logps.dtype)
     n = maskf.sum(-1, keepdim=True).clamp(min=1)

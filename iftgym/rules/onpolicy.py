@@ -1,4 +1,5 @@
-"""What PPO and REINFORCE share: a critic, KL-shaped rewards and generalised advantage estimation."""
+"""What PPO and REINFORCE share: a critic, KL-shaped rewards, generalised advantage estimation and the rule
+base that sets them up."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from iftgym.mdp import StepBatch
+from iftgym.mdp import MDP, StepBatch
 from iftgym.policies.base import Policy
-from iftgym.rules.common import step_logps
+from iftgym.rules.base import Rule, frozen_copy
+from iftgym.rules.common import masked_mean, step_logps
 
 
 class ValueHead(nn.Module):
@@ -82,3 +84,32 @@ def entropy(policy: Policy, batch: StepBatch) -> torch.Tensor:
     """``(K, B, T)`` entropy of the policy at each step of the batch."""
     logps = torch.log_softmax(policy.logits_at(batch.ids).float(), dim=-1)
     return -(logps.exp() * logps).sum(-1)
+
+
+class CriticRule(Rule):
+    """Base of the rules that train on their own rollouts: a critic trained beside the policy and, when the
+    subclass's ``self.config.kl_coef > 0``, a frozen reference (the policy at the start of training) for the KL
+    penalty."""
+
+    data = "env"
+
+    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
+        super().setup(policy, world, generator)
+        table = policy.embedding_table()
+        self.critic = ValueHead(policy.n_seeds, table.shape[-1]).to(table.device)
+        self.reference = frozen_copy(policy) if self.config.kl_coef > 0 else None
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.critic.parameters())
+
+    def fresh_rollout(self, policy: Policy, gae_lambda: float) -> Rollout:
+        """New episodes from the current policy, scored with the config's ``n_episodes``, ``gamma`` and ``kl_coef``."""
+        c = self.config
+        return collect(policy, self.critic, self.reference, self.world, c.n_episodes, self.generator, c.gamma,
+                       gae_lambda, c.kl_coef)  # fmt: skip
+
+    def value_loss(self, policy: Policy, rollout: Rollout) -> torch.Tensor:
+        """``(K,)`` squared error of the critic against the rollout's returns; it trains the critic only (the
+        policy's encodings are detached)."""
+        values = self.critic(policy.seed_inputs(policy.embed(rollout.batch.ids)).detach())
+        return masked_mean((values - rollout.returns) ** 2, rollout.batch.mask).mean(-1)

@@ -15,6 +15,7 @@ from iftgym.mdp import PairBatch
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.common import masked_mean, step_logps
+from iftgym.validate import positive
 
 # Mean log-probabilities are clamped just below 0 so that log(1 - e^m) stays finite for a certain trajectory.
 MAX_MEAN_LOGP = -1e-6
@@ -27,8 +28,7 @@ class ORPOConfig:
     beta: float = 0.25
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise ValueError(f"beta={self.beta} is out of range: expected beta > 0")
+        positive("beta", self.beta)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:

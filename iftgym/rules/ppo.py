@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from iftgym.mdp import MDP
 from iftgym.policies.base import Policy
-from iftgym.rules.base import Rule, frozen_copy
 from iftgym.rules.common import masked_mean, step_logps
-from iftgym.rules.onpolicy import ValueHead, collect, entropy
+from iftgym.rules.onpolicy import CriticRule, entropy
+from iftgym.validate import at_least, between, non_negative, positive
 
 
 @dataclass
@@ -33,17 +32,14 @@ class PPOConfig:
     normalize_advantage: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("n_episodes", "update_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} is out of range: expected at least 1")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} is out of range: expected 0 <= {name} <= 1")
-        if not self.clip_range > 0:
-            raise ValueError(f"clip_range={self.clip_range} is out of range: expected clip_range > 0")
-        for name in ("vf_coef", "ent_coef", "kl_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} is out of range: expected {name} >= 0")
+        at_least("n_episodes", self.n_episodes, 1)
+        at_least("update_epochs", self.update_epochs, 1)
+        between("gamma", self.gamma, 0, 1)
+        between("gae_lambda", self.gae_lambda, 0, 1)
+        positive("clip_range", self.clip_range)
+        non_negative("vf_coef", self.vf_coef)
+        non_negative("ent_coef", self.ent_coef)
+        non_negative("kl_coef", self.kl_coef)
 
 
 def normalized(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -55,28 +51,16 @@ def normalized(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (advantages - mean) / (std + 1e-8) * mask
 
 
-class PPO(Rule):
+class PPO(CriticRule):
     name = "ppo"
-    data = "env"
 
     def __init__(self, config: PPOConfig | None = None) -> None:
         self.config = config or PPOConfig()
 
-    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
-        super().setup(policy, world, generator)
-        self.critic = ValueHead(policy.n_seeds, policy.embedding_table().shape[-1]).to(policy.embedding_table().device)
-        self.reference = frozen_copy(policy) if self.config.kl_coef > 0 else None
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.critic.parameters())
-
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict]:
         c = self.config
         if step % c.update_epochs == 0:
-            self.rollout = collect(
-                policy, self.critic, self.reference, self.world, c.n_episodes, self.generator,
-                c.gamma, c.gae_lambda, c.kl_coef,
-            )  # fmt: skip
+            self.rollout = self.fresh_rollout(policy, c.gae_lambda)
         r = self.rollout
         mask = r.batch.mask
         advantages = normalized(r.advantages, mask) if c.normalize_advantage else r.advantages
@@ -84,8 +68,7 @@ class PPO(Rule):
         ratio = torch.exp(logps - r.old_logps)
         surrogate = torch.min(ratio * advantages, ratio.clamp(1 - c.clip_range, 1 + c.clip_range) * advantages)
         policy_loss = -masked_mean(surrogate, mask).mean(-1)
-        values = self.critic(policy.seed_inputs(policy.embed(r.batch.ids)).detach())
-        value_loss = masked_mean((values - r.returns) ** 2, mask).mean(-1)
+        value_loss = self.value_loss(policy, r)
         ent = masked_mean(entropy(policy, r.batch), mask).mean(-1)
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * ent
         episode_return = r.batch.rewards.sum(-1).mean(-1)

@@ -1,0 +1,38 @@
+"""Argument checks shared by every config and constructor: each raises a ``ValueError`` that names the parameter,
+its value and what is accepted, e.g. ``gamma=1.5 is out of range: expected 0 <= gamma <= 1``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+
+def at_least(name: str, value: float, low: float, note: str = "") -> None:
+    """``value >= low``; ``note`` is added in parentheses (why the bound, or what else is accepted)."""
+    if value < low:
+        raise ValueError(f"{name}={value} is out of range: expected at least {low}" + (f" ({note})" if note else ""))
+
+
+def non_negative(name: str, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{name}={value} is out of range: expected {name} >= 0")
+
+
+def positive(name: str, value: float) -> None:
+    if not value > 0:  # written so that NaN is refused
+        raise ValueError(f"{name}={value} is out of range: expected {name} > 0")
+
+
+def between(
+    name: str, value: float, low: float, high: float, *, include_low: bool = True, include_high: bool = True
+) -> None:
+    """``low <= value <= high``, each end included or not (NaN is refused)."""
+    above = low <= value if include_low else low < value
+    below = value <= high if include_high else value < high
+    if not (above and below):
+        low_sign, high_sign = "<=" if include_low else "<", "<=" if include_high else "<"
+        raise ValueError(f"{name}={value} is out of range: expected {low} {low_sign} {name} {high_sign} {high}")
+
+
+def one_of(name: str, value: object, accepted: Collection) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r} is not supported: expected one of {', '.join(map(repr, accepted))}")
