@@ -301,6 +301,21 @@ def test_ift_with_lambda_0_and_gamma_0_is_exactly_sft_on_tiny_gpt(reverse):
     assert all(torch.equal(a, b) for a, b in zip(ift_grads[1:], sft_grads))
 
 
+def test_ift_live_embedding_ablation_matches_sft_in_every_gradient(reverse):
+    policy = tiny(reverse)
+    batch = reverse.training_data().demos
+    rule = set_up_ift(policy, reverse, lam=0.0, gamma=0.0, embedding="live")
+    ift_loss, _ = rule.loss(policy, batch, 0)
+    sft_loss = sft_loss_from_logps(step_logps(policy, batch), batch.mask)
+    assert torch.equal(ift_loss, sft_loss)
+    params = list(policy.parameters())
+    ift_grads = torch.autograd.grad(ift_loss.sum(), params)
+    sft_grads = torch.autograd.grad(sft_loss.sum(), params)
+    assert all(torch.equal(a, b) for a, b in zip(ift_grads, sft_grads))
+    with pytest.raises(ValueError, match=r"embedding='tied'.*'frozen', 'live'"):
+        IFTConfig(embedding="tied")
+
+
 def test_ift_loss_uses_propagation_weights_with_their_gradient(reverse):
     policy = tiny(reverse)
     batch = reverse.training_data().demos

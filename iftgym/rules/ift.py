@@ -10,7 +10,7 @@ Read top to bottom, one IFT step is:
    frozen copy of the encoding table re-synced after every optimiser step: no gradient reaches a learned input
    embedding (TinyGPT's token table stays where it started), so lambda = 0 equals SFT in loss and in the gradient
    of every other weight. For tokens the successor is the predicted token, for slippery Frozen Lake the expected
-   encoding under P.
+   encoding under P. (``IFTConfig(embedding="live")`` reads the ground truth from the live table instead.)
 3. Forward with gradient on the mixed inputs: step losses ``l_t = -log pi(a*_t | mixed input)``.
 4. Relation propagation: weight each step by a normalised discounted sum of the later losses, *not* detached,
    so the gradient also flows through the weights (:func:`propagation_weights`).
@@ -37,6 +37,7 @@ SIDES = ("left", "right")
 NORMS = ("L1", "L2", "softmax", "log")
 SCHEDULES = ("static", "linear", "noisy")
 PREDICTIONS = ("greedy", "sample")
+EMBEDDINGS = ("frozen", "live")
 
 
 @dataclass
@@ -47,6 +48,9 @@ class IFTConfig:
     ``lam_min`` to ``lam`` over ``warmup_steps``) or ``"noisy"`` (``lam * (1 + noise_std * eps)``, eps ~ N(0, 1)
     drawn once per step, clamped to [0, 1]). ``gamma``, ``kind``, ``side`` and ``norm`` configure relation
     propagation (see :func:`propagation_weights`). ``prediction`` is ``"greedy"`` or ``"sample"``.
+    ``embedding`` is where the ground-truth term (and the prompt) is read: ``"frozen"``, the re-synced copy, as in
+    the reference code (a learned input embedding then gets no gradient at all), or ``"live"``, the policy's own
+    table (an ablation: lambda = 0 then equals SFT in every gradient); the prediction term always reads the copy.
     """
 
     lam: float = 0.2
@@ -59,6 +63,7 @@ class IFTConfig:
     side: str = "left"
     norm: str = "L1"
     prediction: str = "greedy"
+    embedding: str = "frozen"
 
     def __post_init__(self) -> None:
         between("lam", self.lam, 0, 1)
@@ -69,6 +74,7 @@ class IFTConfig:
         one_of("side", self.side, SIDES)
         one_of("norm", self.norm, NORMS)
         one_of("prediction", self.prediction, PREDICTIONS)
+        one_of("embedding", self.embedding, EMBEDDINGS)
         if self.schedule == "linear" and self.lam_min > self.lam:
             raise ValueError(f"lam_min={self.lam_min} exceeds lam={self.lam}: a linear schedule rises to lam")
         at_least("warmup_steps", self.warmup_steps, 1)
@@ -164,7 +170,8 @@ class IFT(Rule):
 
     def mixed_inputs(self, policy: Policy, batch: StepBatch, lam: float) -> torch.Tensor:
         """Steps 1-2: the ground-truth encodings with the model's own predictions mixed in, ``(K, B, T, D)``."""
-        truth = policy.seed_inputs(policy.embed(batch.ids, self.frozen_table))
+        table = self.frozen_table if self.config.embedding == "frozen" else None
+        truth = policy.seed_inputs(policy.embed(batch.ids, table))
         with torch.no_grad():
             logits = policy(truth)
             if self.config.prediction == "greedy":
