@@ -125,6 +125,14 @@ def writable_dir(path: str) -> Path:
     return out
 
 
+def format_interval(stats: dict[str, float]) -> str:
+    """``mean ± half-width``, or ``mean [low, high]`` where clipping to the metric's range made it lopsided."""
+    mean, low, high = stats["mean"], stats["ci95_low"], stats["ci95_high"]
+    if np.isclose(mean - low, high - mean, rtol=0, atol=5e-4):
+        return f"{mean:.3f} ± {(high - low) / 2:.3f}"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def results_table(entry: dict[str, Any]) -> Table:
     """One map's results: mean ± 95% CI half-width over seeds per algorithm, the best of each column in green."""
     columns = [("mse", "MSE to optimal"), ("success", "P(success)"), ("greedy_success", "P(success) greedy"),
@@ -147,9 +155,8 @@ def results_table(entry: dict[str, Any]) -> Table:
             continue
         cells = []
         for key, _ in columns:
-            stats = result["summary"][key]
-            text = f"{stats['mean']:.3f} ± {(stats['ci95_high'] - stats['ci95_low']) / 2:.3f}"
-            cells.append(f"[bold green]{text}[/]" if np.isclose(stats["mean"], best[key]) else text)
+            text = format_interval(result["summary"][key])
+            cells.append(f"[bold green]{text}[/]" if np.isclose(result["summary"][key]["mean"], best[key]) else text)
         table.add_row(algo, *cells, f"{result['wall_time']:.1f}")
     return table
 

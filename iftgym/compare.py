@@ -31,7 +31,7 @@ from iftgym.maps import random_map, shortest_route
 from iftgym.mdp import PairBatch, PreferencePair, StepBatch, Trajectory
 from iftgym.policies import MLPPolicy
 from iftgym.rules import RECIPES, RULES, make_recipe
-from iftgym.stats import mean_ci
+from iftgym.stats import summarize
 from iftgym.train import TrainConfig, TrainingData, train
 from iftgym.validate import at_least, between, non_negative
 
@@ -40,6 +40,8 @@ DEFAULT_ALGOS = ("sft", "ift", "dpo", "orpo", "ppo", SB3)
 ALL_ALGOS = (*RULES, *RECIPES, SB3)
 METRICS = ("mse", "success", "greedy_success", "explored", "bias")
 LOWER_IS_BETTER = {"mse": True, "success": False, "greedy_success": False, "explored": False, "bias": True}
+# metrics that are probabilities: their confidence intervals are clipped to [0, 1]
+BOUNDS = {"success": (0.0, 1.0), "greedy_success": (0.0, 1.0)}
 SCHEMA = "iftgym.compare/1"
 EXPLORED_THRESHOLD = 0.01
 
@@ -134,11 +136,6 @@ def policy_metrics(
     }
 
 
-def summarize(values: np.ndarray) -> dict[str, float]:
-    mean, lo, hi = mean_ci(values)
-    return {"mean": mean, "ci95_low": lo, "ci95_high": hi}
-
-
 def run_algorithm(model: FrozenLakeMDP, algo: str, data: TrainingData, config: CompareConfig, optimal: np.ndarray,
                   seeds: list[int] | None = None) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """Train one algorithm on all seeds at once (``seeds``, default ``0..config.seeds-1``); the K x S x A
@@ -213,7 +210,7 @@ def _compare(config: CompareConfig, progress: Callable[[str], None] | None) -> d
             entry["algorithms"][algo] = {
                 "wall_time": wall,
                 "per_seed": {key: value.tolist() for key, value in metrics.items()},
-                "summary": {key: summarize(value) for key, value in metrics.items()},
+                "summary": {key: summarize(value, BOUNDS.get(key)) for key, value in metrics.items()},
                 "policies": policies.tolist(),
                 "curves": curves,
             }
@@ -236,9 +233,10 @@ def across_maps(results: dict[str, Any]) -> dict[str, Any]:
             for a, m in means.items():
                 per_map[a].append(m)
             if means:
-                best = min(means, key=means.get) if LOWER_IS_BETTER[metric] else max(means, key=means.get)
-                wins[best] += 1
-        summary[metric] = {a: {**summarize(np.array(v)), "maps": len(v), "wins": wins[a]}
+                best = (min if LOWER_IS_BETTER[metric] else max)(means.values())
+                for a, m in means.items():  # a tie is a win for each algorithm that attains the best
+                    wins[a] += bool(np.isclose(m, best, rtol=0, atol=1e-9))
+        summary[metric] = {a: {**summarize(np.array(v), BOUNDS.get(metric)), "maps": len(v), "wins": wins[a]}
                            for a, v in per_map.items() if v}  # fmt: skip
     return summary
 

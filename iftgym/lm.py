@@ -38,7 +38,7 @@ from iftgym.rules import RULES, make_rule
 from iftgym.rules.base import Rule
 from iftgym.rules.common import step_logps, step_logps_from_logits
 from iftgym.rules.ift import IFT, IFTConfig
-from iftgym.stats import mean_ci
+from iftgym.stats import summarize
 from iftgym.token_tasks import TASKS, Example, Task, make_task
 from iftgym.tokens import TokenWorld
 from iftgym.train import TrainConfig, TrainResult, train
@@ -132,11 +132,6 @@ def preference_strips(policy: TinyGPT, world: TokenWorld, examples: Sequence[Exa
     return strips
 
 
-def summarize(values: np.ndarray) -> dict[str, float]:
-    mean, low, high = mean_ci(values)
-    return {"mean": mean, "ci95_low": low, "ci95_high": high}
-
-
 def train_stages(config: LMConfig, algo: str, policy: TinyGPT, world: TokenWorld) -> TrainResult:
     """Train the rules of ``algo`` one after the other, splitting the steps evenly as :func:`train` does, each
     stage with its own learning rate; the evaluation curve tracks greedy test reward across all stages."""
@@ -172,7 +167,7 @@ def run_algorithm(config: LMConfig, algo: str, world: TokenWorld) -> dict[str, A
     ift_lam = config.rule_overrides.get("ift", {}).get("lam", IFTConfig.lam)
     return {
         "scores": {key: values.tolist() for key, values in scores.items()},
-        "summary": {key: summarize(values) for key, values in scores.items()},
+        "summary": {key: summarize(values, (0.0, 1.0)) for key, values in scores.items()},
         "curve": {"steps": [s for s, _ in result.evaluations],
                   "greedy_test": [e["greedy_test"].tolist() for _, e in result.evaluations]},
         "history": {key: values.mean(-1).tolist() for key, values in result.history.items()},

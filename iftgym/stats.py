@@ -62,3 +62,12 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
         return mean, mean, mean
     half = t_quantile(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
     return mean, mean - half, mean + half
+
+
+def summarize(values: np.ndarray, bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """``{"mean", "ci95_low", "ci95_high"}`` over seeds. ``bounds`` is the metric's possible range (``(0, 1)`` for
+    a probability): the interval's ends are clipped to it, which only removes values the metric cannot take."""
+    mean, low, high = mean_ci(values)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return {"mean": mean, "ci95_low": low, "ci95_high": high}

@@ -1,0 +1,41 @@
+"""Confidence intervals over seeds, and how comparisons count wins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iftgym.compare import across_maps
+from iftgym.stats import mean_ci, summarize, t_quantile
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.706205), (2, 4.302653), (4, 2.776445), (19, 2.093024)])
+def test_t_quantile_matches_tables(df, expected):
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-6)
+
+
+def test_mean_ci_is_the_student_t_interval():
+    values = np.array([0.1, 0.4, 0.35, 0.2])
+    mean, low, high = mean_ci(values)
+    half = 3.182446 * values.std(ddof=1) / 2
+    assert mean == pytest.approx(0.2625) and (low, high) == pytest.approx((mean - half, mean + half), abs=1e-6)
+    assert mean_ci(np.array([0.3])) == (0.3, 0.3, 0.3)
+
+
+def test_summarize_clips_a_probability_interval_to_0_1():
+    values = np.array([1.0, 1.0, 0.0])
+    raw = summarize(values)
+    assert raw["ci95_low"] < 0 and raw["ci95_high"] > 1
+    clipped = summarize(values, (0.0, 1.0))
+    assert clipped == {"mean": raw["mean"], "ci95_low": 0.0, "ci95_high": 1.0}
+
+
+def test_a_tie_across_maps_is_a_win_for_each_algorithm():
+    def entry(sft, ift):
+        scores = {"mse": sft, "success": [1.0], "explored": [7.0]}
+        return {"algorithms": {"sft": {"per_seed": scores}, "ift": {"per_seed": {**scores, "mse": ift}}}}
+
+    results = {"config": {"algos": ["sft", "ift"]}, "maps": [entry([0.2], [0.2]), entry([0.3], [0.1])]}
+    summary = across_maps(results)
+    assert summary["mse"]["sft"]["wins"] == 1 and summary["mse"]["ift"]["wins"] == 2
+    assert summary["success"]["sft"]["wins"] == summary["success"]["ift"]["wins"] == 2
