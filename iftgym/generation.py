@@ -45,8 +45,10 @@ def generate(
             token = last.argmax(-1)
         else:
             cdf = torch.softmax(last / temperature, dim=-1).cumsum(-1).cpu()
-            u = torch.rand(K, B, 1, generator=generator)
-            token = (u > cdf).sum(-1).clamp(max=cdf.shape[-1] - 1).to(device)
+            # the first token whose cdf exceeds u * total: never one of probability 0, even for u = 0 or a total
+            # that rounding left below 1
+            u = torch.rand(K, B, 1, generator=generator) * cdf[..., -1:]
+            token = (cdf <= u).sum(-1).clamp(max=cdf.shape[-1] - 1).to(device)
         token = torch.where(done, PAD, token)
         answers[..., i] = token
         buffer.scatter_(-1, position[..., None], token[..., None])

@@ -92,9 +92,14 @@ class LMConfig:
         if self.eval_every < 0:
             raise ValueError(f"eval_every={self.eval_every} is out of range: expected 0 or more")
         for algo in self.algos:
-            self.rules(algo)  # unknown algorithms or hyper-parameters fail before any training
+            if self.algos.count(algo) > 1:
+                raise ValueError(f"algorithm {algo!r} is listed twice: its results would overwrite each other")
+            stages = self.rules(algo)  # unknown algorithms or hyper-parameters fail before any training
+            if self.steps < len(stages):
+                raise ValueError(f"steps={self.steps} is out of range for {algo!r}: expected at least {len(stages)}, "
+                                 "one step per stage")  # fmt: skip
         for name, lr in self.stage_lrs.items():
-            if name not in RULES or not isinstance(lr, (int, float)) or not lr > 0:
+            if name not in RULES or isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
                 raise ValueError(f"stage learning rate {name}={lr} is invalid: expected RULE=LR with LR > 0 and "
                                  f"RULE one of {', '.join(RULES)}")  # fmt: skip
 

@@ -1,7 +1,8 @@
 """``iftgym/TokenGen-v0``: token generation as a Gymnasium environment, driven by :class:`TokenWorld`.
 
 An episode answers one prompt of the task: each action appends a token; the episode terminates when the agent
-writes ``<eos>`` or when the answer reaches the task's length limit (the answer is then final, reward 0). The
+writes ``<eos>`` and is truncated when the answer reaches the task's length limit without it (the answer is then
+final, reward 0), as Gymnasium separates the two. Stepping past the end of an episode raises ``ValueError``. The
 observation has a fixed size so that Stable-Baselines3 can consume it: ``{"tokens": the sequence <bos> + prompt +
 answer so far, right-padded with <pad> to the longest possible sequence, "length": its real length}``.
 """
@@ -14,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from iftgym.generation import PAD
+from iftgym.generation import EOS, PAD
 from iftgym.token_tasks import Task, make_task
 from iftgym.tokens import TokenWorld
 
@@ -64,8 +65,9 @@ class TokenGenEnv(gym.Env):
         """Start on a random prompt of the split, or on ``options={"index": i}``."""
         super().reset(seed=seed)
         index = (options or {}).get("index", int(self.np_random.integers(len(self.examples))))
-        if not 0 <= index < len(self.examples):
-            raise ValueError(f"index={index} is out of range: the split has {len(self.examples)} prompts")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.examples):
+            raise ValueError(f"index={index!r} is out of range: expected an integer 0 <= index < {len(self.examples)} "
+                             f"(the split has {len(self.examples)} prompts)")  # fmt: skip
         prompt = self.examples[index].prompt
         self.state = (self.world.prompt_ids(prompt), ())
         return self._obs(), {"prompt": prompt}
@@ -74,14 +76,17 @@ class TokenGenEnv(gym.Env):
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is invalid: expected a token id in 0..{self.world.n_ids - 1}")
         state = self.state
+        if self.world.is_terminal(state):
+            raise ValueError("step() was called after the episode ended: call reset() first")
         self.state = next(iter(self.world.transition(state, int(action))))
         reward = self.world.reward(state, int(action), self.state)
-        terminated = self.world.is_terminal(self.state)
+        ended = self.world.is_terminal(self.state)
+        terminated = ended and self.state[1][-1] == EOS
         info = {}
-        if terminated:
+        if ended:
             info = {"answer": self.world.tokenizer.decode(self.state[1]),
                     "success": self.world.final_reward(*self.state)}  # fmt: skip
-        return self._obs(), reward, terminated, False, info
+        return self._obs(), reward, terminated, ended and not terminated, info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

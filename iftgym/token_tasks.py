@@ -33,7 +33,7 @@ import numpy as np
 
 from iftgym.frozen_lake import FrozenLakeMDP
 from iftgym.maps import MOVES, random_map
-from iftgym.validate import at_least, between
+from iftgym.validate import at_least, between, like_default
 
 MOVE_LETTERS = "LDRU"  # Gymnasium's action order: LEFT, DOWN, RIGHT, UP
 ROW_SEP, MAP_END = "|", ":"
@@ -298,6 +298,12 @@ def parse_example(line: str, where: str) -> Example:
         raise ValueError(f"{where}: missing key 'prompt' (accepted formats: prompt/completion, "
                          "prompt/chosen/rejected)")  # fmt: skip
     prompt = _field(record, "prompt", where)
+    if "label" in record:
+        raise ValueError(f"{where}: key 'label' marks TRL's unpaired preference format (prompt/completion/label), "
+                         "which is not supported: expected prompt/completion or prompt/chosen/rejected")  # fmt: skip
+    if "completion" in record and ("chosen" in record or "rejected" in record):
+        raise ValueError(f"{where}: key 'completion' cannot be mixed with 'chosen' or 'rejected': expected "
+                         "prompt/completion or prompt/chosen/rejected")  # fmt: skip
     if "completion" in record:
         example = Example(prompt, _field(record, "completion", where))
     elif "chosen" in record and "rejected" in record:
@@ -317,7 +323,7 @@ def load_jsonl(path: str | os.PathLike) -> list[Example]:
     Errors name the file and the line.
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8").split("\n")  # not splitlines(): JSON strings may hold U+2028
     except OSError as err:
         raise ValueError(f"cannot read data file {str(path)!r}: {err.strerror}") from None
     except UnicodeDecodeError:
@@ -358,8 +364,11 @@ def make_task(name: str, **kwargs: Any) -> Task:
     """Build a task by name; ``kwargs`` go to its constructor (``make_task("addition", digits=2)``)."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}: expected one of {', '.join(TASKS)}")
+    signature = inspect.signature(TASKS[name])
     try:
-        inspect.signature(TASKS[name]).bind(**kwargs)
+        signature.bind(**kwargs)
     except TypeError as err:
         raise ValueError(f"task {name!r}: {err}") from None
+    for key, value in kwargs.items():
+        like_default(f"task {name!r}: {key}", value, signature.parameters[key].default)
     return TASKS[name](**kwargs)

@@ -3,7 +3,10 @@ its value and what is accepted, e.g. ``gamma=1.5 is out of range: expected 0 <= 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Collection
+
+import numpy as np
 
 
 def at_least(name: str, value: float, low: float, note: str = "") -> None:
@@ -36,3 +39,21 @@ def between(
 def one_of(name: str, value: object, accepted: Collection) -> None:
     if value not in accepted:
         raise ValueError(f"{name}={value!r} is not supported: expected one of {', '.join(map(repr, accepted))}")
+
+
+def like_default(name: str, value: object, default: object) -> None:
+    """``value`` has the type of ``default``: a bool for a bool, an int for an int, a number for a float, a string
+    for a string (other defaults, such as ``None``, accept anything), so a mistyped option fails with a clear
+    ``ValueError`` instead of a ``TypeError`` deep inside."""
+    if isinstance(default, bool):
+        expected, ok = "true or false", isinstance(value, (bool, np.bool_))
+    elif isinstance(default, int):
+        expected, ok = "an integer", isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        expected, ok = "a number", isinstance(value, numbers.Real) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        expected, ok = "a string", isinstance(value, str)
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{name}={value!r} is {type(value).__name__}: expected {expected}")

@@ -54,6 +54,11 @@ def test_lm_on_user_jsonl_data(tmp_path):
         (["--set", "ift.lam=2"], "lam=2 is out of range"),
         (["--device", "tpu9"], "not a device"),
         (["--stage-lr", "dpo=fast"], "stage learning rate dpo=fast is invalid"),
+        (["--stage-lr", "dpo=true"], "stage learning rate dpo=True is invalid"),
+        (["--task-arg", "digits=two"], "task 'addition': digits='two' is str: expected an integer"),
+        (["--set", "ift.lam=x"], "ift.lam='x' is str: expected a number"),
+        (["--algo", "sft,ift,sft"], "algorithm 'sft' is listed twice"),
+        (["--algo", "sft+dpo", "--steps", "1"], "steps=1 is out of range for 'sft+dpo'"),
     ],
 )
 def test_lm_errors_are_one_line_with_exit_2(tmp_path, capsys, extra, message):

@@ -66,12 +66,29 @@ def test_per_token_reward_and_the_length_limit():
     env.reset(options={"index": 1})
     digit = env.world.tokenizer.encode("1")[0]
     for step in range(env.world.max_answer_tokens):
-        _, _, terminated, _, _ = env.step(digit)
-        assert terminated == (step == env.world.max_answer_tokens - 1)
+        _, reward, terminated, truncated, info = env.step(digit)
+        # the length limit truncates the episode (Gymnasium): only <eos> terminates it
+        assert not terminated and truncated == (step == env.world.max_answer_tokens - 1)
+    assert reward == 0.0 and info == {"answer": "1" * env.world.max_answer_tokens, "success": 0.0}
+    with pytest.raises(ValueError, match="after the episode ended"):
+        env.step(digit)
     with pytest.raises(ValueError, match="action 99 is invalid"):
         env.step(99)
     with pytest.raises(ValueError, match="index=50 is out of range"):
         env.reset(options={"index": 50})
+    with pytest.raises(ValueError, match=r"index=1\.5 is out of range: expected an integer"):
+        env.reset(options={"index": 1.5})
+
+
+def test_an_answer_ending_with_eos_at_the_length_limit_terminates():
+    env = TokenGenEnv(**SMALL)
+    env.reset(seed=0, options={"index": 0})
+    digit = env.world.tokenizer.encode("1")[0]
+    for _ in range(env.world.max_answer_tokens - 1):
+        assert env.step(digit)[2:4] == (False, False)
+    assert env.step(EOS)[2:4] == (True, False)
+    with pytest.raises(ValueError, match="after the episode ended"):
+        env.step(digit)
 
 
 def test_stable_baselines3_ppo_smoke_training():

@@ -15,6 +15,7 @@ from iftgym.rules.common import sft_loss_from_logps, step_logps, step_logps_from
 from iftgym.rules.ift import IFT, IFTConfig, propagation_weights
 from iftgym.token_tasks import (
     AdditionTask,
+    Example,
     FrozenLakeTextTask,
     JSONLTask,
     SortTask,
@@ -87,6 +88,14 @@ def test_make_task_rejects_unknown_names_and_options():
         make_task("chess")
     with pytest.raises(ValueError, match=r"task 'sort'.*digits"):
         make_task("sort", digits=3)
+    # mistyped options (as --task-arg passes them) fail clearly, not with a TypeError deep inside
+    with pytest.raises(ValueError, match=r"task 'addition': digits='two' is str: expected an integer"):
+        make_task("addition", digits="two")
+    with pytest.raises(ValueError, match=r"digits=2.0 is float: expected an integer"):
+        make_task("addition", digits=2.0)
+    with pytest.raises(ValueError, match=r"p_hole=None is NoneType: expected a number"):
+        make_task("frozen-lake", p_hole=None)
+    assert make_task("sort", length=np.int64(2), n_train=3, n_test=1).train[0].prompt.endswith("=")
 
 
 # ---- JSONL ------------------------------------------------------------------------------------------------------
@@ -107,6 +116,8 @@ def test_shipped_jsonl_samples_load_in_both_trl_formats():
         ('{"prompt": "a", "chosen": "b"}', "line 2: expected key 'completion', or both 'chosen' and 'rejected'"),
         ('{"prompt": [{"role": "user", "content": "a"}], "completion": "b"}', "line 2: .*conversational"),
         ('{"prompt": "a", "completion": 3}', "line 2: field 'completion' is int"),
+        ('{"prompt": "a", "completion": "b", "label": false}', "line 2: .*'label'.*unpaired preference"),
+        ('{"prompt": "a", "completion": "b", "rejected": "c"}', "line 2: key 'completion' cannot be mixed"),
     ],
 )
 def test_malformed_jsonl_lines_are_named(tmp_path, line, message):
@@ -114,6 +125,16 @@ def test_malformed_jsonl_lines_are_named(tmp_path, line, message):
     path.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n" + line + "\n")
     with pytest.raises(ValueError, match=message):
         load_jsonl(path)
+
+
+def test_jsonl_lines_are_split_on_newlines_only(tmp_path):
+    path = tmp_path / "data.jsonl"
+    records = [{"prompt": "a\u2028b", "completion": "c\x85d"}, {"prompt": "e", "completion": "f"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records) + "{bad\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 3: invalid JSON"):  # U+2028 and U+0085 do not end a line
+        load_jsonl(path)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in records), encoding="utf-8")
+    assert load_jsonl(path)[0] == JSONLTask(path).train[0] == Example("a\u2028b", "c\x85d")
 
 
 def test_jsonl_file_errors(tmp_path):

@@ -16,6 +16,7 @@ from iftgym.rules.orpo import ORPO, ORPOConfig
 from iftgym.rules.ppo import PPO, PPOConfig
 from iftgym.rules.reinforce import REINFORCE, REINFORCEConfig
 from iftgym.rules.sft import SFT, SFTConfig
+from iftgym.validate import like_default
 
 # name -> (rule class, config class, fixed config values)
 RULES: dict[str, tuple[type[Rule], type, dict[str, Any]]] = {
@@ -51,6 +52,9 @@ def make_rule(name: str, **overrides: Any) -> Rule:
     if unknown:
         accepted = ", ".join(config_fields(name)) or "none"
         raise ValueError(f"rule {name!r} has no hyper-parameter {', '.join(unknown)}: accepted: {accepted}")
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+    for key, value in overrides.items():
+        like_default(f"{name}.{key}", value, defaults[key])
     return rule_cls(config_cls(**{**overrides, **fixed}))
 
 
