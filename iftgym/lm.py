@@ -42,6 +42,7 @@ from iftgym.stats import summarize
 from iftgym.token_tasks import TASKS, Example, Task, make_task
 from iftgym.tokens import TokenWorld
 from iftgym.train import TrainConfig, TrainResult, train
+from iftgym.validate import at_least, non_negative
 
 SCHEMA = "iftgym.lm/1"
 ESTIMATES = ("teacher_forced", "ift", "on_policy")
@@ -87,10 +88,8 @@ class LMConfig:
         if not self.algos:
             raise ValueError("no algorithms given: expected rule names such as sft, ift, dpo")
         for name in ("steps", "seeds", "batch_size", "strips"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} is out of range: expected at least 1")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every={self.eval_every} is out of range: expected 0 or more")
+            at_least(name, getattr(self, name), 1)
+        non_negative("eval_every", self.eval_every)
         for algo in self.algos:
             if self.algos.count(algo) > 1:
                 raise ValueError(f"algorithm {algo!r} is listed twice: its results would overwrite each other")
