@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from iftgym.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm, training_data
+from iftgym.experiments.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm, training_data
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ import torch
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules import make_rule
 from iftgym.rules.base import Rule
-from iftgym.token_tasks import SortTask
-from iftgym.tokens import TokenWorld
+from iftgym.worlds.tokens import TokenWorld
+from iftgym.worlds.tokens.tasks import SortTask
 
 RULES = ("sft", "ift", "dpo")
 

@@ -16,10 +16,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from iftgym.frozen_lake import FrozenLakeMDP
-from iftgym.mdp import PairBatch, PreferencePair, StepBatch
+from iftgym.loop import TrainConfig, train
 from iftgym.policies import MLPPolicy
-from iftgym.train import TrainConfig, TrainingData, train
+from iftgym.types import PairBatch, PreferencePair, StepBatch, TrainingData
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 RULES = ("sft", "ift", "dpo", "orpo", "ppo")
 OFFLINE = {"sft", "ift", "dpo", "orpo"}

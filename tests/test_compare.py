@@ -11,7 +11,7 @@ import pytest
 
 from iftgym import FrozenLakeMDP
 from iftgym.cli import main
-from iftgym.compare import SCHEMA, CompareConfig, compare, load_results, policy_metrics, second_route
+from iftgym.experiments.compare import SCHEMA, CompareConfig, compare, load_results
 
 SMALL = ["--seeds", "2", "--steps", "4", "--algos", "sft,ift,dpo"]
 
@@ -24,12 +24,11 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_metrics_of_hand_computed_policies() -> None:
-    model = FrozenLakeMDP.from_map(["SFG"])
+    model = FrozenLakeMDP.from_map(["SFG"], gamma=0.9)
     optimal = np.array([[0, 0, 1, 0], [0, 0, 1, 0], [0.25, 0.25, 0.25, 0.25]])
+    np.testing.assert_array_equal(model.optimal_matrix, optimal)
     uniform = np.full((3, 4), 0.25)
-    config = CompareConfig(gamma=0.9)
-    demo = model.optimal_demonstration(0.9)
-    metrics = policy_metrics(model, np.stack([optimal, uniform]), optimal, config, demo)
+    metrics = model.scores(np.stack([optimal, uniform]))
     # Uniform vs optimal on the two live states: (0.75^2 + 3 * 0.25^2) / 4 per state.
     np.testing.assert_allclose(metrics["mse"], [0.0, 0.1875])
     # Uniform policy: from S, each step moves right w.p. 1/4 (LEFT/UP/DOWN stay or bounce back); it never
@@ -44,9 +43,7 @@ def test_explored_counts_cells_above_the_occupancy_threshold() -> None:
     model = FrozenLakeMDP.from_map("paper")
     _, _, optimal = model.value_iteration(0.95)
     uniform = np.full((model.n_states, 4), 0.25)
-    metrics = policy_metrics(
-        model, np.stack([optimal, uniform]), optimal, CompareConfig(), model.optimal_demonstration()
-    )
+    metrics = model.scores(np.stack([optimal, uniform]))
     occupancy = model.occupancy(uniform, 0.95)
     # The optimal policy visits the 7 cells of the short route (the tie at the far corner is never reached).
     assert metrics["explored"][0] == 7
@@ -56,15 +53,14 @@ def test_explored_counts_cells_above_the_occupancy_threshold() -> None:
 def test_greedy_success_of_a_looping_policy_is_zero() -> None:
     model = FrozenLakeMDP.from_map("paper")
     left = np.tile([1.0, 0, 0, 0], (model.n_states, 1))
-    _, _, optimal = model.value_iteration(0.95)
-    metrics = policy_metrics(model, left[None], optimal, CompareConfig(), model.optimal_demonstration())
+    metrics = model.scores(left[None])
     assert metrics["success"][0] == 0.0 and metrics["greedy_success"][0] == 0.0
     assert metrics["mse"][0] > 0
 
 
 def test_paper_map_second_route_is_the_long_way_round() -> None:
     model = FrozenLakeMDP.from_map("paper")
-    assert len(second_route(model)) - 1 == 14 and len(model.optimal_route()) - 1 == 6
+    assert len(model.second_route()) - 1 == 14 and len(model.optimal_route()) - 1 == 6
 
 
 def test_results_json_schema(small_run: Path) -> None:
@@ -114,7 +110,7 @@ def test_random_map_sweep_aggregates(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--algos", "sft,nope"], "unknown algorithm nope"),
+        (["--algos", "sft,nope"], "unknown rule 'nope'"),
         (["--map", "atlantis"], "unknown map 'atlantis'"),
         (["--seeds", "1"], "seeds=1 is out of range"),
         (["--seeds", "many"], "invalid int value"),

@@ -6,15 +6,19 @@ import functools
 import itertools
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iftgym import FrozenLakeMDP, StepBatch, Trajectory, estimators, random_map
+from iftgym import FrozenLakeMDP, StepBatch, Trajectory, random_map
 from iftgym.cli import main
-from iftgym.estimators import (
+from iftgym.explain.bias import plot_bias_maps
+from iftgym.metrics import estimators
+from iftgym.metrics.bias import bias_map
+from iftgym.metrics.estimators import (
     MonteCarloEstimate,
     as_policy,
     binomial_interval,
@@ -29,9 +33,8 @@ from iftgym.estimators import (
     resolve_reach,
     teacher_forced,
 )
-from iftgym.explain.bias import bias_map, first_arrival_times, plot_bias_maps
+from iftgym.metrics.testing import assert_estimator_bias
 from iftgym.policies import MLPPolicy, TabularPolicy
-from iftgym.testing import assert_estimator_bias
 
 OPEN_3X3 = ["SFF", "FFF", "FFG"]  # several shortest routes meet in the middle cells
 
@@ -49,7 +52,7 @@ def random_policy(kind: str, n_states: int, seed: int, scale: float) -> TabularP
 def independent_matrix(policy) -> np.ndarray:
     """``(K, S, A)`` action probabilities computed straight from the policy's forward pass."""
     with torch.no_grad():
-        return torch.softmax(policy(policy.embedding_table()[None]).double(), -1)[:, 0].numpy()
+        return torch.softmax(policy(policy.embedding_table()[:, None]).double(), -1)[:, 0].numpy()
 
 
 def enumerate_on_policy(world: FrozenLakeMDP, matrix: np.ndarray, demo: Trajectory, n: int) -> tuple[float, float]:
@@ -172,7 +175,11 @@ def test_gymnasium_rollouts_agree_with_the_exact_value():
     world = FrozenLakeMDP.from_map("4x4", slippery=True, success_rate=0.8)
     demo = world.optimal_demonstration()
     policy = TabularPolicy(world.n_states, 4, seeds=1, init_std=1.0)
-    estimate = monte_carlo(policy, world, demo, n_episodes=400, seed=5, rollouts="gym")
+    def env() -> gym.Env:
+        return gym.make("iftgym/FrozenLake-v0", map=list(world.desc), slippery=world.slippery,
+                        success_rate=world.success_rate)
+
+    estimate = monte_carlo(policy, world, demo, n_episodes=400, seed=5, env=env)
     assert estimate.n_episodes == 400 and estimate.successes.shape == (1, len(demo))
     assert_estimator_bias(lambda *args: estimate, policy, world, demo, "unbiased", alpha=0.01)
 
@@ -261,7 +268,7 @@ def test_policy_matrices_are_used_exactly():
     [
         (lambda w, p, d: on_policy_exact(p, w, d, reach="sideways"), "reach='sideways'"),
         (lambda w, p, d: monte_carlo(p, w, d, interval="wald"), "interval='wald'"),
-        (lambda w, p, d: monte_carlo(p, w, d, rollouts="cloud"), "rollouts='cloud'"),
+        (lambda w, p, d: monte_carlo(p, w, d, env="cloud"), "env='cloud'"),
         (lambda w, p, d: monte_carlo(p, w, d, n_episodes=0), "n_episodes=0"),
         (lambda w, p, d: monte_carlo(p, w, d, alpha=1.5), "alpha=1.5"),
         (lambda w, p, d: ift_estimate(p, w, d, lam=2.0), "lam=2.0"),
@@ -305,11 +312,11 @@ def test_hoeffding_interval():
 # -- bias maps and the command ----------------------------------------------------------------------------------
 def test_first_arrival_times_are_breadth_first_distances():
     world = FrozenLakeMDP.from_map("paper")
-    times = first_arrival_times(world)
+    times = world.first_arrival_times()
     demo = world.optimal_demonstration()
     np.testing.assert_array_equal(times[list(demo.states)], np.arange(len(demo) + 1))
     assert times[7] == 2  # holes are entered (and never left)
-    walled = first_arrival_times(FrozenLakeMDP.from_map(["SFG", "HHH", "FFF"]))
+    walled = FrozenLakeMDP.from_map(["SFG", "HHH", "FFF"]).first_arrival_times()
     np.testing.assert_array_equal(walled, [0, 1, 2, 1, 2, np.nan, np.nan, np.nan, np.nan])  # G is not passed
 
 

@@ -13,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import iftgym  # noqa: F401  (registers iftgym/FrozenLake-v0)
-from iftgym import MDP, FrozenLakeMDP, PairBatch, PreferencePair, StepBatch, Trajectory, random_map
-from iftgym.maps import catalogue  # not `from iftgym import catalogue`: see test_maps.py (shadowed by a subpackage)
+from iftgym import FrozenLakeMDP, PairBatch, PreferencePair, StepBatch, Trajectory, World, random_map
+from iftgym.worlds.frozen_lake.maps import (
+    catalogue,  # not `from iftgym import catalogue`: see test_maps.py (shadowed by a subpackage)
+)
 
 LEFT, DOWN, RIGHT, UP = range(4)
 CATALOGUE_NAMES = ("4x4", "8x8", "bridge-3x8", "detour-5x5", "lake-10x10", "paper")
@@ -178,7 +180,7 @@ def test_from_map_rejects_malformed_maps():
 # -- the MDP protocol -------------------------------------------------------------------------------------
 def test_frozen_lake_implements_the_mdp_protocol():
     mdp = FrozenLakeMDP.from_map("paper", slippery=True, success_rate=0.5)
-    assert isinstance(mdp, MDP)
+    assert isinstance(mdp, World)
     assert (mdp.nrow, mdp.ncol, mdp.n_states, mdp.n_ids, mdp.n_actions) == (6, 6, 36, 36, 4)
     assert mdp.start_distribution() == {0: 1.0}
     assert mdp.input_id(7) == 7

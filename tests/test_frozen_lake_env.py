@@ -10,8 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import iftgym  # noqa: F401  (registers iftgym/FrozenLake-v0)
-from iftgym.frozen_lake import FrozenLakeMDP
-from iftgym.frozen_lake_env import FrozenLakeEnv
+from iftgym.worlds.frozen_lake.env import FrozenLakeEnv
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 LEFT, DOWN, RIGHT, UP = range(4)
 ENV_ID = "iftgym/FrozenLake-v0"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from iftgym.cli import main
-from iftgym.lm import SCHEMA, LMConfig
+from iftgym.experiments.lm import SCHEMA, LMConfig
 
 TINY = ["--steps", "2", "--seeds", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "8",
         "--device", "cpu"]  # fmt: skip

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import iftgym
-from iftgym.maps import (
+from iftgym.worlds.frozen_lake.maps import (
     MAX_SIDE,
     catalogue,
     catalogue_description,
@@ -361,7 +361,7 @@ def test_random_map_bad_p_hole(p_hole):
 
 
 def test_catalogue_dir_contains_the_txt_files():
-    from iftgym.maps import catalogue_dir
+    from iftgym.worlds.frozen_lake.maps import catalogue_dir
 
     names = sorted(path.stem for path in Path(catalogue_dir()).glob("*.txt"))
     assert tuple(names) == CATALOGUE_NAMES

@@ -10,16 +10,18 @@ import pytest
 import torch
 
 from iftgym import FrozenLakeMDP, PairBatch, PreferencePair, StepBatch
+from iftgym.loop import TrainConfig, train
 from iftgym.policies import MLPPolicy, TabularPolicy
 from iftgym.rules import make_rule
-from iftgym.rules.common import sequence_logps, step_logps, step_logps_from_logits
+from iftgym.rules.common import sequence_logps, step_logps
 from iftgym.rules.dpo import DPOConfig, dpo_loss
 from iftgym.rules.ift import IFT, IFTConfig, propagation_weights
 from iftgym.rules.onpolicy import ValueHead, collect, gae
 from iftgym.rules.orpo import ORPOConfig, log1mexp, orpo_loss
 from iftgym.rules.ppo import PPOConfig
 from iftgym.rules.reinforce import REINFORCEConfig
-from iftgym.train import TrainConfig, TrainingData, train
+from iftgym.types import TrainingData
+from iftgym.world import seed_generators
 
 LN2 = math.log(2)
 
@@ -38,6 +40,11 @@ def pairs(paper: FrozenLakeMDP) -> PairBatch:
 
 def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def generators(policy: MLPPolicy, seed: int = 0) -> list[torch.Generator]:
+    """One generator per seed of ``policy``, as the training loop hands a rule."""
+    return seed_generators(seed, policy.seeds)
 
 
 def tabular(rows: list[list[float]]) -> TabularPolicy:
@@ -99,7 +106,7 @@ def test_dpo_small_beta_limit() -> None:
 def test_dpo_rule_logs_trl_metrics_with_correct_values(paper: FrozenLakeMDP, pairs: PairBatch) -> None:
     policy = MLPPolicy(paper.n_states, 4, seeds=2)
     rule = make_rule("dpo", beta=0.5)
-    rule.setup(policy, paper, generator())
+    rule.setup(policy, paper, generators(policy))
     loss, metrics = rule.loss(policy, pairs, 0)
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= metrics.keys()
     torch.testing.assert_close(loss, torch.full((2,), LN2))  # the policy is its own reference at the start
@@ -127,8 +134,8 @@ class SpyWorld:
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
-    def sample(self, policy, n_episodes, gen):
-        out = self.model.sample(policy, n_episodes, gen)
+    def sample(self, policy, n_episodes, generators):
+        out = self.model.sample(policy, n_episodes, generators)
         self.calls.append((policy, n_episodes, out))
         return out
 
@@ -139,7 +146,7 @@ def test_online_dpo_samples_rejected_from_the_current_policy(paper: FrozenLakeMD
     world = SpyWorld(paper)
     rule = make_rule("dpo-online", n_samples=5)
     assert (rule.name, rule.data) == ("dpo-online", "demos")
-    rule.setup(policy, world, generator())
+    rule.setup(policy, world, generators(policy))
     _, metrics = rule.loss(policy, demos, 0)
     ((sampled_from, n, rejected),) = world.calls
     assert sampled_from is policy and n == 5
@@ -260,7 +267,7 @@ def test_propagation_weights_batch_over_seeds() -> None:
 def ift_loss_by_hand(rule: IFT, policy, data: StepBatch, detach_weights: bool) -> torch.Tensor:
     """IFT's loss rebuilt from its documented steps, optionally with detached propagation weights."""
     c = rule.config
-    logps = step_logps_from_logits(policy(rule.mixed_inputs(policy, data, c.lam)), data)
+    logps = data.logps(policy(rule.mixed_inputs(policy, data, c.lam)))
     weights = propagation_weights(
         logps.detach() if detach_weights else logps, data.mask, c.gamma, c.kind, c.side, c.norm
     )
@@ -277,7 +284,7 @@ def test_ift_gradient_flows_through_the_weights(paper: FrozenLakeMDP) -> None:
     )  # two lengths: padding included
     policy = MLPPolicy(paper.n_states, 4, seeds=2)
     rule = IFT(IFTConfig(lam=0.3, gamma=0.9))
-    rule.setup(policy, paper, generator())
+    rule.setup(policy, paper, generators(policy))
     loss, _ = rule.loss(policy, data, 0)
     torch.testing.assert_close(loss, ift_loss_by_hand(rule, policy, data, detach_weights=False))
     live = grads(policy, loss)
@@ -292,7 +299,7 @@ def test_ift_with_lambda_0_and_gamma_0_is_sft(paper: FrozenLakeMDP) -> None:
     policy = MLPPolicy(paper.n_states, 4, seeds=3)
     sft_loss, _ = make_rule("sft").loss(policy, data, 0)
     ift = make_rule("ift", lam=0.0, gamma=0.0)
-    ift.setup(policy, paper, generator())
+    ift.setup(policy, paper, generators(policy))
     ift_loss, _ = ift.loss(policy, data, 0)
     assert torch.equal(sft_loss, ift_loss)
     # Same gradients up to float32 summation order (SFT gathers from a per-id table, IFT runs every step).
@@ -309,16 +316,19 @@ def test_ift_with_lambda_0_and_gamma_0_is_sft(paper: FrozenLakeMDP) -> None:
 
 
 def test_lambda_schedules() -> None:
-    assert IFTConfig(lam=0.3).lam_at(0) == IFTConfig(lam=0.3).lam_at(1000) == 0.3
+    assert IFTConfig(lam=0.3).lam_at(0, []) == IFTConfig(lam=0.3).lam_at(1000, []) == 0.3
     linear = IFTConfig(lam=0.8, lam_min=0.2, schedule="linear", warmup_steps=10)
-    assert [linear.lam_at(s) for s in (0, 5, 10, 50)] == pytest.approx([0.2, 0.5, 0.8, 0.8])
+    assert [linear.lam_at(s, []) for s in (0, 5, 10, 50)] == pytest.approx([0.2, 0.5, 0.8, 0.8])
     noisy = IFTConfig(lam=0.5, schedule="noisy", noise_std=0.3)
-    draws = [noisy.lam_at(s, generator(7)) for s in range(3)]
+    draws = [noisy.lam_at(s, [generator(7)]).item() for s in range(3)]
     eps = torch.randn((), generator=generator(7)).item()
     assert draws == pytest.approx([0.5 * (1 + 0.3 * eps)] * 3)
+    # each seed draws its own noise from its own generator
+    per_seed = noisy.lam_at(0, [generator(7), generator(8)])
+    assert per_seed.shape == (2,) and per_seed[0].item() == pytest.approx(draws[0]) and per_seed[0] != per_seed[1]
     wild = IFTConfig(lam=0.9, schedule="noisy", noise_std=5.0)
     gen = generator(3)
-    values = [wild.lam_at(s, gen) for s in range(200)]
+    values = [wild.lam_at(s, [gen]).item() for s in range(200)]
     assert min(values) == 0.0 and max(values) == 1.0 and all(0.0 <= v <= 1.0 for v in values)
     assert len(set(values)) > 10  # redrawn at every step
 
@@ -339,7 +349,7 @@ def test_ift_mixed_inputs(slippery: bool, lam: float) -> None:
     data = StepBatch.from_trajectories(model, trajectories)
     policy = MLPPolicy(model.n_states, 4, seeds=3)
     rule = IFT(IFTConfig(lam=lam))
-    rule.setup(policy, model, generator())
+    rule.setup(policy, model, generators(policy))
     mixed = rule.mixed_inputs(policy, data, lam).numpy()
     greedy = policy.action_probs().argmax(-1).numpy()  # (K, S)
     eye = np.eye(model.n_states)
@@ -400,7 +410,7 @@ def test_gae_lambda_1_is_returns_to_go_minus_values_on_random_batches() -> None:
 def ppo_setup(paper: FrozenLakeMDP, **overrides):
     policy = MLPPolicy(paper.n_states, 4, seeds=2)
     rule = make_rule("ppo", normalize_advantage=False, vf_coef=0.0, **overrides)
-    rule.setup(policy, paper, generator())
+    rule.setup(policy, paper, generators(policy))
     rule.loss(policy, None, 0)  # collects the rollout
     return policy, rule
 
@@ -430,8 +440,8 @@ def test_kl_penalty_shapes_the_rewards(paper: FrozenLakeMDP) -> None:
     policy = MLPPolicy(paper.n_states, 4, seeds=2)
     reference = MLPPolicy(paper.n_states, 4, seeds=[10, 11])
     critic = ValueHead(2, paper.n_states)  # zero values: returns = advantages
-    plain = collect(policy, critic, reference, paper, 8, generator(5), 0.9, 1.0, kl_coef=0.0)
-    shaped = collect(policy, critic, reference, paper, 8, generator(5), 0.9, 1.0, kl_coef=0.5)
+    plain = collect(policy, critic, reference, paper, 8, generators(policy, 5), 0.9, 1.0, kl_coef=0.0)
+    shaped = collect(policy, critic, reference, paper, 8, generators(policy, 5), 0.9, 1.0, kl_coef=0.5)
     assert torch.equal(plain.batch.ids, shaped.batch.ids)  # same episodes
     with torch.no_grad():
         kl = step_logps(policy, shaped.batch) - step_logps(reference, shaped.batch)
@@ -445,7 +455,7 @@ def test_kl_penalty_shapes_the_rewards(paper: FrozenLakeMDP) -> None:
     for name in ("ppo", "reinforce"):
         for kl_coef, has_reference in ((0.0, False), (0.1, True)):
             rule = make_rule(name, kl_coef=kl_coef)
-            rule.setup(policy, paper, generator())
+            rule.setup(policy, paper, generators(policy))
             assert (rule.reference is not None) == has_reference
 
 
@@ -519,5 +529,5 @@ def test_training_data_must_hold_what_the_rule_needs(paper: FrozenLakeMDP) -> No
     with pytest.raises(ValueError, match="demonstrations"):
         train(policy, "sft", paper, TrainingData(), TrainConfig(steps=2))
     assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))  # failed before training
-    with pytest.raises(ValueError, match="unknown algorithm"):
+    with pytest.raises(ValueError, match="unknown rule 'kto' in algorithm 'sft\\+kto'"):
         train(policy, "sft+kto", paper, TrainingData(demos=demos), TrainConfig(steps=2))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iftgym.compare import across_maps
-from iftgym.stats import mean_ci, summarize, t_quantile
+from iftgym.experiments.compare import across_maps
+from iftgym.metrics.stats import mean_ci, summarize, t_quantile
 
 
 @pytest.mark.parametrize(("df", "expected"), [(1, 12.706205), (2, 4.302653), (4, 2.776445), (19, 2.093024)])

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from iftgym import FrozenLakeMDP, Trajectory
-from iftgym.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
+from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
+from iftgym.metrics.testing import assert_estimator_bias, check_estimator_bias
 from iftgym.policies import MLPPolicy, TabularPolicy
-from iftgym.testing import assert_estimator_bias, check_estimator_bias
 
 
 def short_slippery_case(steps: int = 4) -> tuple[FrozenLakeMDP, TabularPolicy, Trajectory]:
@@ -105,7 +105,8 @@ def test_round_off_tolerance_accepts_a_float32_estimator():
 # -- Monte Carlo references -------------------------------------------------------------------------------------
 def test_biased_estimators_fail_and_unbiased_ones_pass_against_monte_carlo():
     world, policy, demo = short_slippery_case()
-    kwargs = {"reference": "monte-carlo", "n_episodes": 20_000, "seed": 1}
+    # seeded: a correct "unbiased" claim fails for about one seed in 20 at alpha 0.05 (seeds 1, 8, 34 of 0..39)
+    kwargs = {"reference": "monte-carlo", "n_episodes": 20_000, "seed": 0}
     assert_estimator_bias(on_policy_exact, policy, world, demo, "unbiased", **kwargs)
     with pytest.raises(AssertionError) as failure:
         assert_estimator_bias(inflated(1.2), policy, world, demo, "unbiased", **kwargs)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iftgym.generation import generate
+from iftgym.loop import TrainConfig, train
 from iftgym.policies.base import Policy
 from iftgym.policies.tiny_gpt import TinyGPT, resolve_device
 from iftgym.rules import make_rule
-from iftgym.token_tasks import SortTask
-from iftgym.tokens import EOS, TokenWorld
-from iftgym.train import TrainConfig, train
+from iftgym.world import seed_generators
+from iftgym.worlds.tokens import EOS, TokenWorld
+from iftgym.worlds.tokens.generation import generate
+from iftgym.worlds.tokens.tasks import SortTask
 
 V, T = 11, 12
 
@@ -35,9 +36,9 @@ def test_logits_shape_from_ids_and_from_embeddings():
 def test_embedding_table_is_the_token_embedding_weight():
     model = gpt(seeds=3)
     table = model.embedding_table()
-    assert table.shape == (3, 1, V, 16) and table.data_ptr() == model.wte.data_ptr()
+    assert table.shape == (3, V, 16) and table.data_ptr() == model.wte.data_ptr()
     probs = torch.softmax(torch.randn(3, 4, 7, V), -1)  # a distribution over tokens, per seed
-    mixed = probs @ table  # what soft_encode computes
+    mixed = model.embed_distribution(probs)
     torch.testing.assert_close(mixed[1, 2, 3], probs[1, 2, 3] @ model.wte[1])
 
 
@@ -91,7 +92,7 @@ def test_generation_greedy_and_sampled():
     prompts = torch.randint(3, V, (3, 4))
     greedy = model.generate(prompts, max_new_tokens=5)
     assert greedy.shape == (2, 3, 5) and torch.equal(greedy, model.generate(prompts, max_new_tokens=5))
-    sampled = [model.generate(prompts, max_new_tokens=5, greedy=False, generator=torch.Generator().manual_seed(1))
+    sampled = [model.generate(prompts, max_new_tokens=5, greedy=False, generators=seed_generators(1, model.seeds))
                for _ in range(2)]  # fmt: skip
     assert torch.equal(*sampled)
     for seed in greedy.tolist():  # nothing but padding after <eos>
@@ -112,7 +113,7 @@ class FixedLogits(Policy):
         self.logits = logits
 
     def embedding_table(self) -> torch.Tensor:
-        return torch.zeros(1, 1, len(self.logits), 1)
+        return torch.zeros(1, len(self.logits), 1)
 
     def logits_at(self, ids: torch.Tensor) -> torch.Tensor:
         return self.logits.expand(1, *ids.shape[-2:], len(self.logits))
@@ -123,7 +124,8 @@ def test_sampling_never_draws_a_token_of_probability_0(monkeypatch, u):
     inf = float("inf")
     policy = FixedLogits(torch.tensor([-inf, -inf, 0.0, 1.0, 2.0, -inf]))  # only ids 2, 3, 4 are possible
     monkeypatch.setattr(torch, "rand", lambda *shape, generator=None: torch.full(shape, u))
-    tokens = generate(policy, torch.ones(3, 1, dtype=torch.long), torch.ones(3, dtype=torch.long), 1, greedy=False)
+    tokens = generate(policy, torch.ones(3, 1, dtype=torch.long), torch.ones(3, dtype=torch.long), 1, greedy=False,
+                      generators=[torch.Generator()])  # fmt: skip
     assert tokens.flatten().tolist() == [2 if u == 0 else 4] * 3
 
 
@@ -138,7 +140,7 @@ def test_cuda_bf16_autocast_training_and_generation():
         result = train(model, make_rule(algo), world, world.training_data(), TrainConfig(steps=2, lr=1e-3))
         assert torch.isfinite(torch.as_tensor(result.history["loss"])).all()
     assert world.score(model, "test").shape == (2,)
-    assert world.sample(model, 4, torch.Generator().manual_seed(0)).ids.device.type == "cuda"
+    assert world.sample(model, 4, seed_generators(0, model.seeds)).ids.device.type == "cuda"
 
 
 def test_embed_reads_a_given_table():
@@ -149,7 +151,7 @@ def test_embed_reads_a_given_table():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from iftgym.checkpoint import load_policy, save_policy
+    from iftgym.policies.checkpoint import load_policy, save_policy
 
     model = gpt(seeds=[4, 9])
     path = save_policy(model, tmp_path / "gpt.safetensors", {"task": "sort"})

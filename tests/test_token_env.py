@@ -8,8 +8,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import iftgym  # noqa: F401  (registers the environments)
-from iftgym.token_env import TokenGenEnv
-from iftgym.tokens import EOS, PAD
+from iftgym.worlds.tokens import EOS, PAD
+from iftgym.worlds.tokens.env import TokenGenEnv
 
 SMALL = {"task": "sort", "length": 3, "n_train": 20, "n_test": 5}
 

@@ -14,11 +14,12 @@ import torch
 from safetensors.torch import save_file
 
 from iftgym import FrozenLakeMDP, PairBatch, PreferencePair, StepBatch
-from iftgym.checkpoint import load_metadata, load_policy, save_policy
+from iftgym.loop import TrainConfig, train
 from iftgym.policies import MLPPolicy, TabularPolicy
+from iftgym.policies.checkpoint import load_metadata, load_policy, save_policy
 from iftgym.rules import make_rule
 from iftgym.rules.common import sequence_logps
-from iftgym.train import TrainConfig, TrainingData, train
+from iftgym.types import TrainingData
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_checkpoint_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch)
         Path(filename).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr("iftgym.checkpoint.save_file", broken)
+    monkeypatch.setattr("iftgym.policies.checkpoint.save_file", broken)
     with pytest.raises(OSError, match="disk full"):
         save_policy(MLPPolicy(6, 4, hidden=4), path, {"version": 2})
     assert os.listdir(tmp_path) == ["policy.safetensors"]
@@ -220,7 +221,7 @@ def test_checkpoint_errors_name_the_path_and_the_problem(tmp_path: Path) -> None
 
 # -- the Stable-Baselines3 baseline -----------------------------------------------------------------------
 def test_sb3_ppo_returns_row_stochastic_policies(paper: FrozenLakeMDP) -> None:
-    from iftgym.baselines import train_sb3_ppo
+    from iftgym.experiments.baselines import train_sb3_ppo
 
     torch.manual_seed(123)
     expected_next = torch.rand(1)

@@ -24,11 +24,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from iftgym.compare import EXPLORED_THRESHOLD
-from iftgym.frozen_lake import FrozenLakeMDP
 from iftgym.io import atomic_path
-from iftgym.maps import MOVES
-from iftgym.stats import mean_ci
+from iftgym.metrics.stats import mean_ci
+from iftgym.worlds.frozen_lake.maps import MOVES
+from iftgym.worlds.frozen_lake.model import EXPLORED_THRESHOLD, FrozenLakeMDP
 
 TILE_FILL = {"H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
 # Arrow directions (dx, dy) in plot coordinates (y grows downwards with the inverted axis).
@@ -168,7 +167,7 @@ def draw_figures(results: dict[str, Any], out_dir: str | os.PathLike, max_maps: 
     config = results["config"]
     written = []
     for entry in results["maps"][:max_maps]:
-        model = FrozenLakeMDP.from_map(entry["rows"], slippery=config["slippery"], success_rate=config["success_rate"])
+        model = FrozenLakeMDP.from_map(entry["rows"], config["slippery"], config["success_rate"], config["gamma"])
         name = entry["name"]
         written += [
             preference_maps(entry, model, out / f"{name}-preference.png"),

@@ -1,11 +1,11 @@
-"""Policies: K seeds of one architecture evaluated as one batched model."""
+"""Policies: K seeds of one architecture evaluated as one batched model, and their checkpoints."""
 
 from iftgym.policies.base import Policy
+from iftgym.policies.checkpoint import load_metadata, load_policy, save_policy
 from iftgym.policies.mlp import MLPPolicy
+from iftgym.policies.registry import POLICIES, register_policy
 from iftgym.policies.tabular import TabularPolicy
 from iftgym.policies.tiny_gpt import TinyGPT
 
-# class name -> class, for rebuilding a policy from a checkpoint (see iftgym.checkpoint)
-POLICIES: dict[str, type[Policy]] = {cls.__name__: cls for cls in (MLPPolicy, TabularPolicy, TinyGPT)}
-
-__all__ = ["POLICIES", "MLPPolicy", "Policy", "TabularPolicy", "TinyGPT"]
+__all__ = ["POLICIES", "MLPPolicy", "Policy", "TabularPolicy", "TinyGPT", "load_metadata", "load_policy",
+           "register_policy", "save_policy"]  # fmt: skip

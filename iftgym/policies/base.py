@@ -2,7 +2,10 @@
 
 A policy maps input encodings ``(K, B, T, D)`` (or ``(B, T, D)``, shared by all seeds) to action logits
 ``(K, B, T, A)``. Inputs are rows of an encoding table indexed by input ids, or probability-weighted mixes of
-rows (IFT's temporal residual connection), which is why policies take encodings rather than ids.
+rows (IFT's temporal residual connection), which is why policies take encodings rather than ids. Every policy's
+table has the same shape, ``(K, n_ids, D)``: one table per seed (a fixed one-hot table is one table expanded).
+
+A policy is an :class:`iftgym.world.Actor`, the view worlds have of it.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from iftgym.validate import at_least
 
 
 def check_seeds(seeds: int | Sequence[int]) -> list[int]:
-    """``seeds`` as a list: an int ``n`` means seeds ``0..n-1``."""
+    """``seeds`` as a list: an int ``n`` means seeds ``0..n-1``; a list holds distinct non-negative ints."""
     seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty: expected at least one seed (an int n >= 1 or a list of ints)")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
+    if min(seeds) < 0:
+        raise ValueError(f"seeds must be non-negative, got {seeds}")
     return seeds
 
 
@@ -40,19 +45,32 @@ class Policy(nn.Module):
     def n_seeds(self) -> int:
         return len(self.seeds)
 
+    @property
+    def device(self) -> torch.device:
+        return self.embedding_table().device
+
     def spec(self) -> dict:
         """The constructor's keyword arguments (JSON-serialisable): ``type(self)(**self.spec())`` rebuilds the
         policy's architecture and seeds, which is what :mod:`iftgym.checkpoint` stores beside the weights."""
         raise NotImplementedError(f"{type(self).__name__} does not define spec(), so it cannot be checkpointed")
 
     def embedding_table(self) -> torch.Tensor:
-        """The ``(n_ids, D)`` table whose rows encode input ids."""
+        """The ``(K, n_ids, D)`` tables whose rows encode input ids, one per seed."""
         raise NotImplementedError
 
     def embed(self, ids: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Encodings of input ids, ``(..., T) -> (..., T, D)``, read from ``table`` (a tensor shaped like
-        :meth:`embedding_table`, such as IFT's frozen copy) or, by default, from the policy's own table."""
-        return (self.embedding_table() if table is None else table)[ids]
+        """Each seed's encodings of input ids ``(B, T)`` or ``(K, B, T)``: ``(K, B, T, D)``, read from ``table``
+        (shaped like :meth:`embedding_table`, such as IFT's frozen copy) or, by default, the policy's own."""
+        table = self.embedding_table() if table is None else table
+        if ids.dim() == 2:
+            return table[:, ids]
+        return table[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
+
+    def embed_distribution(self, probs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """The probability-weighted mix of encodings of a distribution over input ids: ``(K, B, T, n_ids)`` ->
+        ``(K, B, T, D)`` (how IFT encodes where a predicted action leads)."""
+        table = self.embedding_table() if table is None else table
+        return probs.to(table.dtype) @ table.unsqueeze(-3)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Action logits ``(K, B, T, A)`` for input encodings ``(K, B, T, D)`` or ``(B, T, D)``."""
@@ -66,7 +84,7 @@ class Policy(nn.Module):
         """
         if not self.markov:
             return self(self.embed(ids))
-        table = self(self.embedding_table().unsqueeze(0))[:, 0]  # (K, n_ids, A)
+        table = self(self.embedding_table().unsqueeze(1))[:, 0]  # (K, n_ids, A)
         ids = ids.expand(self.n_seeds, *ids.shape[-2:])
         return table[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
 
@@ -79,12 +97,13 @@ class Policy(nn.Module):
         return inputs
 
     @torch.no_grad()
-    def action_probs(self) -> torch.Tensor:
-        """``(K, n_ids, A)``: the action distribution at every input id (for Markov policies: the policy matrix)."""
+    def action_probs(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``(K, n_ids, A)``: the action distribution at every input id (for Markov policies: the policy matrix),
+        computed in ``dtype``, or in the policy's own dtype where that is wider."""
         if not self.markov:
             raise ValueError(f"{type(self).__name__} is not Markov: its policy is not a table over input ids")
-        table = self.embedding_table()
-        return torch.softmax(self(table.unsqueeze(0)).float(), dim=-1)[:, 0]
+        logits = self(self.embedding_table().unsqueeze(1))
+        return torch.softmax(logits.to(torch.promote_types(logits.dtype, dtype)), dim=-1)[:, 0]
 
     def seed_generator(self, index: int) -> torch.Generator:
         """The generator that initialises seed number ``index``, so a seed's start does not depend on K."""

@@ -55,7 +55,7 @@ class MLPPolicy(Policy):
         }
 
     def embedding_table(self) -> torch.Tensor:
-        return self.encodings
+        return self.encodings.expand(self.n_seeds, -1, -1)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         x = self.seed_inputs(inputs)

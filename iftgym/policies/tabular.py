@@ -40,7 +40,7 @@ class TabularPolicy(Policy):
         return {"n_ids": n_ids, "n_actions": n_actions, "seeds": list(self.seeds), "init_std": self.init_std}
 
     def embedding_table(self) -> torch.Tensor:
-        return self.encodings
+        return self.encodings.expand(self.n_seeds, -1, -1)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return torch.einsum("kbtd,kda->kbta", self.seed_inputs(inputs), self.logits)

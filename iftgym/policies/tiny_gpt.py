@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iftgym.generation import generate
 from iftgym.policies.base import Policy
 from iftgym.validate import at_least
+from iftgym.worlds.tokens.generation import generate
 
 INIT_STD = 0.02
 
@@ -140,10 +140,6 @@ class TinyGPT(Policy):
                 linear.init_seed(k, gen)
         self.to(resolve_device(device))
 
-    @property
-    def device(self) -> torch.device:
-        return self.wte.device
-
     def spec(self) -> dict:
         """Constructor arguments that rebuild this architecture and seeds (the device is chosen on loading)."""
         return {
@@ -156,20 +152,8 @@ class TinyGPT(Policy):
         }
 
     def embedding_table(self) -> torch.Tensor:
-        """The token embedding weights, one table per seed, as ``(K, 1, vocab, D)``.
-
-        The singleton axis lets a distribution over tokens ``(K, B, T, vocab)`` be encoded per seed by
-        :func:`iftgym.mdp.soft_encode` (``probs @ table``), which is how IFT mixes in its predictions.
-        """
-        return self.wte.unsqueeze(1)
-
-    def embed(self, ids: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Each seed's embeddings of ids ``(B, T)`` or ``(K, B, T)``: ``(K, B, T, D)``, from ``table`` (shaped like
-        :meth:`embedding_table`) or the model's own."""
-        wte = self.wte if table is None else table.squeeze(1)
-        if ids.dim() == 2:
-            return wte[:, ids]
-        return wte[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
+        """The token embedding weights, one ``(vocab, D)`` table per seed."""
+        return self.wte
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, T, vocab)`` of token ids ``(B, T)`` / ``(K, B, T)`` or embeddings ``(K, B, T, D)``."""
@@ -192,10 +176,11 @@ class TinyGPT(Policy):
         max_new_tokens: int = 16,
         greedy: bool = True,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> torch.Tensor:
         """Greedy or sampled continuations ``(K, B, max_new_tokens)`` of right-padded prompts ``(B, P)``
-        (``lengths``: their real lengths, default all ``P``); ``<pad>`` follows an ``<eos>``."""
+        (``lengths``: their real lengths, default all ``P``); ``<pad>`` follows an ``<eos>``. Sampling takes one
+        generator per seed (see :func:`iftgym.world.seed_generators`)."""
         if lengths is None:
             lengths = torch.full((prompts.shape[0],), prompts.shape[1], dtype=torch.long)
-        return generate(self, prompts, lengths, max_new_tokens, greedy, temperature, generator)
+        return generate(self, prompts, lengths, max_new_tokens, greedy, temperature, generators)

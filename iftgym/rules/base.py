@@ -1,35 +1,66 @@
 """The contract between update rules and the training loop.
 
 A rule turns a batch into one loss per seed, shape ``(K,)``; the loop sums them (seeds share no parameters, so
-their gradients stay independent) and steps the optimiser. ``data`` says what the rule trains on:
-``"demos"`` (a :class:`StepBatch` of demonstrations), ``"pairs"`` (a :class:`PairBatch`) or ``"env"`` (it samples
-episodes from the world itself and needs no dataset).
+their gradients stay independent) and steps the optimiser. Writing a rule means subclassing :class:`Rule`:
+
+* ``config_class``: a dataclass of the rule's hyper-parameters (none by default); the rule's ``config`` is one;
+* ``data``: what the *configured* rule trains on: ``"demos"`` (a :class:`StepBatch` of demonstrations),
+  ``"pairs"`` (a :class:`PairBatch`) or ``"env"`` (it samples episodes from the world itself);
+* ``loss(policy, batch, step)``: the ``(K,)`` losses and a dict of ``(K,)`` metrics for one optimiser step;
+* optionally ``setup`` (once per stage), ``after_step`` (after every optimiser step) and ``parameters`` (weights
+  the rule trains beside the policy's, such as a critic).
+
+Every random draw a rule makes comes from ``self.generators[k]`` for seed k (handed over by ``setup``), so a seed
+trains the same whatever other seeds train beside it. Register the class with :func:`iftgym.register_rule` to use
+it by name everywhere a rule name is accepted.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from iftgym.mdp import MDP
 from iftgym.policies.base import Policy
+from iftgym.world import World
+
+
+@dataclass
+class NoConfig:
+    """The config of a rule without hyper-parameters of its own (learning rate and steps belong to the loop)."""
 
 
 class Rule:
-    name: ClassVar[str]
-    data: ClassVar[str]  # "demos", "pairs" or "env"
+    """Base class of every policy-update rule (see the module doc for what a subclass defines).
 
-    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
-        """Called once before training (snapshot a reference policy, build a critic, keep the world)."""
+    Attributes:
+        name: the name the rule goes by (the registered name when built by :func:`iftgym.make_rule`).
+        config: the rule's hyper-parameters, an instance of ``config_class``.
+        world, generators: set by :meth:`setup`: the world being trained in and one generator per seed.
+    """
+
+    name: str = "rule"
+    data: str = "demos"
+    config_class: ClassVar[type] = NoConfig
+    fixed: ClassVar[Mapping[str, Any]] = {}  # config values that define the registered variant (dpo-online)
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = self.config_class(**self.fixed) if config is None else config
+
+    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
+        """Called once before a stage (snapshot a reference policy, build a critic, keep the world)."""
+        if len(generators) != policy.n_seeds:
+            raise ValueError(f"rule {self.name!r} got {len(generators)} generators for {policy.n_seeds} seeds")
         self.world = world
-        self.generator = generator
+        self.generators = list(generators)
 
     def loss(self, policy: Policy, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-seed loss ``(K,)`` and per-seed metrics for one optimiser step."""
-        raise NotImplementedError
+        """Per-seed loss ``(K,)`` and per-seed metrics for optimiser step ``step`` of the stage."""
+        raise NotImplementedError(f"{type(self).__name__} does not define loss()")
 
     def after_step(self, policy: Policy) -> None:
         """Called after every optimiser step (IFT re-syncs its frozen encoding table here)."""
@@ -37,6 +68,9 @@ class Rule:
     def parameters(self) -> list[nn.Parameter]:
         """Parameters the rule trains beside the policy's (a critic, for instance)."""
         return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, config={self.config!r})"
 
 
 def frozen_copy(policy: Policy) -> Policy:

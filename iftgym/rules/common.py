@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from iftgym.mdp import StepBatch
 from iftgym.policies.base import Policy
-
-
-def step_logps_from_logits(logits: torch.Tensor, batch: StepBatch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``(K, B, T)`` log-probabilities of the batch's actions under ``logits (K, B, T, A)``, computed in ``dtype``;
-    0 on masked steps."""
-    logps = torch.log_softmax(logits.to(dtype), dim=-1)
-    actions = batch.actions.expand(logps.shape[:-1])
-    taken = logps.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    return taken * batch.mask
+from iftgym.types import StepBatch
 
 
 def step_logps(policy: Policy, batch: StepBatch) -> torch.Tensor:
     """``(K, B, T)`` teacher-forced log-probabilities ``log pi(a_t | s_t)`` of the batch; 0 on masked steps."""
-    return step_logps_from_logits(policy.logits_at(batch.ids), batch)
+    return batch.logps(policy.logits_at(batch.ids))
 
 
 def sequence_logps(policy: Policy, batch: StepBatch) -> torch.Tensor:

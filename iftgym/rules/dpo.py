@@ -8,16 +8,18 @@ are sampled from the current policy at every step, and the demonstration is the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from iftgym.mdp import MDP, PairBatch, StepBatch
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
 from iftgym.rules.common import sequence_logps
+from iftgym.types import PairBatch, StepBatch
 from iftgym.validate import at_least, between, positive
+from iftgym.world import World
 
 
 @dataclass
@@ -54,22 +56,30 @@ def dpo_loss(
 
 
 class DPO(Rule):
+    """DPO's sigmoid loss against a frozen reference: offline on (chosen, rejected) pairs, or online with the
+    demonstration as chosen and the current policy's own samples as rejected."""
+
     name = "dpo"
-    data = "pairs"
+    config_class = DPOConfig
+    fixed = {"online": False}
 
     def __init__(self, config: DPOConfig | None = None) -> None:
-        self.config = config or DPOConfig()
+        super().__init__(config)
         if self.config.online:
-            self.name, self.data = "dpo-online", "demos"
+            self.name = "dpo-online"
 
-    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
-        super().setup(policy, world, generator)
+    @property
+    def data(self) -> str:
+        return "demos" if self.config.online else "pairs"
+
+    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
+        super().setup(policy, world, generators)
         self.reference = frozen_copy(policy)
 
     def loss(self, policy: Policy, batch: PairBatch | StepBatch, step: int) -> tuple[torch.Tensor, dict]:
         if self.config.online:
             # The demonstration is preferred over what the policy does now.
-            rejected = self.world.sample(policy, self.config.n_samples, self.generator)
+            rejected = self.world.sample(policy, self.config.n_samples, self.generators)
             chosen = batch
         else:
             chosen, rejected = batch.chosen, batch.rejected
@@ -93,3 +103,9 @@ class DPO(Rule):
             "logps/rejected": pi_rejected.detach().mean(-1),
         }
         return losses.mean(-1), metrics
+
+
+class OnlineDPO(DPO):
+    """Online DPO: DPO whose rejected trajectories are sampled from the current policy at every step."""
+
+    fixed = {"online": True}

@@ -22,15 +22,16 @@ fixed, as for the Frozen Lake policies).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from iftgym.mdp import MDP, StepBatch, soft_encode
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
-from iftgym.rules.common import step_logps_from_logits
+from iftgym.types import StepBatch
 from iftgym.validate import at_least, between, non_negative, one_of
+from iftgym.world import World
 
 KINDS = ("loss", "logps", "mask")
 SIDES = ("left", "right")
@@ -46,7 +47,7 @@ class IFTConfig:
 
     ``lam`` (lambda) mixes in the model's own prediction; ``schedule`` is ``"static"``, ``"linear"`` (from
     ``lam_min`` to ``lam`` over ``warmup_steps``) or ``"noisy"`` (``lam * (1 + noise_std * eps)``, eps ~ N(0, 1)
-    drawn once per step, clamped to [0, 1]). ``gamma``, ``kind``, ``side`` and ``norm`` configure relation
+    drawn once per step and seed, clamped to [0, 1]). ``gamma``, ``kind``, ``side`` and ``norm`` configure relation
     propagation (see :func:`propagation_weights`). ``prediction`` is ``"greedy"`` or ``"sample"``.
     ``embedding`` is where the ground-truth term (and the prompt) is read: ``"frozen"``, the re-synced copy, as in
     the reference code (a learned input embedding then gets no gradient at all), or ``"live"``, the policy's own
@@ -80,13 +81,14 @@ class IFTConfig:
         at_least("warmup_steps", self.warmup_steps, 1)
         non_negative("noise_std", self.noise_std)
 
-    def lam_at(self, step: int, generator: torch.Generator | None = None) -> float:
-        """Lambda at optimiser step ``step`` under the schedule."""
+    def lam_at(self, step: int, generators: Sequence[torch.Generator]) -> float | torch.Tensor:
+        """Lambda at optimiser step ``step`` under the schedule: one number for every seed, or for a noisy
+        schedule one per seed, ``(K,)``, seed k's noise drawn from ``generators[k]``."""
+        if self.schedule == "noisy":
+            eps = torch.stack([torch.randn((), generator=g) for g in generators])
+            return (self.lam * (1 + self.noise_std * eps)).clamp(0.0, 1.0)
         if self.schedule == "linear":
             return self.lam_min + (self.lam - self.lam_min) * min(step / self.warmup_steps, 1.0)
-        if self.schedule == "noisy":
-            eps = torch.randn((), generator=generator).item()
-            return min(max(self.lam * (1 + self.noise_std * eps), 0.0), 1.0)
         return self.lam
 
 
@@ -154,44 +156,54 @@ def propagation_weights(
 
 
 class IFT(Rule):
+    """Intuitive Fine-Tuning: teacher forcing on inputs that mix in where the model's own predictions lead, with
+    the step losses weighted by relation propagation (see the module doc, steps 1-5)."""
+
     name = "ift"
     data = "demos"
+    config_class = IFTConfig
 
-    def __init__(self, config: IFTConfig | None = None) -> None:
-        self.config = config or IFTConfig()
-
-    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
-        super().setup(policy, world, generator)
+    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
+        super().setup(policy, world, generators)
         self.after_step(policy)
 
     def after_step(self, policy: Policy) -> None:
-        """Re-sync the frozen copy of the encoding table with the policy's."""
-        self.frozen_table = policy.embedding_table().detach().clone()
+        """Re-sync the frozen copy of the encoding table with the policy's (a fixed table needs no copy)."""
+        table = policy.embedding_table()
+        self.frozen_table = table.detach().clone() if table.requires_grad else table
 
-    def mixed_inputs(self, policy: Policy, batch: StepBatch, lam: float) -> torch.Tensor:
-        """Steps 1-2: the ground-truth encodings with the model's own predictions mixed in, ``(K, B, T, D)``."""
+    def mixed_inputs(self, policy: Policy, batch: StepBatch, lam: float | torch.Tensor) -> torch.Tensor:
+        """Steps 1-2: the ground-truth encodings with the model's own predictions mixed in, ``(K, B, T, D)``;
+        ``lam`` is one lambda or one per seed ``(K,)``."""
         table = self.frozen_table if self.config.embedding == "frozen" else None
         truth = policy.seed_inputs(policy.embed(batch.ids, table))
         with torch.no_grad():
             logits = policy(truth)
             if self.config.prediction == "greedy":
                 predicted = logits.argmax(-1)
-            else:
-                flat = torch.softmax(logits.float(), -1).flatten(0, -2)
-                predicted = torch.multinomial(flat, 1, generator=self.generator).view(logits.shape[:-1])
+            else:  # seed k samples from its own generator
+                probs = torch.softmax(logits.float(), -1).cpu()
+                predicted = torch.stack([
+                    torch.multinomial(p.flatten(0, -2), 1, generator=g).view(p.shape[:-1])
+                    for p, g in zip(probs, self.generators)
+                ]).to(logits.device)  # fmt: skip
         ids = batch.ids.expand(predicted.shape)
-        successor = soft_encode(self.world.successor_probs(ids[..., :-1], predicted[..., :-1]), self.frozen_table)
+        successor = policy.embed_distribution(
+            self.world.successor_probs(ids[..., :-1], predicted[..., :-1]), self.frozen_table
+        )
         mask = batch.mask.expand(predicted.shape)
         reached = (mask[..., :-1] & mask[..., 1:]).unsqueeze(-1)  # steps reached by a target action
+        if isinstance(lam, torch.Tensor):
+            lam = lam.to(truth.device, truth.dtype).view(-1, 1, 1, 1)
         mixed_tail = torch.where(reached, (1 - lam) * truth[..., 1:, :] + lam * successor, truth[..., 1:, :])
         return torch.cat([truth[..., :1, :], mixed_tail], dim=-2)
 
     def loss(self, policy: Policy, batch: StepBatch, step: int) -> tuple[torch.Tensor, dict]:
-        lam = self.config.lam_at(step, self.generator)
-        logps = step_logps_from_logits(policy(self.mixed_inputs(policy, batch, lam)), batch)
+        lam = self.config.lam_at(step, self.generators)
+        logps = batch.logps(policy(self.mixed_inputs(policy, batch, lam)))
         c = self.config
         weights = propagation_weights(logps, batch.mask, c.gamma, c.kind, c.side, c.norm)
         n = batch.mask.sum(-1).clamp(min=1)
         losses = (-logps * weights).sum(-1) / n
-        metrics = {"loss": losses.detach().mean(-1), "lambda": torch.full(losses.shape[:-1], lam)}
+        metrics = {"loss": losses.detach().mean(-1), "lambda": torch.as_tensor(lam).float().expand(losses.shape[:-1])}
         return losses.mean(-1), metrics

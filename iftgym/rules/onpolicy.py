@@ -3,15 +3,17 @@ base that sets them up."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from iftgym.mdp import MDP, StepBatch
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
 from iftgym.rules.common import masked_mean, step_logps
+from iftgym.types import StepBatch
+from iftgym.world import World
 
 
 class ValueHead(nn.Module):
@@ -60,17 +62,18 @@ def collect(
     policy: Policy,
     critic: ValueHead,
     reference: Policy | None,
-    world,
+    world: World,
     n_episodes: int,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
     gamma: float,
     gae_lambda: float,
     kl_coef: float,
 ) -> Rollout:
     """Sample episodes from the current policy and score them; the reward is penalised by
-    ``kl_coef * (log pi - log pi_ref)`` per step when a reference policy is given (RLHF's KL penalty)."""
+    ``kl_coef * (log pi - log pi_ref)`` per step when a reference policy is given (RLHF's KL penalty). Seed k's
+    episodes come from ``generators[k]``."""
     with torch.no_grad():
-        batch = world.sample(policy, n_episodes, generator)
+        batch = world.sample(policy, n_episodes, generators)
         old_logps = step_logps(policy, batch)
         rewards = batch.rewards
         if reference is not None and kl_coef > 0:
@@ -93,8 +96,8 @@ class CriticRule(Rule):
 
     data = "env"
 
-    def setup(self, policy: Policy, world: MDP, generator: torch.Generator) -> None:
-        super().setup(policy, world, generator)
+    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
+        super().setup(policy, world, generators)
         table = policy.embedding_table()
         self.critic = ValueHead(policy.n_seeds, table.shape[-1]).to(table.device)
         self.reference = frozen_copy(policy) if self.config.kl_coef > 0 else None
@@ -105,7 +108,7 @@ class CriticRule(Rule):
     def fresh_rollout(self, policy: Policy, gae_lambda: float) -> Rollout:
         """New episodes from the current policy, scored with the config's ``n_episodes``, ``gamma`` and ``kl_coef``."""
         c = self.config
-        return collect(policy, self.critic, self.reference, self.world, c.n_episodes, self.generator, c.gamma,
+        return collect(policy, self.critic, self.reference, self.world, c.n_episodes, self.generators, c.gamma,
                        gae_lambda, c.kl_coef)  # fmt: skip
 
     def value_loss(self, policy: Policy, rollout: Rollout) -> torch.Tensor:

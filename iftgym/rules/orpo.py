@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from iftgym.mdp import PairBatch
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.common import masked_mean, step_logps
+from iftgym.types import PairBatch
 from iftgym.validate import positive
 
 # Mean log-probabilities are clamped just below 0 so that log(1 - e^m) stays finite for a certain trajectory.
@@ -47,11 +47,12 @@ def orpo_loss(
 
 
 class ORPO(Rule):
+    """ORPO: the chosen trajectory's mean negative log-likelihood minus ``beta`` times the log-sigmoid of the
+    log-odds ratio of chosen over rejected; no reference policy."""
+
     name = "orpo"
     data = "pairs"
-
-    def __init__(self, config: ORPOConfig | None = None) -> None:
-        self.config = config or ORPOConfig()
+    config_class = ORPOConfig
 
     def loss(self, policy: Policy, batch: PairBatch, step: int) -> tuple[torch.Tensor, dict]:
         m_w = masked_mean(step_logps(policy, batch.chosen), batch.chosen.mask)

@@ -52,10 +52,10 @@ def normalized(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class PPO(CriticRule):
-    name = "ppo"
+    """PPO's clipped surrogate on the policy's own rollouts, advantages by GAE from a learned critic."""
 
-    def __init__(self, config: PPOConfig | None = None) -> None:
-        self.config = config or PPOConfig()
+    name = "ppo"
+    config_class = PPOConfig
 
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict]:
         c = self.config

@@ -15,6 +15,8 @@ from iftgym.validate import at_least, between, non_negative
 
 @dataclass
 class REINFORCEConfig:
+    """``n_episodes`` per seed and step, discount ``gamma``, critic weight ``vf_coef``, KL penalty ``kl_coef``."""
+
     n_episodes: int = 16
     gamma: float = 0.99
     vf_coef: float = 0.5
@@ -28,10 +30,10 @@ class REINFORCEConfig:
 
 
 class REINFORCE(CriticRule):
-    name = "reinforce"
+    """REINFORCE with a learned baseline on fresh episodes every step."""
 
-    def __init__(self, config: REINFORCEConfig | None = None) -> None:
-        self.config = config or REINFORCEConfig()
+    name = "reinforce"
+    config_class = REINFORCEConfig
 
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict]:
         c = self.config

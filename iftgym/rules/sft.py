@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from iftgym.mdp import StepBatch
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.common import sft_loss_from_logps, step_logps
+from iftgym.types import StepBatch
 
 
 @dataclass
@@ -22,11 +22,11 @@ class SFTConfig:
 
 
 class SFT(Rule):
+    """Supervised fine-tuning: the mean teacher-forced loss ``-log pi(a*_t | s*_t)`` of the demonstrations."""
+
     name = "sft"
     data = "demos"
-
-    def __init__(self, config: SFTConfig | None = None) -> None:
-        self.config = config or SFTConfig()
+    config_class = SFTConfig
 
     def loss(self, policy: Policy, batch: StepBatch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logps = step_logps(policy, batch)

@@ -3,7 +3,7 @@
 Each seed is one independent SB3 run on CPU, seeded so that the same seed gives the same policy. The trained
 actor is read back as an ``S x A`` probability matrix (its action distribution at the one-hot observation of
 every cell), the same format as :meth:`iftgym.policies.base.Policy.action_probs`, so it can be scored with the
-exact solvers of :class:`~iftgym.frozen_lake.FrozenLakeMDP`.
+exact solvers of :class:`~iftgym.worlds.frozen_lake.FrozenLakeMDP`. In a comparison it goes by the name ``sb3-ppo``.
 
 Defaults differ from SB3's to keep a run cheap: 16 copies of the env stepped together, 8 steps each per
 rollout (128 transitions a rollout; SB3's default is 2048 per env), 4 epochs of one minibatch of 128, learning
@@ -23,9 +23,11 @@ import gymnasium
 import numpy as np
 import torch
 
-from iftgym.frozen_lake import FrozenLakeMDP
 from iftgym.policies.base import check_seeds
 from iftgym.validate import at_least
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+
+SB3 = "sb3-ppo"
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""How much a policy prefers a demonstration's actions, estimated four ways, and the bias of each (DESIGN.md §2).
+"""How much a policy prefers a demonstration's actions, estimated four ways, and the bias of each
+(``docs/design.md`` §2).
 
 At step n of a demonstration ``(s*_0, a*_0, s*_1, a*_1, ...)`` each estimator says how strongly the policy prefers
 the target action ``a*_n``:
@@ -22,42 +23,39 @@ so SFT's log-estimate is optimistic by exactly the accumulated loss of the prefi
 
 * ``"path"``: the rollout has followed the demonstration so far (``s_i = s*_i`` for i <= n, ``a_i = a*_i`` for
   i < n), probability ``prod_{i<n} pi(a*_i | s*_i) P(s*_{i+1} | s*_i, a*_i)``. On deterministic transitions this
-  is DESIGN's ``T(s*_n)``; it is also what a token MDP means, where a state is its whole prefix.
-* ``"state"``: the rollout is in the cell ``s*_n`` at time n by any route, from the forward state distribution
-  :meth:`~iftgym.frozen_lake.FrozenLakeMDP.state_distributions` (Frozen Lake and Markov policies only). It is at
-  least the ``"path"`` value, and equal to it when the demonstration's prefix is the only way to be in ``s*_n``
-  after n moves (as on the paper map's optimal route).
-* ``"auto"`` (default): ``"path"`` when every transition of the world is deterministic, ``"state"`` on a slippery
-  Frozen Lake.
+  is the design document's ``T(s*_n)``; it is also what a token MDP means, where a state is its whole prefix.
+* ``"state"``: the rollout is in the state ``s*_n`` at time n by any route: the world's exact
+  :meth:`~iftgym.world.World.reach_probs` (on Frozen Lake the forward state distribution of a Markov policy). It is
+  at least the ``"path"`` value, and equal to it when the demonstration's prefix is the only way to be in ``s*_n``
+  after n moves (as on the paper map's optimal route, and always for tokens, whose state is the whole prefix).
+* ``"auto"`` (default): ``"path"`` when the world is deterministic, ``"state"`` otherwise (slippery ice).
 
 **Inputs and shapes.** ``policy`` is a :class:`~iftgym.policies.base.Policy` with K seeds, or a policy matrix
-``(S, A)`` / ``(K, S, A)`` (see :func:`as_policy`). ``demos`` is one :class:`~iftgym.mdp.Trajectory` (results
-``(K, T)``), a sequence of trajectories or a :class:`~iftgym.mdp.StepBatch` (results ``(K, B, T)``). Results are
+``(S, A)`` / ``(K, S, A)`` (see :func:`as_policy`). ``demos`` is one :class:`~iftgym.types.Trajectory` (results
+``(K, T)``), a sequence of trajectories or a :class:`~iftgym.types.StepBatch` (results ``(K, B, T)``). Results are
 float64 numpy arrays, NaN on padding steps. Everything is computed in float64 from the policy's logits.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from iftgym.frozen_lake import FrozenLakeMDP
-from iftgym.mdp import MDP, StepBatch, Trajectory
+from iftgym.metrics.stats import betainc
 from iftgym.policies.base import Policy
 from iftgym.policies.tabular import TabularPolicy
-from iftgym.rules.common import step_logps_from_logits
 from iftgym.rules.ift import IFT, IFTConfig
-from iftgym.stats import betainc
+from iftgym.types import StepBatch, Trajectory
 from iftgym.validate import at_least, between, one_of
+from iftgym.world import World, seed_generators
 
 REACHES = ("auto", "path", "state")
 INTERVALS = ("clopper-pearson", "hoeffding")
-ROLLOUTS = ("model", "gym")
 CHUNK_EPISODES = 8192  # Monte Carlo episodes sampled at once (bounds the memory of the event tensors)
 TINY = 1e-300  # stands in for probability 0 in a policy matrix's logits (0 * log 0 would give NaN)
 
@@ -84,7 +82,7 @@ def as_policy(policy: PolicyLike) -> Policy:
     return tabular
 
 
-def as_batch(world: MDP, demos: Demos) -> tuple[StepBatch, bool]:
+def as_batch(world: World, demos: Demos) -> tuple[StepBatch, bool]:
     """The demonstrations as a batch, and whether they were a single trajectory (results then drop the B axis)."""
     if isinstance(demos, StepBatch):
         return demos, False
@@ -93,30 +91,23 @@ def as_batch(world: MDP, demos: Demos) -> tuple[StepBatch, bool]:
     return StepBatch.from_trajectories(world, list(demos)), False
 
 
-def resolve_reach(world: MDP, reach: str) -> str:
+def resolve_reach(world: World, reach: str) -> str:
     """``"path"`` or ``"state"``: ``reach`` itself, or what ``"auto"`` means for ``world`` (see the module doc)."""
     one_of("reach", reach, REACHES)
     if reach != "auto":
         return reach
-    transitions = getattr(world, "P", None)
-    return "state" if transitions is not None and (np.max(transitions, axis=-1) < 1).any() else "path"
+    return "path" if world.deterministic else "state"
 
 
 def policy_matrix(policy: PolicyLike) -> np.ndarray:
     """``(K, n_ids, A)`` float64 action probabilities of a Markov policy at every input id."""
-    policy = as_policy(policy)
-    if not policy.markov:
-        raise ValueError(f"{type(policy).__name__} is not Markov: it has no policy matrix over input ids")
-    table = policy.embedding_table()
-    with torch.no_grad():
-        logits = policy.logits_at(torch.arange(table.shape[0], device=table.device)[None])[:, 0]
-    return torch.softmax(logits.double(), -1).cpu().numpy()
+    return as_policy(policy).action_probs(torch.float64).cpu().numpy()
 
 
-def _prepare(policy: PolicyLike, world: MDP, demos: Demos) -> tuple[Policy, StepBatch, bool]:
+def _prepare(policy: PolicyLike, world: World, demos: Demos) -> tuple[Policy, StepBatch, bool]:
     policy = as_policy(policy)
     batch, single = as_batch(world, demos)
-    return policy, batch.to(policy.embedding_table().device), single
+    return policy, batch.to(policy.device), single
 
 
 def _finish(values: torch.Tensor, batch: StepBatch, single: bool) -> np.ndarray:
@@ -129,41 +120,34 @@ def _finish(values: torch.Tensor, batch: StepBatch, single: bool) -> np.ndarray:
 def _target_logps(policy: Policy, batch: StepBatch) -> torch.Tensor:
     """``(K, B, T)`` float64 ``log pi(a*_n | s*_n)``, 0 on padding."""
     with torch.no_grad():
-        return step_logps_from_logits(policy.logits_at(batch.ids), batch, torch.float64)
+        return batch.logps(policy.logits_at(batch.ids), torch.float64)
 
 
 # -- the estimators -------------------------------------------------------------------------------------------
-def teacher_forced(policy: PolicyLike, world: MDP, demos: Demos) -> np.ndarray:
+def teacher_forced(policy: PolicyLike, world: World, demos: Demos) -> np.ndarray:
     """SFT's estimate ``pi(a*_n | s*_n)`` at every step: ``(K, T)`` for one trajectory, else ``(K, B, T)``."""
     policy, batch, single = _prepare(policy, world, demos)
     return _finish(_target_logps(policy, batch).exp(), batch, single)
 
 
-def prefix_losses(policy: PolicyLike, world: MDP, demos: Demos) -> np.ndarray:
+def prefix_losses(policy: PolicyLike, world: World, demos: Demos) -> np.ndarray:
     """The accumulated teacher-forced loss of each step's prefix, ``sum_{i<n} -log pi(a*_i | s*_i)`` (0 at n=0)."""
     policy, batch, single = _prepare(policy, world, demos)
     losses = -_target_logps(policy, batch)
     return _finish(losses.cumsum(-1) - losses, batch, single)
 
 
-def _log_reach(policy: Policy, world: MDP, batch: StepBatch, reach: str, logps: torch.Tensor) -> torch.Tensor:
+def _log_reach(policy: Policy, world: World, batch: StepBatch, reach: str, logps: torch.Tensor) -> torch.Tensor:
     """``(K, B, T)`` log-probability that the policy's rollout is at ``s*_n`` at time n (see ``reach``)."""
     if reach == "path":
         ids, actions = batch.ids, batch.actions
         moved = world.successor_probs(ids[..., :-1], actions[..., :-1]).gather(-1, ids[..., 1:, None])[..., 0]
         followed = logps[..., :-1] + moved.double().log()  # log of taking a*_i and landing on s*_{i+1}
         return torch.cat([torch.zeros_like(logps[..., :1]), followed], dim=-1).cumsum(-1)
-    if not hasattr(world, "state_distributions"):
-        raise ValueError(f"reach='state' needs a world with state_distributions (FrozenLakeMDP), not {world!r}")
-    matrices = policy_matrix(policy)
-    n_seeds, steps = matrices.shape[0], batch.ids.shape[-1]
-    dists = np.stack([world.state_distributions(m, steps - 1) for m in matrices])  # (K, T, S)
-    ids = batch.ids.expand(n_seeds, *batch.ids.shape[-2:]).cpu().numpy()  # (K, B, T)
-    at = dists[np.arange(n_seeds)[:, None, None], np.arange(steps)[None, None, :], ids]
-    return torch.from_numpy(at).to(logps.device).log()
+    return world.reach_probs(policy, batch).to(logps.device, torch.float64).log()
 
 
-def on_policy_exact(policy: PolicyLike, world: MDP, demos: Demos, reach: str = "auto") -> np.ndarray:
+def on_policy_exact(policy: PolicyLike, world: World, demos: Demos, reach: str = "auto") -> np.ndarray:
     """The exact probability that the policy's own rollout is at ``s*_n`` at time n and takes ``a*_n``.
 
     ``reach="path"`` gives ``T(s*_n) * pi(a*_n | s*_n)`` on deterministic transitions (products along the
@@ -175,19 +159,20 @@ def on_policy_exact(policy: PolicyLike, world: MDP, demos: Demos, reach: str = "
 
 
 def ift_estimate(
-    policy: PolicyLike, world: MDP, demos: Demos, lam: float = 0.2, prediction: str = "greedy", seed: int = 0
+    policy: PolicyLike, world: World, demos: Demos, lam: float = 0.2, prediction: str = "greedy", seed: int = 0
 ) -> np.ndarray:
     """IFT's estimate ``pi(a*_n | (1 - lam) E(s*_n) + lam E'(where the policy's prediction at n-1 leads))``.
 
-    The mixed input is :meth:`IFT.mixed_inputs`'s; ``prediction`` is ``"greedy"`` or ``"sample"`` (then drawn with
-    a generator seeded by ``seed``). ``lam = 0`` gives the teacher-forced estimate.
+    The mixed input is :meth:`IFT.mixed_inputs`'s; ``prediction`` is ``"greedy"`` or ``"sample"`` (then seed k draws
+    from its generator of :func:`~iftgym.world.seed_generators` with ``seed``). ``lam = 0`` gives the
+    teacher-forced estimate.
     """
     policy, batch, single = _prepare(policy, world, demos)
     rule = IFT(IFTConfig(lam=lam, prediction=prediction))
-    rule.setup(policy, world, torch.Generator().manual_seed(seed))
+    rule.setup(policy, world, seed_generators(seed, policy.seeds))
     with torch.no_grad():
         logits = policy(rule.mixed_inputs(policy, batch, lam))
-    return _finish(step_logps_from_logits(logits, batch, torch.float64).exp(), batch, single)
+    return _finish(batch.logps(logits, torch.float64).exp(), batch, single)
 
 
 # -- Monte Carlo ----------------------------------------------------------------------------------------------
@@ -292,26 +277,27 @@ class MonteCarloEstimate:
         return below, above
 
 
-def _gym_episodes(policy: Policy, world: MDP, n_episodes: int, seed: int, steps: int) -> StepBatch:
-    """``(K, n, steps)`` episodes of a Markov policy played in the Gymnasium env ``iftgym/FrozenLake-v0``."""
-    if not isinstance(world, FrozenLakeMDP):
-        raise ValueError(f"rollouts='gym' needs a FrozenLakeMDP world (played in iftgym/FrozenLake-v0), not {world!r}")
+def _env_episodes(
+    policy: Policy, world: World, env: Callable[[], gym.Env], n_episodes: int, seed: int, steps: int
+) -> StepBatch:
+    """``(K, n, steps)`` episodes of a Markov policy played one by one in Gymnasium envs made by ``env()``, whose
+    observations are the world's states."""
     matrices = policy_matrix(policy)
     rng = np.random.default_rng(seed)
     shape = (matrices.shape[0], n_episodes, steps)
     ids, actions, alive = np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, bool)
     for k, matrix in enumerate(matrices):
-        env = gym.make("iftgym/FrozenLake-v0", map=list(world.desc), slippery=world.slippery,
-                       success_rate=world.success_rate)  # fmt: skip
+        env_k = env()
         for e in range(n_episodes):
-            state, _ = env.reset(seed=int(rng.integers(2**31)) if e == 0 else None)
+            state, _ = env_k.reset(seed=int(rng.integers(2**31)) if e == 0 else None)
             for t in range(steps):
-                action = int(rng.choice(world.n_actions, p=matrix[state]))
-                ids[k, e, t], actions[k, e, t], alive[k, e, t] = state, action, True
-                state, _, terminated, truncated, _ = env.step(action)
+                input_id = world.input_id(state)
+                action = int(rng.choice(world.n_actions, p=matrix[input_id]))
+                ids[k, e, t], actions[k, e, t], alive[k, e, t] = input_id, action, True
+                state, _, terminated, truncated, _ = env_k.step(action)
                 if terminated or truncated:
                     break
-        env.close()
+        env_k.close()
     return StepBatch(*(torch.from_numpy(x) for x in (ids, actions, alive, np.zeros(shape, np.float32))))
 
 
@@ -333,35 +319,38 @@ def _count_events(episodes: StepBatch, batch: StepBatch, reach: str) -> torch.Te
 
 def monte_carlo(
     policy: PolicyLike,
-    world: MDP,
+    world: World,
     demos: Demos,
     n_episodes: int = 10_000,
     seed: int = 0,
     reach: str = "auto",
     alpha: float = 0.05,
     interval: str = "clopper-pearson",
-    rollouts: str = "model",
+    env: Callable[[], gym.Env] | None = None,
 ) -> MonteCarloEstimate:
     """Count, in ``n_episodes`` rollouts of each seed's own policy, how often it is at ``s*_n`` at time n and takes
     ``a*_n``; an unbiased estimate of :func:`on_policy_exact` with a binomial confidence interval.
 
-    ``rollouts="model"`` samples all seeds at once with the world's vectorised ``sample`` (seeded torch
-    generator); ``"gym"`` plays episodes one by one in the Gymnasium env ``iftgym/FrozenLake-v0`` (slow: for
-    checking the env against the model). ``interval`` is ``"clopper-pearson"`` (exact) or ``"hoeffding"``.
+    By default all seeds are sampled at once with the world's vectorised ``sample`` (seed k from its generator of
+    :func:`~iftgym.world.seed_generators` with ``seed``). With ``env``, a function returning a Gymnasium env whose
+    observations are the world's states (``lambda: gymnasium.make("iftgym/FrozenLake-v0", map=...)``), episodes
+    are played there one by one instead (slow: for checking an env against its model). ``interval`` is
+    ``"clopper-pearson"`` (exact) or ``"hoeffding"``.
     """
     one_of("interval", interval, INTERVALS)
-    one_of("rollouts", rollouts, ROLLOUTS)
+    if env is not None and not callable(env):
+        raise ValueError(f"env={env!r} is not supported: expected None or a function returning a Gymnasium env")
     _check_alpha(alpha)
     at_least("n_episodes", n_episodes, 1)
     policy, batch, single = _prepare(policy, world, demos)
     reach = resolve_reach(world, reach)
     steps = batch.ids.shape[-1]
-    if rollouts == "gym":
-        counts = _count_events(_gym_episodes(policy, world, n_episodes, seed, steps), batch, reach)
+    if env is not None:
+        counts = _count_events(_env_episodes(policy, world, env, n_episodes, seed, steps), batch, reach)
     else:
-        generator = torch.Generator().manual_seed(seed)
+        generators = seed_generators(seed, policy.seeds)
         sizes = [min(CHUNK_EPISODES, n_episodes - start) for start in range(0, n_episodes, CHUNK_EPISODES)]
-        counts = sum(_count_events(world.sample(policy, n, generator, max_steps=steps), batch, reach) for n in sizes)
+        counts = sum(_count_events(world.sample(policy, n, generators, max_steps=steps), batch, reach) for n in sizes)
     return MonteCarloEstimate(_finish(counts, batch, single), n_episodes, reach, alpha, interval)
 
 
@@ -416,7 +405,7 @@ class PreferenceEstimates:
 
 
 def preference_estimates(
-    policy: PolicyLike, world: MDP, demos: Demos, lam: float = 0.2, reach: str = "auto"
+    policy: PolicyLike, world: World, demos: Demos, lam: float = 0.2, reach: str = "auto"
 ) -> PreferenceEstimates:
     """Teacher-forced, IFT (greedy prediction, mixing ``lam``) and exact on-policy estimates, and prefix losses."""
     policy, reach = as_policy(policy), resolve_reach(world, reach)
@@ -430,7 +419,7 @@ def preference_estimates(
     )
 
 
-def demonstration_log_bias(world: MDP, policies: PolicyLike, demo: Demos, reach: str = "auto") -> np.ndarray:
+def demonstration_log_bias(world: World, policies: PolicyLike, demo: Demos, reach: str = "auto") -> np.ndarray:
     """SFT's summed log-optimism along ``demo``, one number per seed ``(K,)`` (``(K, B)`` for several demos):
     ``sum_n [log teacher_forced_n - log on_policy_exact_n]``, which on deterministic maps is
     ``sum_n sum_{i<n} -log pi(a*_i | s*_i)``. 0 for a policy that surely follows the demonstration; lower is

@@ -2,11 +2,11 @@
 false-failure probability.
 
 An *estimator* is any callable ``estimator(policy, world, demos)`` returning per-step estimates of the on-policy
-probability of the demonstration's actions, ``(K, [B,] T)`` like the functions of :mod:`iftgym.estimators`
-(:func:`~iftgym.estimators.teacher_forced`, :func:`~iftgym.estimators.ift_estimate`,
-:func:`~iftgym.estimators.on_policy_exact`), or a :class:`~iftgym.estimators.MonteCarloEstimate` when it is
-itself a Monte Carlo count. It is compared with a *reference*: the exact on-policy value (default), a seeded
-Monte Carlo estimate (where no exact value exists, or to test the exact value itself), or another estimator.
+probability of the demonstration's actions, ``(K, [B,] T)`` like the functions of
+:mod:`iftgym.metrics.estimators` (``teacher_forced``, ``ift_estimate``, ``on_policy_exact``), or a
+:class:`~iftgym.metrics.estimators.MonteCarloEstimate` when it is itself a Monte Carlo count. It is compared with
+a *reference*: the exact on-policy value (default), a seeded Monte Carlo estimate (where no exact value exists, or
+to test the exact value itself), or another estimator.
 
 **The statistics.** When one side is a Monte Carlo count, each compared step gets a two-sided binomial interval
 (Clopper-Pearson by default, Hoeffding on request) at level ``1 - alpha / m``, m the number of compared steps
@@ -27,10 +27,8 @@ step is over or under when it differs by more than round-off (``rtol``, ``atol``
 Use it in pytest like ``assert``; the failure message names each offending step with its estimate, reference and
 interval::
 
-    from iftgym import FrozenLakeMDP
-    from iftgym.estimators import on_policy_exact, teacher_forced
-    from iftgym.policies import TabularPolicy
-    from iftgym.testing import assert_estimator_bias
+    from iftgym import FrozenLakeMDP, TabularPolicy, assert_estimator_bias
+    from iftgym.metrics.estimators import on_policy_exact, teacher_forced
 
 
     def test_sft_is_optimistic():
@@ -57,7 +55,7 @@ from typing import ParamSpec
 
 import numpy as np
 
-from iftgym.estimators import (
+from iftgym.metrics.estimators import (
     INTERVALS,
     Demos,
     MonteCarloEstimate,
@@ -69,14 +67,14 @@ from iftgym.estimators import (
     on_policy_exact,
     resolve_reach,
 )
-from iftgym.mdp import MDP
 from iftgym.validate import between, one_of
+from iftgym.world import World
 
 EXPECTATIONS = ("unbiased", "over", "under")
 REFERENCES = ("exact", "monte-carlo")
 SHOWN = 5  # offending steps listed in a failure message
 
-Estimator = Callable[[PolicyLike, MDP, Demos], "np.ndarray | MonteCarloEstimate"]
+Estimator = Callable[[PolicyLike, World, Demos], "np.ndarray | MonteCarloEstimate"]
 P = ParamSpec("P")
 
 
@@ -119,7 +117,7 @@ class BiasCheck:
 def check_estimator_bias(
     estimator: Estimator,
     policy: PolicyLike,
-    world: MDP,
+    world: World,
     demos: Demos,
     expected: str = "unbiased",
     *,
@@ -138,10 +136,11 @@ def check_estimator_bias(
 
     Args:
         estimator: ``(policy, world, demos) -> (K, [B,] T)`` estimates, or a ``MonteCarloEstimate``.
-        policy, world, demos: as in :mod:`iftgym.estimators` (a Policy or policy matrices; one trajectory or many).
+        policy, world, demos: as in :mod:`iftgym.metrics.estimators` (a Policy or policy matrices; one trajectory
+            or many).
         expected: the claim checked, see the module doc for exactly when each passes.
-        reference: ``"exact"`` (:func:`~iftgym.estimators.on_policy_exact`), ``"monte-carlo"``
-            (:func:`~iftgym.estimators.monte_carlo` with ``n_episodes`` and ``seed``) or another estimator.
+        reference: ``"exact"`` (:func:`~iftgym.metrics.estimators.on_policy_exact`), ``"monte-carlo"``
+            (:func:`~iftgym.metrics.estimators.monte_carlo` with ``n_episodes`` and ``seed``) or another estimator.
         reach: what being at ``s*_n`` means (``"auto"``, ``"path"``, ``"state"``) for the built-in references;
             the estimator is called as given, so pass it the same reach, e.g.
             ``functools.partial(on_policy_exact, reach="path")``.
@@ -230,7 +229,7 @@ def _message(
     check: BiasCheck,
     names: tuple[str, str],
     policy: PolicyLike,
-    world: MDP,
+    world: World,
     demos: Demos,
     wrong: np.ndarray,
     tolerance: tuple[float, float],
@@ -257,13 +256,12 @@ def _message(
     batch, _ = as_batch(world, demos)
     ids = batch.ids.expand(check.estimate.shape).cpu().numpy()
     actions = batch.actions.expand(check.estimate.shape).cpu().numpy()
-    action_names = _frozen_lake_actions(world)
     seeds = as_policy(policy).seeds
     lines = [f"{names[0]} is not {label} against {names[1]}: {reason}"]
     for k, b, t in cells[:SHOWN]:
         action = int(actions[k, b, t])
         where = f"seed {seeds[k]}" + (f", demo {b}" if check.estimate.shape[1] > 1 else "") + f", step {t}"
-        what = f"state {ids[k, b, t]}, action {action_names[action] if action_names else action}"
+        what = f"state {ids[k, b, t]}, action {world.action_name(action)}"
         text = {"estimate": f"{check.estimate[k, b, t]:.6g}", "reference": f"{check.reference[k, b, t]:.6g}"}
         if check.monte_carlo is not None:
             mc = check.monte_carlo
@@ -282,9 +280,3 @@ def _message(
             + ("; raise n_episodes to detect a smaller bias" if not wrong.any() else "")
         )
     return "\n".join(lines)
-
-
-def _frozen_lake_actions(world: MDP) -> tuple[str, ...] | None:
-    from iftgym.frozen_lake import ACTION_NAMES, FrozenLakeMDP
-
-    return ACTION_NAMES if isinstance(world, FrozenLakeMDP) else None

@@ -105,34 +105,42 @@ def validate_map(rows: Iterable[str]) -> Map:
     return rows
 
 
-def shortest_route(rows: Map, blocked: frozenset[tuple[int, int]] = frozenset()) -> list[tuple[int, int]] | None:
-    """Cells of a shortest hole-free path from S to the nearest G (breadth first), avoiding ``blocked`` cells.
+Cell = tuple[int, int]
 
-    Ties between equally short paths are broken by the action order LEFT, DOWN, RIGHT, UP.
-    Returns ``None`` when no such path exists.
+
+def breadth_first(rows: Map, blocked: frozenset[Cell] = frozenset()) -> tuple[dict[Cell, int], dict[Cell, Cell | None]]:
+    """Fewest moves from S to every cell a walk can reach, and each cell's parent on one shortest walk.
+
+    The one breadth-first search of the toolkit: moves never leave the map or enter a ``blocked`` cell, and a
+    walk ends on entering a hole or a goal (they are reached but never left). Ties between equally short walks are
+    broken by the action order LEFT, DOWN, RIGHT, UP; both dicts are in discovery order.
     """
     start = next((r, c) for r, row in enumerate(rows) for c, tile in enumerate(row) if tile == "S")
-    parent: dict[tuple[int, int], tuple[int, int] | None] = {start: None}
+    distance, parent = {start: 0}, {start: None}
     queue = deque([start])
     while queue:
         cell = queue.popleft()
-        if rows[cell[0]][cell[1]] == "G":
-            path = [cell]
-            while parent[path[-1]] is not None:
-                path.append(parent[path[-1]])
-            return path[::-1]
+        if rows[cell[0]][cell[1]] in "HG":
+            continue
         for dr, dc in MOVES:
             nxt = (cell[0] + dr, cell[1] + dc)
-            if (
-                0 <= nxt[0] < len(rows)
-                and 0 <= nxt[1] < len(rows[0])
-                and nxt not in parent
-                and nxt not in blocked
-                and rows[nxt[0]][nxt[1]] != "H"
-            ):
-                parent[nxt] = cell
+            if 0 <= nxt[0] < len(rows) and 0 <= nxt[1] < len(rows[0]) and nxt not in parent and nxt not in blocked:
+                distance[nxt], parent[nxt] = distance[cell] + 1, cell
                 queue.append(nxt)
-    return None
+    return distance, parent
+
+
+def shortest_route(rows: Map, blocked: frozenset[Cell] = frozenset()) -> list[Cell] | None:
+    """Cells of a shortest hole-free path from S to the nearest G (see :func:`breadth_first`), avoiding
+    ``blocked`` cells; ``None`` when no such path exists."""
+    distance, parent = breadth_first(rows, blocked)
+    goals = [cell for cell in distance if rows[cell[0]][cell[1]] == "G"]
+    if not goals:
+        return None
+    path = [min(goals, key=distance.__getitem__)]  # the first goal found at the least distance
+    while parent[path[-1]] is not None:
+        path.append(parent[path[-1]])
+    return path[::-1]
 
 
 def random_map(size: int | tuple[int, int] = 8, p_hole: float = 0.2, seed: int | None = None) -> Map:

@@ -15,9 +15,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from iftgym.generation import EOS, PAD
-from iftgym.token_tasks import Task, make_task
-from iftgym.tokens import TokenWorld
+from iftgym.worlds.tokens.tasks import Task, make_task
+from iftgym.worlds.tokens.tokenizer import EOS, PAD
+from iftgym.worlds.tokens.world import TokenWorld
 
 
 class TokenGenEnv(gym.Env):

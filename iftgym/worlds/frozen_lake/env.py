@@ -1,7 +1,8 @@
 """``iftgym/FrozenLake-v0``: a Gymnasium environment driven by the exact :class:`FrozenLakeMDP`.
 
 Same dynamics as Gymnasium's ``FrozenLake-v1`` (so every exact number of the model applies to episodes of this
-env), plus one-hot observations for neural policies and rendering that needs no pygame.
+env): each step is :meth:`FrozenLakeMDP.step` with one uniform draw of the env's generator. Plus one-hot
+observations for neural policies and rendering that needs no pygame.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from iftgym.frozen_lake import FrozenLakeMDP
-from iftgym.maps import MapLike
 from iftgym.validate import at_least, one_of
+from iftgym.worlds.frozen_lake.maps import MapLike
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 TILE_COLOURS = {"S": (120, 170, 230), "F": (225, 240, 250), "H": (40, 50, 80), "G": (90, 200, 110)}
 AGENT_COLOUR = (230, 80, 60)
@@ -72,14 +73,14 @@ class FrozenLakeEnv(gym.Env):
     def step(self, action: int) -> tuple[Any, float, bool, bool, dict]:
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is invalid: expected an integer in 0..3 (LEFT, DOWN, RIGHT, UP)")
-        probs = self.model.P[self.state, int(action)]
-        nxt = int(self.np_random.choice(self.model.n_states, p=probs))
+        nxt = self.model.step(self.state, int(action), self.np_random.random())
         reward = self.model.reward(self.state, int(action), nxt)
+        prob = float(self.model.P[self.state, int(action), nxt])
         self.state = nxt
         self.steps += 1
         terminated = self.model.is_terminal(nxt)
         truncated = not terminated and self.steps >= self.max_episode_steps
-        return self._obs(), reward, terminated, truncated, {"prob": float(probs[nxt])}
+        return self._obs(), reward, terminated, truncated, {"prob": prob}
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode == "ansi":

@@ -1,26 +1,28 @@
-"""The one MDP interface that Frozen Lake and token generation share.
+"""The data every layer passes around: episodes, preference pairs, their padded batches and training data.
 
-Vocabulary (see DESIGN.md section 2): a policy acts in a *state*; the state is fed to the policy as an *input id*
-(a Frozen Lake cell index, or the last token of a prompt-plus-prefix) whose row of an encoding table is the policy's
-input. IFT's temporal residual connection needs the *soft* encoding of where an action leads: the
-probability-weighted mix of encodings under the transition, which :meth:`MDP.successor_probs` provides as a
-distribution over input ids.
-
-Data flows through two shapes:
+Vocabulary (``docs/design.md`` §2): a policy acts in a *state*; the state reaches the policy as an *input id* (a
+Frozen Lake cell index, or the last token of a prompt-plus-prefix) whose row of the policy's encoding table is the
+policy's input.
 
 * :class:`Trajectory` and :class:`PreferencePair` are the readable, per-episode records (demonstrations, datasets);
-* :class:`StepBatch` stacks trajectories into padded tensors, the one batch type every update rule consumes.
+* :class:`StepBatch` stacks trajectories into padded tensors, the one batch type every update rule consumes, and
+  :class:`PairBatch` two aligned step batches;
+* :class:`TrainingData` is what a world offers the rules to train on (demonstrations and preference pairs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:  # annotations only: the World contract itself is built on these types
+    from iftgym.world import World
+
 State = Hashable
+DATA_KINDS = ("demos", "pairs", "env")
 
 
 @dataclass(frozen=True)
@@ -69,37 +71,6 @@ class PreferencePair:
             )
 
 
-@runtime_checkable
-class MDP(Protocol):
-    """What an update rule needs to know about a world: Frozen Lake and token generation both implement it."""
-
-    n_actions: int
-    n_ids: int  # size of the policy-input vocabulary: number of cells, or of tokens
-
-    def start_distribution(self) -> Mapping[State, float]:
-        """Probability of each start state."""
-
-    def transition(self, state: State, action: int) -> Mapping[State, float]:
-        """Distribution of the next state (one entry with probability 1 when deterministic)."""
-
-    def reward(self, state: State, action: int, next_state: State) -> float:
-        """Reward for the transition."""
-
-    def is_terminal(self, state: State) -> bool:
-        """Whether an episode ends on reaching ``state``."""
-
-    def input_id(self, state: State) -> int:
-        """The id whose encoding represents ``state`` at the policy's input at this step."""
-
-    def successor_probs(self, ids: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """For input ids and actions of shape ``(...)``, the distribution ``(..., n_ids)`` of the next input id."""
-
-
-def soft_encode(probs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Probability-weighted mix of encodings: ``probs (..., n_ids) @ table (n_ids, D)``."""
-    return probs.to(table.dtype) @ table
-
-
 @dataclass
 class StepBatch:
     """Trajectories as padded tensors of shape ``(B, T)``, or ``(K, B, T)`` when each of K seeds has its own data.
@@ -114,21 +85,44 @@ class StepBatch:
     rewards: torch.Tensor
 
     def __post_init__(self) -> None:
-        shapes = {tuple(t.shape) for t in (self.ids, self.actions, self.mask, self.rewards)}
+        shapes = {tuple(t.shape) for t in self.tensors()}
         if len(shapes) != 1:
             raise ValueError(f"StepBatch fields must share one shape, got {sorted(shapes)}")
         if self.ids.shape[-2] == 0 or self.ids.shape[-1] == 0:
             raise ValueError("StepBatch is empty: expected at least one trajectory with at least one step")
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The four fields, in order."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @property
+    def size(self) -> int:
+        """Number of trajectories (the ``B`` axis)."""
+        return self.ids.shape[-2]
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.mask.sum(-1)
 
     def to(self, device: torch.device | str) -> StepBatch:
-        return StepBatch(*(t.to(device) for t in (self.ids, self.actions, self.mask, self.rewards)))
+        return StepBatch(*(t.to(device) for t in self.tensors()))
+
+    def logps(self, logits: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``(K, B, T)`` log-probabilities of the batch's actions under ``logits (K, B, T, A)``, computed in
+        ``dtype``; 0 on masked steps."""
+        logps = torch.log_softmax(logits.to(dtype), dim=-1)
+        taken = logps.gather(-1, self.actions.expand(logps.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        return taken * self.mask
+
+    def select(self, index: torch.Tensor) -> StepBatch:
+        """The trajectories at ``index`` (a 1-D tensor of positions on the ``B`` axis)."""
+        index = index.to(self.ids.device)
+        return StepBatch(*(t.index_select(-2, index) for t in self.tensors()))
 
     @classmethod
-    def from_trajectories(cls, mdp: MDP, trajectories: Sequence[Trajectory], length: int | None = None) -> StepBatch:
+    def from_trajectories(
+        cls, world: World, trajectories: Sequence[Trajectory], length: int | None = None
+    ) -> StepBatch:
         """Stack trajectories, padding to the longest (or to ``length``)."""
         if not trajectories:
             raise ValueError("no trajectories: expected at least one to build a batch")
@@ -144,7 +138,7 @@ class StepBatch:
         rewards = torch.zeros_like(ids, dtype=torch.float32)
         for b, traj in enumerate(trajectories):
             n = len(traj)
-            ids[b, :n] = torch.tensor([mdp.input_id(s) for s in traj.states[:n]], dtype=torch.long)
+            ids[b, :n] = torch.tensor([world.input_id(s) for s in traj.states[:n]], dtype=torch.long)
             actions[b, :n] = torch.tensor(traj.actions, dtype=torch.long)
             mask[b, :n] = True
             rewards[b, :n] = torch.tensor(traj.rewards, dtype=torch.float32)
@@ -158,12 +152,52 @@ class PairBatch:
     chosen: StepBatch
     rejected: StepBatch
 
+    @property
+    def size(self) -> int:
+        return self.chosen.size
+
+    def to(self, device: torch.device | str) -> PairBatch:
+        return PairBatch(self.chosen.to(device), self.rejected.to(device))
+
+    def select(self, index: torch.Tensor) -> PairBatch:
+        return PairBatch(self.chosen.select(index), self.rejected.select(index))
+
     @classmethod
-    def from_pairs(cls, mdp: MDP, pairs: Sequence[PreferencePair]) -> PairBatch:
+    def from_pairs(cls, world: World, pairs: Sequence[PreferencePair]) -> PairBatch:
         if not pairs:
             raise ValueError("no preference pairs: expected at least one (chosen, rejected) pair")
         length = max(max(len(p.chosen), len(p.rejected)) for p in pairs)
         return cls(
-            StepBatch.from_trajectories(mdp, [p.chosen for p in pairs], length),
-            StepBatch.from_trajectories(mdp, [p.rejected for p in pairs], length),
+            StepBatch.from_trajectories(world, [p.chosen for p in pairs], length),
+            StepBatch.from_trajectories(world, [p.rejected for p in pairs], length),
         )
+
+
+@dataclass
+class TrainingData:
+    """What the rules train on: demonstrations for SFT/IFT/online DPO, preference pairs for DPO/ORPO.
+
+    When only pairs are given, their chosen trajectories serve as demonstrations (as in ``sft+dpo``).
+    """
+
+    demos: StepBatch | None = None
+    pairs: PairBatch | None = None
+
+    def has(self, kind: str) -> bool:
+        """Whether a rule that trains on ``kind`` (``"demos"``, ``"pairs"`` or ``"env"``) finds its data here."""
+        if kind == "pairs":
+            return self.pairs is not None
+        return kind == "env" or self.demos is not None or self.pairs is not None
+
+    def for_kind(self, kind: str, rule: str) -> StepBatch | PairBatch | None:
+        """The batch a rule named ``rule`` that trains on ``kind`` uses (``None`` for ``"env"``)."""
+        if kind not in DATA_KINDS:
+            raise ValueError(f"rule {rule!r} trains on {kind!r}: expected one of {', '.join(DATA_KINDS)}")
+        if not self.has(kind):
+            what = "preference pairs" if kind == "pairs" else "demonstrations"
+            raise ValueError(f"rule {rule!r} trains on {what}, but none were given")
+        if kind == "env":
+            return None
+        if kind == "pairs":
+            return self.pairs
+        return self.demos if self.demos is not None else self.pairs.chosen

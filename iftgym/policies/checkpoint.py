@@ -3,7 +3,8 @@
 A checkpoint holds the policy's tensors (its ``state_dict``: parameters and buffers) and, in the safetensors
 header, string metadata: the policy's class name, its constructor arguments (:meth:`Policy.spec`, as JSON) and
 any metadata of the caller (as JSON). Loading rebuilds the policy from the class registry
-:data:`iftgym.policies.POLICIES` and fills in the tensors, checking that every name and shape matches.
+:data:`iftgym.policies.POLICIES` (so a user's policy registered with :func:`iftgym.register_policy` round-trips
+too) and fills in the tensors, checking that every name and shape matches.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from iftgym.io import atomic_path
-from iftgym.policies import POLICIES
 from iftgym.policies.base import Policy
+from iftgym.policies.registry import POLICIES
 
 FORMAT = "iftgym.policy/1"
 
@@ -31,12 +32,14 @@ def save_policy(policy: Policy, path: str | os.PathLike, metadata: dict[str, Any
     :func:`load_metadata`. Returns the path written.
     """
     path = Path(path)
-    name = type(policy).__name__
-    if POLICIES.get(name) is not type(policy):
+    names = [name for name in POLICIES.names() if POLICIES.get(name) is type(policy)]
+    if not names:
         raise ValueError(
-            f"cannot save a {name} to {str(path)!r}: it is not in iftgym.policies.POLICIES "
-            f"(registered: {', '.join(POLICIES)}), so it could not be loaded back"
+            f"cannot save a {type(policy).__name__} to {str(path)!r}: it is not a registered policy "
+            f"(registered: {', '.join(POLICIES.names())}; see iftgym.register_policy), so it could not be "
+            "loaded back"
         )
+    name = names[0]
     try:
         header = {
             "format": FORMAT,
@@ -90,11 +93,11 @@ def load_policy(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
     if name not in POLICIES:
         raise ValueError(
             f"policy checkpoint {str(path)!r} holds an unknown policy class {name!r}: "
-            f"expected one of {', '.join(POLICIES)}"
+            f"expected one of {', '.join(POLICIES.names())}"
         )
     spec = _json_field(header, "spec", path)
     try:
-        policy = POLICIES[name](**spec)
+        policy = POLICIES.get(name)(**spec)
     except (TypeError, ValueError) as err:
         raise ValueError(f"policy checkpoint {str(path)!r}: cannot rebuild {name} from {spec}: {err}") from None
     expected = {key: tuple(value.shape) for key, value in policy.state_dict().items()}

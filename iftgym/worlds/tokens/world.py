@@ -1,20 +1,18 @@
 """Token generation as an MDP: the state is the prompt plus the answer so far, an action is the next token, and
 the transition is concatenation (deterministic).
 
-* :class:`CharTokenizer`: one token per character, after the special tokens ``<pad>``, ``<bos>``, ``<eos>``.
-* :class:`TokenWorld`: a task's MDP (implements :class:`iftgym.mdp.MDP`), its step batches and on-policy samples.
-* :func:`iftgym.generation.generate` (used by :meth:`TokenWorld.complete`): greedy or sampled answers of any
-  sequence policy, all seeds at once.
+:class:`TokenWorld` implements :class:`iftgym.world.World` for a task (:mod:`iftgym.worlds.tokens.tasks`), with the
+character tokenizer (:mod:`iftgym.worlds.tokens.tokenizer`).
 
 A token :class:`StepBatch` holds whole sequences ``[<bos>, prompt..., answer..., <eos>]``: ``ids`` is the sequence
 without its last token, ``actions`` the sequence shifted by one, and ``mask`` is True exactly where the action is
 an answer token (``<eos>`` included), so every rule trains on answer tokens only while a sequence model sees the
 prompt. ``rewards`` carry the task's reward at the last answer step (or per token, see ``reward``).
 
-Online rules (online DPO, PPO, REINFORCE) call :meth:`TokenWorld.sample`, which draws prompts uniformly from the
-training split with the rule's generator. Online DPO therefore contrasts its demonstration batch with samples for
-*other* prompts of the same task: the rule averages the chosen log-probabilities over the batch before the
-contrast (as on Frozen Lake, which has a single task), so the pairing is population-level, not prompt by prompt.
+Online rules (online DPO, PPO, REINFORCE) call :meth:`TokenWorld.sample`, in which each seed draws its own prompts
+uniformly from the training split with its own generator. Online DPO contrasts its demonstration batch with these
+samples: the rule averages the chosen log-probabilities over the batch before the contrast (as on Frozen Lake,
+which has a single task), so the pairing is population-level, not prompt by prompt.
 """
 
 from __future__ import annotations
@@ -25,51 +23,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from iftgym.generation import BOS, EOS, PAD, generate
-from iftgym.mdp import PairBatch, StepBatch
-from iftgym.policies.base import Policy
-from iftgym.token_tasks import Example, Task
-from iftgym.train import TrainingData
+from iftgym.types import PairBatch, StepBatch, TrainingData
+from iftgym.world import Actor, seed_generators
+from iftgym.worlds.tokens.generation import generate
+from iftgym.worlds.tokens.tasks import Example, Task
+from iftgym.worlds.tokens.tokenizer import BOS, EOS, PAD, CharTokenizer
 
-SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
 REWARD_MODES = ("end", "token")
+SCORES = ("greedy_test", "sampled_test", "greedy_train")
 
 TokenState = tuple[tuple[int, ...], tuple[int, ...]]  # (<bos> + prompt tokens, answer tokens so far)
 
 
-class CharTokenizer:
-    """Character-level tokenizer: ids 0..2 are ``<pad>``, ``<bos>``, ``<eos>``, then the sorted characters."""
-
-    def __init__(self, alphabet: str) -> None:
-        self.chars = "".join(sorted(set(alphabet)))
-        self.itos = [*SPECIAL_TOKENS, *self.chars]
-        self.stoi = {c: i for i, c in enumerate(self.chars, len(SPECIAL_TOKENS))}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``; a character outside the alphabet raises ``ValueError``."""
-        try:
-            return [self.stoi[c] for c in text]
-        except KeyError as err:
-            raise ValueError(
-                f"character {err.args[0]!r} is not in the vocabulary: expected one of {self.chars!r}"
-            ) from None
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Readable text of any ids, special tokens written by name (``"12<eos>"``)."""
-        return "".join(self.itos[int(i)] for i in ids)
-
-    def text(self, ids: Sequence[int]) -> str | None:
-        """The text of ids that are all characters, or ``None`` when a special token is among them."""
-        if any(int(i) < len(SPECIAL_TOKENS) for i in ids):
-            return None
-        return "".join(self.itos[int(i)] for i in ids)
-
-
-@torch.no_grad()
 def _trim(answer: Sequence[int]) -> tuple[int, ...]:
     """Answer tokens up to and including the first ``<eos>`` (all of them when there is none)."""
     answer = [int(t) for t in answer]
@@ -77,7 +42,7 @@ def _trim(answer: Sequence[int]) -> tuple[int, ...]:
 
 
 class TokenWorld:
-    """The MDP of a token task; implements :class:`iftgym.mdp.MDP` with states ``(prompt ids, answer ids)``.
+    """The MDP of a token task; implements :class:`iftgym.world.World` with states ``(prompt ids, answer ids)``.
 
     Args:
         task: the prompts, answers and reward.
@@ -85,6 +50,8 @@ class TokenWorld:
             or ``"token"`` (``1/n`` for each answer token that keeps the answer a prefix of the reference answer
             of n tokens, ``<eos>`` included, so the return is 1 exactly for the reference answer).
     """
+
+    deterministic = True
 
     def __init__(self, task: Task, reward: str = "end") -> None:
         if reward not in REWARD_MODES:
@@ -97,7 +64,7 @@ class TokenWorld:
         self.max_prompt_tokens = 1 + max(len(ex.prompt) for ex in (*task.train, *task.test))  # <bos> + prompt
         self.block_size = self.max_prompt_tokens + self.max_answer_tokens
 
-    # -- the MDP protocol -----------------------------------------------------------------------------------
+    # -- the MDP (what the Gymnasium environment steps) ---------------------------------------------------------
     def prompt_ids(self, prompt: str) -> tuple[int, ...]:
         return (BOS, *self.tokenizer.encode(prompt))
 
@@ -113,14 +80,6 @@ class TokenWorld:
     def is_terminal(self, state: TokenState) -> bool:
         answer = state[1]
         return bool(answer) and (answer[-1] == EOS or len(answer) >= self.max_answer_tokens)
-
-    def input_id(self, state: TokenState) -> int:
-        prompt, answer = state
-        return (answer or prompt)[-1]
-
-    def successor_probs(self, ids: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Concatenation is deterministic: the next input is the action itself, ``one_hot(actions)``."""
-        return F.one_hot(actions, self.n_ids).float()
 
     def final_reward(self, prompt: Sequence[int], answer: Sequence[int]) -> float:
         """The task's reward of a finished answer: 0 unless it ends with ``<eos>`` and is plain text."""
@@ -139,6 +98,74 @@ class TokenWorld:
     def answer_rewards(self, prompt: tuple[int, ...], answer: tuple[int, ...]) -> list[float]:
         """The reward of each step of an answer."""
         return [self.reward((prompt, answer[:i]), answer[i], (prompt, answer[: i + 1])) for i in range(len(answer))]
+
+    # -- the World contract ---------------------------------------------------------------------------------------
+    def input_id(self, state: TokenState) -> int:
+        prompt, answer = state
+        return (answer or prompt)[-1]
+
+    def action_name(self, action: int) -> str:
+        return self.tokenizer.decode([action])
+
+    def successor_probs(self, ids: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Concatenation is deterministic: the next input is the action itself, ``one_hot(actions)``."""
+        return F.one_hot(actions, self.n_ids).float()
+
+    def sample(
+        self,
+        policy: Actor,
+        n_episodes: int,
+        generators: Sequence[torch.Generator],
+        max_steps: int | None = None,
+        split: str = "train",
+    ) -> StepBatch:
+        """``n_episodes`` sampled answers per seed, each seed to its own prompts drawn uniformly from ``split`` with
+        its own generator: a ``(K, n, T)`` batch with the rewards of :meth:`reward`, on the policy's device.
+        Answers stop at ``<eos>`` or after ``max_steps`` tokens (default: the task's longest answer + 1)."""
+        examples = self.task.split(split)
+        chosen = [torch.randint(len(examples), (n_episodes,), generator=g).tolist() for g in generators]
+        prompts = [[self.prompt_ids(examples[i].prompt) for i in seed] for seed in chosen]
+        lengths = torch.tensor([[len(p) for p in seed] for seed in prompts])
+        padded = torch.full((len(prompts), n_episodes, int(lengths.max())), PAD, dtype=torch.long)
+        for k, seed in enumerate(prompts):
+            for b, p in enumerate(seed):
+                padded[k, b, : len(p)] = torch.tensor(p)
+        steps = self.max_answer_tokens if max_steps is None else min(max_steps, self.max_answer_tokens)
+        answers = generate(policy, padded, lengths, steps, greedy=False, generators=generators).cpu().tolist()
+        flat_prompts = [p for seed in prompts for p in seed]
+        batch = self.pack(flat_prompts, [_trim(a) for seed in answers for a in seed])
+        shape = (len(prompts), n_episodes, -1)
+        return StepBatch(*(t.view(shape).to(policy.device) for t in batch.tensors()))
+
+    def training_data(self, split: str = "train") -> TrainingData:
+        """Demonstrations (every example's target answer) and, when the task has rejected answers, pairs."""
+        examples = self.task.split(split)
+        has_pairs = any(ex.rejected is not None for ex in examples)
+        return TrainingData(
+            demos=self.step_batch([(ex.prompt, ex.completion) for ex in examples]),
+            pairs=self.pair_batch(examples) if has_pairs else None,
+        )
+
+    def reach_probs(self, policy: Actor, batch: StepBatch) -> torch.Tensor:
+        """``(K, B, T)``: a state is the whole prefix, so the probability of reaching step t is the product of the
+        policy's probabilities of the answer tokens before it."""
+        with torch.no_grad():
+            logps = batch.logps(policy.logits_at(batch.ids), torch.float64)
+        return (logps.cumsum(-1) - logps).exp()
+
+    def scores(self, policy: Actor, metrics: Sequence[str] = SCORES, seed: int = 0) -> dict[str, np.ndarray]:
+        """Mean task reward (exact match, or success for Frozen Lake as text), ``(K,)`` each:
+        ``greedy_test``, ``sampled_test`` (seed k sampling from its own generator, seeded by ``seed``) and
+        ``greedy_train``."""
+        unknown = sorted(set(metrics) - set(SCORES))
+        if unknown:
+            raise ValueError(f"unknown score {', '.join(unknown)}: expected any of {', '.join(SCORES)}")
+        out = {}
+        for name in metrics:
+            greedy, split = name.split("_")
+            generators = None if greedy == "greedy" else seed_generators(seed, policy.seeds)
+            out[name] = self.score(policy, split, greedy == "greedy", generators)
+        return out
 
     # -- batches ----------------------------------------------------------------------------------------------
     def answer_ids(self, answer: str) -> tuple[int, ...]:
@@ -179,22 +206,13 @@ class TokenWorld:
             self.step_batch([(ex.prompt, ex.rejected) for ex in pairs], length),
         )
 
-    def training_data(self, split: str = "train") -> TrainingData:
-        """Demonstrations (every example's target answer) and, when the task has rejected answers, pairs."""
-        examples = self.task.split(split)
-        has_pairs = any(ex.rejected is not None for ex in examples)
-        return TrainingData(
-            demos=self.step_batch([(ex.prompt, ex.completion) for ex in examples]),
-            pairs=self.pair_batch(examples) if has_pairs else None,
-        )
-
     # -- generation ---------------------------------------------------------------------------------------------
     def complete(
         self,
-        policy: Policy,
+        policy: Actor,
         prompts: Sequence[str],
         greedy: bool = True,
-        generator: torch.Generator | None = None,
+        generators: Sequence[torch.Generator] | None = None,
         temperature: float = 1.0,
     ) -> list[list[tuple[int, ...]]]:
         """Every seed's answer token ids (through ``<eos>``) to each prompt: ``K`` lists of ``B`` tuples."""
@@ -203,28 +221,15 @@ class TokenWorld:
         padded = torch.full((len(ids), int(lengths.max())), PAD, dtype=torch.long)
         for b, p in enumerate(ids):
             padded[b, : len(p)] = torch.tensor(p)
-        out = generate(policy, padded, lengths, self.max_answer_tokens, greedy, temperature, generator).cpu()
+        out = generate(policy, padded, lengths, self.max_answer_tokens, greedy, temperature, generators).cpu()
         return [[_trim(row) for row in seed] for seed in out.tolist()]
-
-    def sample(self, policy: Policy, n_episodes: int, generator: torch.Generator, split: str = "train") -> StepBatch:
-        """``n_episodes`` sampled answers per seed for prompts drawn uniformly from ``split``: a ``(K, n, T)``
-        batch with the rewards of :meth:`reward`, on the policy's device."""
-        examples = self.task.split(split)
-        chosen = torch.randint(len(examples), (n_episodes,), generator=generator).tolist()
-        prompts = [examples[i].prompt for i in chosen]
-        answers = self.complete(policy, prompts, greedy=False, generator=generator)
-        prompt_ids = [self.prompt_ids(p) for p in prompts] * len(answers)
-        batch = self.pack(prompt_ids, [a for seed in answers for a in seed])
-        K, device = len(answers), policy.embedding_table().device
-        return StepBatch(*(t.view(K, n_episodes, -1).to(device) for t in (batch.ids, batch.actions, batch.mask,
-                                                                         batch.rewards)))  # fmt: skip
 
     def score(
         self,
-        policy: Policy,
+        policy: Actor,
         split: str = "test",
         greedy: bool = True,
-        generator: torch.Generator | None = None,
+        generators: Sequence[torch.Generator] | None = None,
         chunk: int = 256,
     ) -> np.ndarray:
         """``(K,)`` mean task reward over the prompts of ``split`` (exact match or success rate)."""
@@ -232,7 +237,7 @@ class TokenWorld:
         totals = np.zeros(policy.n_seeds)
         for start in range(0, len(examples), chunk):
             prompts = [ex.prompt for ex in examples[start : start + chunk]]
-            answers = self.complete(policy, prompts, greedy, generator)
+            answers = self.complete(policy, prompts, greedy, generators)
             for k, seed in enumerate(answers):
                 totals[k] += sum(self.final_reward(self.prompt_ids(p), a) for p, a in zip(prompts, seed))
         return totals / len(examples)

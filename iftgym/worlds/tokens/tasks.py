@@ -11,29 +11,29 @@ Every task here is generated in code or read from a local file, so nothing is do
   (:meth:`FrozenLakeMDP.suboptimal_demonstration`) when it is longer, else a noisy expert that is strictly worse
   (longer or failing); reward 1 when the moves reach G without entering a hole. Test maps come from other seeds
   and never repeat a training map.
-* ``jsonl``: user data in TRL's standard formats, one JSON object a line: ``{"prompt", "completion"}`` (SFT, IFT)
-  or ``{"prompt", "chosen", "rejected"}`` (DPO, ORPO; the chosen answer doubles as the demonstration). The reward
-  is exact match with any reference answer of the prompt.
+* ``jsonl``: user data in TRL's standard formats (:mod:`iftgym.worlds.tokens.jsonl`).
+
+Tasks are looked up by name in :data:`TASKS`; :func:`register_task` adds a user's own (or a plugin's, through the
+entry-point group ``iftgym.tasks``).
 
 Rejected answers of the generated tasks change one early character of the target ("one early mistake").
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-import json
-import os
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from iftgym.frozen_lake import FrozenLakeMDP
-from iftgym.maps import MOVES, random_map
+from iftgym.registry import Registry
 from iftgym.validate import at_least, between, like_default
+from iftgym.worlds.frozen_lake.maps import random_map
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 MOVE_LETTERS = "LDRU"  # Gymnasium's action order: LEFT, DOWN, RIGHT, UP
 ROW_SEP, MAP_END = "|", ":"
@@ -177,22 +177,19 @@ def map_prompt(rows: Sequence[str]) -> str:
     return ROW_SEP.join(rows) + MAP_END
 
 
+@functools.lru_cache(maxsize=4096)
+def _model(rows: tuple[str, ...]) -> FrozenLakeMDP:
+    return FrozenLakeMDP.from_map(rows)
+
+
 def walk_reaches_goal(rows: Sequence[str], moves: str) -> bool:
     """Whether ``moves`` (letters of ``L D R U``) lead from S to G on ``rows`` without entering a hole.
 
     Moves into a wall leave the position unchanged, as in Gymnasium; moves after reaching G are not made.
     """
-    row, col = next((r, c) for r, line in enumerate(rows) for c, tile in enumerate(line) if tile == "S")
-    for letter in moves:
-        if letter not in MOVE_LETTERS:
-            return False
-        dr, dc = MOVES[MOVE_LETTERS.index(letter)]
-        row, col = min(max(row + dr, 0), len(rows) - 1), min(max(col + dc, 0), len(rows[0]) - 1)
-        if rows[row][col] == "H":
-            return False
-        if rows[row][col] == "G":
-            return True
-    return False
+    valid = [MOVE_LETTERS.index(letter) for letter in itertools.takewhile(MOVE_LETTERS.__contains__, moves)]
+    model = _model(tuple(rows))
+    return model.tile(model.walk(valid).states[-1]) == "G"  # a letter that is no move ends the walk
 
 
 def _with_slip(model: FrozenLakeMDP, policy: np.ndarray, slip: int, wrong: int) -> list[int]:
@@ -201,7 +198,7 @@ def _with_slip(model: FrozenLakeMDP, policy: np.ndarray, slip: int, wrong: int) 
     while not model.is_terminal(state) and len(moves) < model.n_states:
         action = wrong if len(moves) == slip else int(policy[state])
         moves.append(action)
-        state = int(np.argmax(model.P[state, action]))
+        state = model.step(state, action, 0.0)
     return moves
 
 
@@ -267,108 +264,31 @@ class FrozenLakeTextTask(Task):
         return float(walk_reaches_goal(prompt.rstrip(MAP_END).split(ROW_SEP), answer))
 
 
-# ---- user data: JSONL in TRL's formats --------------------------------------------------------------------
-MAX_EXAMPLE_CHARS = 1000
+def _check_task(name: str, task: object) -> None:
+    if not (isinstance(task, type) and issubclass(task, Task)):
+        raise ValueError(f"task {name!r} must be a subclass of iftgym.worlds.tokens.Task, got {task!r}")
 
 
-def shipped_data(name: str) -> Path:
-    """Path of a sample file shipped in ``envs/tokens`` (``"reverse"`` -> ``.../tokens/reverse.jsonl``)."""
-    return Path(str(resources.files("iftgym.data") / "tokens" / f"{name}.jsonl"))
+TASKS: Registry[type[Task]] = Registry("task", "iftgym.tasks", _check_task)
 
 
-def _field(record: dict, key: str, where: str) -> str:
-    value = record[key]
-    if isinstance(value, list):
-        raise ValueError(f"{where}: field {key!r} is a list of messages (conversational format), which is not "
-                         "supported: expected a string")  # fmt: skip
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: field {key!r} is {type(value).__name__}, expected a string")
-    return value
-
-
-def parse_example(line: str, where: str) -> Example:
-    """One JSONL line as an :class:`Example`; ``where`` (``"file, line 3"``) prefixes every error."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    if "prompt" not in record:
-        raise ValueError(f"{where}: missing key 'prompt' (accepted formats: prompt/completion, "
-                         "prompt/chosen/rejected)")  # fmt: skip
-    prompt = _field(record, "prompt", where)
-    if "label" in record:
-        raise ValueError(f"{where}: key 'label' marks TRL's unpaired preference format (prompt/completion/label), "
-                         "which is not supported: expected prompt/completion or prompt/chosen/rejected")  # fmt: skip
-    if "completion" in record and ("chosen" in record or "rejected" in record):
-        raise ValueError(f"{where}: key 'completion' cannot be mixed with 'chosen' or 'rejected': expected "
-                         "prompt/completion or prompt/chosen/rejected")  # fmt: skip
-    if "completion" in record:
-        example = Example(prompt, _field(record, "completion", where))
-    elif "chosen" in record and "rejected" in record:
-        example = Example(prompt, _field(record, "chosen", where), _field(record, "rejected", where))
-    else:
-        raise ValueError(f"{where}: expected key 'completion', or both 'chosen' and 'rejected'; "
-                         f"got keys {', '.join(map(repr, record))}")  # fmt: skip
-    longest = max(len(example.prompt), len(example.completion), len(example.rejected or ""))
-    if longest > MAX_EXAMPLE_CHARS:
-        raise ValueError(f"{where}: a field is {longest} characters long, at most {MAX_EXAMPLE_CHARS} are supported")
-    return example
-
-
-def load_jsonl(path: str | os.PathLike) -> list[Example]:
-    """Read a JSONL file in TRL's prompt/completion or prompt/chosen/rejected format; blank lines are skipped.
-
-    Errors name the file and the line.
-    """
-    try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")  # not splitlines(): JSON strings may hold U+2028
-    except OSError as err:
-        raise ValueError(f"cannot read data file {str(path)!r}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"cannot read data file {str(path)!r}: it is not UTF-8 text") from None
-    examples = [parse_example(line, f"{path}, line {i}") for i, line in enumerate(lines, 1) if line.strip()]
-    if not examples:
-        raise ValueError(f"data file {str(path)!r} has no examples: expected one JSON object per line")
-    return examples
-
-
-class JSONLTask(Task):
-    """User data from a JSONL file (or the name of a file shipped in ``envs/tokens``); the test split is
-    ``test_path`` when given, else the training examples themselves (there is no held-out split then)."""
-
-    name = "jsonl"
-
-    def __init__(self, path: str | os.PathLike, test_path: str | os.PathLike | None = None) -> None:
-        self.path = self._resolve(path)
-        self.train = load_jsonl(self.path)
-        self.test = load_jsonl(self._resolve(test_path)) if test_path is not None else self.train
-
-    @staticmethod
-    def _resolve(path: str | os.PathLike) -> Path:
-        if not Path(path).exists() and shipped_data(str(path)).is_file():
-            return shipped_data(str(path))
-        return Path(path)
-
-
-TASKS: dict[str, type[Task]] = {
-    "addition": AdditionTask,
-    "sort": SortTask,
-    "frozen-lake": FrozenLakeTextTask,
-    "jsonl": JSONLTask,
-}
+def register_task(name: str, task: type[Task], *, replace: bool = False) -> type[Task]:
+    """Make a :class:`Task` subclass available by name (``iftgym lm --task NAME``, :func:`make_task`)."""
+    return TASKS.register(name, task, replace=replace)
 
 
 def make_task(name: str, **kwargs: Any) -> Task:
     """Build a task by name; ``kwargs`` go to its constructor (``make_task("addition", digits=2)``)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}: expected one of {', '.join(TASKS)}")
-    signature = inspect.signature(TASKS[name])
+    task = TASKS.get(name)
+    signature = inspect.signature(task)
     try:
         signature.bind(**kwargs)
     except TypeError as err:
         raise ValueError(f"task {name!r}: {err}") from None
     for key, value in kwargs.items():
         like_default(f"task {name!r}: {key}", value, signature.parameters[key].default)
-    return TASKS[name](**kwargs)
+    return task(**kwargs)
+
+
+for _task in (AdditionTask, SortTask, FrozenLakeTextTask):
+    register_task(_task.name, _task)

@@ -1,0 +1,93 @@
+"""What the sub-commands share: one-line usage errors, shared arguments, option parsing and output folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+class UsageError(ValueError):
+    """Bad command-line input; reported as one line with exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one :class:`UsageError` line, not argparse's usage block."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(message)
+
+
+def add_dynamics_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--slippery``, ``--success-rate`` and ``--gamma``: the Frozen Lake dynamics and the exact solver's discount."""
+    parser.add_argument("--slippery", action="store_true", help="Gymnasium's is_slippery dynamics")
+    parser.add_argument("--success-rate", type=float, default=1 / 3, help="intended-move probability when slippery")
+    parser.add_argument("--gamma", type=float, default=0.95, help="exact solver's discount in [0, 1) (default: 0.95)")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, algo_flag: str) -> None:
+    """``--set``, ``--stage-lr`` and ``--plugin``: rule hyper-parameters, per-stage learning rates, user rules."""
+    parser.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
+                        help="a rule hyper-parameter, e.g. --set ift.lam=0.3 (repeatable)")  # fmt: skip
+    parser.add_argument("--stage-lr", action="append", default=[], metavar="RULE=LR",
+                        help="learning rate of one rule's stage in a recipe, e.g. --stage-lr dpo=1e-3 (repeatable; "
+                        "default --lr)")  # fmt: skip
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                        help=f"import a Python file or module first, so that the rules it registers (with "
+                        f"iftgym.register_rule) can be named in {algo_flag} (repeatable)")  # fmt: skip
+
+
+def load_plugins(specs: Sequence[str]) -> None:
+    """Import every ``--plugin`` (its ``register_*`` calls run); errors are one line naming the plugin."""
+    from iftgym.registry import load_plugin
+
+    for spec in specs:
+        load_plugin(spec)
+
+
+def split_names(text: str) -> list[str]:
+    """``"sft, ift,sft+dpo"`` -> ``["sft", "ift", "sft+dpo"]``."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def key_values(items: Sequence[str], flag: str, form: str = "KEY=VALUE") -> dict[str, Any]:
+    """``["digits=2", "path=x"]`` -> ``{"digits": 2, "path": "x"}``: values parsed as JSON where they can be, else
+    kept as strings; ``form`` names the expected shape in the error message."""
+    values = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} {item!r} is malformed: expected {form}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["ift.lam=0.3", "dpo.beta=0.5"]`` -> ``{"ift": {"lam": 0.3}, "dpo": {"beta": 0.5}}``; names and values are
+    checked against the rules the run trains (see :func:`iftgym.loop.check_algorithms`)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    form = "RULE.PARAM=VALUE, e.g. ift.lam=0.3"
+    for key, value in key_values(items, "--set", form).items():
+        rule, dot, param = key.partition(".")
+        if not dot or not rule or not param:
+            raise UsageError(f"--set {key}={value!r} is malformed: expected {form}")
+        overrides.setdefault(rule, {})[param] = value
+    return overrides
+
+
+def writable_dir(path: str) -> Path:
+    """Create ``path`` if needed and check that files can be written there, before any work is done."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UsageError(f"output directory {path!r} is not writable: {err.strerror}") from None
+    return out

@@ -1,0 +1,69 @@
+"""``iftgym compare``: the paper's Frozen Lake experiment, every algorithm on the same map(s) and seeds."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.markup import escape
+
+from iftgym.cli.common import (
+    add_dynamics_arguments,
+    add_training_arguments,
+    key_values,
+    load_plugins,
+    parse_overrides,
+    split_names,
+    writable_dir,
+)
+
+DEFAULT_ALGOS = "sft,ift,dpo,orpo,ppo,sb3-ppo"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("compare", help="the paper's Frozen Lake experiment: every algorithm, many seeds")
+    parser.add_argument("--map", nargs="+", default=["paper"], help="catalogue names or map files (default: paper)")
+    parser.add_argument("--algos", default=DEFAULT_ALGOS,
+                        help="comma-separated rule names or recipes (a+b: one rule after the other), from the "
+                        "registered rules (sft, ift, dpo, dpo-online, orpo, ppo, reinforce, and any plugin's), or "
+                        "sb3-ppo (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per algorithm, trained batched (default: 20)")
+    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per algorithm (default: 300)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default: 0.01)")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden width of the two-layer policy (default: 64)")
+    add_dynamics_arguments(parser)
+    parser.add_argument("--demos", type=int, default=1, help="demonstrations (and pairs) sampled per map (default: 1)")
+    parser.add_argument("--sb3-timesteps", type=int, default=5000, help="environment steps per SB3 PPO seed")
+    parser.add_argument("--random-maps", type=int, default=0, help="sweep over N random maps instead of --map")
+    parser.add_argument("--size", type=int, default=6, help="side of the random maps (default: 6)")
+    add_training_arguments(parser, "--algos")
+    parser.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, console: Console) -> None:
+    from iftgym.experiments.compare import CompareConfig, compare
+    from iftgym.explain.figures import draw_figures
+    from iftgym.explain.tables import across_maps_table, compare_table
+    from iftgym.io import write_json
+    from iftgym.worlds.frozen_lake.maps import load_map
+
+    load_plugins(args.plugin)
+    config = CompareConfig(
+        maps=args.map, algos=split_names(args.algos), seeds=args.seeds, steps=args.steps, lr=args.lr,
+        hidden=args.hidden, gamma=args.gamma, slippery=args.slippery, success_rate=args.success_rate,
+        demos=args.demos, sb3_timesteps=args.sb3_timesteps, random_maps=args.random_maps, size=args.size,
+        rule_overrides=parse_overrides(args.set), stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"),
+    )  # fmt: skip
+    for name in config.maps if not config.random_maps else []:
+        load_map(name)  # unknown maps fail before any training
+    out = writable_dir(args.out)
+    with console.status("training") as status:
+        results = compare(config, progress=lambda text: status.update(f"training {escape(text)}"))
+    for entry in results["maps"]:
+        console.print(compare_table(entry))
+    if "across_maps" in results:
+        console.print(across_maps_table(results))
+    write_json(results, out / "results.json")
+    figures = draw_figures(results, out)
+    console.print(f"wrote {escape(str(out / 'results.json'))} and {len(figures)} figures in {escape(str(out))}/")

@@ -1,0 +1,65 @@
+"""SFT's optimism along the optimal demonstration, for one policy trained with any rule on a Frozen Lake map.
+
+:func:`run_bias` trains one seed of the paper's two-layer policy, then measures every exact estimator along the
+map's optimal demonstration (:func:`iftgym.metrics.estimators.preference_estimates`) and the policy's bias map
+(:func:`iftgym.metrics.bias.bias_map`). It returns data and prints nothing; ``iftgym bias`` renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from iftgym.loop import TrainConfig, make_stages, train
+from iftgym.metrics.bias import bias_map
+from iftgym.metrics.estimators import PreferenceEstimates, demonstration_log_bias, preference_estimates
+from iftgym.policies import MLPPolicy
+from iftgym.types import Trajectory
+from iftgym.validate import at_least, between, non_negative
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+
+
+@dataclass
+class BiasConfig:
+    """One ``iftgym bias`` run: ``algo`` (a rule or recipe) trained for ``steps`` on ``map`` from policy seed
+    ``seed``; ``lam`` is IFT's lambda, for training IFT and for the IFT estimate."""
+
+    map: str = "paper"
+    algo: str = "sft"
+    steps: int = 300
+    seed: int = 0
+    slippery: bool = False
+    success_rate: float = 1 / 3
+    gamma: float = 0.95
+    lam: float = 0.2
+
+    def __post_init__(self) -> None:
+        at_least("steps", self.steps, 1)
+        non_negative("seed", self.seed)
+        between("lam", self.lam, 0, 1)
+
+
+@dataclass
+class BiasResult:
+    """The world, the trained policy, the demonstration, every estimate along it, its summed log-bias and the
+    policy's bias map ``(1, nrow, ncol)``."""
+
+    world: FrozenLakeMDP
+    policy: MLPPolicy
+    demo: Trajectory
+    estimates: PreferenceEstimates
+    total_log_bias: float
+    bias_map: np.ndarray
+
+
+def run_bias(config: BiasConfig) -> BiasResult:
+    """Train, then measure (see the module doc)."""
+    world = FrozenLakeMDP.from_map(config.map, config.slippery, config.success_rate, config.gamma)
+    stages = make_stages(config.algo, config.steps, overrides={"ift": {"lam": config.lam}})
+    policy = MLPPolicy(world.n_states, world.n_actions, seeds=[config.seed])
+    train(policy, stages, world, world.training_data(), TrainConfig(steps=config.steps, seed=config.seed))
+    demo = world.optimal_demonstration(rng=0)
+    estimates = preference_estimates(policy, world, demo, lam=config.lam)
+    total = float(demonstration_log_bias(world, policy, demo, estimates.reach)[0])
+    return BiasResult(world, policy, demo, estimates, total, bias_map(policy, world))

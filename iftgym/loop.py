@@ -1,0 +1,233 @@
+"""The one training loop: any update rule, or a sequence of stages of rules, on any policy, K seeds at once.
+
+A run is a list of :class:`Stage` (a rule, its steps, its learning rate). A recipe such as ``"sft+dpo"`` is one
+grammar everywhere (:func:`make_stages`): its rules train one after the other, splitting the steps evenly, each
+stage with a fresh optimiser and, if given, its own learning rate (preference and RL stages usually need smaller
+steps than SFT).
+
+Seeds are trained as one batched model: every seed's loss is computed in the same tensors and the per-seed losses
+are summed before ``backward``. Seeds share no parameters and Adam/SGD act element-wise, so each seed follows the
+updates it would follow alone. Randomness keeps that promise too: a rule draws for seed k from its own generator
+(:func:`iftgym.world.seed_generators` of the run's ``seed``, the policy's seed k and the stage), and the order of
+minibatches is drawn from the run's ``seed`` alone, the same for every seed (as if one data loader fed each).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from iftgym.policies.base import Policy
+from iftgym.rules.base import Rule
+from iftgym.rules.registry import make_rule, parse_recipe, rule_spec
+from iftgym.types import PairBatch, StepBatch, TrainingData
+from iftgym.validate import at_least, non_negative, one_of, positive
+from iftgym.world import World, seed_generators
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+EvalCallback = Callable[[int, Policy], dict[str, np.ndarray]]
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser and loop settings (the rules' own hyper-parameters live in their config objects).
+
+    ``steps`` are optimiser steps in total (a recipe splits them evenly between its stages); ``lr`` is the
+    learning rate of every stage that sets none; ``batch_size`` draws that many trajectories or pairs per step
+    (``None``: all of them); ``seed`` drives minibatch order and every random draw of the rules; ``eval_every``
+    calls the evaluation callback every that many steps (0: only at the end); ``progress`` shows a progress bar.
+    """
+
+    steps: int = 300
+    lr: float = 1e-2
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    batch_size: int | None = None
+    seed: int = 0
+    eval_every: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        at_least("steps", self.steps, 1)
+        positive("lr", self.lr)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        non_negative("weight_decay", self.weight_decay)
+        if self.batch_size is not None:
+            at_least("batch_size", self.batch_size, 1, note="or None for all")
+        non_negative("seed", self.seed)
+        non_negative("eval_every", self.eval_every)
+
+
+@dataclass
+class Stage:
+    """One stage of a run: ``rule`` trained for ``steps`` optimiser steps at learning rate ``lr`` (``None``: the
+    run's :attr:`TrainConfig.lr`)."""
+
+    rule: Rule
+    steps: int
+    lr: float | None = None
+
+    def __post_init__(self) -> None:
+        at_least(f"steps of stage {self.rule.name!r}", self.steps, 1)
+        if self.lr is not None:
+            positive(f"learning rate of stage {self.rule.name!r}", self.lr)
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-ready: the rule's name and config, the steps and the learning rate."""
+        return {**rule_spec(self.rule), "steps": self.steps, "lr": self.lr}
+
+
+Algorithm = str | Rule | Stage | Sequence[Rule | Stage]
+
+
+def make_stages(
+    algorithm: Algorithm,
+    steps: int,
+    stage_lrs: Mapping[str, float] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Stage]:
+    """The stages of an algorithm: a recipe (``"sft+dpo"``), a rule, or a list of rules and stages.
+
+    Rules without a stage of their own split ``steps`` evenly (rounded; a recipe needs at least one step per
+    rule), in order. ``stage_lrs`` sets the learning rate of a rule's stage by rule name (``{"dpo": 1e-3}``), and
+    ``overrides`` the hyper-parameters of rules built from a recipe by rule name (``{"ift": {"lam": 0.3}}``).
+    """
+    stage_lrs, overrides = dict(stage_lrs or {}), dict(overrides or {})
+    if isinstance(algorithm, str):
+        parts: list[Rule | Stage] = [make_rule(name, **overrides.get(name, {})) for name in parse_recipe(algorithm)]
+    elif isinstance(algorithm, (Rule, Stage)):
+        parts = [algorithm]
+    else:
+        parts = list(algorithm)
+    if not parts:
+        raise ValueError("no stages: expected a rule name, a recipe such as sft+dpo, or a list of rules")
+    rules = [part for part in parts if isinstance(part, Rule)]
+    if rules and steps < len(rules):
+        raise ValueError(f"steps={steps} is out of range for {'+'.join(r.name for r in rules)!r}: expected at least "
+                         f"{len(rules)}, one step per stage")  # fmt: skip
+    bounds = iter(np.diff(np.linspace(0, steps, len(rules) + 1).round().astype(int)).tolist())
+    return [
+        part if isinstance(part, Stage) else Stage(part, next(bounds), stage_lrs.get(part.name))
+        for part in parts
+    ]
+
+
+def check_algorithms(
+    algos: Sequence[str],
+    steps: int,
+    stage_lrs: Mapping[str, float],
+    overrides: Mapping[str, Mapping[str, Any]],
+    extra: Sequence[str] = (),
+) -> None:
+    """Check a run's algorithms before any training: each a recipe of registered rules (or one of ``extra``,
+    such as an external baseline), none listed twice, enough ``steps`` for every stage, and learning rates and
+    hyper-parameters only for rules some algorithm runs (a setting that could not take effect is an error)."""
+    if not algos:
+        raise ValueError("no algorithms given: expected rule names such as sft, ift, dpo, or recipes such as sft+dpo")
+    used: set[str] = set()
+    for algo in algos:
+        if list(algos).count(algo) > 1:
+            raise ValueError(f"algorithm {algo!r} is listed twice: its results would overwrite each other")
+        if algo in extra:
+            continue
+        stages = make_stages(algo, steps, stage_lrs, overrides)  # unknown names or hyper-parameters fail here
+        used.update(stage.rule.name for stage in stages)
+    for name, lr in stage_lrs.items():
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise ValueError(f"stage learning rate {name}={lr} is invalid: expected RULE=LR with LR > 0")
+        positive(f"stage learning rate {name}", lr)
+    runs = ", ".join(sorted(used)) or "none"
+    for kind, names in (("a learning rate", stage_lrs), ("hyper-parameters", overrides)):
+        for name in names:
+            if name not in used:
+                raise ValueError(f"{kind} is set for rule {name!r}, which no algorithm runs (rules run: {runs})")
+
+
+@dataclass
+class TrainResult:
+    """The trained policy, per-step metrics (each a ``(steps, K)`` array; a metric of one stage only has that
+    stage's rows), evaluations ``(step, metrics)``, the stages run and the wall time in seconds."""
+
+    policy: Policy
+    history: dict[str, np.ndarray]
+    evaluations: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list)
+    wall_time: float = 0.0
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _minibatch(data: StepBatch | PairBatch | None, size: int | None, generator: torch.Generator):
+    if data is None or size is None or size >= data.size:
+        return data
+    return data.select(torch.randperm(data.size, generator=generator)[:size])
+
+
+def train(
+    policy: Policy,
+    algorithm: Algorithm,
+    world: World,
+    data: TrainingData | StepBatch | PairBatch | None = None,
+    config: TrainConfig | None = None,
+    callback: EvalCallback | None = None,
+) -> TrainResult:
+    """Train ``policy`` in place, all its seeds at once, and return the policy, the metrics of every step and the
+    callback's evaluations.
+
+    Args:
+        policy: K seeds of any policy.
+        algorithm: a rule or recipe name (``"ift"``, ``"sft+ppo"``), a rule, a :class:`Stage`, or a list of them
+            (see :func:`make_stages`).
+        world: the world the rules train in (see :class:`iftgym.world.World`).
+        data: demonstrations and/or pairs; ``None`` takes ``world.training_data()`` when a stage needs data.
+        config: loop settings (:class:`TrainConfig`).
+        callback: ``callback(step, policy) -> {metric: (K,) array}``, called every ``config.eval_every`` steps and
+            after the last.
+    """
+    config = config or TrainConfig()
+    stages = make_stages(algorithm, config.steps)
+    if data is None and any(stage.rule.data != "env" for stage in stages):
+        data = world.training_data()
+    if not isinstance(data, TrainingData):
+        data = TrainingData(pairs=data) if isinstance(data, PairBatch) else TrainingData(demos=data)
+    # fail before training if any stage lacks its data
+    stage_data = [data.for_kind(stage.rule.data, stage.rule.name) for stage in stages]
+    total = sum(stage.steps for stage in stages)
+    history: dict[str, list[np.ndarray]] = {}
+    evaluations: list[tuple[int, dict[str, np.ndarray]]] = []
+    start, done = time.perf_counter(), 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(), disable=not config.progress, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(f"{'+'.join(s.rule.name for s in stages)} x{policy.n_seeds} seeds", total=total,
+                                 loss="-")  # fmt: skip
+        for index, (stage, batch) in enumerate(zip(stages, stage_data)):
+            rule = stage.rule
+            batch = None if batch is None else batch.to(policy.device)
+            data_order = torch.Generator().manual_seed(config.seed)
+            rule.setup(policy, world, seed_generators(config.seed, policy.seeds, index))
+            optimizer = OPTIMIZERS[config.optimizer](
+                [*policy.parameters(), *rule.parameters()], lr=stage.lr or config.lr, weight_decay=config.weight_decay
+            )
+            for step in range(stage.steps):
+                loss, metrics = rule.loss(policy, _minibatch(batch, config.batch_size, data_order), step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                optimizer.step()
+                rule.after_step(policy)
+                for key, value in metrics.items():
+                    history.setdefault(key, []).append(value.detach().float().cpu().numpy())
+                done += 1
+                if callback is not None and config.eval_every and done % config.eval_every == 0:
+                    evaluations.append((done, callback(done, policy)))
+                if config.progress:
+                    progress.update(task, advance=1, loss=f"{float(loss.detach().mean()):.4f}")
+    if callback is not None and (not evaluations or evaluations[-1][0] != total):
+        evaluations.append((total, callback(total, policy)))
+    stacked = {key: np.stack(values) for key, values in history.items()}
+    return TrainResult(policy, stacked, evaluations, time.perf_counter() - start, [s.spec() for s in stages])

@@ -1,0 +1,497 @@
+"""The exact Frozen Lake model: the one source of its dynamics, its solvers, demonstrations and the World contract.
+
+``FrozenLakeMDP.from_map`` builds exactly Gymnasium's ``FrozenLake-v1`` dynamics: states are ``row * ncol + col``,
+actions 0 LEFT, 1 DOWN, 2 RIGHT, 3 UP; a slippery move goes the intended way with ``success_rate`` and to each
+perpendicular side with half the rest; holes and goals are absorbing; reward 1 on entering a goal.
+
+The dynamics are stored once, sparsely: each (state, action) has at most three successors (:attr:`next_cells`,
+ascending, with :attr:`next_probs` and their running sums :attr:`next_cdf`). Every stepper of the toolkit moves
+with :meth:`FrozenLakeMDP.step` (inverse-CDF sampling from one uniform): demonstrations, the batched on-policy
+sampler, the Gymnasium environment and the text task's walks. The dense ``P`` (S x A x S) and ``R`` (S x A) built
+from them feed the exact solvers (value iteration, policy evaluation, success probability, occupancy), which are
+linear algebra or dynamic programming on those arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from iftgym.types import PairBatch, PreferencePair, StepBatch, TrainingData, Trajectory
+from iftgym.validate import at_least, between
+from iftgym.world import Actor
+from iftgym.worlds.frozen_lake.maps import MOVES, Map, MapLike, breadth_first, load_map, shortest_route
+
+ACTION_NAMES = ("LEFT", "DOWN", "RIGHT", "UP")
+ACTION_ARROWS = ("←", "↓", "→", "↑")
+EXPLORED_THRESHOLD = 0.01  # a cell counts as explored from this many expected discounted visits
+SCORES = ("mse", "success", "greedy_success", "explored")
+
+
+def check_gamma(gamma: float) -> None:
+    between("gamma", gamma, 0, 1, include_high=False)
+
+
+def _dynamics(desc: Map, slippery: bool, success_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, 4, 3)`` successor cells (ascending; a duplicate merged into the first, unused slots repeating the last
+    successor with probability 0) and their probabilities."""
+    nrow, ncol = len(desc), len(desc[0])
+    n = nrow * ncol
+    rows, cols = np.divmod(np.arange(n), ncol)
+    terminal = np.array([tile in "HG" for row in desc for tile in row])
+
+    def moved(direction: int) -> np.ndarray:
+        dr, dc = MOVES[direction]
+        return np.clip(rows + dr, 0, nrow - 1) * ncol + np.clip(cols + dc, 0, ncol - 1)
+
+    fail = (1.0 - success_rate) / 2.0
+    cells, probs = np.empty((n, 4, 3), np.int64), np.zeros((n, 4, 3))
+    for a in range(4):  # outcomes in Gymnasium's order: slip to (a - 1), intended a, slip to (a + 1)
+        outcomes = [((a - 1) % 4, fail), (a, success_rate), ((a + 1) % 4, fail)] if slippery else [(a, 1.0)] * 3
+        for j, (direction, prob) in enumerate(outcomes):
+            cells[:, a, j] = moved(direction)
+            probs[:, a, j] = prob if slippery or j == 0 else 0.0
+    cells[terminal], probs[terminal] = np.arange(n)[terminal, None, None], [1.0, 0.0, 0.0]
+    order = np.argsort(cells, axis=-1, kind="stable")
+    cells, probs = np.take_along_axis(cells, order, -1), np.take_along_axis(probs, order, -1)
+    flat_cells, flat_probs = cells.reshape(-1, 3), probs.reshape(-1, 3)  # views
+    slots = np.arange(len(flat_cells))
+    for j in (1, 2):  # sorted, so a repeated cell follows its first slot: add its probability there
+        first = np.where(flat_cells[:, 0] == flat_cells[:, j], 0, j - 1)
+        same = np.flatnonzero(flat_cells[slots, first] == flat_cells[:, j])
+        flat_probs[same, first[same]] += flat_probs[same, j]
+        flat_probs[same, j] = 0.0
+    order = np.argsort(probs == 0, axis=-1, kind="stable")  # real successors first, in ascending order
+    cells, probs = np.take_along_axis(cells, order, -1), np.take_along_axis(probs, order, -1)
+    last = np.take_along_axis(cells, (probs > 0).sum(-1, keepdims=True) - 1, -1)
+    return np.where(probs > 0, cells, last), probs
+
+
+@dataclass(frozen=True, eq=False)
+class FrozenLakeMDP:
+    """Exact model of a Frozen Lake map; implements :class:`iftgym.world.World` (states are cell indices).
+
+    ``gamma`` is the discount that defines optimality here: the solvers, demonstrations and scores use it unless
+    told otherwise.
+    """
+
+    desc: Map
+    slippery: bool
+    success_rate: float
+    gamma: float
+    next_cells: np.ndarray = field(repr=False)
+    next_probs: np.ndarray = field(repr=False)
+    P: np.ndarray = field(repr=False)
+    R: np.ndarray = field(repr=False)
+    terminal: np.ndarray = field(repr=False)
+    start: int
+    n_actions: int = 4
+
+    @classmethod
+    def from_map(
+        cls, map: MapLike = "paper", slippery: bool = False, success_rate: float = 1 / 3, gamma: float = 0.95
+    ) -> FrozenLakeMDP:
+        """Build the model of a catalogue name, map file or list of rows."""
+        between("success_rate", success_rate, 0, 1, include_low=False)
+        check_gamma(gamma)
+        desc = load_map(map)
+        tiles = np.array([list(row) for row in desc]).ravel()
+        n = tiles.size
+        cells, probs = _dynamics(desc, slippery, success_rate)
+        P = np.zeros((n, 4, n))
+        np.add.at(P, (np.arange(n)[:, None, None], np.arange(4)[None, :, None], cells), probs)
+        terminal = np.isin(tiles, ["H", "G"])
+        R = P @ (tiles == "G").astype(float) * ~terminal[:, None]
+        start = int(np.flatnonzero(tiles == "S")[0])
+        return cls(desc, slippery, float(success_rate), float(gamma), cells, probs, P, R, terminal, start)
+
+    # -- shape --------------------------------------------------------------------------------------------
+    @property
+    def nrow(self) -> int:
+        return len(self.desc)
+
+    @property
+    def ncol(self) -> int:
+        return len(self.desc[0])
+
+    @property
+    def n_states(self) -> int:
+        return self.nrow * self.ncol
+
+    @property
+    def n_ids(self) -> int:
+        return self.n_states
+
+    def tile(self, state: int) -> str:
+        row, col = divmod(state, self.ncol)
+        return self.desc[row][col]
+
+    @functools.cached_property
+    def goal_mask(self) -> np.ndarray:
+        return np.array([self.tile(s) == "G" for s in range(self.n_states)])
+
+    @functools.cached_property
+    def next_cdf(self) -> np.ndarray:
+        """``(S, A, 3)`` running sums of :attr:`next_probs`."""
+        return self.next_probs.cumsum(-1)
+
+    @property
+    def deterministic(self) -> bool:
+        return bool((self.next_probs[..., 0] == 1).all())
+
+    # -- dynamics -----------------------------------------------------------------------------------------
+    def step(self, state: int | np.ndarray, action: int | np.ndarray, u: float | np.ndarray) -> int | np.ndarray:
+        """Where ``action`` leads from ``state`` given a uniform draw ``u`` in [0, 1): the first successor whose
+        cumulative probability exceeds ``u`` (element-wise for arrays)."""
+        cdf = self.next_cdf[state, action]
+        k = np.minimum((np.asarray(u)[..., None] > cdf).sum(-1), 2)
+        nxt = np.take_along_axis(self.next_cells[state, action], np.expand_dims(k, -1), -1)[..., 0]
+        return int(nxt) if np.ndim(nxt) == 0 else nxt
+
+    def start_distribution(self) -> dict[int, float]:
+        return {self.start: 1.0}
+
+    def transition(self, state: int, action: int) -> dict[int, float]:
+        """The distribution of the next cell, ``{cell: probability}``."""
+        cells, probs = self.next_cells[state, action], self.next_probs[state, action]
+        return {int(c): float(p) for c, p in zip(cells, probs) if p > 0}
+
+    def reward(self, state: int, action: int, next_state: int) -> float:
+        return float(not self.terminal[state] and self.tile(next_state) == "G")
+
+    def is_terminal(self, state: int) -> bool:
+        return bool(self.terminal[state])
+
+    def walk(self, actions: Sequence[int]) -> Trajectory:
+        """The episode of a fixed action sequence on a deterministic map, stopping at a hole or goal."""
+        if not self.deterministic:
+            raise ValueError("walk() follows a fixed action sequence, which needs a deterministic (not slippery) map")
+        states: list[int] = [self.start]
+        for action in actions:
+            if self.terminal[states[-1]]:
+                break
+            states.append(self.step(states[-1], action, 0.0))
+        taken = tuple(int(a) for a in actions[: len(states) - 1])
+        rewards = tuple(self.reward(s, a, n) for s, a, n in zip(states, taken, states[1:]))
+        return Trajectory(tuple(states), taken, rewards, bool(self.terminal[states[-1]]))
+
+    # -- the World contract -------------------------------------------------------------------------------
+    def input_id(self, state: int) -> int:
+        return int(state)
+
+    def action_name(self, action: int) -> str:
+        return ACTION_NAMES[int(action)]
+
+    def successor_probs(self, ids: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self._tensor("P", ids.device)[ids, actions]
+
+    def _tensor(self, name: str, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``P`` or ``next_cdf`` as a float32 tensor (cached per device), ``next_cells`` as a long tensor."""
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        key = (name, str(device))
+        if key not in cache:
+            value = getattr(self, name)
+            dtype = torch.long if value.dtype.kind == "i" else torch.float32
+            cache[key] = torch.as_tensor(value, dtype=dtype, device=device)
+        return cache[key]
+
+    def P_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``P`` as a float32 tensor (cached per device)."""
+        return self._tensor("P", device)
+
+    def sample(
+        self,
+        policy: Actor,
+        n_episodes: int,
+        generators: Sequence[torch.Generator],
+        max_steps: int | None = None,
+    ) -> StepBatch:
+        """Roll out ``n_episodes`` per seed of a Markov policy, all seeds at once: a ``(K, n, T)`` batch.
+
+        Episodes stop at a hole or goal, or after ``max_steps`` (default: 4 x number of cells). At each step seed
+        k draws two uniforms per episode from ``generators[k]`` (action, then move), and only while one of its
+        episodes is running, so its episodes are the same whatever other seeds run beside it.
+        """
+        probs = policy.action_probs().cpu()  # (K, S, A)
+        if len(generators) != probs.shape[0]:
+            raise ValueError(f"got {len(generators)} generators for a policy of {probs.shape[0]} seeds")
+        at_least("n_episodes", n_episodes, 1)
+        action_cdf = probs.cumsum(-1)
+        next_cdf, next_cells = self._tensor("next_cdf"), self._tensor("next_cells")
+        terminal, goal = torch.as_tensor(self.terminal), torch.as_tensor(self.goal_mask)
+        max_steps = 4 * self.n_states if max_steps is None else max_steps
+        n_seeds = probs.shape[0]
+        seed_index = torch.arange(n_seeds)[:, None]
+        state = torch.full((n_seeds, n_episodes), self.start, dtype=torch.long)
+        alive = torch.ones_like(state, dtype=torch.bool)
+        ids, actions, masks, rewards = [], [], [], []
+        for _ in range(max_steps):
+            running = alive.any(-1).tolist()
+            u = torch.zeros(2, n_seeds, n_episodes, 1)
+            for k, generator in enumerate(generators):
+                if running[k]:
+                    u[:, k] = torch.rand(2, n_episodes, 1, generator=generator)
+            # Inverse-CDF sampling; the action index is clamped against round-off in the last CDF entry.
+            action = (u[0] > action_cdf[seed_index, state]).sum(-1).clamp(max=self.n_actions - 1)
+            k = (u[1] > next_cdf[state, action]).sum(-1, keepdim=True).clamp(max=2)
+            nxt = next_cells[state, action].gather(-1, k)[..., 0]
+            ids.append(state)
+            actions.append(action)
+            masks.append(alive)
+            rewards.append((goal[nxt] & alive).float())
+            alive = alive & ~terminal[nxt]
+            state = torch.where(alive, nxt, state)
+            if not alive.any():
+                break
+        return StepBatch(*(torch.stack(x, dim=-1).to(policy.device) for x in (ids, actions, masks, rewards)))
+
+    def training_data(self, n_demos: int = 1) -> TrainingData:
+        """``n_demos`` optimal demonstrations, and as many (optimal, second-route) pairs when the map has a second
+        route (:meth:`second_route`). On slippery maps each is a sampled rollout (demonstration i from seed i,
+        rejected trajectory i from seed 10000 + i)."""
+        at_least("n_demos", n_demos, 1)
+        demos = [self.optimal_demonstration(rng=i) for i in range(n_demos)]
+        route = self.second_route()
+        pairs = None
+        if route is not None:
+            policy = self.route_policy(route)
+            rejected = [self.rollout(policy, rng=10_000 + i) for i in range(n_demos)]
+            pairs = PairBatch.from_pairs(self, [PreferencePair(c, r) for c, r in zip(demos, rejected)])
+        return TrainingData(StepBatch.from_trajectories(self, demos), pairs)
+
+    def reach_probs(self, policy: Actor | np.ndarray, batch: StepBatch) -> torch.Tensor:
+        """``(K, B, T)``: the probability that the policy's rollout is in cell ``ids[t]`` at time t, from the exact
+        forward state distribution (a Markov policy, or policy matrices ``(K, S, A)``)."""
+        matrices = self._matrices(policy)
+        n_seeds, steps = matrices.shape[0], batch.ids.shape[-1]
+        dists = np.stack([self.state_distributions(m, steps - 1) for m in matrices])  # (K, T, S)
+        ids = batch.ids.expand(n_seeds, *batch.ids.shape[-2:]).cpu().numpy()  # (K, B, T)
+        at = dists[np.arange(n_seeds)[:, None, None], np.arange(steps)[None, None, :], ids]
+        return torch.from_numpy(at).to(batch.ids.device)
+
+    def scores(self, policy: Actor | np.ndarray, metrics: Sequence[str] = SCORES) -> dict[str, np.ndarray]:
+        """Exact measures of a Markov policy (or policy matrices ``(K, S, A)``), one ``(K,)`` array each:
+
+        * ``mse``: mean squared error between the policy's state x action matrix and the optimal one over
+          non-terminal states (the paper's metric);
+        * ``success`` / ``greedy_success``: probability of reaching G from S, following the stochastic policy or
+          its greedy (argmax) version;
+        * ``explored``: cells with a discounted occupancy of at least ``EXPLORED_THRESHOLD`` (holes, G included).
+        """
+        unknown = sorted(set(metrics) - set(SCORES))
+        if unknown:
+            raise ValueError(f"unknown score {', '.join(unknown)}: expected any of {', '.join(SCORES)}")
+        matrices = self._matrices(policy)
+        alive = ~self.terminal
+        compute = {
+            "mse": lambda: ((matrices - self.optimal_matrix) ** 2)[:, alive].mean(axis=(1, 2)),
+            "success": lambda: np.array([self.success_probability(p) for p in matrices]),
+            "greedy_success": lambda: np.array(
+                [self.success_probability(g) for g in np.eye(self.n_actions)[matrices.argmax(-1)]]
+            ),
+            "explored": lambda: np.array(
+                [(self.occupancy(p) >= EXPLORED_THRESHOLD).sum() for p in matrices], dtype=float
+            ),
+        }
+        return {name: compute[name]() for name in metrics}
+
+    def _matrices(self, policy: Actor | np.ndarray) -> np.ndarray:
+        """Policy matrices ``(K, S, A)`` as float64 numpy, from an :class:`Actor` or an array."""
+        if not isinstance(policy, np.ndarray):
+            policy = policy.action_probs(torch.float64).cpu().numpy()
+        matrices = np.asarray(policy, dtype=float)
+        matrices = matrices[None] if matrices.ndim == 2 else matrices
+        for matrix in matrices:
+            self._check_policy(matrix)
+        return matrices
+
+    # -- exact solvers ------------------------------------------------------------------------------------
+    def value_iteration(
+        self, gamma: float | None = None, tol: float = 1e-12, max_iter: int = 100_000
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Optimal ``V`` (S), ``Q`` (S x A) and policy matrix (S x A, ties split evenly) for discount ``gamma``
+        (default: the model's).
+
+        Terminal states have value 0 and a uniform policy row.
+        """
+        gamma = self._gamma(gamma)
+        alive = ~self.terminal
+        V = np.zeros(self.n_states)
+        for _ in range(max_iter):
+            Q = self.R + gamma * self.P @ (V * alive)
+            V_new = Q.max(axis=1) * alive
+            if np.max(np.abs(V_new - V)) < tol:
+                V = V_new
+                break
+            V = V_new
+        Q = (self.R + gamma * self.P @ (V * alive)) * alive[:, None]
+        best = np.isclose(Q, Q.max(axis=1, keepdims=True), rtol=0.0, atol=1e-9)
+        policy = best / best.sum(axis=1, keepdims=True)
+        return V, Q, policy
+
+    @functools.cached_property
+    def optimal_matrix(self) -> np.ndarray:
+        """The optimal policy matrix at the model's ``gamma``, ties split evenly (what ``mse`` is measured to)."""
+        return self.value_iteration()[2]
+
+    def evaluate(self, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
+        """Exact discounted value of a stochastic policy matrix (S x A), solving the Bellman linear system."""
+        gamma = self._gamma(gamma)
+        policy = self._check_policy(policy)
+        P_pi, r_pi = self._policy_chain(policy)
+        return np.linalg.solve(np.eye(self.n_states) - gamma * P_pi, r_pi)
+
+    def success_probability(self, policy: np.ndarray, state: int | str | None = None) -> float | np.ndarray:
+        """Exact probability of ever reaching a goal from the start (or from ``state``, or from every state
+        when ``state="all"``) following ``policy``; undiscounted. Looping forever counts as failure.
+        """
+        policy = self._check_policy(policy)
+        P_pi, _ = self._policy_chain(policy)
+        goal = self.goal_mask
+        # Restrict to states from which a goal is reachable under the policy: elsewhere the probability is 0,
+        # and on that set (I - P_pi) is non-singular.
+        can_reach = goal.copy()
+        while True:
+            grown = can_reach | (P_pi[:, can_reach].sum(axis=1) > 0)
+            if (grown == can_reach).all():
+                break
+            can_reach = grown
+        transient = can_reach & ~self.terminal
+        probs = goal.astype(float)
+        idx = np.flatnonzero(transient)
+        if idx.size:
+            A = np.eye(idx.size) - P_pi[np.ix_(idx, idx)]
+            b = P_pi[np.ix_(idx, np.flatnonzero(goal))].sum(axis=1)
+            probs[idx] = np.linalg.solve(A, b)
+        if state == "all":
+            return probs
+        return float(probs[self.start if state is None else state])
+
+    def occupancy(self, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
+        """Expected discounted number of visits of each state, starting at the start state.
+
+        A terminal state counts once when entered (the episode stops there).
+        """
+        gamma = self._gamma(gamma)
+        policy = self._check_policy(policy)
+        P_pi, _ = self._policy_chain(policy)
+        P_pi = P_pi * ~self.terminal[:, None]  # nothing flows out of a terminal state
+        d0 = np.zeros(self.n_states)
+        d0[self.start] = 1.0
+        return np.linalg.solve(np.eye(self.n_states) - gamma * P_pi.T, d0)
+
+    def state_distributions(self, policy: np.ndarray, steps: int) -> np.ndarray:
+        """``steps + 1`` x S: the exact distribution of the state at time 0..steps (terminal states absorb)."""
+        policy = self._check_policy(policy)
+        P_pi, _ = self._policy_chain(policy)
+        dists = np.zeros((steps + 1, self.n_states))
+        dists[0, self.start] = 1.0
+        for t in range(steps):
+            dists[t + 1] = dists[t] @ P_pi
+        return dists
+
+    def first_arrival_times(self) -> np.ndarray:
+        """``(S,)``: the fewest moves from the start to each cell (NaN where no walk leads; holes and goals are
+        entered but never left)."""
+        times = np.full(self.n_states, np.nan)
+        for (row, col), distance in breadth_first(self.desc)[0].items():
+            times[row * self.ncol + col] = distance
+        return times
+
+    def _gamma(self, gamma: float | None) -> float:
+        gamma = self.gamma if gamma is None else gamma
+        check_gamma(gamma)
+        return gamma
+
+    def _policy_chain(self, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """State-to-state matrix and expected one-step reward of a policy."""
+        return np.einsum("sa,sat->st", policy, self.P), (policy * self.R).sum(axis=1)
+
+    def _check_policy(self, policy: np.ndarray) -> np.ndarray:
+        policy = np.asarray(policy, dtype=float)
+        if policy.shape != (self.n_states, self.n_actions):
+            raise ValueError(
+                f"policy matrix has shape {policy.shape}, expected (n_states, n_actions) = "
+                f"({self.n_states}, {self.n_actions})"
+            )
+        if (policy < -1e-9).any() or not np.allclose(policy.sum(axis=1), 1.0, atol=1e-6):
+            raise ValueError("policy matrix rows must be probability distributions (non-negative, summing to 1)")
+        return policy
+
+    # -- demonstrations -----------------------------------------------------------------------------------
+    def rollout(
+        self, policy: np.ndarray, rng: np.random.Generator | int | None = None, max_steps: int | None = None
+    ) -> Trajectory:
+        """Sample one episode from ``policy`` (greedy when it is deterministic and the map is not slippery)."""
+        policy = self._check_policy(policy)
+        rng = np.random.default_rng(rng)
+        max_steps = 4 * self.n_states if max_steps is None else max_steps
+        states, actions, rewards = [self.start], [], []
+        while not self.terminal[states[-1]] and len(actions) < max_steps:
+            s = states[-1]
+            a = int(rng.choice(self.n_actions, p=policy[s]))
+            nxt = self.step(s, a, rng.random())
+            states.append(nxt)
+            actions.append(a)
+            rewards.append(self.reward(s, a, nxt))
+        return Trajectory(tuple(states), tuple(actions), tuple(rewards), bool(self.terminal[states[-1]]))
+
+    def optimal_policy(self, gamma: float | None = None) -> np.ndarray:
+        """The optimal policy matrix with ties broken deterministically (first best action), for demonstrations."""
+        policy = self.value_iteration(gamma)[2]
+        return np.eye(self.n_actions)[np.argmax(policy, axis=1)]
+
+    def optimal_demonstration(
+        self, gamma: float | None = None, rng: np.random.Generator | int | None = 0
+    ) -> Trajectory:
+        """The optimal trajectory: the greedy optimal rollout (sampled transitions on slippery maps)."""
+        return self.rollout(self.optimal_policy(gamma), rng)
+
+    def route_policy(self, route: list[tuple[int, int]], gamma: float | None = None) -> np.ndarray:
+        """A deterministic policy that follows ``route`` (cells from S to G) and acts optimally elsewhere."""
+        policy = self.optimal_policy(gamma)
+        for (r0, c0), (r1, c1) in itertools.pairwise(route):
+            policy[r0 * self.ncol + c0] = np.eye(self.n_actions)[MOVES.index((r1 - r0, c1 - c0))]
+        return policy
+
+    def optimal_route(self) -> list[tuple[int, int]]:
+        """Cells of a shortest hole-free path from S to G."""
+        return shortest_route(self.desc)
+
+    def suboptimal_route(self) -> list[tuple[int, int]] | None:
+        """The shortest hole-free route from S to G that shares no cell with the optimal route but S and G.
+
+        On the paper map this is the long way round; ``None`` when the map has no such alternative.
+        """
+        best = self.optimal_route()
+        return shortest_route(self.desc, blocked=frozenset(best[1:-1]))
+
+    def second_route(self) -> list[tuple[int, int]] | None:
+        """The route preference pairs reject: :meth:`suboptimal_route` when the map has one, otherwise the
+        shortest route whose first move differs from the optimal first move; ``None`` when neither exists."""
+        route = self.suboptimal_route()
+        best = self.optimal_route()
+        if route is None and len(best) > 2:
+            route = shortest_route(self.desc, blocked=frozenset(best[1:2]))
+        return route
+
+    def suboptimal_demonstration(
+        self, gamma: float | None = None, rng: np.random.Generator | int | None = 0
+    ) -> Trajectory | None:
+        """A rollout of the :meth:`suboptimal_route`'s policy, or ``None`` when the map has no such route."""
+        route = self.suboptimal_route()
+        return None if route is None else self.rollout(self.route_policy(route, gamma), rng)
+
+    # -- drawing ------------------------------------------------------------------------------------------
+    def render_text(self, position: int | None = None) -> str:
+        """The map as text, the current position (if any) marked with ``*``."""
+        cells = [list(row) for row in self.desc]
+        if position is not None:
+            row, col = divmod(position, self.ncol)
+            cells[row][col] = "*"
+        return "\n".join("".join(row) for row in cells)
