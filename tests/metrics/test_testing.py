@@ -43,7 +43,7 @@ def binomial_upper_quantile(n: int, p: float, tail: float) -> int:
     return n
 
 
-# -- exact references: nothing random ---------------------------------------------------------------------------
+# -- exact references: nothing random -------------------------------------------------------------------------
 def test_the_docstring_examples_pass():
     world = FrozenLakeMDP.from_map("paper")
     policy = TabularPolicy(world.n_states, 4, seeds=3, init_std=1.0)
@@ -102,7 +102,7 @@ def test_round_off_tolerance_accepts_a_float32_estimator():
     assert not check_estimator_bias(float32_exact, policy, world, world.optimal_demonstration(), rtol=0.0).passed
 
 
-# -- Monte Carlo references -------------------------------------------------------------------------------------
+# -- Monte Carlo references -----------------------------------------------------------------------------------
 def test_biased_estimators_fail_and_unbiased_ones_pass_against_monte_carlo():
     world, policy, demo = short_slippery_case()
     # seeded: a correct "unbiased" claim fails for about one seed in 20 at alpha 0.05 (seeds 1, 8, 34 of 0..39)

@@ -1,12 +1,14 @@
 """The Frozen Lake notebook runs headless from top to bottom with small settings."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "frozen_lake.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "frozen_lake.ipynb"
 
 
 def test_frozen_lake_notebook_executes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

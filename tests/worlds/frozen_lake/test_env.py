@@ -14,6 +14,8 @@ from iftgym.worlds.frozen_lake.env import FrozenLakeEnv
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 LEFT, DOWN, RIGHT, UP = range(4)
+
+
 ENV_ID = "iftgym/FrozenLake-v0"
 
 

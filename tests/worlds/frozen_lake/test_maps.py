@@ -23,7 +23,10 @@ from iftgym.worlds.frozen_lake.maps import (
 
 CATALOGUE_NAMES = ("4x4", "8x8", "bridge-3x8", "detour-5x5", "lake-10x10", "paper")
 
+
 GYMNASIUM_4X4 = ("SFFF", "FHFH", "FFFH", "HFFG")
+
+
 GYMNASIUM_8X8 = (
     "SFFFFFFF",
     "FFFFFFFF",
@@ -36,7 +39,7 @@ GYMNASIUM_8X8 = (
 )
 
 
-# -- the catalogue ----------------------------------------------------------------------------------------
+# -- the catalogue --------------------------------------------------------------------------------------------
 def test_catalogue_lists_every_map_sorted_by_name():
     names = tuple(catalogue())
     assert names == CATALOGUE_NAMES
@@ -100,7 +103,7 @@ def test_package_catalogue_function_is_not_shadowed_by_the_catalogue_subpackage(
     assert iftgym.catalogue() == catalogue()
 
 
-# -- loading ----------------------------------------------------------------------------------------------
+# -- loading --------------------------------------------------------------------------------------------------
 def test_load_map_from_list_of_rows_returns_tuple():
     assert load_map(["SF", "HG"]) == ("SF", "HG")
     assert load_map(("SFG",)) == ("SFG",)
@@ -166,7 +169,7 @@ def test_load_map_directory_is_not_a_map(tmp_path):
         load_map(tmp_path)
 
 
-# -- validation messages ----------------------------------------------------------------------------------
+# -- validation messages --------------------------------------------------------------------------------------
 def test_empty_map():
     with pytest.raises(ValueError, match=r"^map is empty: expected at least one row"):
         validate_map([])
@@ -260,7 +263,7 @@ def test_several_goals_are_allowed():
     assert validate_map(["GSG"]) == ("GSG",)
 
 
-# -- shortest routes --------------------------------------------------------------------------------------
+# -- shortest routes ------------------------------------------------------------------------------------------
 def test_shortest_route_on_corridor():
     assert shortest_route(("SFFG",)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
 
@@ -282,7 +285,7 @@ def test_shortest_route_reaches_the_nearest_goal():
     assert shortest_route(("GFSFFG",)) == [(0, 2), (0, 1), (0, 0)]
 
 
-# -- random maps ------------------------------------------------------------------------------------------
+# -- random maps ----------------------------------------------------------------------------------------------
 def _is_solvable(rows):
     return shortest_route(rows) is not None
 

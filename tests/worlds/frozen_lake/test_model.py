@@ -1,4 +1,4 @@
-"""The exact Frozen Lake model: Gymnasium's dynamics, the solvers, demonstrations and the MDP types."""
+"""The exact Frozen Lake model: Gymnasium's dynamics, the solvers, routes, demonstrations, rollouts and scores."""
 
 from __future__ import annotations
 
@@ -13,13 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import iftgym  # noqa: F401  (registers iftgym/FrozenLake-v0)
-from iftgym import FrozenLakeMDP, PairBatch, PreferencePair, StepBatch, Trajectory, World, random_map
+from iftgym import FrozenLakeMDP, PreferencePair, World, random_map
 from iftgym.worlds.frozen_lake.maps import (
     catalogue,  # not `from iftgym import catalogue`: see test_maps.py (shadowed by a subpackage)
 )
 
 LEFT, DOWN, RIGHT, UP = range(4)
+
+
 CATALOGUE_NAMES = ("4x4", "8x8", "bridge-3x8", "detour-5x5", "lake-10x10", "paper")
+
+
 # (slippery, success_rate): deterministic, and slippery with several success rates (1.0 is slippery in name only).
 DYNAMICS = [(False, 1 / 3), (True, 1 / 3), (True, 0.5), (True, 0.8), (True, 0.9), (True, 1.0)]
 
@@ -39,7 +43,7 @@ def _random_map_cases() -> list[tuple[int, tuple[int, int], float]]:
 RANDOM_MAP_CASES = _random_map_cases()
 
 
-# -- Gymnasium's transition table -------------------------------------------------------------------------
+# -- Gymnasium's transition table -----------------------------------------------------------------------------
 def gymnasium_tables(desc, slippery, success_rate):
     """Gymnasium's FrozenLake-v1 ``P`` dict turned into arrays, plus the raw entries."""
     env = GymFrozenLake(desc=list(desc), is_slippery=slippery, success_rate=success_rate)
@@ -177,7 +181,7 @@ def test_from_map_rejects_malformed_maps():
         FrozenLakeMDP.from_map("nope")
 
 
-# -- the MDP protocol -------------------------------------------------------------------------------------
+# -- the MDP protocol -----------------------------------------------------------------------------------------
 def test_frozen_lake_implements_the_mdp_protocol():
     mdp = FrozenLakeMDP.from_map("paper", slippery=True, success_rate=0.5)
     assert isinstance(mdp, World)
@@ -199,7 +203,7 @@ def test_frozen_lake_implements_the_mdp_protocol():
     assert mdp.P_tensor() is mdp.P_tensor("cpu")
 
 
-# -- value iteration --------------------------------------------------------------------------------------
+# -- value iteration ------------------------------------------------------------------------------------------
 def plain_value_iteration(desc, slippery, success_rate, gamma, tol=1e-14):
     """Textbook value iteration in plain Python on Gymnasium's own ``P`` dict (terminal transitions bootstrap 0)."""
     env = GymFrozenLake(desc=list(desc), is_slippery=slippery, success_rate=success_rate)
@@ -371,7 +375,7 @@ def test_evaluate_by_hand_for_a_stochastic_policy():
     np.testing.assert_allclose(mdp.evaluate(policy, gamma), [expected, 0.0], rtol=0, atol=1e-12)
 
 
-# -- success probability ----------------------------------------------------------------------------------
+# -- success probability --------------------------------------------------------------------------------------
 def test_success_probability_by_hand_on_a_slippery_square():
     # "SF/HG", success rate 1/2; RIGHT at S (right 1/2, into the hole 1/4, stay 1/4), DOWN at F (goal 1/2,
     # back to S 1/4, stay 1/4):  x = y/2 + x/4,  y = 1/2 + x/4 + y/4  ->  y = 6/7, x = 4/7.
@@ -461,7 +465,7 @@ def test_success_probability_matches_monte_carlo_of_the_gymnasium_env():
     env.close()
 
 
-# -- occupancy --------------------------------------------------------------------------------------------
+# -- occupancy ------------------------------------------------------------------------------------------------
 def test_occupancy_on_a_deterministic_corridor_is_gamma_to_the_t():
     gamma = 0.9
     mdp = FrozenLakeMDP.from_map(["SFFFG"])
@@ -512,7 +516,7 @@ def test_state_distributions_on_a_corridor():
     np.testing.assert_array_equal(mdp.state_distributions(right, 3), np.eye(3)[[0, 1, 2, 2]])
 
 
-# -- routes and demonstrations ----------------------------------------------------------------------------
+# -- routes and demonstrations --------------------------------------------------------------------------------
 def hole_free_simple_routes(desc):
     """Every simple path from S to a goal over non-hole cells, by depth-first search."""
     nrow, ncol = len(desc), len(desc[0])
@@ -634,80 +638,52 @@ def test_render_text_marks_the_position():
     assert mdp.render_text(4) == "SFG\nF*F"
 
 
-# -- trajectories, pairs and batches ----------------------------------------------------------------------
-def test_trajectory_validation():
-    traj = Trajectory((0, 1, 2), (RIGHT, RIGHT), (0.0, 1.0), True)
-    assert len(traj) == 2
-    assert traj.ret == 1.0
-    with pytest.raises(
-        ValueError, match=r"^a trajectory needs one more state than actions: got 2 states and 2 actions$"
-    ):
-        Trajectory((0, 1), (RIGHT, RIGHT), (0.0, 1.0), True)
-    with pytest.raises(ValueError, match=r"got 3 states and 1 actions"):
-        Trajectory((0, 1, 2), (RIGHT,), (0.0,), True)
-    with pytest.raises(ValueError, match=r"^got 1 rewards for 2 actions: expected one each$"):
-        Trajectory((0, 1, 2), (RIGHT, RIGHT), (0.0,), True)
-    assert len(Trajectory((5,), (), (), False)) == 0
+def test_first_arrival_times_are_breadth_first_distances():
+    world = FrozenLakeMDP.from_map("paper")
+    times = world.first_arrival_times()
+    demo = world.optimal_demonstration()
+    np.testing.assert_array_equal(times[list(demo.states)], np.arange(len(demo) + 1))
+    assert times[7] == 2  # holes are entered (and never left)
+    walled = FrozenLakeMDP.from_map(["SFG", "HHH", "FFF"]).first_arrival_times()
+    np.testing.assert_array_equal(walled, [0, 1, 2, 1, 2, np.nan, np.nan, np.nan, np.nan])  # G is not passed
 
 
-def test_preference_pair_requires_the_same_start():
-    a = Trajectory((0, 1), (RIGHT,), (0.0,), False)
-    b = Trajectory((0, 3), (DOWN,), (0.0,), False)
-    c = Trajectory((1, 2), (RIGHT,), (1.0,), True)
-    assert PreferencePair(a, b).rejected is b
-    with pytest.raises(ValueError, match=r"same state.*chosen starts at 0, rejected at 1"):
-        PreferencePair(a, c)
+# -- scores: the metrics of a policy --------------------------------------------------------------------------
+def test_metrics_of_hand_computed_policies() -> None:
+    model = FrozenLakeMDP.from_map(["SFG"], gamma=0.9)
+    optimal = np.array([[0, 0, 1, 0], [0, 0, 1, 0], [0.25, 0.25, 0.25, 0.25]])
+    np.testing.assert_array_equal(model.optimal_matrix, optimal)
+    uniform = np.full((3, 4), 0.25)
+    metrics = model.scores(np.stack([optimal, uniform]))
+    # Uniform vs optimal on the two live states: (0.75^2 + 3 * 0.25^2) / 4 per state.
+    np.testing.assert_allclose(metrics["mse"], [0.0, 0.1875])
+    # Uniform policy: from S, each step moves right w.p. 1/4 (LEFT/UP/DOWN stay or bounce back); it never
+    # falls in a hole, so it reaches G with probability 1 eventually.
+    np.testing.assert_allclose(metrics["success"], [1.0, 1.0])
+    # The greedy version of the uniform policy takes the first best action, LEFT, forever: it never succeeds.
+    np.testing.assert_allclose(metrics["greedy_success"], [1.0, 0.0])
+    np.testing.assert_allclose(metrics["explored"], [3, 3])
 
 
-def test_step_batch_from_trajectories_pads_and_masks():
-    mdp = FrozenLakeMDP.from_map("paper")
-    long = mdp.optimal_demonstration()
-    short = Trajectory((0, 1, 2), (RIGHT, RIGHT), (0.0, 0.0), False)
-    batch = StepBatch.from_trajectories(mdp, [long, short])
-    assert batch.ids.shape == batch.actions.shape == batch.mask.shape == batch.rewards.shape == (2, 6)
-    assert batch.ids.tolist() == [[0, 6, 12, 18, 19, 20], [0, 1, 0, 0, 0, 0]]
-    assert batch.actions.tolist() == [[1, 1, 1, 2, 2, 2], [2, 2, 0, 0, 0, 0]]
-    assert batch.mask.tolist() == [[True] * 6, [True, True] + [False] * 4]
-    assert batch.rewards.tolist() == [[0, 0, 0, 0, 0, 1], [0] * 6]
-    assert batch.lengths.tolist() == [6, 2]
-    assert batch.ids.dtype == torch.long
-    assert batch.mask.dtype == torch.bool
-    assert batch.rewards.dtype == torch.float32
-    padded = StepBatch.from_trajectories(mdp, [short], length=4)
-    assert padded.ids.shape == (1, 4)
-    assert padded.mask.tolist() == [[True, True, False, False]]
-    moved = batch.to("cpu")
-    assert torch.equal(moved.ids, batch.ids)
-    assert torch.equal(moved.mask, batch.mask)
+def test_explored_counts_cells_above_the_occupancy_threshold() -> None:
+    model = FrozenLakeMDP.from_map("paper")
+    _, _, optimal = model.value_iteration(0.95)
+    uniform = np.full((model.n_states, 4), 0.25)
+    metrics = model.scores(np.stack([optimal, uniform]))
+    occupancy = model.occupancy(uniform, 0.95)
+    # The optimal policy visits the 7 cells of the short route (the tie at the far corner is never reached).
+    assert metrics["explored"][0] == 7
+    assert metrics["explored"][1] == (occupancy >= 0.01).sum() > 7
 
 
-def test_step_batch_rejects_empty_inputs():
-    mdp = FrozenLakeMDP.from_map("paper")
-    with pytest.raises(ValueError, match=r"^no trajectories: expected at least one to build a batch$"):
-        StepBatch.from_trajectories(mdp, [])
-    with pytest.raises(ValueError, match=r"^every trajectory is empty: expected at least one step$"):
-        StepBatch.from_trajectories(mdp, [Trajectory((0,), (), (), False)])
-    short = Trajectory((0, 1, 2), (RIGHT, RIGHT), (0.0, 0.0), False)
-    with pytest.raises(ValueError, match=r"^length=1 is shorter than the longest trajectory \(2 steps\)$"):
-        StepBatch.from_trajectories(mdp, [short], length=1)
-    with pytest.raises(ValueError, match="StepBatch fields must share one shape"):
-        StepBatch(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 3), torch.zeros(1, 2))
-    with pytest.raises(ValueError, match="StepBatch is empty"):
-        StepBatch(*(torch.zeros(0, 3) for _ in range(4)))
+def test_greedy_success_of_a_looping_policy_is_zero() -> None:
+    model = FrozenLakeMDP.from_map("paper")
+    left = np.tile([1.0, 0, 0, 0], (model.n_states, 1))
+    metrics = model.scores(left[None])
+    assert metrics["success"][0] == 0.0 and metrics["greedy_success"][0] == 0.0
+    assert metrics["mse"][0] > 0
 
 
-def test_pair_batch_from_pairs_aligns_lengths():
-    mdp = FrozenLakeMDP.from_map("paper")
-    pair = PreferencePair(mdp.optimal_demonstration(), mdp.suboptimal_demonstration())
-    other = PreferencePair(
-        Trajectory((0, 6), (DOWN,), (0.0,), False), Trajectory((0, 1, 2), (RIGHT, RIGHT), (0.0, 0.0), False)
-    )
-    batch = PairBatch.from_pairs(mdp, [pair, other])
-    assert batch.chosen.ids.shape == batch.rejected.ids.shape == (2, 14)
-    assert batch.chosen.lengths.tolist() == [6, 1]
-    assert batch.rejected.lengths.tolist() == [14, 2]
-    assert batch.chosen.ids[0, :6].tolist() == [0, 6, 12, 18, 19, 20]
-    assert batch.rejected.actions[1, :2].tolist() == [RIGHT, RIGHT]
-    assert batch.rejected.rewards[0].sum().item() == 1.0
-    with pytest.raises(ValueError, match=r"^no preference pairs: expected at least one"):
-        PairBatch.from_pairs(mdp, [])
+def test_paper_map_second_route_is_the_long_way_round() -> None:
+    model = FrozenLakeMDP.from_map("paper")
+    assert len(model.second_route()) - 1 == 14 and len(model.optimal_route()) - 1 == 6

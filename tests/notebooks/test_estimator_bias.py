@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "estimator_bias.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "estimator_bias.ipynb"
 
 
 def test_notebook_is_committed_without_outputs():

@@ -1,4 +1,4 @@
-"""Preference estimators, the SFT-bias identity, bias maps and the ``iftgym bias`` command."""
+"""Preference estimators: the SFT-bias identity, exact against Monte Carlo, IFT's estimate, binomial intervals."""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iftgym import FrozenLakeMDP, StepBatch, Trajectory, random_map
-from iftgym.cli import main
-from iftgym.explain.bias import plot_bias_maps
 from iftgym.metrics import estimators
-from iftgym.metrics.bias import bias_map
 from iftgym.metrics.estimators import (
     MonteCarloEstimate,
     as_policy,
@@ -72,7 +69,7 @@ def enumerate_on_policy(world: FrozenLakeMDP, matrix: np.ndarray, demo: Trajecto
     return float((prob * (here & followed)).sum() * target), float((prob * here).sum() * target)
 
 
-# -- the identity -----------------------------------------------------------------------------------------------
+# -- the identity ---------------------------------------------------------------------------------------------
 @settings(max_examples=100, deadline=None)
 @given(
     rows=st.integers(2, 5),
@@ -144,7 +141,7 @@ def test_paper_map_has_one_route_so_both_reaches_agree():
     )
 
 
-# -- exact against Monte Carlo ----------------------------------------------------------------------------------
+# -- exact against Monte Carlo --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "success_rate", "demo_seed", "reach"),
     [("paper", 1 / 3, 2, "state"), ("4x4", 1 / 3, 1, "state"), ("4x4", 0.8, 1, "path"), ("detour-5x5", 0.6, 3, "auto")],
@@ -198,7 +195,7 @@ def test_monte_carlo_is_seeded_and_chunked(monkeypatch):
     assert_estimator_bias(lambda *args: a, policy, world, demo, "unbiased")
 
 
-# -- IFT's estimate ---------------------------------------------------------------------------------------------
+# -- IFT's estimate -------------------------------------------------------------------------------------------
 def test_ift_estimate_with_lambda_zero_is_teacher_forced():
     world = FrozenLakeMDP.from_map("paper")
     demo = world.optimal_demonstration()
@@ -231,7 +228,7 @@ def test_ift_estimate_equals_teacher_forced_when_predictions_follow_the_demonstr
     np.testing.assert_allclose(ift_estimate(confident, world, demo, lam=0.5), teacher_forced(confident, world, demo))
 
 
-# -- shapes, inputs and errors ----------------------------------------------------------------------------------
+# -- shapes, inputs and errors --------------------------------------------------------------------------------
 def test_batches_give_one_row_per_demonstration_with_nan_padding():
     world = FrozenLakeMDP.from_map("paper")
     long, short = world.suboptimal_demonstration(), world.optimal_demonstration()
@@ -283,7 +280,7 @@ def test_bad_arguments_raise_value_errors(call, match):
         call(world, TabularPolicy(world.n_states, 4), world.optimal_demonstration())
 
 
-# -- binomial intervals -----------------------------------------------------------------------------------------
+# -- binomial intervals ---------------------------------------------------------------------------------------
 def binomial_cdf(k: int, n: int, p: float) -> float:
     return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
 
@@ -307,62 +304,3 @@ def test_hoeffding_interval():
     half = math.sqrt(math.log(40) / 200)
     np.testing.assert_allclose(lower, [0.5 - half, 0.0])
     np.testing.assert_allclose(upper, [0.5 + half, half])
-
-
-# -- bias maps and the command ----------------------------------------------------------------------------------
-def test_first_arrival_times_are_breadth_first_distances():
-    world = FrozenLakeMDP.from_map("paper")
-    times = world.first_arrival_times()
-    demo = world.optimal_demonstration()
-    np.testing.assert_array_equal(times[list(demo.states)], np.arange(len(demo) + 1))
-    assert times[7] == 2  # holes are entered (and never left)
-    walled = FrozenLakeMDP.from_map(["SFG", "HHH", "FFF"]).first_arrival_times()
-    np.testing.assert_array_equal(walled, [0, 1, 2, 1, 2, np.nan, np.nan, np.nan, np.nan])  # G is not passed
-
-
-def test_bias_map_matches_the_per_step_bias_on_the_demonstration():
-    world = FrozenLakeMDP.from_map(OPEN_3X3)
-    demo = world.optimal_demonstration()
-    policy = MLPPolicy(world.n_states, 4, seeds=2)
-    probs = bias_map(policy, world)
-    logs = bias_map(policy, world, space="log")
-    assert probs.shape == logs.shape == (2, 3, 3)
-    bias = estimator_bias(teacher_forced(policy, world, demo), on_policy_exact(policy, world, demo, "state"))
-    cells = np.unravel_index(list(demo.states[:-1]), (3, 3))
-    np.testing.assert_allclose(probs[:, cells[0], cells[1]], bias.prob, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(logs[:, cells[0], cells[1]], bias.log, rtol=1e-9, atol=1e-12)
-    assert np.isnan(probs[:, 2, 2]).all() and (probs[~np.isnan(probs)] >= 0).all()
-    with pytest.raises(ValueError, match="space='odds'"):
-        bias_map(policy, world, space="odds")
-
-
-def test_plot_bias_maps_writes_a_png(tmp_path):
-    world = FrozenLakeMDP.from_map("paper")
-    maps = {name: bias_map(MLPPolicy(world.n_states, 4, seeds=[s, s + 5]), world) for name, s in (("a", 0), ("b", 1))}
-    path = plot_bias_maps(maps, world, tmp_path / "bias.png", title="two policies")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["bias.png"]  # no temporary file left behind
-    with pytest.raises(ValueError, match="expected at least one"):
-        plot_bias_maps({}, world, tmp_path / "x.png")
-    with pytest.raises(ValueError, match="shape"):
-        plot_bias_maps({"a": np.zeros((2, 2))}, world, tmp_path / "x.png")
-
-
-def test_bias_command_prints_the_identity_step_by_step(capsys, tmp_path):
-    png = tmp_path / "map.png"
-    assert main(["bias", "--map", "paper", "--algo", "sft", "--steps", "5", "--seed", "3", "--png", str(png)]) == 0
-    out = capsys.readouterr().out
-    for column in ("step", "state", "action", "teacher-forced", "IFT", "exact", "log-bias", "prefix"):
-        assert column in out
-    rows = [[c.strip() for c in line.strip("│ ").split("│")] for line in out.splitlines() if line.startswith("│")]
-    rows = [cells for cells in rows if cells[0].isdigit()]
-    assert [cells[0] for cells in rows] == ["0", "1", "2", "3", "4", "5"]  # the paper map's 6-step demonstration
-    assert all(cells[-1] == cells[-2] for cells in rows)  # log-bias == summed prefix losses, as printed
-    assert "summed log-bias" in out and png.read_bytes()[:4] == b"\x89PNG"
-
-
-@pytest.mark.parametrize(("args", "match"), [(["--map", "atlantis"], "unknown map"), (["--algo", "sgd"], "unknown")])
-def test_bias_command_rejects_unknown_names_in_one_line(capsys, args, match):
-    assert main(["bias", *args, "--steps", "1"]) == 2
-    err = capsys.readouterr().err
-    assert match in err and err.count("\n") == 1

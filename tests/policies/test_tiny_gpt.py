@@ -1,4 +1,4 @@
-"""TinyGPT: shapes, inputs as ids or embeddings, seeds, causality, generation, devices."""
+"""TinyGPT: shapes, inputs as ids or embeddings, seeds, causality, generation, devices, checkpoints."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import pytest
 import torch
 
 from iftgym.loop import TrainConfig, train
-from iftgym.policies.base import Policy
 from iftgym.policies.tiny_gpt import TinyGPT, resolve_device
 from iftgym.rules import make_rule
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens import EOS, TokenWorld
-from iftgym.worlds.tokens.generation import generate
 from iftgym.worlds.tokens.tasks import SortTask
 
 V, T = 11, 12
@@ -101,32 +99,6 @@ def test_generation_greedy_and_sampled():
                 assert all(t == 0 for t in row[row.index(EOS) + 1 :])
     with pytest.raises(ValueError, match="temperature"):
         model.generate(prompts, greedy=False, temperature=0.0)
-
-
-class FixedLogits(Policy):
-    """One seed whose next-token logits are always ``logits``."""
-
-    markov = False
-
-    def __init__(self, logits: torch.Tensor) -> None:
-        super().__init__(1, len(logits))
-        self.logits = logits
-
-    def embedding_table(self) -> torch.Tensor:
-        return torch.zeros(1, len(self.logits), 1)
-
-    def logits_at(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.logits.expand(1, *ids.shape[-2:], len(self.logits))
-
-
-@pytest.mark.parametrize("u", [0.0, 1.0 - 2**-24])  # the smallest and largest draws of torch.rand
-def test_sampling_never_draws_a_token_of_probability_0(monkeypatch, u):
-    inf = float("inf")
-    policy = FixedLogits(torch.tensor([-inf, -inf, 0.0, 1.0, 2.0, -inf]))  # only ids 2, 3, 4 are possible
-    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None: torch.full(shape, u))
-    tokens = generate(policy, torch.ones(3, 1, dtype=torch.long), torch.ones(3, dtype=torch.long), 1, greedy=False,
-                      generators=[torch.Generator()])  # fmt: skip
-    assert tokens.flatten().tolist() == [2 if u == 0 else 4] * 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,0 +1,60 @@
+"""compare(): reproducible results, random-map sweeps, wins across maps, recipes on a map with one route, and
+settings that could not take effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from iftgym.experiments.compare import CompareConfig, across_maps, compare
+
+
+def test_results_reproduce_under_the_same_seed() -> None:
+    config = CompareConfig(algos=["sft", "ift"], seeds=2, steps=3)
+    first, second = compare(config), compare(config)
+    for algo in ("sft", "ift"):
+        a, b = (r["maps"][0]["algorithms"][algo] for r in (first, second))
+        assert a["policies"] == b["policies"] and a["per_seed"] == b["per_seed"]
+
+
+def test_random_map_sweep_aggregates(tmp_path: Path) -> None:
+    config = CompareConfig(algos=["sft", "dpo"], seeds=2, steps=2, random_maps=2, size=5)
+    results = compare(config)
+    assert [m["name"] for m in results["maps"]] == ["random-5x5-seed0", "random-5x5-seed1"]
+    wins = sum(results["across_maps"]["mse"][a]["wins"] for a in results["across_maps"]["mse"])
+    assert wins == 2
+
+
+def test_a_tie_across_maps_is_a_win_for_each_algorithm():
+    def entry(sft, ift):
+        scores = {"mse": sft, "success": [1.0], "explored": [7.0]}
+        return {"algorithms": {"sft": {"per_seed": scores}, "ift": {"per_seed": {**scores, "mse": ift}}}}
+
+    results = {"config": {"algos": ["sft", "ift"]}, "maps": [entry([0.2], [0.2]), entry([0.3], [0.1])]}
+    summary = across_maps(results)
+    assert summary["mse"]["sft"]["wins"] == 1 and summary["mse"]["ift"]["wins"] == 2
+    assert summary["success"]["sft"]["wins"] == summary["success"]["ift"]["wins"] == 2
+
+
+def test_any_recipe_and_online_dpo_run_on_a_map_with_a_single_route(tmp_path: Path) -> None:
+    # "SFFG": one route only, so the pair rules are skipped while rules that train on demonstrations or rollouts run
+    (tmp_path / "single.txt").write_text("SFFG\n")
+    config = CompareConfig(maps=[str(tmp_path / "single.txt")], seeds=2, steps=6, stage_lrs={"ppo": 1e-3},
+                           algos=["sft+ppo", "dpo-online", "sft+reinforce", "dpo", "sft+orpo"])  # fmt: skip
+    entry = compare(config)["maps"][0]["algorithms"]
+    for algo in ("sft+ppo", "dpo-online", "sft+reinforce"):
+        assert "per_seed" in entry[algo], (algo, entry[algo])
+    assert [s["name"] for s in entry["sft+ppo"]["stages"]] == ["sft", "ppo"]
+    assert [s["lr"] for s in entry["sft+ppo"]["stages"]] == [None, 1e-3]
+    for algo in ("dpo", "sft+orpo"):
+        assert entry[algo]["skipped"].startswith("map has no sub-optimal route")
+
+
+def test_settings_that_could_not_take_effect_are_refused() -> None:
+    with pytest.raises(ValueError, match="hyper-parameters are set for rule 'ift', which no algorithm runs"):
+        CompareConfig(algos=["sft"], rule_overrides={"ift": {"lam": 0.3}})
+    with pytest.raises(ValueError, match="a learning rate is set for rule 'ppo', which no algorithm runs"):
+        CompareConfig(algos=["sft+dpo"], stage_lrs={"ppo": 1e-3})
+    with pytest.raises(ValueError, match="algorithm 'sft' is listed twice"):
+        CompareConfig(algos=["sft", "ift", "sft"])

@@ -1,0 +1,97 @@
+"""The token world: the MDP protocol, rewards, batches and pairs, sampling and scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iftgym.rules import make_rule
+from iftgym.world import World, seed_generators
+from iftgym.worlds.tokens import BOS, EOS, PAD, TokenWorld
+from iftgym.worlds.tokens.jsonl import JSONLTask
+
+
+# -- the MDP --------------------------------------------------------------------------------------------------
+def test_world_implements_the_mdp_protocol(world):
+    assert isinstance(world, World)
+    prompt = world.prompt_ids("12+34=")
+    assert prompt[0] == BOS and world.input_id((prompt, ())) == prompt[-1]
+    start = world.start_distribution()
+    assert np.isclose(sum(start.values()), 1.0) and len(start) == 40
+    state = (prompt, ())
+    (nxt, p), *rest = world.transition(state, 5).items()
+    assert not rest and p == 1.0 and nxt == (prompt, (5,)) and world.input_id(nxt) == 5
+    probs = world.successor_probs(torch.tensor([[3, 4]]), torch.tensor([[5, 6]]))
+    assert torch.equal(probs, torch.nn.functional.one_hot(torch.tensor([[5, 6]]), world.n_ids).float())
+    assert world.is_terminal((prompt, (5, EOS))) and not world.is_terminal((prompt, (5,)))
+    assert world.is_terminal((prompt, (5,) * world.max_answer_tokens))  # the length limit
+
+
+def test_end_and_token_rewards(world):
+    ex = world.task.train[0]
+    prompt, answer = world.prompt_ids(ex.prompt), world.answer_ids(ex.completion)
+    assert world.answer_rewards(prompt, answer) == [0.0] * (len(answer) - 1) + [1.0]
+    assert world.answer_rewards(prompt, world.answer_ids(ex.rejected))[-1] == 0.0
+    truncated = answer[:-1] + answer[:1]  # no <eos>: cut off by the length limit
+    assert world.answer_rewards(prompt, truncated)[-1] == 0.0
+    dense = TokenWorld(world.task, reward="token")
+    assert np.isclose(sum(dense.answer_rewards(prompt, answer)), 1.0)
+    early_mistake = dense.answer_rewards(prompt, world.answer_ids(ex.rejected))
+    first = next(i for i, (x, y) in enumerate(zip(ex.completion, ex.rejected)) if x != y)
+    assert all(r == 0 for r in early_mistake[first:]) and sum(early_mistake) < 1
+    with pytest.raises(ValueError, match="reward='dense'"):
+        TokenWorld(world.task, reward="dense")
+
+
+# -- batches --------------------------------------------------------------------------------------------------
+def test_step_batch_layout(reverse):
+    examples = [("reverse apple:", "elppa"), ("reverse cactus:", "sutcac")]
+    batch = reverse.step_batch(examples)
+    tok = reverse.tokenizer
+    for b, (prompt, answer) in enumerate(examples):
+        sequence = [BOS, *tok.encode(prompt + answer), EOS]
+        n = len(sequence) - 1
+        assert batch.ids[b, :n].tolist() == sequence[:-1] and batch.actions[b, :n].tolist() == sequence[1:]
+        # the mask is on the actions that are answer tokens, <eos> included; nowhere else
+        expected_mask = [len(prompt) <= t < n for t in range(batch.ids.shape[1])]
+        assert batch.mask[b].tolist() == expected_mask
+        assert batch.rewards[b].tolist() == [0.0] * (n - 1) + [1.0] + [0.0] * (batch.ids.shape[1] - n)
+        assert (batch.ids[b, n:] == PAD).all()
+
+
+def test_pairs_share_one_length(reverse):
+    pairs = reverse.training_data().pairs
+    assert pairs.chosen.ids.shape == pairs.rejected.ids.shape
+    assert (pairs.rejected.rewards.sum(-1) == 0).all() and (pairs.chosen.rewards.sum(-1) == 1).all()
+
+
+def test_prompt_completion_data_has_no_pairs():
+    data = TokenWorld(JSONLTask("reverse")).training_data()
+    assert data.pairs is None and data.demos.ids.shape[0] == 59
+    with pytest.raises(ValueError, match="'dpo' trains on preference pairs"):
+        data.for_kind(make_rule("dpo").data, "dpo")
+
+
+# -- sampling and scoring -------------------------------------------------------------------------------------
+def test_sample_batch_shape_rewards_and_determinism(world, tiny):
+    policy = tiny(world, seeds=3)
+    batch = world.sample(policy, 6, seed_generators(0, policy.seeds))
+    assert batch.ids.shape[:2] == (3, 6) and batch.actions.shape == batch.ids.shape
+    again = world.sample(policy, 6, seed_generators(0, policy.seeds))
+    assert all(torch.equal(x, y) for x, y in zip(vars(batch).values(), vars(again).values()))
+    prompt_len = len(world.prompt_ids(world.task.train[0].prompt))  # fixed-width prompts
+    assert not batch.mask[..., : prompt_len - 1].any() and batch.mask[..., prompt_len - 1].all()
+    for k in range(3):
+        for b in range(6):
+            steps = batch.mask[k, b].nonzero().squeeze(-1)
+            prompt = tuple(batch.ids[k, b, :prompt_len].tolist())
+            answer = tuple(batch.actions[k, b, steps].tolist())
+            assert batch.rewards[k, b].sum() == world.final_reward(prompt, answer)
+            assert answer[-1] == EOS or len(answer) == world.max_answer_tokens
+
+
+def test_score_counts_exact_matches(world, tiny):
+    policy = tiny(world, seeds=2)
+    scores = world.score(policy, "test")
+    assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
