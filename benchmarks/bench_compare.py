@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from iftgym.experiments.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm, training_data
+from iftgym.experiments.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm
 
 
 def main() -> None:
@@ -29,13 +29,12 @@ def main() -> None:
     batched = {a: r["wall_time"] for a, r in results["maps"][0]["algorithms"].items()}
 
     ((_, model),) = named_maps(config)
-    optimal = model.value_iteration(config.gamma)[2]
-    data = training_data(model, config)
+    data = model.training_data(config.demos)
     sequential = {}
     for algo in DEFAULT_ALGOS:
         start = time.perf_counter()
         for seed in range(args.seeds):
-            run_algorithm(model, algo, data, config, optimal, seeds=[seed])
+            run_algorithm(model, algo, data, config, seeds=[seed])
         sequential[algo] = time.perf_counter() - start
 
     table = Table(title=f"default comparison, paper map, {args.seeds} seeds, {config.steps} steps")

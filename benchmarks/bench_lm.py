@@ -27,6 +27,7 @@ import torch
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules import make_rule
 from iftgym.rules.base import Rule
+from iftgym.world import seed_generators
 from iftgym.worlds.tokens import TokenWorld
 from iftgym.worlds.tokens.tasks import SortTask
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     device = policy.device
     data = world.training_data()
     demos = data.demos.to(device)
-    pairs = type(data.pairs)(data.pairs.chosen.to(device), data.pairs.rejected.to(device))
+    pairs = data.pairs.to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-4)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
     def setup(name: str) -> Rule:
         rule = make_rule(name)
-        rule.setup(policy, world, torch.Generator().manual_seed(0))
+        rule.setup(policy, world, seed_generators(0, policy.seeds))
         return rule
 
     step(setup("sft"), 0)  # Adam's state and lazy imports, before any measurement

@@ -143,10 +143,10 @@ def check_algorithms(
             raise ValueError(f"stage learning rate {name}={lr} is invalid: expected RULE=LR with LR > 0")
         positive(f"stage learning rate {name}", lr)
     runs = ", ".join(sorted(used)) or "none"
-    for kind, names in (("a learning rate", stage_lrs), ("hyper-parameters", overrides)):
+    for what, names in (("a learning rate is", stage_lrs), ("hyper-parameters are", overrides)):
         for name in names:
             if name not in used:
-                raise ValueError(f"{kind} is set for rule {name!r}, which no algorithm runs (rules run: {runs})")
+                raise ValueError(f"{what} set for rule {name!r}, which no algorithm runs (rules run: {runs})")
 
 
 @dataclass

@@ -16,11 +16,13 @@ def at_least(name: str, value: float, low: float, note: str = "") -> None:
 
 
 def non_negative(name: str, value: float) -> None:
+    """``value >= 0``."""
     if value < 0:
         raise ValueError(f"{name}={value} is out of range: expected {name} >= 0")
 
 
 def positive(name: str, value: float) -> None:
+    """``value > 0``."""
     if not value > 0:  # written so that NaN is refused
         raise ValueError(f"{name}={value} is out of range: expected {name} > 0")
 
@@ -37,6 +39,7 @@ def between(
 
 
 def one_of(name: str, value: object, accepted: Collection) -> None:
+    """``value`` is one of ``accepted``."""
     if value not in accepted:
         raise ValueError(f"{name}={value!r} is not supported: expected one of {', '.join(map(repr, accepted))}")
 

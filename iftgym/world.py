@@ -23,6 +23,7 @@ from iftgym.types import StepBatch, TrainingData
 State = Hashable
 
 
+@runtime_checkable
 class Actor(Protocol):
     """What a world needs from a policy of K seeds (every :class:`iftgym.policies.Policy` is one)."""
 

@@ -19,6 +19,7 @@ __all__ = ["UsageError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``iftgym`` parser with every sub-command."""
     parser = Parser(prog="iftgym", description="Fine-tuning rules on a workbench small enough to solve exactly.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:

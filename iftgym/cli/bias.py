@@ -11,6 +11,7 @@ from iftgym.cli.common import add_dynamics_arguments, load_plugins
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``iftgym bias`` and its options."""
     parser = sub.add_parser("bias", help="train one algorithm and show SFT's optimism along the demonstration")
     parser.add_argument("--map", default="paper", help="catalogue name or map file (default: paper)")
     parser.add_argument("--algo", default="sft", help="rule or recipe to train, e.g. sft, ift, sft+dpo (default: sft)")
@@ -26,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
+    """Run ``iftgym bias`` with parsed ``args``, printing to ``console``."""
     from iftgym.experiments.bias import BiasConfig, run_bias
     from iftgym.explain.bias import plot_bias_maps
     from iftgym.explain.tables import bias_table

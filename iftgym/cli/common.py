@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
 
 
 class UsageError(ValueError):
@@ -79,6 +82,23 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise UsageError(f"--set {key}={value!r} is malformed: expected {form}")
         overrides.setdefault(rule, {})[param] = value
     return overrides
+
+
+def run_experiment(console: Console, experiment: Callable[..., dict[str, Any]], config: Any) -> dict[str, Any]:
+    """Run ``experiment(config, progress=...)`` under a status line that names what is training."""
+    with console.status("training") as status:
+        return experiment(config, progress=lambda text: status.update(f"training {escape(text)}"))
+
+
+def save_outputs(
+    console: Console, results: dict[str, Any], out: Path, draw: Callable[[dict[str, Any], Path], list[Path]]
+) -> None:
+    """Write ``results.json`` and the figures ``draw(results, out)`` into ``out`` and say so."""
+    from iftgym.io import write_json
+
+    write_json(results, out / "results.json")
+    figures = draw(results, out)
+    console.print(f"wrote {escape(str(out / 'results.json'))} and {len(figures)} figures in {escape(str(out))}/")
 
 
 def writable_dir(path: str) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
-from rich.markup import escape
 
 from iftgym.cli.common import (
     add_dynamics_arguments,
@@ -13,6 +12,8 @@ from iftgym.cli.common import (
     key_values,
     load_plugins,
     parse_overrides,
+    run_experiment,
+    save_outputs,
     split_names,
     writable_dir,
 )
@@ -21,6 +22,7 @@ DEFAULT_ALGOS = "sft,ift,dpo,orpo,ppo,sb3-ppo"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``iftgym compare`` and its options."""
     parser = sub.add_parser("compare", help="the paper's Frozen Lake experiment: every algorithm, many seeds")
     parser.add_argument("--map", nargs="+", default=["paper"], help="catalogue names or map files (default: paper)")
     parser.add_argument("--algos", default=DEFAULT_ALGOS,
@@ -42,10 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
+    """Run ``iftgym compare`` with parsed ``args``, printing to ``console``."""
     from iftgym.experiments.compare import CompareConfig, compare
     from iftgym.explain.figures import draw_figures
     from iftgym.explain.tables import across_maps_table, compare_table
-    from iftgym.io import write_json
     from iftgym.worlds.frozen_lake.maps import load_map
 
     load_plugins(args.plugin)
@@ -58,12 +60,9 @@ def run(args: argparse.Namespace, console: Console) -> None:
     for name in config.maps if not config.random_maps else []:
         load_map(name)  # unknown maps fail before any training
     out = writable_dir(args.out)
-    with console.status("training") as status:
-        results = compare(config, progress=lambda text: status.update(f"training {escape(text)}"))
+    results = run_experiment(console, compare, config)
     for entry in results["maps"]:
         console.print(compare_table(entry))
     if "across_maps" in results:
         console.print(across_maps_table(results))
-    write_json(results, out / "results.json")
-    figures = draw_figures(results, out)
-    console.print(f"wrote {escape(str(out / 'results.json'))} and {len(figures)} figures in {escape(str(out))}/")
+    save_outputs(console, results, out, draw_figures)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
-from rich.markup import escape
 
 from iftgym.cli.common import (
     add_training_arguments,
     key_values,
     load_plugins,
     parse_overrides,
+    run_experiment,
+    save_outputs,
     split_names,
     writable_dir,
 )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``iftgym lm`` and its options."""
     lm = sub.add_parser("lm", help="train tiny GPTs on a token task with any rule: exact match, preference strips")
     lm.add_argument("--task", default=None,
                     help="addition, sort, frozen-lake, jsonl or a registered task (default: addition, or jsonl with "
@@ -47,10 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
+    """Run ``iftgym lm`` with parsed ``args``, printing to ``console``."""
     from iftgym.experiments.lm import LMConfig, run_lm
     from iftgym.explain.strips import draw_lm_figures
     from iftgym.explain.tables import lm_table
-    from iftgym.io import write_json
     from iftgym.policies.tiny_gpt import resolve_device
 
     load_plugins(args.plugin)
@@ -59,13 +61,11 @@ def run(args: argparse.Namespace, console: Console) -> None:
         seeds=args.seeds, lr=args.lr, batch_size=args.batch_size, n_layer=args.n_layer, n_head=args.n_head,
         n_embd=args.n_embd, device=args.device, data=args.data, n_train=args.train_size, n_test=args.test_size,
         task_args=key_values(args.task_arg, "--task-arg"), reward=args.reward, eval_every=args.eval_every,
-        seed=args.seed, rule_overrides=parse_overrides(args.set), stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"),
+        seed=args.seed, rule_overrides=parse_overrides(args.set),
+        stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"),
     )  # fmt: skip
     resolve_device(config.device)
     out = writable_dir(args.out)
-    with console.status("training") as status:
-        results = run_lm(config, progress=lambda text: status.update(f"training {escape(text)}"))
+    results = run_experiment(console, run_lm, config)
     console.print(lm_table(results))
-    write_json(results, out / "results.json")
-    figures = draw_lm_figures(results, out)
-    console.print(f"wrote {escape(str(out / 'results.json'))} and {len(figures)} figures in {escape(str(out))}/")
+    save_outputs(console, results, out, draw_lm_figures)

@@ -12,6 +12,7 @@ from iftgym.cli.common import writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``iftgym plot`` and its options."""
     parser = sub.add_parser("plot", help="redraw the figures of a saved results.json without retraining")
     parser.add_argument("results", help="path of a results.json written by iftgym compare")
     parser.add_argument("--out", default=None, help="output folder (default: the results file's folder)")
@@ -19,6 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
+    """Run ``iftgym plot`` with parsed ``args``, printing to ``console``."""
     from iftgym.experiments.compare import load_results
     from iftgym.explain.figures import draw_figures
     from iftgym.explain.tables import compare_table

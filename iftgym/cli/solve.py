@@ -11,6 +11,7 @@ from iftgym.cli.common import add_dynamics_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``iftgym solve`` and its options."""
     parser = sub.add_parser("solve", help="solve a map exactly and show V*, the optimal policy and success")
     parser.add_argument("--map", default="paper", help="catalogue name or map file (default: paper)")
     add_dynamics_arguments(parser)
@@ -18,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
+    """Run ``iftgym solve`` with parsed ``args``, printing to ``console``."""
     from iftgym.explain.tables import draw_map
     from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 

@@ -56,6 +56,7 @@ def draw_curves(results: dict[str, Any], path: Path) -> Path:
 
 
 def draw_lm_figures(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """``curves.png`` and one ``strips_<algo>.png`` per algorithm in ``out_dir``; returns the paths."""
     out = Path(out_dir)
     paths = [draw_curves(results, out / "curves.png")]
     for algo, entry in results["algorithms"].items():

@@ -59,6 +59,8 @@ class SeedLinear(nn.Module):
 
 
 class SeedLayerNorm(nn.Module):
+    """Layer normalisation with a weight and bias per seed."""
+
     def __init__(self, n_seeds: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(n_seeds, dim))

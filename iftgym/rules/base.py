@@ -43,10 +43,15 @@ class Rule:
         world, generators: set by :meth:`setup`: the world being trained in and one generator per seed.
     """
 
-    name: str = "rule"
+    name: str = "rule"  # subclasses default to their class name, lowercased
     data: str = "demos"
     config_class: ClassVar[type] = NoConfig
     fixed: ClassVar[Mapping[str, Any]] = {}  # config values that define the registered variant (dpo-online)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in vars(cls):  # a user's rule is called by its class until it is registered under a name
+            cls.name = cls.__name__.lower()
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.config_class(**self.fixed) if config is None else config

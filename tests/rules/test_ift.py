@@ -23,7 +23,7 @@ from iftgym.worlds.tokens import TokenWorld
 
 # -- relation propagation -------------------------------------------------------------------------------------
 def reference_weights(losses: list[float], mask: list[bool], gamma: float, kind: str, norm: str) -> list[float]:
-    """DESIGN.md section 3 step 4, side "left", written out with plain Python loops."""
+    """docs/design.md §3, IFT step 4, side "left", written out with plain Python loops."""
     n = sum(mask)
     if gamma == 0:
         return [1.0 if m else 0.0 for m in mask]

@@ -34,6 +34,7 @@ SCORES = ("mse", "success", "greedy_success", "explored")
 
 
 def check_gamma(gamma: float) -> None:
+    """A discount in [0, 1) (the solvers need gamma < 1)."""
     between("gamma", gamma, 0, 1, include_high=False)
 
 
@@ -188,21 +189,15 @@ class FrozenLakeMDP:
         return ACTION_NAMES[int(action)]
 
     def successor_probs(self, ids: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self._tensor("P", ids.device)[ids, actions]
-
-    def _tensor(self, name: str, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``P`` or ``next_cdf`` as a float32 tensor (cached per device), ``next_cells`` as a long tensor."""
-        cache = self.__dict__.setdefault("_tensor_cache", {})
-        key = (name, str(device))
-        if key not in cache:
-            value = getattr(self, name)
-            dtype = torch.long if value.dtype.kind == "i" else torch.float32
-            cache[key] = torch.as_tensor(value, dtype=dtype, device=device)
-        return cache[key]
+        return self.P_tensor(ids.device)[ids, actions]
 
     def P_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """``P`` as a float32 tensor (cached per device)."""
-        return self._tensor("P", device)
+        cache = self.__dict__.setdefault("_P_cache", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = torch.as_tensor(self.P, dtype=torch.float32, device=device)
+        return cache[key]
 
     def sample(
         self,
@@ -222,7 +217,6 @@ class FrozenLakeMDP:
             raise ValueError(f"got {len(generators)} generators for a policy of {probs.shape[0]} seeds")
         at_least("n_episodes", n_episodes, 1)
         action_cdf = probs.cumsum(-1)
-        next_cdf, next_cells = self._tensor("next_cdf"), self._tensor("next_cells")
         terminal, goal = torch.as_tensor(self.terminal), torch.as_tensor(self.goal_mask)
         max_steps = 4 * self.n_states if max_steps is None else max_steps
         n_seeds = probs.shape[0]
@@ -238,8 +232,7 @@ class FrozenLakeMDP:
                     u[:, k] = torch.rand(2, n_episodes, 1, generator=generator)
             # Inverse-CDF sampling; the action index is clamped against round-off in the last CDF entry.
             action = (u[0] > action_cdf[seed_index, state]).sum(-1).clamp(max=self.n_actions - 1)
-            k = (u[1] > next_cdf[state, action]).sum(-1, keepdim=True).clamp(max=2)
-            nxt = next_cells[state, action].gather(-1, k)[..., 0]
+            nxt = torch.from_numpy(self.step(state.numpy(), action.numpy(), u[1, ..., 0].numpy()))
             ids.append(state)
             actions.append(action)
             masks.append(alive)

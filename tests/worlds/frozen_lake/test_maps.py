@@ -155,9 +155,8 @@ def test_read_map_file_unreadable_paths(tmp_path):
 
 
 def test_map_file_that_is_not_text_names_the_file(tmp_path):
-    # A file that exists but is not UTF-8 text is unreadable as a map: the error should say which file, as every
-    # other map-file error does ("cannot read map file ..." / "map file ...: ..."). Currently the bare
-    # UnicodeDecodeError from Path.read_text escapes read_map_file (it is not an OSError), without the path.
+    # A file that exists but is not UTF-8 text is unreadable as a map: the error says which file, as every other
+    # map-file error does ("cannot read map file ..." / "map file ...: ..."), not a bare UnicodeDecodeError.
     path = tmp_path / "binary.txt"
     path.write_bytes(b"\xff\xfeSF\nFG\n")
     with pytest.raises(ValueError, match=r"binary\.txt"):
