@@ -51,7 +51,7 @@ class Policy(nn.Module):
 
     def spec(self) -> dict:
         """The constructor's keyword arguments (JSON-serialisable): ``type(self)(**self.spec())`` rebuilds the
-        policy's architecture and seeds, which is what :mod:`iftgym.checkpoint` stores beside the weights."""
+        policy's architecture and seeds, which is what :mod:`iftgym.policies.checkpoint` stores beside the weights."""
         raise NotImplementedError(f"{type(self).__name__} does not define spec(), so it cannot be checkpointed")
 
     def embedding_table(self) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Supervised fine-tuning: maximise the teacher-forced likelihood of the demonstrations.
 
 SFT estimates the model's preference on ground-truth prefixes ``s*_n`` as if the model had surely reached them,
-which is the optimism :mod:`iftgym.estimators` measures.
+which is the optimism :mod:`iftgym.metrics.estimators` measures.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def test_from_map_rejects_malformed_maps():
         FrozenLakeMDP.from_map("nope")
 
 
-# -- the MDP protocol -----------------------------------------------------------------------------------------
+# -- the World contract -----------------------------------------------------------------------------------------
 def test_frozen_lake_implements_the_mdp_protocol():
     mdp = FrozenLakeMDP.from_map("paper", slippery=True, success_rate=0.5)
     assert isinstance(mdp, World)

@@ -1,4 +1,4 @@
-"""The token world: the MDP protocol, rewards, batches and pairs, sampling and scoring."""
+"""The token world: the World contract, rewards, batches and pairs, sampling and scoring."""
 
 from __future__ import annotations
 
