@@ -1,15 +1,32 @@
-"""Atomic file writes: results, figures and checkpoints go to a temporary file in the target's folder and are
-renamed into place, so a reader never sees half a file and an interrupted run leaves the previous file intact."""
+"""Writing files safely: every file atomically, and a run's outputs replaced together.
+
+* :func:`atomic_path`: a file is written to a temporary name in its folder and renamed into place, so a reader
+  never sees half a file and an interrupted write leaves the previous file intact.
+* :func:`replace_outputs`: a run writes all its outputs into a staging folder inside its output folder; only when
+  all are written do they replace the previous run's outputs, with interrupts held back for the moment of the swap,
+  so old and new files never mix. A manifest names the files a run wrote, so the next run removes exactly those
+  and never a file of the user's.
+* Temporary files and staging folders carry the writing process's id: what a killed run left behind is removed by
+  the next run in that folder (:func:`remove_leftovers`).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+MANIFEST = ".iftgym-outputs.json"
+STAGING = ".iftgym-staging-"
+_TEMPORARY = re.compile(r"^\..+\.pid(\d+)\.[^.]+\.tmp$")
 
 
 def _umask() -> int:
@@ -18,24 +35,126 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` (created with the usual permissions,
-    ``0o666`` less the umask, not ``mkstemp``'s private ``0o600``); on failure it is removed."""
+    ``0o666`` less the umask, not ``mkstemp``'s private ``0o600``); on failure it is removed. Errors name ``path``,
+    never the temporary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as err:
+        raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files and staging folders in ``folder`` whose writing process no longer runs (a run
+    killed by SIGKILL or a power cut); returns what was removed."""
+    removed = []
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        match = _TEMPORARY.match(entry.name)
+        pid = int(match.group(1)) if match else None
+        if entry.name.startswith(STAGING) and entry.name[len(STAGING) :].isdigit():
+            pid = int(entry.name[len(STAGING) :])
+        if pid is not None and not _alive(pid):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+@contextmanager
+def replace_outputs(out: Path) -> Iterator[Path]:
+    """Yield a staging folder inside ``out`` to write a run's outputs into; when the block ends normally, they
+    replace the previous run's outputs in ``out`` all together (files of the previous run that this run did not
+    write are removed; other files are left alone). On an error or an interrupt ``out`` is left as it was."""
+    remove_leftovers(out)
+    staging = out / f"{STAGING}{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        with _signals_held():
+            _swap(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap(staging: Path, out: Path) -> None:
+    new = sorted(p.name for p in staging.iterdir())
+    try:
+        old = json.loads((out / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old = []
+    for name in new:
+        os.replace(staging / name, out / name)
+    for name in set(old) - set(new):
+        if isinstance(name, str) and "/" not in name and name not in (MANIFEST, ".", ".."):
+            (out / name).unlink(missing_ok=True)
+    write_json({"files": new}, out / MANIFEST)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs (they are delivered right after)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``, so that it is strict JSON (``null``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(item) for item in value]
+    return value
+
+
 def write_json(data: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``data`` as indented JSON, atomically. Returns the path written."""
+    """Write ``data`` as indented, strict JSON (NaN and infinity become ``null``), atomically. Returns the path."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
+        tmp.write_text(json.dumps(strict(data), indent=1, allow_nan=False))
     return Path(path)
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Read a JSON file; every failure (missing, unreadable, binary, malformed) is one ``ValueError`` naming the
+    file and ``what`` it should be."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"cannot read {what} {str(path)!r}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {str(path)!r} is not a text file: expected JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}") from None

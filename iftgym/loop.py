@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from iftgym.errors import TrainingDiverged
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.registry import make_rule, parse_recipe, rule_spec
@@ -31,6 +32,7 @@ from iftgym.validate import at_least, non_negative, one_of, positive
 from iftgym.world import World, seed_generators
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+MAX_STEPS = 10**9  # a billion optimiser steps: beyond any run on this workbench
 EvalCallback = Callable[[int, Policy], dict[str, np.ndarray]]
 
 
@@ -54,14 +56,14 @@ class TrainConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        at_least("steps", self.steps, 1)
+        at_least("steps", self.steps, 1, high=MAX_STEPS)
         positive("lr", self.lr)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         non_negative("weight_decay", self.weight_decay)
         if self.batch_size is not None:
             at_least("batch_size", self.batch_size, 1, note="or None for all")
-        non_negative("seed", self.seed)
-        non_negative("eval_every", self.eval_every)
+        at_least("seed", self.seed, 0)
+        at_least("eval_every", self.eval_every, 0)
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Stage:
     lr: float | None = None
 
     def __post_init__(self) -> None:
-        at_least(f"steps of stage {self.rule.name!r}", self.steps, 1)
+        at_least(f"steps of stage {self.rule.name!r}", self.steps, 1, high=MAX_STEPS)
         if self.lr is not None:
             positive(f"learning rate of stage {self.rule.name!r}", self.lr)
 
@@ -98,6 +100,7 @@ def make_stages(
     rule), in order. ``stage_lrs`` sets the learning rate of a rule's stage by rule name (``{"dpo": 1e-3}``), and
     ``overrides`` the hyper-parameters of rules built from a recipe by rule name (``{"ift": {"lam": 0.3}}``).
     """
+    at_least("steps", steps, 1, high=MAX_STEPS)
     stage_lrs, overrides = dict(stage_lrs or {}), dict(overrides or {})
     if isinstance(algorithm, str):
         parts: list[Rule | Stage] = [make_rule(name, **overrides.get(name, {})) for name in parse_recipe(algorithm)]
@@ -128,10 +131,14 @@ def check_algorithms(
     """Check a run's algorithms before any training: each a recipe of registered rules (or one of ``extra``,
     such as an external baseline), none listed twice, enough ``steps`` for every stage, and learning rates and
     hyper-parameters only for rules some algorithm runs (a setting that could not take effect is an error)."""
+    if isinstance(algos, str) or not isinstance(algos, list | tuple):
+        raise ValueError(f"algos={algos!r} is {type(algos).__name__}: expected a list of rule names or recipes")
     if not algos:
         raise ValueError("no algorithms given: expected rule names such as sft, ift, dpo, or recipes such as sft+dpo")
     used: set[str] = set()
     for algo in algos:
+        if not isinstance(algo, str):
+            raise ValueError(f"algorithm {algo!r} is {type(algo).__name__}: expected a rule name or recipe")
         if list(algos).count(algo) > 1:
             raise ValueError(f"algorithm {algo!r} is listed twice: its results would overwrite each other")
         if algo in extra:
@@ -216,6 +223,13 @@ def train(
             )
             for step in range(stage.steps):
                 loss, metrics = rule.loss(policy, _minibatch(batch, config.batch_size, data_order), step)
+                if not torch.isfinite(loss).all():
+                    bad = [policy.seeds[k] for k in torch.nonzero(~torch.isfinite(loss.detach())).flatten().tolist()]
+                    raise TrainingDiverged(
+                        f"training diverged: the loss of rule {rule.name!r} (stage {index + 1} of {len(stages)}) is "
+                        f"not finite at step {done + 1} of {total} for seed(s) {', '.join(map(str, bad))}; lower the "
+                        f"learning rate (it was {stage.lr or config.lr:g})"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 optimizer.step()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
-from iftgym.cli.common import add_dynamics_arguments, load_plugins
+from iftgym.cli.common import UsageError, add_dynamics_arguments, dynamics, load_plugins, writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +32,17 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from iftgym.experiments.bias import BiasConfig, run_bias
     from iftgym.explain.bias import plot_bias_maps
     from iftgym.explain.tables import bias_table
+    from iftgym.loop import make_stages
 
     load_plugins(args.plugin)
-    config = BiasConfig(map=args.map, algo=args.algo, steps=args.steps, seed=args.seed, slippery=args.slippery,
-                        success_rate=args.success_rate, gamma=args.gamma, lam=args.lam)  # fmt: skip
+    slippery, success_rate, gamma = dynamics(args)
+    config = BiasConfig(map=args.map, algo=args.algo, steps=args.steps, seed=args.seed, slippery=slippery,
+                        success_rate=success_rate, gamma=gamma, lam=args.lam)  # fmt: skip
+    make_stages(config.algo, config.steps)  # an unknown rule fails before training
+    if args.png is not None:  # checked before training, not after
+        if not args.png.endswith(".png"):
+            raise UsageError(f"--png {args.png!r} does not end in .png: expected a PNG file name")
+        writable_dir(str(Path(args.png).parent))
     result = run_bias(config)
     title = (f"{args.algo} on {args.map} ({args.steps} steps, seed {args.seed}"
              + (", slippery" if result.world.slippery else "") + "): preference for the optimal demonstration's action")

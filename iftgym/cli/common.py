@@ -25,10 +25,19 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_dynamics_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--slippery``, ``--success-rate`` and ``--gamma``: the Frozen Lake dynamics and the exact solver's discount."""
+    """``--slippery``, ``--success-rate`` and ``--gamma``: the Frozen Lake dynamics and the exact solver's discount
+    (read them back with :func:`dynamics`)."""
     parser.add_argument("--slippery", action="store_true", help="Gymnasium's is_slippery dynamics")
-    parser.add_argument("--success-rate", type=float, default=1 / 3, help="intended-move probability when slippery")
+    parser.add_argument("--success-rate", type=float, default=None,
+                        help="intended-move probability with --slippery (default: 1/3)")  # fmt: skip
     parser.add_argument("--gamma", type=float, default=0.95, help="exact solver's discount in [0, 1) (default: 0.95)")
+
+
+def dynamics(args: argparse.Namespace) -> tuple[bool, float, float]:
+    """``(slippery, success_rate, gamma)``; a success rate without ``--slippery`` would have no effect: refused."""
+    if args.success_rate is not None and not args.slippery:
+        raise UsageError("--success-rate has no effect without --slippery: add --slippery or drop --success-rate")
+    return args.slippery, 1 / 3 if args.success_rate is None else args.success_rate, args.gamma
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, algo_flag: str) -> None:
@@ -91,22 +100,33 @@ def run_experiment(console: Console, experiment: Callable[..., dict[str, Any]], 
 
 
 def save_outputs(
-    console: Console, results: dict[str, Any], out: Path, draw: Callable[[dict[str, Any], Path], list[Path]]
+    console: Console, out: Path, draw: Callable[[Path], list[Path]], results: dict[str, Any] | None = None
 ) -> None:
-    """Write ``results.json`` and the figures ``draw(results, out)`` into ``out`` and say so."""
-    from iftgym.io import write_json
+    """Write ``results.json`` (when given) and the figures ``draw(folder)`` into ``out``, replacing the previous
+    run's outputs there all together (:func:`iftgym.io.replace_outputs`), and say what was written."""
+    from iftgym.io import replace_outputs, write_json
 
-    write_json(results, out / "results.json")
-    figures = draw(results, out)
-    console.print(f"wrote {escape(str(out / 'results.json'))} and {len(figures)} figures in {escape(str(out))}/")
+    out.mkdir(parents=True, exist_ok=True)
+    with replace_outputs(out) as staging:
+        if results is not None:
+            write_json(results, staging / "results.json")
+        figures = draw(staging)
+    what = f"{escape(str(out / 'results.json'))} and " if results is not None else ""
+    console.print(f"wrote {what}{len(figures)} figures in {escape(str(out))}/")
 
 
 def writable_dir(path: str) -> Path:
-    """Create ``path`` if needed and check that files can be written there, before any work is done."""
+    """Check, before any work is done, that ``path`` is a folder files can be written to, or that it can be made
+    (its nearest existing parent is a writable folder). Nothing is created here: a run that fails or is interrupted
+    leaves no empty folder behind (:func:`save_outputs` creates it with the outputs)."""
+    if not path.strip():
+        raise UsageError(f"output directory {path!r} is empty: expected a folder path")
     out = Path(path)
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"output directory {path!r} is not writable: {str(existing)!r} is a file, not a folder")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".iftgym-check-"):
             pass
     except OSError as err:
         raise UsageError(f"output directory {path!r} is not writable: {err.strerror}") from None

@@ -7,8 +7,10 @@ import argparse
 from rich.console import Console
 
 from iftgym.cli.common import (
+    UsageError,
     add_dynamics_arguments,
     add_training_arguments,
+    dynamics,
     key_values,
     load_plugins,
     parse_overrides,
@@ -24,7 +26,7 @@ DEFAULT_ALGOS = "sft,ift,dpo,orpo,ppo,sb3-ppo"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``iftgym compare`` and its options."""
     parser = sub.add_parser("compare", help="the paper's Frozen Lake experiment: every algorithm, many seeds")
-    parser.add_argument("--map", nargs="+", default=["paper"], help="catalogue names or map files (default: paper)")
+    parser.add_argument("--map", nargs="+", default=None, help="catalogue names or map files (default: paper)")
     parser.add_argument("--algos", default=DEFAULT_ALGOS,
                         help="comma-separated rule names or recipes (a+b: one rule after the other), from the "
                         "registered rules (sft, ift, dpo, dpo-online, orpo, ppo, reinforce, and any plugin's), or "
@@ -35,9 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--hidden", type=int, default=64, help="hidden width of the two-layer policy (default: 64)")
     add_dynamics_arguments(parser)
     parser.add_argument("--demos", type=int, default=1, help="demonstrations (and pairs) sampled per map (default: 1)")
-    parser.add_argument("--sb3-timesteps", type=int, default=5000, help="environment steps per SB3 PPO seed")
+    parser.add_argument("--sb3-timesteps", type=int, default=None,
+                        help="environment steps per SB3 PPO seed, with sb3-ppo in --algos (default: 5000)")  # fmt: skip
     parser.add_argument("--random-maps", type=int, default=0, help="sweep over N random maps instead of --map")
-    parser.add_argument("--size", type=int, default=6, help="side of the random maps (default: 6)")
+    parser.add_argument("--size", type=int, default=None, help="side of the random maps (default: 6)")
     add_training_arguments(parser, "--algos")
     parser.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
     parser.set_defaults(run=run)
@@ -45,17 +48,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> None:
     """Run ``iftgym compare`` with parsed ``args``, printing to ``console``."""
+    from iftgym.experiments.baselines import SB3
     from iftgym.experiments.compare import CompareConfig, compare
     from iftgym.explain.figures import draw_figures
     from iftgym.explain.tables import across_maps_table, compare_table
     from iftgym.worlds.frozen_lake.maps import load_map
 
     load_plugins(args.plugin)
+    algos = split_names(args.algos)
+    if args.random_maps and args.map is not None:
+        raise UsageError("--map and --random-maps exclude each other: give maps, or a number of random maps")
+    if args.size is not None and not args.random_maps:
+        raise UsageError("--size has no effect without --random-maps: add --random-maps N or drop --size")
+    if args.sb3_timesteps is not None and SB3 not in algos:
+        raise UsageError(f"--sb3-timesteps has no effect without {SB3} in --algos: add it or drop --sb3-timesteps")
+    slippery, success_rate, gamma = dynamics(args)
+    defaults = CompareConfig.__dataclass_fields__
     config = CompareConfig(
-        maps=args.map, algos=split_names(args.algos), seeds=args.seeds, steps=args.steps, lr=args.lr,
-        hidden=args.hidden, gamma=args.gamma, slippery=args.slippery, success_rate=args.success_rate,
-        demos=args.demos, sb3_timesteps=args.sb3_timesteps, random_maps=args.random_maps, size=args.size,
-        rule_overrides=parse_overrides(args.set), stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"),
+        maps=args.map or ["paper"], algos=algos, seeds=args.seeds, steps=args.steps, lr=args.lr,
+        hidden=args.hidden, gamma=gamma, slippery=slippery, success_rate=success_rate, demos=args.demos,
+        sb3_timesteps=args.sb3_timesteps or defaults["sb3_timesteps"].default, random_maps=args.random_maps,
+        size=args.size or defaults["size"].default, rule_overrides=parse_overrides(args.set),
+        stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"),
     )  # fmt: skip
     for name in config.maps if not config.random_maps else []:
         load_map(name)  # unknown maps fail before any training
@@ -65,4 +79,4 @@ def run(args: argparse.Namespace, console: Console) -> None:
         console.print(compare_table(entry))
     if "across_maps" in results:
         console.print(across_maps_table(results))
-    save_outputs(console, results, out, draw_figures)
+    save_outputs(console, out, lambda folder: draw_figures(results, folder), results)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from iftgym.experiments.lm import LMConfig, run_lm
     from iftgym.explain.strips import draw_lm_figures
     from iftgym.explain.tables import lm_table
-    from iftgym.policies.tiny_gpt import resolve_device
+    from iftgym.policies.base import resolve_device
 
     load_plugins(args.plugin)
     config = LMConfig(
@@ -68,4 +68,4 @@ def run(args: argparse.Namespace, console: Console) -> None:
     out = writable_dir(args.out)
     results = run_experiment(console, run_lm, config)
     console.print(lm_table(results))
-    save_outputs(console, results, out, draw_lm_figures)
+    save_outputs(console, out, lambda folder: draw_lm_figures(results, folder), results)

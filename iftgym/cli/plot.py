@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
-from iftgym.cli.common import writable_dir
+from iftgym.cli.common import save_outputs, writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,5 +28,4 @@ def run(args: argparse.Namespace, console: Console) -> None:
     out = writable_dir(args.out or str(Path(args.results).parent))
     for entry in results["maps"]:
         console.print(compare_table(entry))
-    figures = draw_figures(results, out)
-    console.print(f"wrote {len(figures)} figures in {escape(str(out))}/")
+    save_outputs(console, out, lambda folder: draw_figures(results, folder))

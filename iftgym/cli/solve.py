@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.markup import escape
 
-from iftgym.cli.common import add_dynamics_arguments
+from iftgym.cli.common import add_dynamics_arguments, dynamics
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from iftgym.explain.tables import draw_map
     from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
-    model = FrozenLakeMDP.from_map(args.map, args.slippery, args.success_rate, args.gamma)
+    model = FrozenLakeMDP.from_map(args.map, *dynamics(args))
     values, _, policy = model.value_iteration()
     console.print(
         f"[bold]{escape(args.map)}[/] {model.nrow}x{model.ncol}, slippery={model.slippery}"

@@ -16,7 +16,7 @@ from iftgym.metrics.bias import bias_map
 from iftgym.metrics.estimators import PreferenceEstimates, demonstration_log_bias, preference_estimates
 from iftgym.policies import MLPPolicy
 from iftgym.types import Trajectory
-from iftgym.validate import at_least, between, non_negative
+from iftgym.validate import at_least, between
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 
@@ -36,7 +36,7 @@ class BiasConfig:
 
     def __post_init__(self) -> None:
         at_least("steps", self.steps, 1)
-        non_negative("seed", self.seed)
+        at_least("seed", self.seed, 0)
         between("lam", self.lam, 0, 1)
 
 

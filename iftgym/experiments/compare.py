@@ -12,7 +12,6 @@ log-optimism along the optimal demonstration (:func:`iftgym.metrics.estimators.d
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -23,14 +22,16 @@ import numpy as np
 import torch
 
 from iftgym.experiments.baselines import SB3, train_sb3_ppo
+from iftgym.io import read_json
 from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
 from iftgym.metrics.estimators import demonstration_log_bias
 from iftgym.metrics.stats import summarize
 from iftgym.policies import MLPPolicy
+from iftgym.policies.base import MAX_SEEDS
 from iftgym.types import TrainingData
-from iftgym.validate import at_least, between, non_negative
+from iftgym.validate import at_least, between, positive
 from iftgym.version import __version__
-from iftgym.worlds.frozen_lake.maps import random_map
+from iftgym.worlds.frozen_lake.maps import MAX_SIDE, random_map
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 DEFAULT_ALGOS = ("sft", "ift", "dpo", "orpo", "ppo", SB3)
@@ -39,6 +40,7 @@ LOWER_IS_BETTER = {"mse": True, "success": False, "greedy_success": False, "expl
 # metrics that are probabilities: their confidence intervals are clipped to [0, 1]
 BOUNDS = {"success": (0.0, 1.0), "greedy_success": (0.0, 1.0)}
 SCHEMA = "iftgym.compare/1"
+MAX_RANDOM_MAPS = 10_000
 
 
 @dataclass
@@ -71,13 +73,28 @@ class CompareConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.maps, str) or not isinstance(self.maps, list | tuple):
+            raise ValueError(f"maps={self.maps!r} is {type(self.maps).__name__}: expected a list of map names or files")
+        for name in self.maps:
+            if not isinstance(name, str) or self.maps.count(name) > 1:
+                raise ValueError(f"map {name!r} is listed twice or is not a name: expected distinct map names or files")
+        if self.random_maps and list(self.maps) != ["paper"]:
+            raise ValueError("maps and random_maps exclude each other: give maps, or a number of random maps")
+        if not self.maps and not self.random_maps:
+            raise ValueError("no maps given: expected map names or files, or random_maps > 0")
         check_algorithms(self.algos, self.steps, self.stage_lrs, self.rule_overrides, extra=(SB3,))
-        at_least("seeds", self.seeds, 2, note="confidence intervals")
+        at_least("seeds", self.seeds, 2, note="confidence intervals need two", high=MAX_SEEDS)
         for name in ("steps", "hidden", "demos", "sb3_timesteps", "threads"):
             at_least(name, getattr(self, name), 1)
-        non_negative("random_maps", self.random_maps)
-        non_negative("eval_every", self.eval_every)
+        at_least("random_maps", self.random_maps, 0, high=MAX_RANDOM_MAPS)
+        at_least("size", self.size, 2, high=MAX_SIDE)
+        at_least("eval_every", self.eval_every, 0)
+        positive("lr", self.lr)
         between("gamma", self.gamma, 0, 1, include_high=False)
+        between("success_rate", self.success_rate, 0, 1, include_low=False)
+        between("p_hole", self.p_hole, 0, 1, include_high=False)
+        if not isinstance(self.slippery, bool):
+            raise ValueError(f"slippery={self.slippery!r} is {type(self.slippery).__name__}: expected true or false")
 
 
 def named_maps(config: CompareConfig) -> list[tuple[str, FrozenLakeMDP]]:
@@ -188,15 +205,38 @@ def across_maps(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+# what ``iftgym plot`` reads of a results file: key -> the type its value must have
+REQUIRED = {
+    "config": {"slippery": bool, "success_rate": float, "gamma": float, "algos": list},
+    "map": {"name": str, "rows": list, "optimal": dict, "algorithms": dict},
+    "optimal": {"policy": list, "values": list, "success": float},
+    "trained": {"policies": list, "summary": dict, "curves": dict, "wall_time": float},
+}
+
+
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``results.json`` written by ``iftgym compare``, checking its schema."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as err:
-        raise ValueError(f"cannot read results file {str(path)!r}: {err.strerror}") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"results file {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}") from None
+    """Read a ``results.json`` written by ``iftgym compare``, checking its schema and every field that figures and
+    tables read, so a damaged file is one clear error rather than a failure half-way through drawing."""
+    data = read_json(path, "results file")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"results file {str(path)!r} is not an iftgym compare result (expected schema {SCHEMA})")
+
+    def check(value: Any, kind: str, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ValueError(f"results file {str(path)!r} is damaged: {where} is not an object")
+        for key, expected in REQUIRED[kind].items():
+            ok = key in value and isinstance(value[key], expected if expected is not float else (int, float))
+            if not ok:
+                raise ValueError(f"results file {str(path)!r} is damaged: {where}.{key} is missing or not a "
+                                 f"{expected.__name__}")  # fmt: skip
+
+    check(data.get("config"), "config", "config")
+    if not isinstance(data.get("maps"), list) or not data["maps"]:
+        raise ValueError(f"results file {str(path)!r} is damaged: maps is missing or empty")
+    for i, entry in enumerate(data["maps"]):
+        check(entry, "map", f"maps[{i}]")
+        check(entry["optimal"], "optimal", f"maps[{i}].optimal")
+        for algo, result in entry["algorithms"].items():
+            if not (isinstance(result, dict) and "skipped" in result):
+                check(result, "trained", f"maps[{i}].algorithms.{algo}")
     return data

@@ -26,9 +26,10 @@ from typing import Any
 from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
 from iftgym.metrics.stats import summarize
-from iftgym.policies.tiny_gpt import TinyGPT, resolve_device
+from iftgym.policies.base import MAX_SEEDS, resolve_device
+from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules.ift import IFTConfig
-from iftgym.validate import at_least, non_negative
+from iftgym.validate import at_least, positive
 from iftgym.worlds.tokens.tasks import TASKS, Example, Task, make_task
 from iftgym.worlds.tokens.world import SCORES, TokenWorld
 
@@ -72,10 +73,13 @@ class LMConfig:
             raise ValueError(f"unknown task {self.task!r}: expected one of {', '.join(TASKS.names())}")
         if (self.task == "jsonl") != (self.data is not None):
             raise ValueError("task 'jsonl' reads --data FILE.jsonl, and only it does: give both or neither")
-        for name in ("steps", "seeds", "batch_size", "strips"):
+        for name in ("steps", "batch_size", "strips"):
             at_least(name, getattr(self, name), 1)
-        non_negative("eval_every", self.eval_every)
-        non_negative("seed", self.seed)
+        at_least("seeds", self.seeds, 1, high=MAX_SEEDS)
+        positive("lr", self.lr)
+        resolve_device(self.device)
+        at_least("eval_every", self.eval_every, 0)
+        at_least("seed", self.seed, 0)
         check_algorithms(self.algos, self.steps, self.stage_lrs, self.rule_overrides)
 
     def make_task(self) -> Task:

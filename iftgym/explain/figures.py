@@ -15,6 +15,7 @@ Holes are dark, S is blue and G green in every panel; panels of a figure share o
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -160,15 +161,29 @@ def training_curves(entry: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def file_stem(name: str, taken: set[str] = frozenset()) -> str:
+    """A file name made from a map's name: its last path component without ``.txt``, letters, digits, ``.``, ``_``
+    and ``-`` only, never hidden and never one of ``taken`` — so a map given as a path (``/data/x.txt``,
+    ``../../y``) names its figures inside the output folder."""
+    base = re.sub(r"\.txt$", "", Path(name).name)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-") or "map"
+    unique, index = stem, 2
+    while unique in taken:
+        unique, index = f"{stem}-{index}", index + 1
+    return unique
+
+
 def draw_figures(results: dict[str, Any], out_dir: str | os.PathLike, max_maps: int = 3) -> list[Path]:
     """Every figure of a comparison, for its first ``max_maps`` maps; returns the PNG paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = results["config"]
-    written = []
+    written: list[Path] = []
+    stems: set[str] = set()
     for entry in results["maps"][:max_maps]:
         model = FrozenLakeMDP.from_map(entry["rows"], config["slippery"], config["success_rate"], config["gamma"])
-        name = entry["name"]
+        name = file_stem(entry["name"], stems)
+        stems.add(name)
         written += [
             preference_maps(entry, model, out / f"{name}-preference.png"),
             value_maps(entry, model, config["gamma"], out / f"{name}-values.png"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -57,12 +58,15 @@ def catalogue_table() -> Table:
     return table
 
 
-def format_interval(stats: dict[str, float]) -> str:
-    """``mean ± half-width``, or ``mean [low, high]`` where clipping to the metric's range made it lopsided."""
+def format_interval(stats: dict[str, float | None], digits: int = 3, brackets: bool = False) -> str:
+    """``mean ± half-width``, or ``mean [low, high]`` when ``brackets`` or where clipping to the metric's range made
+    the interval lopsided; a single seed has no interval and says so."""
     mean, low, high = stats["mean"], stats["ci95_low"], stats["ci95_high"]
-    if np.isclose(mean - low, high - mean, rtol=0, atol=5e-4):
-        return f"{mean:.3f} ± {(high - low) / 2:.3f}"
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    if low is None or high is None:
+        return f"{mean:.{digits}f} (1 seed, no CI)"
+    if not brackets and np.isclose(mean - low, high - mean, rtol=0, atol=5 * 10 ** -(digits + 1)):
+        return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def compare_table(entry: dict[str, Any]) -> Table:
@@ -70,7 +74,7 @@ def compare_table(entry: dict[str, Any]) -> Table:
     columns = [("mse", "MSE to optimal"), ("success", "P(success)"), ("greedy_success", "P(success) greedy"),
                ("explored", "cells visited"), ("bias", "SFT log-bias")]  # fmt: skip
     scored = {a: r for a, r in entry["algorithms"].items() if "summary" in r}
-    table = Table(title=f"{entry['name']}: mean ± 95% CI over seeds (optimal P(success) = "
+    table = Table(title=f"{escape(entry['name'])}: mean ± 95% CI over seeds (optimal P(success) = "
                   f"{entry['optimal']['success']:.3f})")  # fmt: skip
     table.add_column("algorithm")
     for _, label in columns:
@@ -83,13 +87,13 @@ def compare_table(entry: dict[str, Any]) -> Table:
             best[key] = (min if LOWER_IS_BETTER[key] else max)(means.values())
     for algo, result in entry["algorithms"].items():
         if algo not in scored:
-            table.add_row(algo, *["-"] * len(columns), f"skipped: {result['skipped']}")
+            table.add_row(escape(algo), *["-"] * len(columns), f"skipped: {escape(result['skipped'])}")
             continue
         cells = []
         for key, _ in columns:
             text = format_interval(result["summary"][key])
             cells.append(f"[bold green]{text}[/]" if np.isclose(result["summary"][key]["mean"], best[key]) else text)
-        table.add_row(algo, *cells, f"{result['wall_time']:.1f}")
+        table.add_row(escape(algo), *cells, f"{result['wall_time']:.1f}")
     return table
 
 
@@ -103,11 +107,8 @@ def across_maps_table(results: dict[str, Any]) -> Table:
         cells = []
         for metric in ("mse", "success", "explored"):
             stats = results["across_maps"][metric].get(algo)
-            interval = (
-                "-" if stats is None else f"{stats['mean']:.4f} [{stats['ci95_low']:.4f}, {stats['ci95_high']:.4f}]"
-            )
-            cells.append(interval if stats is None else f"{interval} ({stats['wins']} wins)")
-        table.add_row(algo, *cells)
+            cells.append("-" if stats is None else f"{format_interval(stats, 4, brackets=True)} ({stats['wins']} wins)")
+        table.add_row(escape(algo), *cells)
     return table
 
 
@@ -120,9 +121,9 @@ def lm_table(results: dict[str, Any]) -> Table:
     for label in ("greedy test", "sampled test", "greedy train", "wall s"):
         table.add_column(label, justify="right")
     for algo, entry in results["algorithms"].items():
-        cells = [f"{s['mean']:.3f} [{s['ci95_low']:.3f}, {s['ci95_high']:.3f}]"
-                 for s in (entry["summary"][k] for k in ("greedy_test", "sampled_test", "greedy_train"))]  # fmt: skip
-        table.add_row(algo, *cells, f"{entry['wall_time']:.1f}")
+        cells = [format_interval(entry["summary"][k], brackets=True) for k in ("greedy_test", "sampled_test",
+                                                                               "greedy_train")]  # fmt: skip
+        table.add_row(escape(algo), *cells, f"{entry['wall_time']:.1f}")
     return table
 
 

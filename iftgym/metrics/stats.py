@@ -55,19 +55,23 @@ def t_quantile(p: float, df: int) -> float:
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the two ends of a Student-t confidence interval of the mean over seeds (the first axis)."""
+    """Mean and the two ends of a Student-t confidence interval of the mean over seeds (the first axis); with one
+    seed there is no interval, and both ends are NaN."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if values.size < 2:
-        return mean, mean, mean
+        return mean, math.nan, math.nan
     half = t_quantile(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
     return mean, mean - half, mean + half
 
 
-def summarize(values: np.ndarray, bounds: tuple[float, float] | None = None) -> dict[str, float]:
-    """``{"mean", "ci95_low", "ci95_high"}`` over seeds. ``bounds`` is the metric's possible range (``(0, 1)`` for
-    a probability): the interval's ends are clipped to it, which only removes values the metric cannot take."""
+def summarize(values: np.ndarray, bounds: tuple[float, float] | None = None) -> dict[str, float | None]:
+    """``{"mean", "ci95_low", "ci95_high"}`` over seeds (the ends are ``None`` for a single seed: no interval).
+    ``bounds`` is the metric's possible range (``(0, 1)`` for a probability): the interval's ends are clipped to it,
+    which only removes values the metric cannot take."""
     mean, low, high = mean_ci(values)
+    if math.isnan(low):
+        return {"mean": mean, "ci95_low": None, "ci95_high": None}
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
     return {"mean": mean, "ci95_low": low, "ci95_high": high}

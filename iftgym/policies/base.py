@@ -12,22 +12,53 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from iftgym.validate import at_least
+from iftgym.validate import at_least, fits_in_memory
+
+MAX_SEEDS = 100_000  # seeds train as one model: far more than any comparison needs, far less than memory allows
 
 
 def check_seeds(seeds: int | Sequence[int]) -> list[int]:
     """``seeds`` as a list: an int ``n`` means seeds ``0..n-1``; a list holds distinct non-negative ints."""
-    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        at_least("seeds", seeds, 1, note="an int n, or a list of distinct ints", high=MAX_SEEDS)
+        return list(range(seeds))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise ValueError(f"seeds={seeds!r} is {type(seeds).__name__}: expected an int n or a list of distinct ints")
+    for seed in seeds:
+        at_least("seed", seed, 0, note="seeds are non-negative integers")
+    seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty: expected at least one seed (an int n >= 1 or a list of ints)")
+    at_least("number of seeds", len(seeds), 1, high=MAX_SEEDS)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
-    if min(seeds) < 0:
-        raise ValueError(f"seeds must be non-negative, got {seeds}")
     return seeds
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; anything else is checked and passed to :class:`torch.device`."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={str(device)!r} is not supported: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was asked for, but CUDA is not available here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r} does not exist: this machine has {torch.cuda.device_count()} GPUs")
+    return device
+
+
+def check_parameter_memory(name: str, n_parameters: int, advice: str) -> None:
+    """Refuse a policy whose training state (weights, gradients and two Adam moments, float32) would not fit."""
+    fits_in_memory(f"{name} ({n_parameters:,} parameters)", 16 * n_parameters, advice)
 
 
 class Policy(nn.Module):

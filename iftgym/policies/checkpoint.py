@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from iftgym.io import atomic_path
-from iftgym.policies.base import Policy
+from iftgym.policies.base import Policy, resolve_device
 from iftgym.policies.registry import POLICIES
 
 FORMAT = "iftgym.policy/1"
@@ -86,9 +86,18 @@ def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_policy(path: str | os.PathLike, device: torch.device | str = "cpu") -> Policy:
-    """Rebuild the policy saved at ``path`` (same class, constructor arguments and tensors) on ``device``."""
+    """Rebuild the policy saved at ``path`` (same class, constructor arguments and tensors) on ``device``.
+
+    Everything is checked before the policy is used: the device, the class, the constructor arguments (a policy's
+    constructor refuses sizes that would not fit in memory before allocating), every tensor's name and shape, and
+    that no weight is NaN or infinite."""
+    device = resolve_device(device)
     path = Path(path)
     header, tensors = _read(path)
+    broken = sorted(key for key, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
+    if broken:
+        raise ValueError(f"policy checkpoint {str(path)!r} holds NaN or infinite values in {', '.join(broken)}: "
+                         "it is damaged, or was saved from a run that diverged")  # fmt: skip
     name = header.get("class")
     if name not in POLICIES:
         raise ValueError(
@@ -96,6 +105,8 @@ def load_policy(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
             f"expected one of {', '.join(POLICIES.names())}"
         )
     spec = _json_field(header, "spec", path)
+    if not isinstance(spec, dict):
+        raise ValueError(f"policy checkpoint {str(path)!r} has an invalid 'spec' entry: expected a JSON object")
     try:
         policy = POLICIES.get(name)(**spec)
     except (TypeError, ValueError) as err:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from iftgym.policies.base import Policy
+from iftgym.policies.base import Policy, check_parameter_memory
 from iftgym.validate import at_least
 
 
@@ -37,6 +37,9 @@ class MLPPolicy(Policy):
         super().__init__(seeds, n_actions)
         at_least("n_ids", n_ids, 1)
         at_least("hidden", hidden, 1)
+        check_parameter_memory(f"MLPPolicy with {self.n_seeds} seeds x hidden={hidden} on {n_ids} inputs",
+                               self.n_seeds * (n_ids * hidden + hidden + hidden * n_actions + n_actions) + n_ids**2,
+                               "lower seeds or hidden")  # fmt: skip
         self.hidden = hidden
         layers = []
         for k in range(self.n_seeds):

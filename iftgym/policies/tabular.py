@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from iftgym.policies.base import Policy
+from iftgym.policies.base import Policy, check_parameter_memory
 from iftgym.validate import at_least, non_negative
 
 
@@ -28,6 +28,8 @@ class TabularPolicy(Policy):
         super().__init__(seeds, n_actions)
         at_least("n_ids", n_ids, 1)
         non_negative("init_std", init_std)
+        check_parameter_memory(f"TabularPolicy with {self.n_seeds} seeds on {n_ids} inputs",
+                               self.n_seeds * n_ids * n_actions + n_ids**2, "lower seeds")  # fmt: skip
         tables = [
             torch.randn(n_ids, n_actions, generator=self.seed_generator(k)) * init_std for k in range(self.n_seeds)
         ]

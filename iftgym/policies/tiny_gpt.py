@@ -19,24 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iftgym.policies.base import Policy
+from iftgym.policies.base import Policy, check_parameter_memory, resolve_device
 from iftgym.validate import at_least
 from iftgym.worlds.tokens.generation import generate
 
 INIT_STD = 0.02
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU; anything else is passed to :class:`torch.device`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device={device!r} is not a device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} was asked for, but CUDA is not available here")
-    return device
 
 
 class SeedLinear(nn.Module):
@@ -126,6 +113,11 @@ class TinyGPT(Policy):
             at_least(name, value, 1)
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        device = resolve_device(device)
+        per_block = 12 * n_embd * n_embd + 13 * n_embd  # attention, MLP and two layer norms
+        per_seed = (2 * vocab_size + block_size + 2) * n_embd + vocab_size + n_layer * per_block
+        check_parameter_memory(f"TinyGPT with {self.n_seeds} seeds, n_layer={n_layer}, n_embd={n_embd}",
+                               self.n_seeds * per_seed, "lower seeds, n_layer or n_embd")  # fmt: skip
         self.vocab_size, self.block_size = vocab_size, block_size
         K = self.n_seeds
         self.wte = nn.Parameter(torch.empty(K, vocab_size, n_embd))
@@ -140,7 +132,7 @@ class TinyGPT(Policy):
                 table.data[k] = torch.randn(table.shape[1:], generator=gen) * INIT_STD
             for linear in linears:
                 linear.init_seed(k, gen)
-        self.to(resolve_device(device))
+        self.to(device)
 
     def spec(self) -> dict:
         """Constructor arguments that rebuild this architecture and seeds (the device is chosen on loading)."""

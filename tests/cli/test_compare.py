@@ -9,6 +9,7 @@ import pytest
 
 from iftgym.cli import main
 from iftgym.experiments.compare import SCHEMA, load_results
+from iftgym.io import MANIFEST
 
 SMALL = ["--seeds", "2", "--steps", "4", "--algos", "sft,ift,dpo"]
 
@@ -42,10 +43,11 @@ def test_figures_written_and_redrawn_by_plot(small_run: Path, tmp_path: Path) ->
     names = {"paper-preference.png", "paper-values.png", "paper-explored.png", "paper-curves.png"}
     assert names <= {p.name for p in small_run.iterdir()}
     assert main(["plot", str(small_run / "results.json"), "--out", str(tmp_path)]) == 0
-    assert names == {p.name for p in tmp_path.iterdir()}
+    assert names == {p.name for p in tmp_path.iterdir()} - {MANIFEST}
     for name in names:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in small_run.iterdir() if p.name.startswith(".")], "no temporary files left behind"
+    hidden = [p.name for p in small_run.iterdir() if p.name.startswith(".")]
+    assert hidden == [MANIFEST], "no temporary files left behind, only the list of outputs"
 
 
 @pytest.mark.parametrize(

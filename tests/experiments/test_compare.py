@@ -3,6 +3,7 @@ settings that could not take effect."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,25 @@ def test_settings_that_could_not_take_effect_are_refused() -> None:
         CompareConfig(algos=["sft+dpo"], stage_lrs={"ppo": 1e-3})
     with pytest.raises(ValueError, match="algorithm 'sft' is listed twice"):
         CompareConfig(algos=["sft", "ift", "sft"])
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"maps": "4x4"}, "maps='4x4' is str: expected a list of map names or files"),
+        ({"algos": "sft"}, "algos='sft' is str: expected a list"),
+        ({"steps": 2.5}, "steps=2.5 is float: expected an integer"),
+        ({"seeds": 2.5}, "seeds=2.5 is float: expected an integer"),
+        ({"seeds": True}, "seeds=True is bool: expected an integer"),
+        ({"lr": float("nan")}, "lr=nan is out of range: expected a finite number"),
+        ({"gamma": float("inf")}, "gamma=inf is out of range"),
+        ({"slippery": "yes"}, "slippery='yes' is str: expected true or false"),
+        ({"rule_overrides": {"dpo": {"beta": float("inf")}}, "algos": ["dpo"]}, "dpo.beta=inf is out of range"),
+        ({"rule_overrides": {"ift": {"colour": 1}}, "algos": ["ift"]}, "rule 'ift' has no hyper-parameter colour"),
+        ({"random_maps": 2, "maps": ["4x4"]}, "maps and random_maps exclude each other"),
+        ({"maps": ["4x4", "4x4"]}, "map '4x4' is listed twice"),
+    ],
+)
+def test_api_misuse_is_refused_with_one_clear_line(settings, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CompareConfig(**settings)

@@ -18,7 +18,9 @@ def test_mean_ci_is_the_student_t_interval():
     mean, low, high = mean_ci(values)
     half = 3.182446 * values.std(ddof=1) / 2
     assert mean == pytest.approx(0.2625) and (low, high) == pytest.approx((mean - half, mean + half), abs=1e-6)
-    assert mean_ci(np.array([0.3])) == (0.3, 0.3, 0.3)
+    mean, low, high = mean_ci(np.array([0.3]))  # one seed: a mean, and honestly no interval
+    assert mean == 0.3 and np.isnan(low) and np.isnan(high)
+    assert summarize(np.array([0.3])) == {"mean": 0.3, "ci95_low": None, "ci95_high": None}
 
 
 def test_summarize_clips_a_probability_interval_to_0_1():

@@ -95,3 +95,22 @@ def test_checkpoint_errors_name_the_path_and_the_problem(tmp_path: Path) -> None
         load_policy(write("keys", header, {k: v for k, v in wide.items() if k != "w2"}))
     with pytest.raises(ValueError, match="JSON"):
         save_policy(MLPPolicy(6, 4), tmp_path / "x.safetensors", {"array": np.zeros(2)})
+
+
+def test_loading_checks_device_weights_and_sizes_before_anything_large(tmp_path: Path) -> None:
+    policy = MLPPolicy(36, 4, hidden=8, seeds=2)
+    path = save_policy(policy, tmp_path / "p.safetensors")
+    with pytest.raises(ValueError, match="device='tpu' is not a device"):
+        load_policy(path, device="tpu")
+    # NaN weights (a damaged file, or a run that diverged) are refused, naming the tensors
+    state = {k: v.clone() for k, v in policy.state_dict().items()}
+    state["w1"][0, 0, 0] = float("nan")
+    header = {"format": "iftgym.policy/1", "class": "MLPPolicy", "spec": json.dumps(policy.spec()), "metadata": "{}"}
+    save_file(state, tmp_path / "nan.safetensors", metadata=header)
+    with pytest.raises(ValueError, match=r"holds NaN or infinite values in w1"):
+        load_policy(tmp_path / "nan.safetensors")
+    # a spec asking for an enormous model is refused by the constructor's memory check, before any allocation
+    huge = {**header, "spec": json.dumps({**policy.spec(), "hidden": 10**10})}
+    save_file(policy.state_dict(), tmp_path / "huge.safetensors", metadata=huge)
+    with pytest.raises(ValueError, match=r"cannot rebuild MLPPolicy .* more than this machine's"):
+        load_policy(tmp_path / "huge.safetensors")

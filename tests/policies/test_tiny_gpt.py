@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from iftgym.loop import TrainConfig, train
-from iftgym.policies.tiny_gpt import TinyGPT, resolve_device
+from iftgym.policies.base import resolve_device
+from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules import make_rule
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens import EOS, TokenWorld

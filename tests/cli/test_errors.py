@@ -1,0 +1,178 @@
+"""Every bad input ends in one line and the right exit status, before any work, and nothing is written anywhere but
+``--out``: the cases a user reported, then generated bad arguments (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from iftgym.cli import main
+from iftgym.io import MANIFEST
+
+TINY_COMPARE = ["--seeds", "2", "--steps", "2", "--algos", "sft"]
+TINY_LM = ["--steps", "2", "--seeds", "1", "--train-size", "4", "--test-size", "2", "--task-arg", "digits=1",
+           "--batch-size", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "8"]  # fmt: skip
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    status = main(args)
+    return status, capsys.readouterr().err
+
+
+def assert_one_line(err: str) -> None:
+    assert err.count("\n") == 1 and err.startswith("iftgym: ") and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "-0.1"], "lr=-0.1 is out of range"),
+        (["--lr", "0"], "lr=0.0 is out of range"),
+        (["--lr", "nan"], "lr=nan is out of range: expected a finite number"),
+        (["--lr", "inf"], "lr=inf is out of range: expected a finite number"),
+        (["--algos", "sft,dpo", "--set", "dpo.beta=Infinity"], "dpo.beta=inf is out of range"),
+        (["--success-rate", "0.5"], "--success-rate has no effect without --slippery"),
+        (["--set", "ift.lam=0.3"], "hyper-parameters are set for rule 'ift', which no algorithm runs"),
+        (["--stage-lr", "dpo=1e-3"], "a learning rate is set for rule 'dpo', which no algorithm runs"),
+        (["--map", "4x4", "--random-maps", "2"], "--map and --random-maps exclude each other"),
+        (["--size", "5"], "--size has no effect without --random-maps"),
+        (["--sb3-timesteps", "10"], "--sb3-timesteps has no effect without sb3-ppo"),
+        (["--algos", "sft,sft"], "algorithm 'sft' is listed twice"),
+        (["--map", "4x4", "4x4"], "map '4x4' is listed twice"),
+        (["--out", ""], "output directory '' is empty"),
+        (["--seeds", "100000000000"], "seeds=100000000000 is out of range: expected at most 100000"),
+        (["--hidden", "1000000000"], "more than this machine's"),
+        (["--steps", "2.5"], "invalid int value: '2.5'"),
+        (["--map", "[/]x"], "unknown map '[/]x'"),
+    ],
+)
+def test_reported_compare_inputs_are_refused_before_any_work(args, message, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    status, err = run(["compare", *TINY_COMPARE, *args, "--out", str(out)] if "--out" not in args
+                      else ["compare", *TINY_COMPARE, *args], capsys)  # fmt: skip
+    assert status == 2 and message in err, err
+    assert_one_line(err)
+    assert not out.exists()  # not even an empty folder
+
+
+def test_a_diverging_run_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["compare", *TINY_COMPARE, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    for command in (["compare", *TINY_COMPARE, "--lr", "1e30"], ["lm", *TINY_LM, "--lr", "1e30"]):
+        status, err = run([*command, "--out", str(out)], capsys)
+        assert status == 1 and "training diverged: the loss of rule 'sft' (stage 1 of 1) is not finite" in err
+        assert f"{out} was left as it was" in err
+        assert_one_line(err)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_map_files_with_markup_or_paths_name_figures_inside_out(tmp_path, capsys) -> None:
+    maps = tmp_path / "a[/b]"
+    maps.mkdir(parents=True)
+    (maps / "c.txt").write_text("SFFF\nFHFH\nFFFG\n")
+    (tmp_path / "m[red]x.txt").write_text("SFFG\n")
+    out = tmp_path / "out"
+    status = main(["compare", *TINY_COMPARE, "--map", str(maps / "c.txt"), str(tmp_path / "m[red]x.txt"),
+                   "--out", str(out)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert status == 0 and f"{maps / 'c.txt'}:" in text and "m[red]x.txt:" in text  # printed as given
+    assert sorted(p.name for p in maps.iterdir()) == ["c.txt"]  # nothing next to the map files
+    names = {p.name for p in out.iterdir()}
+    assert {"c-preference.png", "m-red-x-preference.png", "results.json", MANIFEST} <= names
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plot", "{file}"], "is damaged: config is not an object"),
+        (["bias", "--png", "{dir}/x.jpg", "--steps", "2"], "does not end in .png"),
+        (["bias", "--lam", "nan"], "lam=nan is out of range"),
+        (["solve", "--success-rate", "0.5"], "--success-rate has no effect without --slippery"),
+        (["lm", *TINY_LM, "--seeds", "100000000000"], "seeds=100000000000 is out of range"),
+        (["lm", *TINY_LM, "--n-embd", "4000000"], "more than this machine's"),
+        (["lm", *TINY_LM, "--device", "tpu"], "device='tpu' is not a device"),
+    ],
+)
+def test_other_commands_refuse_bad_input_in_one_line(args, message, tmp_path, capsys) -> None:
+    damaged = tmp_path / "results.json"
+    damaged.write_text(json.dumps({"schema": "iftgym.compare/1"}))
+    args = [a.format(file=damaged, dir=tmp_path) for a in args]
+    status, err = run(args, capsys)
+    assert status == 2 and message in err, err
+    assert_one_line(err)
+
+
+def test_a_single_seed_has_no_interval_and_the_results_are_strict_json(tmp_path, capsys) -> None:
+    out = tmp_path / "lm"
+    assert main(["lm", *TINY_LM, "--algo", "sft", "--out", str(out)]) == 0
+    assert "(1 seed, no CI)" in capsys.readouterr().out
+    text = (out / "results.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["algorithms"]["sft"]["summary"]["greedy_test"]["ci95_low"] is None
+
+
+# -- generated bad arguments --------------------------------------------------------------------------------
+BAD_VALUES = ["-1", "0", "nan", "inf", "-inf", "1e30", "2.5", "", "x", "[/]", "[red]", "../..", "sft+", "+", ",",
+              "ift.lam", "ift.lam=nan", "dpo=true", "\u00e9\u0301", "9" * 30, "true", "None"]  # fmt: skip
+FLAGS = {
+    "compare": (TINY_COMPARE, ["--map", "--algos", "--seeds", "--steps", "--lr", "--hidden", "--success-rate",
+                               "--gamma", "--demos", "--random-maps", "--size", "--set", "--stage-lr", "--plugin"]),
+    "lm": (TINY_LM, ["--task", "--algo", "--steps", "--seeds", "--lr", "--batch-size", "--n-layer", "--n-head",
+                     "--n-embd", "--device", "--data", "--train-size", "--task-arg", "--reward", "--eval-every",
+                     "--set", "--stage-lr", "--seed"]),
+    "bias": (["--steps", "2"], ["--map", "--algo", "--steps", "--seed", "--gamma", "--lam", "--success-rate"]),
+    "solve": ([], ["--map", "--gamma", "--success-rate"]),
+}  # fmt: skip
+
+
+@st.composite
+def bad_command(draw) -> list[str]:
+    command = draw(st.sampled_from(sorted(FLAGS)))
+    base, flags = FLAGS[command]
+    pairs = draw(st.lists(st.tuples(st.sampled_from(flags), st.sampled_from(BAD_VALUES)), min_size=1, max_size=3))
+    return [command, *base, *(item for pair in pairs for item in pair)]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=bad_command())
+def test_generated_bad_arguments_end_in_one_line_and_write_only_inside_out(args, tmp_path_factory, capsys) -> None:
+    home = tmp_path_factory.mktemp("cwd")
+    out = home / "out"
+    before = os.getcwd()
+    os.chdir(home)
+    try:
+        status = main([*args, "--out", str(out)] if args[0] in ("compare", "lm") else args)
+    finally:
+        os.chdir(before)
+    err = capsys.readouterr().err
+    assert status in (0, 1, 2), (args, status, err)
+    if status:
+        assert_one_line(err)
+    written = {p for p in home.rglob("*")} - {out} - set(out.rglob("*"))
+    assert not written, (args, written)
+
+
+# -- interrupts ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("signum", "status", "said"), [(signal.SIGTERM, 143, "interrupted by SIGTERM"),
+                                                        (signal.SIGINT, 130, "interrupted")])  # fmt: skip
+def test_an_interrupt_is_one_line_and_leaves_no_trace(signum, status, said, tmp_path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "iftgym", "compare", "--algos", "sft", "--seeds", "2", "--steps", "10000000",
+               "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    time.sleep(3)  # well into training
+    process.send_signal(signum)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == status and err == f"iftgym: {said}; {out} was left as it was\n"
+    assert not out.exists() and not list(tmp_path.iterdir())
