@@ -2,11 +2,14 @@
 
 Same dynamics as Gymnasium's ``FrozenLake-v1`` (so every exact number of the model applies to episodes of this
 env): each step is :meth:`FrozenLakeMDP.step` with one uniform draw of the env's generator. Plus one-hot
-observations for neural policies and rendering that needs no pygame.
+observations for neural policies and rendering that needs no pygame: text, an image, or that image in a matplotlib
+window.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +22,37 @@ from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 TILE_COLOURS = {"S": (120, 170, 230), "F": (225, 240, 250), "H": (40, 50, 80), "G": (90, 200, 110)}
 AGENT_COLOUR = (230, 80, 60)
+WINDOW_TITLE = "iftgym/FrozenLake-v0"
+
+
+def _interactive_backends() -> set[str]:
+    """Names of matplotlib's built-in backends that open windows (lower case)."""
+    try:  # matplotlib >= 3.9
+        from matplotlib.backends import BackendFilter, backend_registry
+
+        return {name.lower() for name in backend_registry.list_builtin(BackendFilter.INTERACTIVE)}
+    except ImportError:
+        from matplotlib import rcsetup
+
+        return {name.lower() for name in rcsetup.interactive_bk}
+
+
+def human_display_problem() -> str | None:
+    """Why ``render_mode="human"`` cannot show a window here, or ``None`` when it can.
+
+    Two checks, the cheap one first: on Linux a window needs an X11 or Wayland display (``DISPLAY`` or
+    ``WAYLAND_DISPLAY``, as matplotlib itself decides it is headless), and anywhere matplotlib's backend must be an
+    interactive one (resolving its automatic choice, which is Agg where no GUI toolkit works). A third-party
+    backend (``module://...``, e.g. a notebook's) is trusted.
+    """
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "there is no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    import matplotlib  # only asked when there may be a display: matplotlib is not imported on headless machines
+
+    backend = str(matplotlib.get_backend())
+    if backend.lower().startswith("module://") or backend.lower() in _interactive_backends():
+        return None
+    return f"matplotlib's backend {backend!r} is non-interactive"
 
 
 class FrozenLakeEnv(gym.Env):
@@ -30,10 +64,16 @@ class FrozenLakeEnv(gym.Env):
         success_rate: probability of moving the intended way when slippery, in (0, 1].
         one_hot: observe a float32 one-hot vector instead of the cell index.
         max_episode_steps: truncate after this many steps (default ``4 * number of cells``, at least 100).
-        render_mode: ``"ansi"`` (text) or ``"rgb_array"`` (an image, 32 pixels a cell).
+        render_mode: ``"ansi"`` (text), ``"rgb_array"`` (an image, 32 pixels a cell) or ``"human"`` (that image in a
+            matplotlib window, updated in place at ``render_fps`` frames a second on every reset and step; it needs
+            an interactive matplotlib backend and a display, see :func:`human_display_problem`, and is refused at
+            construction without them).
+
+    ``FrozenLakeEnv.metadata["render_modes"]`` lists every mode; an instance's ``metadata`` lists the modes it can
+    use where it runs (``"human"`` only with a display), which is what Gymnasium's ``check_env`` tries.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
 
     def __init__(
         self,
@@ -45,17 +85,29 @@ class FrozenLakeEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
-            one_of("render_mode", render_mode, self.metadata["render_modes"])
-        self.model = FrozenLakeMDP.from_map(map, slippery=slippery, success_rate=success_rate)
+            one_of("render_mode", render_mode, FrozenLakeEnv.metadata["render_modes"])
+        problem = human_display_problem()
+        if render_mode == "human" and problem is not None:
+            raise ValueError(f"render_mode='human' is not supported: expected one of 'ansi', 'rgb_array' here, since "
+                             f"'human' needs an interactive matplotlib backend (a display) and {problem}; use "
+                             "render_mode='rgb_array' or 'ansi', or run where a display is available")  # fmt: skip
+        modes = [mode for mode in FrozenLakeEnv.metadata["render_modes"] if mode != "human" or problem is None]
+        self.metadata = {**FrozenLakeEnv.metadata, "render_modes": modes}
+        for name, flag in (("slippery", slippery), ("one_hot", one_hot)):
+            if not isinstance(flag, (bool, np.bool_)):  # a string such as "no" would count as true
+                raise ValueError(f"{name}={flag!r} is {type(flag).__name__}: expected True or False")
+        if max_episode_steps is not None:
+            at_least("max_episode_steps", max_episode_steps, 1)
+        self.model = FrozenLakeMDP.from_map(map, slippery=bool(slippery), success_rate=success_rate)
         n = self.model.n_states
         self.max_episode_steps = max(100, 4 * n) if max_episode_steps is None else int(max_episode_steps)
-        at_least("max_episode_steps", self.max_episode_steps, 1)
-        self.one_hot = one_hot
+        self.one_hot = bool(one_hot)
         self.observation_space = spaces.Box(0.0, 1.0, (n,), np.float32) if one_hot else spaces.Discrete(n)
         self.action_space = spaces.Discrete(4)
         self.render_mode = render_mode
         self.state = self.model.start
         self.steps = 0
+        self._window: tuple[Any, Any] | None = None  # human mode: the matplotlib figure and its image
 
     def _obs(self) -> Any:
         if self.one_hot:
@@ -65,21 +117,30 @@ class FrozenLakeEnv(gym.Env):
         return int(self.state)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        if options is not None and (not isinstance(options, dict) or options):
+            raise ValueError(f"options={options!r} is not supported: iftgym/FrozenLake-v0 takes no reset options "
+                             "(expected None or {})")  # fmt: skip
+        if seed is not None:  # Gymnasium's own check raises its own error class, not ValueError
+            at_least("seed", seed, 0, note="or None")
         super().reset(seed=seed)
         self.state = self.model.start
         self.steps = 0
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), {"prob": 1.0}
 
     def step(self, action: int) -> tuple[Any, float, bool, bool, dict]:
-        if not self.action_space.contains(action):
+        if isinstance(action, bool) or not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is invalid: expected an integer in 0..3 (LEFT, DOWN, RIGHT, UP)")
         nxt = self.model.step(self.state, int(action), self.np_random.random())
         reward = self.model.reward(self.state, int(action), nxt)
-        prob = float(self.model.P[self.state, int(action), nxt])
+        prob = self.model.transition(self.state, int(action))[nxt]
         self.state = nxt
         self.steps += 1
         terminated = self.model.is_terminal(nxt)
         truncated = not terminated and self.steps >= self.max_episode_steps
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), reward, terminated, truncated, {"prob": prob}
 
     def render(self) -> str | np.ndarray | None:
@@ -87,10 +148,38 @@ class FrozenLakeEnv(gym.Env):
             return self.model.render_text(self.state) + "\n"
         if self.render_mode == "rgb_array":
             return self.render_rgb()
+        if self.render_mode == "human":
+            self._show(self.render_rgb())
         return None
 
+    def _show(self, frame: np.ndarray) -> None:
+        """Draw ``frame`` in this env's window (one figure, updated in place; reopened if the user closed it)."""
+        import matplotlib.pyplot as plt  # only human rendering needs pyplot and its GUI event loop
+
+        if self._window is None or not plt.fignum_exists(self._window[0].number):
+            figure, axes = plt.subplots(figsize=(max(3.0, self.model.ncol * 0.5), max(3.0, self.model.nrow * 0.5)))
+            axes.set_axis_off()
+            figure.tight_layout(pad=0.2)
+            if figure.canvas.manager is not None:
+                figure.canvas.manager.set_window_title(WINDOW_TITLE)
+            self._window = (figure, axes.imshow(frame))
+        else:
+            plt.figure(self._window[0].number)  # plt.pause shows the active figure: make it this env's
+            self._window[1].set_data(frame)
+        plt.pause(1 / self.metadata["render_fps"])
+
+    def close(self) -> None:
+        if self._window is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._window[0])
+            self._window = None
+        super().close()
+
     def render_rgb(self, cell: int = 32) -> np.ndarray:
-        """The map as an ``(nrow*cell, ncol*cell, 3)`` uint8 image with the agent drawn as a square."""
+        """The map as an ``(nrow*cell, ncol*cell, 3)`` uint8 image with the agent drawn as a square; ``cell`` is
+        4..128 pixels."""
+        at_least("cell", cell, 4, high=128)
         image = np.zeros((self.model.nrow * cell, self.model.ncol * cell, 3), dtype=np.uint8)
         for row, line in enumerate(self.model.desc):
             for col, tile in enumerate(line):

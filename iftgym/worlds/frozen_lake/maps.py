@@ -6,6 +6,7 @@ A map is a tuple of equal-length row strings over the letters ``S`` (start), ``F
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -14,13 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from iftgym.validate import between
+from iftgym.validate import at_least, between
 
 Map = tuple[str, ...]
 MapLike = str | os.PathLike | Sequence[str]
 
 TILES = "SFHG"
 MAX_SIDE = 64
+MAX_MAP_FILE_BYTES = 1_000_000  # 64 rows of 64 tiles, with room for comments; a bigger file is not a map
+# random_map draws at most this many maps, and at most MAP_DRAW_CELLS cells in all (about a second of work), before
+# it gives up on a hole probability that makes a solvable map too unlikely.
+MAX_MAP_DRAWS = 1_000_000
+MAP_DRAW_CELLS = 2**26
 # (row, col) offsets of the actions LEFT, DOWN, RIGHT, UP in Gymnasium's numbering.
 MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))
 
@@ -46,7 +52,11 @@ def read_map_file(path: str | os.PathLike) -> Map:
     """Read a map file: one row per line, ``#`` comment lines and blank lines ignored."""
     path = Path(path)
     try:
-        text = path.read_text()
+        n_bytes = path.stat().st_size
+        if path.is_file() and n_bytes > MAX_MAP_FILE_BYTES:  # refuse before reading it all
+            raise ValueError(f"map file {str(path)!r} is {n_bytes} bytes long: expected at most "
+                             f"{MAX_MAP_FILE_BYTES} ({MAX_SIDE} rows of {MAX_SIDE} tiles, and comments)")  # fmt: skip
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ValueError(f"cannot read map file {str(path)!r}: {err.strerror}") from None
     except UnicodeDecodeError:
@@ -71,6 +81,9 @@ def load_map(spec: MapLike) -> Map:
             f"unknown map {text!r}: expected a catalogue name ({', '.join(names)}), a path to a map file, "
             "or a list of row strings"
         )
+    if isinstance(spec, (bytes, bytearray)) or not isinstance(spec, Iterable):
+        raise ValueError(f"map={spec!r} is {type(spec).__name__}: expected a catalogue name, a path to a map file, "
+                         "or a list of row strings")  # fmt: skip
     return validate_map(spec)
 
 
@@ -78,7 +91,12 @@ def validate_map(rows: Iterable[str]) -> Map:
     """Check a map and return it as a tuple of rows; raise ``ValueError`` naming the broken rule."""
     if isinstance(rows, str):
         raise ValueError("a map is a sequence of row strings, not one string")
-    rows = tuple(rows)
+    if isinstance(rows, (bytes, bytearray)) or not isinstance(rows, Iterable):
+        raise ValueError(f"a map is a sequence of row strings, not {type(rows).__name__}")
+    n_rows = len(rows) if isinstance(rows, Sequence) else None
+    rows = tuple(itertools.islice(rows, MAX_SIDE + 1))  # an iterator may never end: one row past the limit, no more
+    if n_rows is None:
+        n_rows = len(rows) if len(rows) <= MAX_SIDE else f"more than {MAX_SIDE}"
     if not rows:
         raise ValueError("map is empty: expected at least one row of the letters S, F, H, G")
     for r, row in enumerate(rows):
@@ -87,14 +105,15 @@ def validate_map(rows: Iterable[str]) -> Map:
     width = len(rows[0])
     if width == 0:
         raise ValueError("row 0 is empty: expected at least one of the letters S, F, H, G")
+    widest = max(len(row) for row in rows)
+    if len(rows) > MAX_SIDE or widest > MAX_SIDE:  # before looking at each tile of a huge map
+        raise ValueError(f"map is {n_rows}x{widest}: at most {MAX_SIDE}x{MAX_SIDE} is supported")
     for r, row in enumerate(rows):
         if len(row) != width:
             raise ValueError(f"map is not rectangular: row {r} has {len(row)} cells, row 0 has {width}")
         for c, tile in enumerate(row):
             if tile not in TILES:
                 raise ValueError(f"invalid tile {tile!r} at row {r}, column {c}: expected one of S, F, H, G")
-    if len(rows) > MAX_SIDE or width > MAX_SIDE:
-        raise ValueError(f"map is {len(rows)}x{width}: at most {MAX_SIDE}x{MAX_SIDE} is supported")
     starts = [(r, c) for r, row in enumerate(rows) for c, tile in enumerate(row) if tile == "S"]
     if len(starts) != 1:
         raise ValueError(f"map must have exactly one start S, found {len(starts)}")
@@ -143,19 +162,103 @@ def shortest_route(rows: Map, blocked: frozenset[Cell] = frozenset()) -> list[Ce
     return path[::-1]
 
 
+def map_shape(size: object) -> tuple[int, int]:
+    """``(rows, cols)`` of a map size (a side length or a pair), checked: integers, each side in ``1..MAX_SIDE``, at
+    least 2 cells."""
+
+    def is_int(value: object) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+    if is_int(size):
+        nrow = ncol = int(size)
+    elif isinstance(size, (tuple, list, np.ndarray)) and len(size) == 2 and all(map(is_int, size)):
+        nrow, ncol = (int(side) for side in size)
+    else:
+        raise ValueError(f"size={size!r} is not a map size: expected a side length or (rows, cols), integers "
+                         f"in 1..{MAX_SIDE}")  # fmt: skip
+    if not (1 <= nrow <= MAX_SIDE and 1 <= ncol <= MAX_SIDE) or nrow * ncol < 2:
+        raise ValueError(f"map size {nrow}x{ncol} is out of range: each side in 1..{MAX_SIDE}, at least 2 cells")
+    return nrow, ncol
+
+
+def max_map_draws(nrow: int, ncol: int) -> int:
+    """How many random maps :func:`random_map` draws at most before it gives up: ``MAX_MAP_DRAWS``, fewer for large
+    maps (``MAP_DRAW_CELLS`` cells in all)."""
+    return max(1, min(MAX_MAP_DRAWS, MAP_DRAW_CELLS // (nrow * ncol)))
+
+
+def _may_connect(holes: np.ndarray) -> np.ndarray:
+    """``(B,)``: False for the maps of ``(B, rows, cols)`` that surely have no path from the top left to the bottom
+    right corner (a path crosses every row and every column, and leaves S and enters G through a free neighbour);
+    cheap, so that the search below runs only on the rest."""
+    free = ~holes
+    ok = free.any(axis=2).all(axis=1) & free.any(axis=1).all(axis=1)
+    if holes.shape[1] > 1 and holes.shape[2] > 1:
+        ok &= (free[:, 0, 1] | free[:, 1, 0]) & (free[:, -1, -2] | free[:, -2, -1])
+    return ok
+
+
+def _corners_connect(holes: np.ndarray) -> bool:
+    """Whether a walk from the top left corner reaches the bottom right one without entering a hole: exactly
+    ``shortest_route(rows) is not None`` for a map with S and G in those corners and no other goal."""
+    nrow, ncol = holes.shape
+    free, goal = (~holes).ravel().tolist(), nrow * ncol - 1
+    seen = bytearray(nrow * ncol)
+    seen[0], stack = 1, [0]
+    while stack:
+        cell = stack.pop()
+        r, c = divmod(cell, ncol)
+        steps = ((cell - 1, c > 0), (cell + 1, c < ncol - 1), (cell - ncol, r > 0), (cell + ncol, r < nrow - 1))
+        for nxt, inside in steps:
+            if inside and free[nxt] and not seen[nxt]:
+                if nxt == goal:
+                    return True
+                seen[nxt] = 1
+                stack.append(nxt)
+    return False
+
+
+def draw_solvable_map(
+    nrow: int, ncol: int, p_hole: float, rng: np.random.Generator, max_draws: int
+) -> tuple[Map | None, int]:
+    """The first of up to ``max_draws`` random maps (S top left, G bottom right, each other cell a hole with
+    probability ``p_hole``) whose G is reachable, or ``None``; and how many maps were drawn.
+
+    Maps are drawn in batches of growing size, which takes the same numbers from ``rng`` in the same order as one
+    map at a time, so a seed gives the same map as drawing them one by one.
+    """
+    drawn, batch = 0, 1
+    largest = max(1, 2**20 // (nrow * ncol))  # at most about 8 MB of uniforms at a time
+    while drawn < max_draws:
+        k = min(batch, largest, max_draws - drawn)
+        holes = rng.random((k, nrow, ncol)) < p_hole
+        holes[:, 0, 0] = holes[:, -1, -1] = False
+        for index in np.flatnonzero(_may_connect(holes)):
+            if _corners_connect(holes[index]):
+                grid = np.where(holes[index], "H", "F")
+                grid[0, 0], grid[-1, -1] = "S", "G"
+                return tuple("".join(row) for row in grid), drawn + int(index) + 1
+        drawn, batch = drawn + k, batch * 2
+    return None, drawn
+
+
+def no_solvable_map(nrow: int, ncol: int, p_hole: float, drawn: int) -> ValueError:
+    """The error of :func:`random_map` when ``drawn`` maps had no path from S to G."""
+    return ValueError(f"could not draw a solvable {nrow}x{ncol} map with p_hole={p_hole}: none of {drawn} random maps "
+                      "had a path from S to G that avoids the holes; lower p_hole")  # fmt: skip
+
+
 def random_map(size: int | tuple[int, int] = 8, p_hole: float = 0.2, seed: int | None = None) -> Map:
     """A random map with S at the top left and G at the bottom right, resampled until G is reachable.
 
-    ``size`` is a side length or ``(rows, cols)``; the same seed always gives the same map.
+    ``size`` is a side length or ``(rows, cols)``; the same seed always gives the same map. After
+    :func:`max_map_draws` maps without a path (a ``p_hole`` too high for the size), raise ``ValueError``.
     """
-    nrow, ncol = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if not (1 <= nrow <= MAX_SIDE and 1 <= ncol <= MAX_SIDE) or nrow * ncol < 2:
-        raise ValueError(f"map size {nrow}x{ncol} is out of range: each side in 1..{MAX_SIDE}, at least 2 cells")
+    nrow, ncol = map_shape(size)
     between("p_hole", p_hole, 0, 1, include_high=False)
-    rng = np.random.default_rng(seed)
-    while True:
-        grid = np.where(rng.random((nrow, ncol)) < p_hole, "H", "F")
-        grid[0, 0], grid[-1, -1] = "S", "G"
-        rows = tuple("".join(row) for row in grid)
-        if shortest_route(rows) is not None:
-            return rows
+    if seed is not None:
+        at_least("seed", seed, 0, note="or None")
+    rows, drawn = draw_solvable_map(nrow, ncol, p_hole, np.random.default_rng(seed), max_map_draws(nrow, ncol))
+    if rows is None:
+        raise no_solvable_map(nrow, ncol, p_hole, drawn)
+    return rows

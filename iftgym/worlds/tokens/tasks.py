@@ -32,11 +32,16 @@ import numpy as np
 
 from iftgym.registry import Registry
 from iftgym.validate import at_least, between, like_default
-from iftgym.worlds.frozen_lake.maps import random_map
+from iftgym.worlds.frozen_lake.maps import draw_solvable_map, max_map_draws, no_solvable_map
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 MOVE_LETTERS = "LDRU"  # Gymnasium's action order: LEFT, DOWN, RIGHT, UP
 ROW_SEP, MAP_END = "|", ":"
+# Generated tasks hold every example in memory and write each in Python: cap their number (the defaults are 2200).
+MAX_EXAMPLES = 1_000_000
+MAX_MAPS = 100_000  # per split of frozen-lake: each map is solved exactly (about a millisecond each)
+MAX_MAP_SEEDS = 400_000  # seeds a split of frozen-lake tries at most (test seeds start 500_000 after the training ones)
+MAP_SEEDS_WITHOUT_NEW = 20_000  # ... and it stops earlier when this many seeds in a row gave no new map
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,14 @@ class Task:
         return max(len(t) for ex in (*self.train, *self.test) for t in (ex.completion, ex.rejected or ""))
 
 
-def _check_sizes(n_train: int, n_test: int) -> None:
-    at_least("n_train", n_train, 1)
-    at_least("n_test", n_test, 1)
+def _check_sizes(n_train: int, n_test: int, seed: int, most: int = MAX_EXAMPLES) -> None:
+    """Counts of examples, each at least 1 and together at most ``most``, and a seed (an integer >= 0)."""
+    at_least("n_train", n_train, 1, high=most)
+    at_least("n_test", n_test, 1, high=most)
+    if n_train + n_test > most:
+        raise ValueError(f"n_train + n_test = {n_train} + {n_test} is out of range: expected at most {most} examples "
+                         "in all (tiny models train on far fewer)")  # fmt: skip
+    at_least("seed", seed, 0)
 
 
 def corrupt_early(answer: str, alphabet: str, rng: np.random.Generator) -> str:
@@ -115,7 +125,7 @@ def _generated_splits(
 ) -> tuple[list[Example], list[Example]]:
     """Train and test examples of ``n_train + n_test`` distinct problems drawn by ``draw(rng)`` (``capacity``: how
     many problems exist); ``example(problem, rng)`` writes each one once all are drawn, train problems first."""
-    _check_sizes(n_train, n_test)
+    _check_sizes(n_train, n_test, seed)
     if n_train + n_test > capacity:
         raise ValueError(f"asked for {n_train} + {n_test} distinct problems, but only {capacity} exist")
     rng = np.random.default_rng(seed)
@@ -132,8 +142,8 @@ class AdditionTask(Task):
     name = "addition"
 
     def __init__(self, digits: int = 3, n_train: int = 2000, n_test: int = 200, seed: int = 0) -> None:
-        between("digits", digits, 1, 9)
-        self.digits = digits
+        at_least("digits", digits, 1, high=9)
+        self.digits = int(digits)
         top = 10**digits
         self.train, self.test = _generated_splits(
             lambda rng: tuple(int(x) for x in rng.integers(0, top, 2)), self._example, top**2, n_train, n_test, seed
@@ -148,8 +158,10 @@ class AdditionTask(Task):
         return Example(f"{a:0{self.digits}d}+{b:0{self.digits}d}=", answer, corrupt_early(answer, "0123456789", rng))
 
     def reward(self, prompt: str, answer: str) -> float:
-        a, b = prompt.rstrip("=").split("+")
-        return float(answer == self.solve(int(a), int(b)))
+        terms = prompt.rstrip("=").split("+") if isinstance(prompt, str) else []
+        if len(terms) != 2 or not all(term.isdigit() and term.isascii() for term in terms):
+            raise ValueError(f"prompt {prompt!r} is not an addition prompt: expected 'A+B=' with digits A and B")
+        return float(answer == self.solve(int(terms[0]), int(terms[1])))
 
 
 class SortTask(Task):
@@ -158,7 +170,7 @@ class SortTask(Task):
     name = "sort"
 
     def __init__(self, length: int = 6, n_train: int = 2000, n_test: int = 200, seed: int = 0) -> None:
-        between("length", length, 1, 64)
+        at_least("length", length, 1, high=64)
         self.train, self.test = _generated_splits(
             lambda rng: "".join(map(str, rng.integers(0, 10, length))), self._example, 10**length, n_train, n_test, seed
         )
@@ -216,6 +228,37 @@ def noisy_expert(model: FrozenLakeMDP, rng: np.random.Generator) -> str:
     raise ValueError(f"no single wrong move makes the route of map {model.desc} worse")  # S next to a wall: never
 
 
+def _distinct_maps(size: int, p_hole: float, seed: int, n_train: int, n_test: int) -> list[tuple[str, ...]]:
+    """``n_train`` distinct solvable maps from seeds ``seed * 10**6 + i``, then ``n_test`` more from seeds
+    ``seed * 10**6 + 500_000 + i`` that repeat none of them, each seed's map as :func:`random_map` draws it.
+
+    Bounded three ways, so that no request runs for long: a split tries at most ``MAX_MAP_SEEDS`` seeds and stops
+    after ``MAP_SEEDS_WITHOUT_NEW`` seeds in a row without a new map (too few distinct maps exist), and all the
+    seeds together draw at most ``max(max_map_draws, 1000 * maps asked)`` random maps (a p_hole too high).
+    """
+    maps: dict[tuple[str, ...], None] = {}
+    per_map = max_map_draws(size, size)
+    budget, drawn = max(per_map, 1000 * (n_train + n_test)), 0
+    for split, base, count in (("training", seed * 10**6, n_train), ("test", seed * 10**6 + 500_000, n_test)):
+        start, last_new = len(maps), 0
+        for i in itertools.count():
+            if len(maps) - start == count:
+                break
+            if i == MAX_MAP_SEEDS or i - last_new == MAP_SEEDS_WITHOUT_NEW or drawn >= budget:
+                found = f"{len(maps) - start} of them" + " (test maps never repeat a training map)" * (split == "test")
+                advice = "lower p_hole" if drawn >= budget else "ask for fewer maps (n_train, n_test) or a larger size"
+                raise ValueError(f"could not draw {count} distinct {size}x{size} {split} maps with p_hole={p_hole}: "
+                                 f"{i} seeds ({drawn} random maps) gave only {found}; {advice}")  # fmt: skip
+            rng = np.random.default_rng(base + i)
+            rows, n = draw_solvable_map(size, size, p_hole, rng, min(per_map, budget - drawn))
+            drawn += n
+            if rows is None and n == per_map:  # this seed alone drew as many maps as random_map does
+                raise no_solvable_map(size, size, p_hole, n)
+            if rows is not None and rows not in maps:
+                maps[rows], last_new = None, i
+    return list(maps)
+
+
 class FrozenLakeTextTask(Task):
     """Random ``size`` x ``size`` maps as text prompts; answers are move strings over ``L D R U``.
 
@@ -226,18 +269,18 @@ class FrozenLakeTextTask(Task):
     name = "frozen-lake"
 
     def __init__(self, size: int = 4, p_hole: float = 0.2, n_train: int = 500, n_test: int = 100, seed: int = 0):
-        _check_sizes(n_train, n_test)
-        between("size", size, 2, 8)
+        at_least("size", size, 2, high=8)
+        between("p_hole", p_hole, 0, 1, include_high=False)
+        _check_sizes(n_train, n_test, seed, most=MAX_MAPS)
+        size = int(size)
+        # each cell but S and G a hole or not (more than the solvable maps), or the one map without holes
+        capacity = 2 ** (size * size - 2) if p_hole > 0 else 1
+        if n_train + n_test > capacity:
+            raise ValueError(f"asked for {n_train} + {n_test} distinct {size}x{size} maps with p_hole={p_hole}, "
+                             f"but at most {capacity} exist")  # fmt: skip
         self.size = size
         rng = np.random.default_rng(seed)
-        maps: dict[tuple[str, ...], None] = {}
-        for base, count in ((seed * 10**6, n_train), (seed * 10**6 + 500_000, n_test)):
-            start, i = len(maps), 0
-            while len(maps) - start < count:
-                if i >= 400_000:
-                    raise ValueError(f"could not draw {count} distinct {size}x{size} maps with p_hole={p_hole}")
-                maps.setdefault(random_map(size, p_hole, seed=base + i), None)
-                i += 1
+        maps = _distinct_maps(size, p_hole, seed, n_train, n_test)
         examples = [self._example(rows, rng) for rows in maps]
         self.train, self.test = examples[:n_train], examples[n_train:]
 

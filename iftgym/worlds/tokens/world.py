@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from iftgym.types import PairBatch, StepBatch, TrainingData
+from iftgym.validate import at_least, fits_in_memory
 from iftgym.world import Actor, seed_generators
 from iftgym.worlds.tokens.generation import generate
 from iftgym.worlds.tokens.tasks import Example, Task
@@ -31,6 +32,7 @@ from iftgym.worlds.tokens.tokenizer import BOS, EOS, PAD, CharTokenizer
 
 REWARD_MODES = ("end", "token")
 SCORES = ("greedy_test", "sampled_test", "greedy_train")
+BATCH_BYTES_PER_STEP = 8 + 8 + 1 + 4  # ids and actions (int64), mask (bool), rewards (float32)
 
 TokenState = tuple[tuple[int, ...], tuple[int, ...]]  # (<bos> + prompt tokens, answer tokens so far)
 
@@ -54,8 +56,17 @@ class TokenWorld:
     deterministic = True
 
     def __init__(self, task: Task, reward: str = "end") -> None:
-        if reward not in REWARD_MODES:
+        if not isinstance(task, Task):
+            raise ValueError(f"task={task!r} is {type(task).__name__}: expected an iftgym Task (make one by name with "
+                             "iftgym.make_task)")  # fmt: skip
+        if not isinstance(reward, str) or reward not in REWARD_MODES:
             raise ValueError(f"reward={reward!r} is not supported: expected one of {', '.join(REWARD_MODES)}")
+        name = getattr(task, "name", type(task).__name__)
+        for split in ("train", "test"):
+            if not getattr(task, split, None):
+                raise ValueError(f"task {name!r} has no {split} examples: expected at least one in each split")
+        if not task.alphabet:  # every prompt and answer empty: a policy would only learn to write <eos>
+            raise ValueError(f"task {name!r} uses no characters: expected answers of at least one character")
         self.task = task
         self.reward_mode = reward
         self.tokenizer = CharTokenizer(task.alphabet)
@@ -176,10 +187,14 @@ class TokenWorld:
     ) -> StepBatch:
         """Whole sequences ``prompt + answer`` as a ``(B, T)`` step batch, the mask on answer actions only."""
         rows = [(*p, *a) for p, a in zip(prompts, answers)]
+        if not rows:
+            raise ValueError("no sequences to pack: expected at least one (prompt, answer)")
         longest = max(len(row) for row in rows) - 1
         length = longest if length is None else length
         if length < longest:
             raise ValueError(f"length={length} is shorter than the longest sequence ({longest} steps)")
+        fits_in_memory(f"a batch of {len(rows)} sequences of {length} steps", len(rows) * length * BATCH_BYTES_PER_STEP,
+                       "use fewer or shorter examples")  # fmt: skip
         ids = torch.full((len(rows), length), PAD, dtype=torch.long)
         actions, mask = ids.clone(), torch.zeros_like(ids, dtype=torch.bool)
         rewards = torch.zeros_like(ids, dtype=torch.float32)
@@ -216,6 +231,8 @@ class TokenWorld:
         temperature: float = 1.0,
     ) -> list[list[tuple[int, ...]]]:
         """Every seed's answer token ids (through ``<eos>``) to each prompt: ``K`` lists of ``B`` tuples."""
+        if isinstance(prompts, str) or not prompts:
+            raise ValueError(f"prompts={prompts!r} is not supported: expected a non-empty list of prompt strings")
         ids = [self.prompt_ids(p) for p in prompts]
         lengths = torch.tensor([len(p) for p in ids])
         padded = torch.full((len(ids), int(lengths.max())), PAD, dtype=torch.long)
@@ -233,6 +250,7 @@ class TokenWorld:
         chunk: int = 256,
     ) -> np.ndarray:
         """``(K,)`` mean task reward over the prompts of ``split`` (exact match or success rate)."""
+        at_least("chunk", chunk, 1)
         examples = self.task.split(split)
         totals = np.zeros(policy.n_seeds)
         for start in range(0, len(examples), chunk):

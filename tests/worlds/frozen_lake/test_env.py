@@ -5,13 +5,17 @@ from __future__ import annotations
 import warnings
 
 import gymnasium as gym
+import matplotlib
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import iftgym  # noqa: F401  (registers iftgym/FrozenLake-v0)
+from iftgym.worlds.frozen_lake import env as env_module
 from iftgym.worlds.frozen_lake.env import FrozenLakeEnv
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+
+matplotlib.use("Agg")  # no test opens a window: render_mode="human" is refused here unless a test allows it
 
 LEFT, DOWN, RIGHT, UP = range(4)
 
@@ -237,3 +241,119 @@ def test_stable_baselines3_ppo_trains_and_predicts():
     assert env.action_space.contains(int(action))
     _, _, _, _, info = env.step(action)
     assert info["prob"] == 1.0
+
+
+# -- human rendering: refused without a display, drawn in one matplotlib figure with one ---------------------------
+def test_human_mode_is_refused_without_a_display(monkeypatch):
+    monkeypatch.setattr(env_module.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    advice = r"use render_mode='rgb_array' or 'ansi', or run where a display is available$"
+    with pytest.raises(ValueError, match=r"^render_mode='human' .*interactive matplotlib backend \(a display\) and "
+                       r"there is no display \(DISPLAY and WAYLAND_DISPLAY are unset\); " + advice):  # fmt: skip
+        FrozenLakeEnv(render_mode="human")
+    monkeypatch.setenv("DISPLAY", ":0")  # a display, but matplotlib draws with Agg (forced above)
+    agg = r"matplotlib's backend '[Aa]gg' is non-interactive; "
+    with pytest.raises(ValueError, match=r"^render_mode='human' .* and " + agg + advice):
+        gym.make(ENV_ID, render_mode="human")
+    # the modes this env can use here: what Gymnasium's check_env tries (it passes above without 'human')
+    assert FrozenLakeEnv().metadata["render_modes"] == ["ansi", "rgb_array"]
+    assert FrozenLakeEnv.metadata["render_modes"] == ["ansi", "rgb_array", "human"]
+
+
+@pytest.mark.parametrize(("backend", "display"), [("TkAgg", True), ("QtAgg", True), ("module://my_backend", True)])
+def test_interactive_backends_with_a_display_allow_human_mode(monkeypatch, backend, display):
+    monkeypatch.setattr(env_module.sys, "platform", "linux")
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: backend)
+    assert env_module.human_display_problem() is None
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: "pdf")
+    assert env_module.human_display_problem() == "matplotlib's backend 'pdf' is non-interactive"
+
+
+@pytest.fixture
+def window(monkeypatch):
+    """Human mode allowed (the display check passes), drawn with Agg, and ``plt.pause`` recorded, not waited."""
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(env_module, "human_display_problem", lambda: None)
+    pauses: list[float] = []
+    monkeypatch.setattr(plt, "pause", pauses.append)
+    plt.close("all")
+    yield pauses
+    plt.close("all")
+
+
+def test_human_mode_draws_every_frame_in_one_figure(window):
+    import matplotlib.pyplot as plt
+
+    env = gym.make(ENV_ID, map="bridge-3x8", render_mode="human")
+    assert env.unwrapped.metadata["render_modes"] == ["ansi", "rgb_array", "human"]
+    env.reset(seed=0)  # Gymnasium's convention: human mode draws on reset and on every step
+    figure, image = env.unwrapped._window
+    assert plt.get_fignums() == [figure.number] and window == [1 / 4]
+    env.step(RIGHT)
+    assert env.render() is None and len(window) == 3 and window[-1] == 1 / FrozenLakeEnv.metadata["render_fps"]
+    assert plt.get_fignums() == [figure.number] and env.unwrapped._window[1] is image  # updated in place
+    np.testing.assert_array_equal(image.get_array(), env.unwrapped.render_rgb())
+    plt.close(figure)  # the user closes the window: the next frame opens a new one
+    env.step(RIGHT)
+    assert len(plt.get_fignums()) == 1 and env.unwrapped._window[0] is not figure
+    env.close()
+    env.close()  # closing twice is allowed, as Gymnasium asks
+    assert plt.get_fignums() == []
+
+
+def test_check_env_passes_with_human_mode_available(window):
+    env = gym.make(ENV_ID, map="4x4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)  # makes and renders an env in each mode, 'human' included
+    assert window  # the human env drew
+
+
+def test_stable_baselines3_make_vec_env_builds_and_steps():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vec = make_vec_env(ENV_ID, n_envs=2, seed=0, env_kwargs={"map": "4x4"})  # render_mode="rgb_array" by default
+    assert vec.reset().tolist() == [0, 0]
+    obs, rewards, dones, _ = vec.step(np.array([DOWN, RIGHT]))
+    assert obs.tolist() == [4, 1] and rewards.tolist() == [0.0, 0.0] and not dones.any()
+    assert vec.get_images()[0].shape == (4 * 32, 4 * 32, 3)
+    vec.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"map": 5}, r"map=5 is int: expected a catalogue name, a path to a map file, or a list of row strings$"),
+        ({"map": None}, r"map=None is NoneType: expected a catalogue name"),
+        ({"map": b"SG"}, r"map=b'SG' is bytes: expected a catalogue name"),
+        ({"slippery": "yes"}, r"slippery='yes' is str: expected True or False$"),
+        ({"one_hot": "no"}, r"one_hot='no' is str: expected True or False$"),
+        ({"success_rate": float("nan"), "slippery": True}, r"success_rate=nan is out of range"),
+        ({"max_episode_steps": 2.7}, r"max_episode_steps=2\.7 is float: expected an integer$"),
+        ({"max_episode_steps": "10"}, r"max_episode_steps='10' is str: expected an integer$"),
+        ({"max_episode_steps": True}, r"max_episode_steps=True is bool: expected an integer$"),
+        ({"render_mode": ["ansi"]}, r"render_mode=\['ansi'\] is not supported: expected one of 'ansi', 'rgb_array', "
+         r"'human'$"),
+    ],
+)  # fmt: skip
+def test_more_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        FrozenLakeEnv(**kwargs)
+
+
+def test_bad_calls():
+    env = FrozenLakeEnv(render_mode="rgb_array")
+    with pytest.raises(ValueError, match=r"^options=\{'start': 3\} is not supported: iftgym/FrozenLake-v0 takes no"):
+        env.reset(options={"start": 3})
+    with pytest.raises(ValueError, match=r"^seed=-1 is out of range: expected at least 0 \(or None\)$"):
+        env.reset(seed=-1)
+    env.reset(seed=0, options={})
+    with pytest.raises(ValueError, match=r"^action True is invalid: expected an integer in 0..3"):
+        env.step(True)
+    with pytest.raises(ValueError, match=r"^cell=0 is out of range: expected at least 4$"):
+        env.render_rgb(cell=0)
+    with pytest.raises(ValueError, match=r"^cell=1000000 is out of range: expected at most 128$"):
+        env.render_rgb(cell=10**6)

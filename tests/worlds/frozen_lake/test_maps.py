@@ -367,3 +367,113 @@ def test_catalogue_dir_contains_the_txt_files():
 
     names = sorted(path.stem for path in Path(catalogue_dir()).glob("*.txt"))
     assert tuple(names) == CATALOGUE_NAMES
+
+
+# -- random maps: bounded resampling, and the same maps as ever ---------------------------------------------------
+def _old_random_map(nrow, ncol, p_hole, seed):
+    """random_map as it was: one map at a time, resampled until solvable (without a bound)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    while True:
+        grid = np.where(rng.random((nrow, ncol)) < p_hole, "H", "F")
+        grid[0, 0], grid[-1, -1] = "S", "G"
+        rows = tuple("".join(row) for row in grid)
+        if shortest_route(rows) is not None:
+            return rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    nrow=st.integers(1, 10),
+    ncol=st.integers(1, 10),
+    p_hole=st.sampled_from([0.0, 0.1, 0.3, 0.45]),
+)
+def test_random_map_draws_the_same_maps_as_one_at_a_time(seed, nrow, ncol, p_hole):
+    # maps are now drawn in batches: the seed of a map must still give the map it always gave
+    if nrow * ncol >= 2:
+        assert random_map((nrow, ncol), p_hole, seed) == _old_random_map(nrow, ncol, p_hole, seed)
+
+
+@pytest.mark.parametrize(
+    ("size", "p_hole", "draws"),
+    [(8, 0.99, 1_000_000), (5, 0.99, 1_000_000), ((2, 16), 0.9, 1_000_000), (64, 0.6, 16384), ((64, 2), 0.5, 524288)],
+)
+def test_random_map_gives_up_on_a_hopeless_hole_rate(size, p_hole, draws):
+    # random_map(8, p_hole=0.99) used to resample forever
+    import signal
+
+    def expire(*_):
+        raise TimeoutError("random_map still running after 30 s")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        with pytest.raises(ValueError) as info:
+            random_map(size, p_hole=p_hole, seed=0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    nrow, ncol = (size, size) if isinstance(size, int) else size
+    assert str(info.value) == (
+        f"could not draw a solvable {nrow}x{ncol} map with p_hole={p_hole}: none of {draws} random maps had a path "
+        "from S to G that avoids the holes; lower p_hole"
+    )
+
+
+@pytest.mark.parametrize("size", [2.5, True, "8", (3,), (3, 4, 5), (3.5, 4), (True, 4), None, [[2, 2]]])
+def test_random_map_size_must_be_integers(size):
+    with pytest.raises(ValueError, match=r"^size=.* is not a map size: expected a side length or \(rows, cols\)"):
+        random_map(size)
+
+
+def test_random_map_accepts_numpy_sizes_and_refuses_bad_seeds():
+    import numpy as np
+
+    assert random_map(np.int64(3), seed=1) == random_map([3, 3], seed=1) == random_map(np.array([3, 3]), seed=1)
+    with pytest.raises(ValueError, match=r"^map size 0x5 is out of range"):
+        random_map((0, 5))
+    with pytest.raises(ValueError, match=r"^seed=-1 is out of range: expected at least 0 \(or None\)$"):
+        random_map(4, seed=-1)
+    with pytest.raises(ValueError, match=r"^seed=1\.5 is float: expected an integer$"):
+        random_map(4, seed=1.5)
+    with pytest.raises(ValueError, match=r"^p_hole=nan is out of range: expected a finite number$"):
+        random_map(4, p_hole=float("nan"))
+    with pytest.raises(ValueError, match=r"^p_hole=True is bool: expected a number$"):
+        random_map(4, p_hole=True)
+
+
+# -- maps of the wrong type or size -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (5, "map=5 is int: expected a catalogue name, a path to a map file, or a list of row strings"),
+        (None, "map=None is NoneType: expected a catalogue name"),
+        (b"SG", "map=b'SG' is bytes: expected a catalogue name"),
+        (["SF", 3], "row 1 is int, expected a string"),
+    ],
+)
+def test_load_map_refuses_what_is_no_map(spec, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        load_map(spec)
+
+
+def test_validate_map_stops_reading_huge_maps_early():
+    import itertools
+
+    with pytest.raises(ValueError, match=r"^map is more than 64x2: at most 64x64 is supported$"):
+        validate_map(itertools.repeat("SF"))  # an endless iterator of rows
+    with pytest.raises(ValueError, match=r"^map is 1000x2: at most 64x64 is supported$"):
+        validate_map(["SG"] + ["FF"] * 999)
+    with pytest.raises(ValueError, match=r"^map is 2x1000000: at most 64x64 is supported$"):
+        validate_map(["S" + "X" * 999_999, "G"])  # refused before each tile is looked at
+    with pytest.raises(ValueError, match=r"^a map is a sequence of row strings, not int$"):
+        validate_map(5)
+
+
+def test_a_huge_map_file_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.txt"
+    path.write_text("SG\n" + "# comment\n" * 200_000)
+    with pytest.raises(ValueError, match=r"^map file '.*huge\.txt' is 2000003 bytes long: expected at most 1000000"):
+        load_map(path)

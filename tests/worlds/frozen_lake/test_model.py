@@ -200,7 +200,7 @@ def test_frozen_lake_implements_the_mdp_protocol():
     for i in range(2):
         for j in range(2):
             np.testing.assert_allclose(probs[i, j].numpy(), mdp.P[ids[i, j], actions[i, j]], atol=1e-7)
-    assert mdp.P_tensor() is mdp.P_tensor("cpu")
+    assert torch.equal(mdp.successor_probs(ids, actions), probs)  # built from the sparse successors, cached
 
 
 # -- value iteration ------------------------------------------------------------------------------------------

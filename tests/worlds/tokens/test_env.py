@@ -99,3 +99,87 @@ def test_stable_baselines3_ppo_smoke_training():
     model.learn(64)
     action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
     assert env.action_space.contains(int(action))
+
+
+# -- rgb_array rendering and Stable-Baselines3's make_vec_env ---------------------------------------------------------
+@pytest.mark.parametrize("render_mode", [None, "ansi", "rgb_array"])
+def test_check_env_passes_with_render_checks(render_mode):
+    import warnings
+
+    env = gym.make("iftgym/TokenGen-v0", render_mode=render_mode, **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any checker warning fails the test
+        check_env(env.unwrapped)  # renders every mode of metadata["render_modes"] too
+    assert env.unwrapped.metadata["render_modes"] == ["ansi", "rgb_array"]
+
+
+def test_render_rgb_array_draws_the_sequence_as_coloured_blocks():
+    from iftgym.worlds.tokens.env import ANSWER_MARK, PROMPT_MARK, SPECIAL_COLOURS
+
+    env = TokenGenEnv(render_mode="rgb_array", **SMALL)
+    env.reset(seed=0, options={"index": 0})
+    first = env.render()
+    cell, length = 16, env.world.block_size
+    assert first.dtype == np.uint8 and first.shape == (cell + cell // 4, length * cell, 3)
+    prompt = env.world.prompt_ids(env.examples[0].prompt)
+    centre = lambda image, position: image[cell // 2, position * cell + cell // 2].tolist()  # noqa: E731
+    assert centre(first, 0) == list(SPECIAL_COLOURS[1])  # <bos>: white
+    assert centre(first, len(prompt)) == list(SPECIAL_COLOURS[PAD])  # padding after the prompt
+    assert len({tuple(centre(first, i)) for i in range(1, len(prompt))}) == len(set(prompt[1:]))  # one colour a char
+    env.step(prompt[1])
+    env.step(EOS)
+    last = env.render()
+    assert last.shape == first.shape  # frames keep their size, as video recorders need
+    assert centre(last, len(prompt)) == centre(first, 1)  # the character written has its colour in the prompt
+    assert centre(last, len(prompt) + 1) == list(SPECIAL_COLOURS[EOS])
+    band = last[cell + 1]
+    assert band[cell // 2].tolist() == list(PROMPT_MARK) and band[(len(prompt) + 1) * cell].tolist() == list(
+        ANSWER_MARK
+    )
+    assert band[(len(prompt) + 2) * cell + 1].tolist() == list(SPECIAL_COLOURS[PAD])
+    with pytest.raises(ValueError, match=r"^cell=1000 is out of range: expected at most 64$"):
+        env.render_rgb(cell=1000)
+
+
+def test_stable_baselines3_make_vec_env_builds_and_steps():
+    # make_vec_env passes render_mode="rgb_array", which the env used to refuse
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vec = make_vec_env("iftgym/TokenGen-v0", n_envs=2, seed=0, env_kwargs=SMALL)
+    obs = vec.reset()
+    assert obs["tokens"].shape == (2, vec.envs[0].unwrapped.world.block_size) and obs["length"].shape == (2,)
+    for _ in range(8):  # past the end of an episode: the vec env resets it
+        obs, rewards, dones, _ = vec.step(np.array([EOS, 5]))
+    assert rewards.shape == dones.shape == (2,) and dones.any()
+    assert vec.get_images()[0].shape == vec.envs[0].render().shape
+    vec.close()
+
+
+# -- bad arguments --------------------------------------------------------------------------------------------------
+def test_bad_arguments_end_in_one_clear_line():
+    from iftgym.worlds.tokens.tasks import SortTask
+
+    with pytest.raises(ValueError, match=r"^unknown task 'nope': expected one of addition, sort"):
+        TokenGenEnv(task="nope")
+    with pytest.raises(
+        ValueError, match=r"^task=5 is int: expected a task name \(addition, sort.*\) or an iftgym Task"
+    ):
+        TokenGenEnv(task=5)
+    with pytest.raises(ValueError, match=r"^task options length only apply to a task given by name"):
+        TokenGenEnv(task=SortTask(length=3, n_train=5, n_test=1), length=4)
+    with pytest.raises(
+        ValueError, match=r"^render_mode='human' is not supported: expected one of 'ansi', 'rgb_array'$"
+    ):
+        TokenGenEnv(render_mode="human", **SMALL)
+    env = TokenGenEnv(**SMALL)
+    for options in ({"index": -1}, {"index": True}):
+        with pytest.raises(ValueError, match=r"^index=(-1|True) is out of range: expected an integer 0 <= index < 20"):
+            env.reset(options=options)
+    for options in ({"idx": 1}, [1]):
+        with pytest.raises(ValueError, match=r"is not supported: expected None or a dict with the one key 'index'$"):
+            env.reset(options=options)
+    with pytest.raises(ValueError, match=r"^seed=1\.5 is float: expected an integer$"):
+        env.reset(seed=1.5)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^action True is invalid: expected a token id in 0\.\.\d+$"):
+        env.step(True)

@@ -95,3 +95,42 @@ def test_score_counts_exact_matches(world, tiny):
     policy = tiny(world, seeds=2)
     scores = world.score(policy, "test")
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+# -- bad arguments ----------------------------------------------------------------------------------------------------
+class _Empty(JSONLTask):
+    """A user task whose splits or characters are missing."""
+
+    name = "empty"
+
+    def __init__(self, train, test):
+        self.train, self.test = train, test
+
+
+def test_token_world_refuses_what_is_no_task():
+    from iftgym.worlds.tokens.tasks import Example
+
+    with pytest.raises(ValueError, match=r"^task='addition' is str: expected an iftgym Task"):
+        TokenWorld("addition")
+    with pytest.raises(ValueError, match=r"^reward=\['end'\] is not supported: expected one of end, token$"):
+        TokenWorld(JSONLTask("reverse"), reward=["end"])
+    with pytest.raises(ValueError, match=r"^task 'empty' has no test examples: expected at least one in each split$"):
+        TokenWorld(_Empty([Example("a", "b")], []))
+    with pytest.raises(ValueError, match=r"^task 'empty' uses no characters: expected answers of at least one"):
+        TokenWorld(_Empty([Example("", "")], [Example("", "")]))
+
+
+def test_token_world_batches_are_checked_before_they_are_allocated(reverse, tiny, monkeypatch):
+    import iftgym.validate
+
+    with pytest.raises(ValueError, match=r"^no sequences to pack: expected at least one"):
+        reverse.step_batch([])
+    with pytest.raises(ValueError, match=r"^chunk=0 is out of range: expected at least 1$"):
+        reverse.score(tiny(reverse), chunk=0)
+    with pytest.raises(
+        ValueError, match=r"^prompts=\[\] is not supported: expected a non-empty list of prompt strings$"
+    ):
+        reverse.complete(tiny(reverse), [])
+    monkeypatch.setattr(iftgym.validate, "memory_bytes", lambda: 1000)  # a machine with 1000 bytes of memory
+    with pytest.raises(ValueError, match=r"^a batch of 2 sequences of \d+ steps needs about .* use fewer or shorter"):
+        reverse.step_batch([(ex.prompt, ex.completion) for ex in reverse.task.train[:2]])
