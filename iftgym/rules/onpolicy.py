@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
-from iftgym.rules.common import masked_mean, step_logps
+from iftgym.rules.common import step_logps
 from iftgym.types import StepBatch
 from iftgym.world import World
 
@@ -32,30 +33,80 @@ class ValueHead(nn.Module):
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """Generalised advantage estimates ``(..., T)``; with ``lam = 1`` they are returns-to-go minus ``values``.
 
-    Steps past the end of an episode (mask False) bootstrap nothing; the last real step's successor is terminal
-    or a time limit, valued 0 either way (a truncated rollout is a rare, short-horizon bias accepted here).
+    ``A_t = delta_t + gamma * lam * A_{t+1}`` along each episode's real steps, which must be one contiguous run
+    (the worlds' batches are: a prompt, then the answer, then padding). Steps past the end bootstrap nothing; the
+    last real step's successor is terminal or a time limit, valued 0 either way (a truncated rollout is a rare,
+    short-horizon bias accepted here). The recursion runs as one linear filter over every episode at once (in
+    float64), not as a Python loop over steps.
     """
-    maskf = mask.float()
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[..., 0])
-    next_value = torch.zeros_like(rewards[..., 0])
-    for t in reversed(range(rewards.shape[-1])):
-        alive_next = maskf[..., t + 1] if t + 1 < rewards.shape[-1] else torch.zeros_like(running)
-        delta = rewards[..., t] + gamma * next_value * alive_next - values[..., t]
-        running = (delta + gamma * lam * alive_next * running) * maskf[..., t]
-        advantages[..., t] = running
-        next_value = values[..., t]
-    return advantages
+    from scipy.signal import lfilter  # imported here: only the on-policy rules need it
+
+    maskf = mask.to(rewards.dtype)
+    starts = (maskf[..., 1:] > maskf[..., :-1]).sum(-1) + maskf[..., 0]
+    if (starts > 1).any():
+        raise ValueError("gae needs each episode's real steps to be one contiguous run of the mask")
+    alive_next = torch.cat([maskf[..., 1:], torch.zeros_like(maskf[..., :1])], -1)
+    next_values = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], -1)
+    delta = (rewards + gamma * next_values * alive_next - values) * maskf
+    backwards = lfilter([1.0], [1.0, -gamma * lam], delta.double().cpu().numpy()[..., ::-1], axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(backwards[..., ::-1])).to(rewards) * maskf
 
 
 @dataclass
 class Rollout:
-    """An on-policy batch with everything computed at sampling time (no gradient)."""
+    """On-policy episodes reduced to what PPO's and REINFORCE's losses read, all computed at sampling time.
 
-    batch: StepBatch
-    old_logps: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
+    Both losses are sums over steps of terms that depend on a step only through its state, its action, its
+    advantage and its return, each step weighted by its share ``1 / (episode length * episodes)`` of the
+    per-episode means. So for a Markov policy the sums are taken per (state, action) — tensors ``(K, S, A)``, and
+    per state ``(K, S)`` for the critic — and the loss costs one pass over the policy's table, however many and
+    however long the episodes (``per_state``); a sequence policy keeps one entry per step, ``(K, B, T)``.
+    Advantages are split by sign because PPO's clipping treats the two signs differently.
+    """
+
+    batch: StepBatch  # the sampled episodes
+    per_state: bool
+    weight: torch.Tensor  # summed step weights per entry
+    adv_pos: torch.Tensor  # summed weight * max(advantage, 0)
+    adv_neg: torch.Tensor  # summed weight * min(advantage, 0)
+    old_logps: torch.Tensor  # log-probability of each entry's action when sampled
+    state_weight: torch.Tensor  # summed step weights per input (state or step), for the critic and entropy
+    ret: torch.Tensor  # summed weight * return per input
+    ret_sq: torch.Tensor  # summed weight * return^2 per input
+
+    def inputs(self, policy: Policy) -> torch.Tensor:
+        """The input ids the losses evaluate the policy at: every id once (per state) or the episodes' steps."""
+        if self.per_state:
+            return torch.arange(self.state_weight.shape[-1], device=self.weight.device)[None]
+        return self.batch.ids
+
+    def log_probs(self, policy: Policy) -> torch.Tensor:
+        """The policy's log-probabilities of every action at the inputs, with gradient: ``(K, S, A)`` per state,
+        ``(K, B, T, A)`` per step (one forward pass serves :meth:`logps` and :meth:`entropy`)."""
+        log_probs = torch.log_softmax(policy.logits_at(self.inputs(policy)).float(), -1)
+        return log_probs[:, 0] if self.per_state else log_probs
+
+    def logps(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities aligned with the entries: ``(K, S, A)`` or the sampled actions' ``(K, B, T)``."""
+        if self.per_state:
+            return log_probs
+        return log_probs.gather(-1, self.batch.actions.unsqueeze(-1)).squeeze(-1) * self.batch.mask
+
+    def entropy(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """``(K,)`` the policy's entropy, averaged like the losses (per episode, then over episodes)."""
+        return per_seed_sum(self.state_weight * -(log_probs.exp() * log_probs).sum(-1))
+
+    def value_loss(self, policy: Policy, critic: ValueHead) -> torch.Tensor:
+        """``(K,)`` squared error of the critic against the returns, ``sum w (V - R)^2`` expanded so that it reads
+        the summed returns; it trains the critic only (the policy's encodings are detached)."""
+        values = critic(policy.seed_inputs(policy.embed(self.inputs(policy))).detach())
+        values = values[:, 0] if self.per_state else values
+        return per_seed_sum(self.state_weight * values**2 - 2 * values * self.ret + self.ret_sq)
+
+
+def per_seed_sum(values: torch.Tensor) -> torch.Tensor:
+    """``(K, ...) -> (K,)``: the sum over every entry of each seed (the losses' sums over a :class:`Rollout`)."""
+    return values.flatten(1).sum(-1)
 
 
 def collect(
@@ -68,25 +119,72 @@ def collect(
     gamma: float,
     gae_lambda: float,
     kl_coef: float,
+    normalize_advantage: bool = False,
+    per_state: bool = True,
 ) -> Rollout:
-    """Sample episodes from the current policy and score them; the reward is penalised by
-    ``kl_coef * (log pi - log pi_ref)`` per step when a reference policy is given (RLHF's KL penalty). Seed k's
-    episodes come from ``generators[k]``."""
+    """Sample episodes from the current policy, score them and reduce them to a :class:`Rollout`. The reward is
+    penalised by ``kl_coef * (log pi - log pi_ref)`` per step when a reference policy is given (RLHF's KL
+    penalty); advantages are standardised per seed when ``normalize_advantage``. A Markov policy's steps are summed
+    per (state, action) unless ``per_state`` is False. Seed k's episodes come from ``generators[k]``."""
     with torch.no_grad():
         batch = world.sample(policy, n_episodes, generators)
-        old_logps = step_logps(policy, batch)
+        old_logps, old_table = _sampled_logps(policy, batch)
         rewards = batch.rewards
         if reference is not None and kl_coef > 0:
-            rewards = rewards - kl_coef * (old_logps - step_logps(reference, batch)) * batch.mask
-        values = critic(policy.seed_inputs(policy.embed(batch.ids)))
+            rewards = rewards - kl_coef * (old_logps - _sampled_logps(reference, batch)[0]) * batch.mask
+        values = _sampled_values(policy, critic, batch)
         advantages = gae(rewards, values, batch.mask, gamma, gae_lambda)
-    return Rollout(batch, old_logps, advantages, advantages + values)
+        returns = advantages + values
+        if normalize_advantage:
+            advantages = normalized(advantages, batch.mask)
+        weight = batch.mask / (batch.lengths.clamp(min=1)[..., None] * batch.size)
+        parts = torch.stack([weight, weight * advantages.clamp(min=0), weight * advantages.clamp(max=0)], 1)
+        inputs = torch.stack([weight, weight * returns, weight * returns**2], 1)
+        if not (policy.markov and per_state):
+            return Rollout(batch, False, *parts.unbind(1), old_logps, *inputs.unbind(1))
+        n_ids, n_actions = policy.embedding_table().shape[-2], policy.n_actions
+        per_pair = _scatter(parts, batch.ids * n_actions + batch.actions, batch.mask, n_ids * n_actions)
+        per_id = _scatter(inputs, batch.ids, batch.mask, n_ids)
+        return Rollout(batch, True, *per_pair.view(-1, 3, n_ids, n_actions).unbind(1), old_table, *per_id.unbind(1))
 
 
-def entropy(policy: Policy, batch: StepBatch) -> torch.Tensor:
-    """``(K, B, T)`` entropy of the policy at each step of the batch."""
-    logps = torch.log_softmax(policy.logits_at(batch.ids).float(), dim=-1)
-    return -(logps.exp() * logps).sum(-1)
+def _sampled_logps(policy: Policy, batch: StepBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(K, B, T)`` log-probabilities of the sampled actions, and for a Markov policy the ``(K, S, A)`` table they
+    are read from (cheaper than a softmax per step); ``None`` for a sequence policy."""
+    if not policy.markov:
+        return step_logps(policy, batch), None
+    table = torch.log_softmax(policy(policy.embedding_table().unsqueeze(1)).float(), -1)[:, 0]
+    seeds = torch.arange(policy.n_seeds, device=batch.ids.device)[:, None, None]
+    return table[seeds, batch.ids, batch.actions] * batch.mask, table
+
+
+def _sampled_values(policy: Policy, critic: ValueHead, batch: StepBatch) -> torch.Tensor:
+    """``(K, B, T)`` the critic's values at the sampled steps; a Markov policy's inputs are read from a table of
+    values per input id rather than encoded step by step."""
+    if not policy.markov:
+        return critic(policy.seed_inputs(policy.embed(batch.ids)))
+    table = critic(policy.embedding_table().unsqueeze(1))[:, 0]  # (K, n_ids)
+    return table[torch.arange(policy.n_seeds, device=batch.ids.device)[:, None, None], batch.ids]
+
+
+def _scatter(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, size: int) -> torch.Tensor:
+    """``(K, C, B, T)`` values at the real steps (``mask``) summed into ``(K, C, size)`` bins per seed by ``index``
+    ``(K, B, T)`` (padding, most of a batch of uneven episodes, is skipped)."""
+    K, C = values.shape[:2]
+    real = mask.flatten().nonzero().squeeze(-1)  # positions in K * B * T
+    bins = real // mask[0].numel() * size + index.flatten()[real]
+    taken = values.transpose(0, 1).reshape(C, -1)[:, real]
+    out = torch.zeros(C, K * size, dtype=values.dtype, device=values.device).index_add_(1, bins, taken)
+    return out.view(C, K, size).transpose(0, 1)
+
+
+def normalized(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Advantages standardised per seed over the real steps of the batch."""
+    dims = tuple(range(1, advantages.dim()))
+    n = mask.sum(dims, keepdim=True).clamp(min=1)
+    mean = (advantages * mask).sum(dims, keepdim=True) / n
+    std = (((advantages - mean) * mask) ** 2).sum(dims, keepdim=True).div(n).sqrt()
+    return (advantages - mean) / (std + 1e-8) * mask
 
 
 class CriticRule(Rule):
@@ -105,14 +203,8 @@ class CriticRule(Rule):
     def parameters(self) -> list[nn.Parameter]:
         return list(self.critic.parameters())
 
-    def fresh_rollout(self, policy: Policy, gae_lambda: float) -> Rollout:
+    def fresh_rollout(self, policy: Policy, gae_lambda: float, normalize_advantage: bool = False) -> Rollout:
         """New episodes from the current policy, scored with the config's ``n_episodes``, ``gamma`` and ``kl_coef``."""
         c = self.config
         return collect(policy, self.critic, self.reference, self.world, c.n_episodes, self.generators, c.gamma,
-                       gae_lambda, c.kl_coef)  # fmt: skip
-
-    def value_loss(self, policy: Policy, rollout: Rollout) -> torch.Tensor:
-        """``(K,)`` squared error of the critic against the rollout's returns; it trains the critic only (the
-        policy's encodings are detached)."""
-        values = self.critic(policy.seed_inputs(policy.embed(rollout.batch.ids)).detach())
-        return masked_mean((values - rollout.returns) ** 2, rollout.batch.mask).mean(-1)
+                       gae_lambda, c.kl_coef, normalize_advantage)  # fmt: skip

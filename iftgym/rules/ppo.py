@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from iftgym.policies.base import Policy
-from iftgym.rules.common import masked_mean, step_logps
-from iftgym.rules.onpolicy import CriticRule, entropy
+from iftgym.rules.onpolicy import CriticRule, per_seed_sum
 from iftgym.validate import at_least, between, non_negative, positive
 
 
@@ -42,15 +41,6 @@ class PPOConfig:
         non_negative("kl_coef", self.kl_coef)
 
 
-def normalized(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Advantages standardised per seed over the real steps of the batch."""
-    dims = tuple(range(1, advantages.dim()))
-    n = mask.sum(dims, keepdim=True).clamp(min=1)
-    mean = (advantages * mask).sum(dims, keepdim=True) / n
-    std = (((advantages - mean) * mask) ** 2).sum(dims, keepdim=True).div(n).sqrt()
-    return (advantages - mean) / (std + 1e-8) * mask
-
-
 class PPO(CriticRule):
     """PPO's clipped surrogate on the policy's own rollouts, advantages by GAE from a learned critic."""
 
@@ -60,24 +50,23 @@ class PPO(CriticRule):
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict]:
         c = self.config
         if step % c.update_epochs == 0:
-            self.rollout = self.fresh_rollout(policy, c.gae_lambda)
+            self.rollout = self.fresh_rollout(policy, c.gae_lambda, c.normalize_advantage)
         r = self.rollout
-        mask = r.batch.mask
-        advantages = normalized(r.advantages, mask) if c.normalize_advantage else r.advantages
-        logps = step_logps(policy, r.batch)
-        ratio = torch.exp(logps - r.old_logps)
-        surrogate = torch.min(ratio * advantages, ratio.clamp(1 - c.clip_range, 1 + c.clip_range) * advantages)
-        policy_loss = -masked_mean(surrogate, mask).mean(-1)
-        value_loss = self.value_loss(policy, r)
-        ent = masked_mean(entropy(policy, r.batch), mask).mean(-1)
+        log_probs = r.log_probs(policy)
+        ratio = torch.exp(r.logps(log_probs) - r.old_logps)
+        clipped = ratio.clamp(1 - c.clip_range, 1 + c.clip_range)
+        # min(ratio * A, clipped * A) is min(ratio, clipped) * A for A >= 0 and max(ratio, clipped) * A for A < 0
+        surrogate = torch.minimum(ratio, clipped) * r.adv_pos + torch.maximum(ratio, clipped) * r.adv_neg
+        policy_loss = -per_seed_sum(surrogate)
+        value_loss = r.value_loss(policy, self.critic)
+        ent = r.entropy(log_probs)
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * ent
-        episode_return = r.batch.rewards.sum(-1).mean(-1)
         metrics = {
             "loss": loss.detach(),
             "policy_loss": policy_loss.detach(),
             "value_loss": value_loss.detach(),
             "entropy": ent.detach(),
-            "clip_fraction": masked_mean(((ratio - 1).abs() > c.clip_range).float(), mask).mean(-1).detach(),
-            "episode_return": episode_return,
+            "clip_fraction": per_seed_sum(r.weight * ((ratio - 1).abs() > c.clip_range)).detach(),
+            "episode_return": r.batch.rewards.sum(-1).mean(-1),
         }
         return loss, metrics

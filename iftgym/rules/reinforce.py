@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from iftgym.policies.base import Policy
-from iftgym.rules.common import masked_mean, step_logps
-from iftgym.rules.onpolicy import CriticRule
+from iftgym.rules.onpolicy import CriticRule, per_seed_sum
 from iftgym.validate import at_least, between, non_negative
 
 
@@ -39,8 +38,8 @@ class REINFORCE(CriticRule):
         c = self.config
         # gae with lambda = 1 is exactly "return-to-go minus baseline".
         r = self.fresh_rollout(policy, gae_lambda=1.0)
-        policy_loss = -masked_mean(step_logps(policy, r.batch) * r.advantages, r.batch.mask).mean(-1)
-        value_loss = self.value_loss(policy, r)
+        policy_loss = -per_seed_sum(r.logps(r.log_probs(policy)) * (r.adv_pos + r.adv_neg))
+        value_loss = r.value_loss(policy, self.critic)
         loss = policy_loss + c.vf_coef * value_loss
         metrics = {
             "loss": loss.detach(),

@@ -50,17 +50,21 @@ def test_kl_penalty_shapes_the_rewards(paper: FrozenLakeMDP, generators) -> None
     policy = MLPPolicy(paper.n_states, 4, seeds=2)
     reference = MLPPolicy(paper.n_states, 4, seeds=[10, 11])
     critic = ValueHead(2, paper.n_states)  # zero values: returns = advantages
-    plain = collect(policy, critic, reference, paper, 8, generators(policy, 5), 0.9, 1.0, kl_coef=0.0)
-    shaped = collect(policy, critic, reference, paper, 8, generators(policy, 5), 0.9, 1.0, kl_coef=0.5)
+    # per step, so that the returns can be read back from the rollout's weighted sums
+    plain = collect(policy, critic, reference, paper, 8, generators(policy, 5), 0.9, 1.0, kl_coef=0.0, per_state=False)
+    shaped = collect(policy, critic, reference, paper, 8, generators(policy, 5), 0.9, 1.0, kl_coef=0.5, per_state=False)
     assert torch.equal(plain.batch.ids, shaped.batch.ids)  # same episodes
     with torch.no_grad():
         kl = step_logps(policy, shaped.batch) - step_logps(reference, shaped.batch)
     rewards = shaped.batch.rewards - 0.5 * kl * shaped.batch.mask
-    torch.testing.assert_close(shaped.returns, gae(rewards, torch.zeros_like(rewards), shaped.batch.mask, 0.9, 1.0))
+    weight = shaped.state_weight
+    zero = torch.zeros_like(rewards)
+    torch.testing.assert_close(shaped.ret, weight * gae(rewards, zero, shaped.batch.mask, 0.9, 1.0))
     torch.testing.assert_close(
-        plain.returns, gae(plain.batch.rewards, torch.zeros_like(rewards), plain.batch.mask, 0.9, 1.0)
+        plain.ret, weight * gae(plain.batch.rewards, torch.zeros_like(rewards), plain.batch.mask, 0.9, 1.0)
     )
-    assert (shaped.returns - plain.returns).abs().max() > 1e-3
+    real = weight > 0
+    assert ((shaped.ret - plain.ret)[real] / weight[real]).abs().max() > 1e-3
     # and the rules only build a reference when the penalty is on
     for name in ("ppo", "reinforce"):
         for kl_coef, has_reference in ((0.0, False), (0.1, True)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from iftgym import FrozenLakeMDP
 from iftgym.policies import MLPPolicy
 from iftgym.rules import make_rule
-from iftgym.rules.common import step_logps
+from iftgym.rules.onpolicy import collect
 from iftgym.world import seed_generators
 
 
@@ -30,10 +31,10 @@ def test_ppo_clipping(paper: FrozenLakeMDP, ratio: float, advantage: float, clip
     policy, rule = ppo_setup(paper, clip_range=0.2)
     r = rule.rollout
     with torch.no_grad():
-        logps = step_logps(policy, r.batch)
-    rule.rollout = type(r)(
-        r.batch, logps - math.log(ratio), torch.full_like(logps, advantage) * r.batch.mask, r.returns
-    )
+        logps = r.logps(r.log_probs(policy))
+    # the same advantage on every step; the steps' weights sum to 1 per seed
+    rule.rollout = dataclasses.replace(r, old_logps=logps - math.log(ratio), adv_pos=r.weight * max(advantage, 0),
+                                       adv_neg=r.weight * min(advantage, 0))  # fmt: skip
     loss, metrics = rule.loss(policy, None, 1)
     expected_surrogate = min(ratio * advantage, min(max(ratio, 0.8), 1.2) * advantage)
     torch.testing.assert_close(metrics["policy_loss"], torch.full((2,), -expected_surrogate))
@@ -41,3 +42,32 @@ def test_ppo_clipping(paper: FrozenLakeMDP, ratio: float, advantage: float, clip
     gradient = grads(policy, loss)
     size = max(g.abs().max().item() for g in gradient)
     assert (size == 0.0) if clipped else (size > 1e-4)
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce"])
+@pytest.mark.parametrize("slippery", [False, True])
+def test_the_per_state_loss_equals_the_per_step_loss(name: str, slippery: bool) -> None:
+    """Summing the steps per (state, action) changes the cost, not the loss: same losses, metrics and gradients."""
+    world = FrozenLakeMDP.from_map("4x4", slippery=slippery)
+    policy = MLPPolicy(world.n_states, 4, hidden=16, seeds=3)
+    results = []
+    for per_state in (True, False):
+        rule = make_rule(name, **({"ent_coef": 0.1} if name == "ppo" else {}))
+        rule.setup(policy, world, seed_generators(0, policy.seeds))
+        rollout = collect(policy, rule.critic, None, world, 8, seed_generators(1, policy.seeds), 0.9, 0.95, 0.0,
+                          name == "ppo", per_state)  # fmt: skip
+        assert rollout.per_state == per_state
+        rule.rollout = rollout
+        rule.fresh_rollout = lambda *args, rollout=rollout, **kwargs: rollout
+        with torch.no_grad():
+            for p in rule.critic.parameters():  # a critic that predicts something
+                p.normal_(generator=torch.Generator().manual_seed(2))
+        loss, metrics = rule.loss(policy, None, 1)
+        grad = torch.autograd.grad(loss.sum(), list(policy.parameters()) + list(rule.critic.parameters()))
+        results.append((loss.detach(), metrics, grad))
+    (loss_a, metrics_a, grad_a), (loss_b, metrics_b, grad_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-5, atol=1e-6)
+    for key in metrics_a:
+        torch.testing.assert_close(metrics_a[key], metrics_b[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(grad_a, grad_b):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
