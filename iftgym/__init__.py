@@ -23,7 +23,8 @@ from gymnasium.envs.registration import register, registry
 from iftgym.version import __version__
 
 if "iftgym/FrozenLake-v0" not in registry:
-    register(id="iftgym/FrozenLake-v0", entry_point="iftgym.worlds.frozen_lake.env:FrozenLakeEnv")
+    register(id="iftgym/FrozenLake-v0", entry_point="iftgym.worlds.frozen_lake.env:FrozenLakeEnv",
+             vector_entry_point="iftgym.worlds.frozen_lake.vector_env:FrozenLakeVectorEnv")  # fmt: skip
 if "iftgym/TokenGen-v0" not in registry:
     register(id="iftgym/TokenGen-v0", entry_point="iftgym.worlds.tokens.env:TokenGenEnv")
 

@@ -1,15 +1,18 @@
 """``iftgym/FrozenLake-v0``: a Gymnasium environment driven by the exact :class:`FrozenLakeMDP`.
 
 Same dynamics as Gymnasium's ``FrozenLake-v1`` (so every exact number of the model applies to episodes of this
-env): each step is :meth:`FrozenLakeMDP.step` with one uniform draw of the env's generator. Plus one-hot
-observations for neural policies and rendering that needs no pygame: text, an image, or that image in a matplotlib
-window.
+env): each step is :meth:`FrozenLakeMDP.step_one` (the model's :meth:`~FrozenLakeMDP.step` for one state, without
+numpy's per-call costs) with one uniform draw of the env's generator. Plus one-hot observations for neural policies
+and rendering that needs no pygame: text, an image, or that image in a matplotlib window. ``gymnasium.make_vec``
+builds N copies stepped as arrays (:mod:`iftgym.worlds.frozen_lake.vector_env`), from the checks (:func:`setup`) and
+drawing (:func:`draw_frames`) defined here.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
@@ -55,6 +58,42 @@ def human_display_problem() -> str | None:
     return f"matplotlib's backend {backend!r} is non-interactive"
 
 
+def setup(
+    map: MapLike, slippery: bool, success_rate: float, one_hot: bool, max_episode_steps: int | None
+) -> tuple[FrozenLakeMDP, int, spaces.Space]:
+    """Check the arguments the single and the vector env share: the model, the step limit (default ``4 * number of
+    cells``, at least 100) and the observation space of one copy."""
+    for name, flag in (("slippery", slippery), ("one_hot", one_hot)):
+        if not isinstance(flag, (bool, np.bool_)):  # a string such as "no" would count as true
+            raise ValueError(f"{name}={flag!r} is {type(flag).__name__}: expected True or False")
+    if max_episode_steps is not None:
+        at_least("max_episode_steps", max_episode_steps, 1)
+    model = FrozenLakeMDP.from_map(map, slippery=bool(slippery), success_rate=success_rate)
+    n = model.n_states
+    limit = max(100, 4 * n) if max_episode_steps is None else int(max_episode_steps)
+    return model, limit, spaces.Box(0.0, 1.0, (n,), np.float32) if one_hot else spaces.Discrete(n)
+
+
+def draw_frames(model: FrozenLakeMDP, states: Iterable[int], cell: int = 32) -> list[np.ndarray]:
+    """One ``(nrow*cell, ncol*cell, 3)`` uint8 image per state: the map, ``cell`` (4..128) pixels a cell, with the
+    agent drawn as a square in that state's cell."""
+    at_least("cell", cell, 4, high=128)
+    background = np.zeros((model.nrow * cell, model.ncol * cell, 3), dtype=np.uint8)
+    for row, line in enumerate(model.desc):
+        for col, tile in enumerate(line):
+            block = background[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
+            block[:] = TILE_COLOURS[tile]
+            block[0, :] = block[:, 0] = 160  # grid lines
+    pad = cell // 4
+    frames = []
+    for state in states:
+        row, col = divmod(int(state), model.ncol)
+        image = background.copy()
+        image[row * cell + pad : (row + 1) * cell - pad, col * cell + pad : (col + 1) * cell - pad] = AGENT_COLOUR
+        frames.append(image)
+    return frames
+
+
 class FrozenLakeEnv(gym.Env):
     """Frozen Lake on any catalogue, file or list-of-rows map.
 
@@ -93,28 +132,23 @@ class FrozenLakeEnv(gym.Env):
                              "render_mode='rgb_array' or 'ansi', or run where a display is available")  # fmt: skip
         modes = [mode for mode in FrozenLakeEnv.metadata["render_modes"] if mode != "human" or problem is None]
         self.metadata = {**FrozenLakeEnv.metadata, "render_modes": modes}
-        for name, flag in (("slippery", slippery), ("one_hot", one_hot)):
-            if not isinstance(flag, (bool, np.bool_)):  # a string such as "no" would count as true
-                raise ValueError(f"{name}={flag!r} is {type(flag).__name__}: expected True or False")
-        if max_episode_steps is not None:
-            at_least("max_episode_steps", max_episode_steps, 1)
-        self.model = FrozenLakeMDP.from_map(map, slippery=bool(slippery), success_rate=success_rate)
-        n = self.model.n_states
-        self.max_episode_steps = max(100, 4 * n) if max_episode_steps is None else int(max_episode_steps)
+        self.model, self.max_episode_steps, self.observation_space = setup(
+            map, slippery, success_rate, one_hot, max_episode_steps
+        )
         self.one_hot = bool(one_hot)
-        self.observation_space = spaces.Box(0.0, 1.0, (n,), np.float32) if one_hot else spaces.Discrete(n)
         self.action_space = spaces.Discrete(4)
         self.render_mode = render_mode
         self.state = self.model.start
         self.steps = 0
         self._window: tuple[Any, Any] | None = None  # human mode: the matplotlib figure and its image
+        self._transitions: dict[int, dict[int, float]] = {}  # model.transition(s, a) at key 4 s + a, on first use
 
     def _obs(self) -> Any:
         if self.one_hot:
             obs = np.zeros(self.model.n_states, dtype=np.float32)
             obs[self.state] = 1.0
             return obs
-        return int(self.state)
+        return self.state
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         if options is not None and (not isinstance(options, dict) or options):
@@ -130,18 +164,22 @@ class FrozenLakeEnv(gym.Env):
         return self._obs(), {"prob": 1.0}
 
     def step(self, action: int) -> tuple[Any, float, bool, bool, dict]:
-        if isinstance(action, bool) or not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is invalid: expected an integer in 0..3 (LEFT, DOWN, RIGHT, UP)")
-        nxt = self.model.step(self.state, int(action), self.np_random.random())
-        reward = self.model.reward(self.state, int(action), nxt)
-        prob = self.model.transition(self.state, int(action))[nxt]
+        if type(action) is not int or not 0 <= action < 4:  # a plain int in range, the common case, skips the check
+            if isinstance(action, bool) or not self.action_space.contains(action):
+                raise ValueError(f"action {action!r} is invalid: expected an integer in 0..3 (LEFT, DOWN, RIGHT, UP)")
+            action = int(action)
+        state = self.state
+        nxt = self.model.step_one(state, action, self.np_random.random())
+        outcomes = self._transitions.get(4 * state + action)
+        if outcomes is None:
+            outcomes = self._transitions[4 * state + action] = self.model.transition(state, action)
         self.state = nxt
         self.steps += 1
         terminated = self.model.is_terminal(nxt)
         truncated = not terminated and self.steps >= self.max_episode_steps
         if self.render_mode == "human":
             self.render()
-        return self._obs(), reward, terminated, truncated, {"prob": prob}
+        return self._obs(), self.model.reward(state, action, nxt), terminated, truncated, {"prob": outcomes[nxt]}
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode == "ansi":
@@ -179,14 +217,4 @@ class FrozenLakeEnv(gym.Env):
     def render_rgb(self, cell: int = 32) -> np.ndarray:
         """The map as an ``(nrow*cell, ncol*cell, 3)`` uint8 image with the agent drawn as a square; ``cell`` is
         4..128 pixels."""
-        at_least("cell", cell, 4, high=128)
-        image = np.zeros((self.model.nrow * cell, self.model.ncol * cell, 3), dtype=np.uint8)
-        for row, line in enumerate(self.model.desc):
-            for col, tile in enumerate(line):
-                block = image[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
-                block[:] = TILE_COLOURS[tile]
-                block[0, :] = block[:, 0] = 160  # grid lines
-        row, col = divmod(self.state, self.model.ncol)
-        pad = cell // 4
-        image[row * cell + pad : (row + 1) * cell - pad, col * cell + pad : (col + 1) * cell - pad] = AGENT_COLOUR
-        return image
+        return draw_frames(self.model, [self.state], cell)[0]

@@ -357,3 +357,44 @@ def test_bad_calls():
         env.render_rgb(cell=0)
     with pytest.raises(ValueError, match=r"^cell=1000000 is out of range: expected at most 128$"):
         env.render_rgb(cell=10**6)
+
+
+# -- the per-step fast path: the same moves, draws and infos as FrozenLakeMDP.step --------------------------------
+@pytest.mark.parametrize("success_rate", [1 / 3, 0.8, 0.1])
+def test_step_one_is_the_model_step(success_rate):
+    model = FrozenLakeMDP.from_map(["SFFH", "FHFF", "FFFG"], slippery=True, success_rate=success_rate)
+    rng = np.random.default_rng(0)
+    states, actions = np.divmod(np.arange(model.n_states * 4).repeat(30), 4)
+    steps = model.next_cdf[states, actions, rng.integers(0, 3, len(states))]  # draws on the CDF's steps and beside
+    states, actions = np.tile(states, 3), np.tile(actions, 3)
+    u = np.concatenate([rng.random(len(steps)), steps, np.nextafter(steps, 1)])
+    got = [model.step_one(int(s), int(a), float(x)) for s, a, x in zip(states, actions, u)]
+    assert got == model.step(states, actions, u).tolist() and all(type(cell) is int for cell in got)
+
+
+def test_steps_are_the_model_steps_with_the_same_draws():
+    env = FrozenLakeEnv(map="8x8", slippery=True, success_rate=0.6, max_episode_steps=30)
+    model = env.model
+    env.reset(seed=7)
+    draws = np.random.default_rng(7)  # the env's generator, seeded as Gymnasium seeds it
+    state, count = model.start, 0
+    for action in np.random.default_rng(1).integers(0, 4, 3000).tolist():
+        nxt = model.step(state, action, draws.random())
+        count += 1
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert (obs, reward, terminated, truncated) == (nxt, model.reward(state, action, nxt), model.terminal[nxt],
+                                                        not model.terminal[nxt] and count == 30)  # fmt: skip
+        assert type(obs) is int and type(reward) is float and info == {"prob": model.transition(state, action)[nxt]}
+        state = nxt
+        if terminated or truncated:
+            env.reset()
+            state, count = model.start, 0
+
+
+def test_numpy_integer_actions_are_accepted():
+    env = FrozenLakeEnv(map="paper")
+    env.reset(seed=0)
+    assert [env.step(action)[0] for action in (np.int64(DOWN), np.array(RIGHT), np.uint8(DOWN))] == [6, 7, 7]
+    for action in (1.0, -1, np.int64(4), np.array([1])):
+        with pytest.raises(ValueError, match=r"^action .* is invalid: expected an integer in 0..3"):
+            env.step(action)
