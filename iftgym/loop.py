@@ -115,10 +115,7 @@ def make_stages(
         raise ValueError(f"steps={steps} is out of range for {'+'.join(r.name for r in rules)!r}: expected at least "
                          f"{len(rules)}, one step per stage")  # fmt: skip
     bounds = iter(np.diff(np.linspace(0, steps, len(rules) + 1).round().astype(int)).tolist())
-    return [
-        part if isinstance(part, Stage) else Stage(part, next(bounds), stage_lrs.get(part.name))
-        for part in parts
-    ]
+    return [part if isinstance(part, Stage) else Stage(part, next(bounds), stage_lrs.get(part.name)) for part in parts]
 
 
 def check_algorithms(

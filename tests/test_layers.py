@@ -13,8 +13,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "iftgym"
 
 # bottom up; a module may import from its own layer (without a cycle) and from the layers below
 LAYERS = [
-    ("core", ["iftgym.version", "iftgym.errors", "iftgym.validate", "iftgym.io", "iftgym.registry", "iftgym.types",
-              "iftgym.world"]),
+    (
+        "core",
+        [
+            "iftgym.version",
+            "iftgym.errors",
+            "iftgym.parallel",
+            "iftgym.validate",
+            "iftgym.io",
+            "iftgym.registry",
+            "iftgym.types",
+            "iftgym.world",
+        ],
+    ),
     ("worlds", ["iftgym.worlds"]),
     ("policies", ["iftgym.policies"]),
     ("rules", ["iftgym.rules"]),

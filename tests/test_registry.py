@@ -82,7 +82,8 @@ def test_a_registered_rule_trains_and_round_trips_through_its_spec(half_sft: str
 
 def test_a_rule_file_joins_compare_through_plugin(tmp_path: Path) -> None:
     plugin = tmp_path / "halving.py"
-    plugin.write_text(textwrap.dedent("""
+    plugin.write_text(
+        textwrap.dedent("""
         from dataclasses import dataclass
 
         import iftgym
@@ -104,7 +105,8 @@ def test_a_rule_file_joins_compare_through_plugin(tmp_path: Path) -> None:
 
 
         iftgym.register_rule("halving", Halving, replace=True)
-    """))
+    """)
+    )
     out = tmp_path / "out"
     args = ["compare", "--plugin", str(plugin), "--algos", "sft,halving,sft+halving", "--seeds", "2", "--steps", "4",
             "--set", "halving.scale=0.25", "--out", str(out)]  # fmt: skip
@@ -141,7 +143,8 @@ def distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     task through iftgym's entry-point groups."""
     package = tmp_path / "demo_plugin"
     package.mkdir()
-    (package / "__init__.py").write_text(textwrap.dedent("""
+    (package / "__init__.py").write_text(
+        textwrap.dedent("""
         import iftgym
         from iftgym.policies import MLPPolicy
         from iftgym.rules import SFT
@@ -158,11 +161,13 @@ def distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
         class PluginSort(SortTask):
             name = "plugin-sort"
-    """))
+    """)
+    )
     info = tmp_path / "iftgym_demo_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: iftgym-demo-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent("""
         [iftgym.rules]
         plugin-sft = demo_plugin:PluginSFT
 
@@ -171,7 +176,8 @@ def distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
         [iftgym.tasks]
         plugin-sort = demo_plugin:PluginSort
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     yield

@@ -44,8 +44,11 @@ def run(args: argparse.Namespace, console: Console) -> None:
             raise UsageError(f"--png {args.png!r} does not end in .png: expected a PNG file name")
         writable_dir(str(Path(args.png).parent))
     result = run_bias(config)
-    title = (f"{args.algo} on {args.map} ({args.steps} steps, seed {args.seed}"
-             + (", slippery" if result.world.slippery else "") + "): preference for the optimal demonstration's action")
+    title = (
+        f"{args.algo} on {args.map} ({args.steps} steps, seed {args.seed}"
+        + (", slippery" if result.world.slippery else "")
+        + "): preference for the optimal demonstration's action"
+    )
     console.print(bias_table(result, escape(title)))
     console.print(f"summed log-bias along the demonstration (reach={result.estimates.reach!r}): "
                   f"[bold]{result.total_log_bias:.4f}[/]")  # fmt: skip

@@ -93,10 +93,12 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def run_experiment(console: Console, experiment: Callable[..., dict[str, Any]], config: Any) -> dict[str, Any]:
-    """Run ``experiment(config, progress=...)`` under a status line that names what is training."""
+def run_experiment(
+    console: Console, experiment: Callable[..., dict[str, Any]], config: Any, **options: Any
+) -> dict[str, Any]:
+    """Run ``experiment(config, progress=..., **options)`` under a status line that names what is training."""
     with console.status("training") as status:
-        return experiment(config, progress=lambda text: status.update(f"training {escape(text)}"))
+        return experiment(config, progress=lambda text: status.update(f"training {escape(text)}"), **options)
 
 
 def save_outputs(

@@ -21,6 +21,7 @@ from iftgym.cli.common import (
 )
 
 DEFAULT_ALGOS = "sft,ift,dpo,orpo,ppo,sb3-ppo"
+CACHE = ".iftgym-cache/sb3"  # inside --out: a run writes only there
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--demos", type=int, default=1, help="demonstrations (and pairs) sampled per map (default: 1)")
     parser.add_argument("--sb3-timesteps", type=int, default=None,
                         help="environment steps per SB3 PPO seed, with sb3-ppo in --algos (default: 5000)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes training sb3-ppo's seeds beside the other rules (default: one per core; 0: "
+                        "train them in this process one after another); results do not depend on it")  # fmt: skip
+    parser.add_argument("--no-cache", action="store_true",
+                        help="train every sb3-ppo seed again rather than read it from OUT/.iftgym-cache (where each "
+                        "seed is kept by map, seed, settings and library versions)")  # fmt: skip
     parser.add_argument("--random-maps", type=int, default=0, help="sweep over N random maps instead of --map")
     parser.add_argument("--size", type=int, default=None, help="side of the random maps (default: 6)")
     add_training_arguments(parser, "--algos")
@@ -48,10 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> None:
     """Run ``iftgym compare`` with parsed ``args``, printing to ``console``."""
-    from iftgym.experiments.baselines import SB3
+    from iftgym.experiments.baselines import MAX_WORKERS, SB3
     from iftgym.experiments.compare import CompareConfig, compare
     from iftgym.explain.figures import draw_figures
     from iftgym.explain.tables import across_maps_table, compare_table
+    from iftgym.validate import at_least
     from iftgym.worlds.frozen_lake.maps import load_map
 
     load_plugins(args.plugin)
@@ -60,8 +68,13 @@ def run(args: argparse.Namespace, console: Console) -> None:
         raise UsageError("--map and --random-maps exclude each other: give maps, or a number of random maps")
     if args.size is not None and not args.random_maps:
         raise UsageError("--size has no effect without --random-maps: add --random-maps N or drop --size")
-    if args.sb3_timesteps is not None and SB3 not in algos:
-        raise UsageError(f"--sb3-timesteps has no effect without {SB3} in --algos: add it or drop --sb3-timesteps")
+    for flag, given in (
+        ("--sb3-timesteps", args.sb3_timesteps is not None),
+        ("--workers", args.workers is not None),
+        ("--no-cache", args.no_cache),
+    ):
+        if given and SB3 not in algos:
+            raise UsageError(f"{flag} has no effect without {SB3} in --algos: add it or drop {flag}")
     slippery, success_rate, gamma = dynamics(args)
     defaults = CompareConfig.__dataclass_fields__
     config = CompareConfig(
@@ -73,8 +86,11 @@ def run(args: argparse.Namespace, console: Console) -> None:
     )  # fmt: skip
     for name in config.maps if not config.random_maps else []:
         load_map(name)  # unknown maps fail before any training
+    if args.workers is not None:
+        at_least("--workers", args.workers, 0, high=MAX_WORKERS)
     out = writable_dir(args.out)
-    results = run_experiment(console, compare, config)
+    cache = None if args.no_cache else out / CACHE
+    results = run_experiment(console, compare, config, cache=cache, workers=args.workers)
     for entry in results["maps"]:
         console.print(compare_table(entry))
     if "across_maps" in results:

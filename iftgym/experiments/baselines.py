@@ -7,27 +7,44 @@ exact solvers of :class:`~iftgym.worlds.frozen_lake.FrozenLakeMDP`. In a compari
 
 Defaults differ from SB3's to keep a run cheap: 16 copies of the env stepped together, 8 steps each per
 rollout (128 transitions a rollout; SB3's default is 2048 per env), 4 epochs of one minibatch of 128, learning
-rate 3e-3, one hidden layer of 64 units for actor and critic, 4096 timesteps. Measured on a shared 2-core machine:
-20 seeds take about 17 s in all (0.85 s a seed). At this budget PPO finds the paper map's goal in roughly a third
-of the seeds (mean success probability about 0.3); raise ``total_timesteps`` for a converged baseline.
+rate 3e-3, one hidden layer of 64 units for actor and critic, 4096 timesteps (a comparison uses 5000). A seed takes
+about 0.6 s on one core; raise ``total_timesteps`` for a converged baseline.
+
+A comparison trains its SB3 seeds in worker processes while the other rules train (:func:`sb3_in_background`),
+and keeps each seed's policy in a cache folder, keyed by everything the run depends on (:class:`SB3Job`), so a
+re-run reads it back instead of training again. Seeds are independent runs, so where a seed trained (in this
+process or a worker, alone or beside others, now or read from the cache) does not change its policy.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import multiprocessing
+import os
 import random
-from collections.abc import Iterator, Sequence
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
 import torch
 
+from iftgym.io import atomic_path, remove_leftovers
+from iftgym.parallel import available_cores
 from iftgym.policies.base import check_seeds
 from iftgym.validate import at_least
+from iftgym.version import __version__
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 SB3 = "sb3-ppo"
+MAX_WORKERS = 256
 
 
 @contextmanager
@@ -114,3 +131,99 @@ def train_sb3_ppo(
             policies.append(probs.double().numpy())
             env.close()
     return np.stack(policies)
+
+
+@dataclass(frozen=True)
+class SB3Job:
+    """One SB3 seed of a comparison: the map and dynamics, the seed and the step budget (other settings are
+    :func:`train_sb3_ppo`'s defaults)."""
+
+    rows: tuple[str, ...]
+    slippery: bool
+    success_rate: float
+    seed: int
+    total_timesteps: int
+
+    def key(self) -> str:
+        """A name for this job's cached result: a hash of the job and of every library version its policy
+        depends on, so a result trained by another version is never read back."""
+        libraries = ("stable_baselines3", "torch", "gymnasium", "numpy")
+        spec = {**asdict(self), "iftgym": __version__, **{name: version(name) for name in libraries}}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+    def run(self) -> tuple[np.ndarray, float]:
+        """Train this seed: its policy ``(S, A)`` and the seconds it took."""
+        start = time.perf_counter()
+        model = FrozenLakeMDP.from_map(list(self.rows), self.slippery, self.success_rate)
+        (policy,) = train_sb3_ppo(model, total_timesteps=self.total_timesteps, seeds=[self.seed])
+        return policy, time.perf_counter() - start
+
+
+def _cached(job: SB3Job, cache: Path | None) -> tuple[np.ndarray, float] | None:
+    """The job's cached result, or ``None`` when there is none or it does not look like this job's (damaged or
+    written by something else: it is trained again and overwritten). Read without pickle."""
+    if cache is None:
+        return None
+    try:
+        with np.load(cache / f"{job.key()}.npz", allow_pickle=False) as saved:
+            policy, seconds = saved["policy"], float(saved["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    cells = len(job.rows) * len(job.rows[0])
+    ok = policy.shape == (cells, 4) and np.isfinite(policy).all() and np.allclose(policy.sum(axis=1), 1)
+    return (policy.astype(float), seconds) if ok else None
+
+
+def _run_and_cache(job: SB3Job, cache: Path | None) -> tuple[np.ndarray, float]:
+    """Train ``job`` and, with a cache folder, save its result there atomically (a killed run keeps every seed it
+    finished)."""
+    policy, seconds = job.run()
+    if cache is not None:
+        with atomic_path(cache / f"{job.key()}.npz") as tmp, open(tmp, "wb") as file:
+            np.savez(file, policy=policy, seconds=np.float64(seconds))
+    return policy, seconds
+
+
+def _worker_setup() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it ends the workers), and one math thread per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+@contextmanager
+def sb3_in_background(
+    jobs: Sequence[SB3Job], cache: str | os.PathLike | None = None, workers: int | None = None
+) -> Iterator[Callable[[SB3Job], tuple[np.ndarray, float]]]:
+    """Start training ``jobs`` and yield ``result(job) -> (policy, seconds)``, which waits for that job.
+
+    Cached jobs are read back from ``cache`` (a folder; ``None``: no cache); the others train in ``workers``
+    processes started with ``spawn`` (default: one per core, :func:`~iftgym.parallel.available_cores`; ``0``: each
+    in this process when its result is asked for). Leaving the block (normally, on an error or an interrupt) ends
+    the workers.
+    """
+    at_least("workers", available_cores() if workers is None else workers, 0, high=MAX_WORKERS)
+    folder = None if cache is None else Path(cache)
+    if folder is not None:
+        remove_leftovers(folder)
+    done = {job: found for job in jobs if (found := _cached(job, folder)) is not None}
+    todo = [job for job in dict.fromkeys(jobs) if job not in done]
+    workers = min(available_cores() if workers is None else workers, len(todo))
+    pool = None
+    if workers:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_setup)
+        pending = {job: pool.apply_async(_run_and_cache, (job, folder)) for job in todo}
+    try:
+
+        def result(job: SB3Job) -> tuple[np.ndarray, float]:
+            if job not in done:
+                done[job] = pending[job].get() if pool is not None else _run_and_cache(job, folder)
+            return done[job]
+
+        yield result
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
-from iftgym.experiments.baselines import SB3, train_sb3_ppo
+from iftgym.experiments.baselines import SB3, SB3Job, sb3_in_background
 from iftgym.io import read_json
 from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
 from iftgym.metrics.estimators import demonstration_log_bias
@@ -111,20 +112,23 @@ def named_maps(config: CompareConfig) -> list[tuple[str, FrozenLakeMDP]]:
 def run_algorithm(
     model: FrozenLakeMDP, algo: str, data: TrainingData, config: CompareConfig, seeds: list[int] | None = None
 ) -> dict[str, Any]:
-    """Train one algorithm on all seeds at once (``seeds``, default ``0..config.seeds-1``): ``{"policies":
+    """Train one rule or recipe on all seeds at once (``seeds``, default ``0..config.seeds-1``): ``{"policies":
     (K, S, A), "curves": ..., "stages": [...]}``, or ``{"skipped": reason}`` when the map lacks its data."""
     seeds = list(range(config.seeds)) if seeds is None else seeds
-    if algo == SB3:
-        return {"policies": train_sb3_ppo(model, total_timesteps=config.sb3_timesteps, seeds=seeds), "curves": {},
-                "stages": []}  # fmt: skip
     stages = make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides)
     lacking = [stage.rule.name for stage in stages if not data.has(stage.rule.data)]
     if lacking:
         return {"skipped": f"map has no sub-optimal route, so {', '.join(lacking)} in {algo!r} has no preference "
                            "pairs to train on"}  # fmt: skip
     policy = MLPPolicy(model.n_states, model.n_actions, hidden=config.hidden, seeds=seeds)
-    result = train(policy, stages, model, data, TrainConfig(steps=config.steps, lr=config.lr,
-                   eval_every=config.eval_every), callback=lambda step, p: model.scores(p, ("mse", "success")))
+    result = train(
+        policy,
+        stages,
+        model,
+        data,
+        TrainConfig(steps=config.steps, lr=config.lr, eval_every=config.eval_every),
+        callback=lambda step, p: model.scores(p, ("mse", "success")),
+    )
     curves = {
         "steps": [step for step, _ in result.evaluations],
         **{key: np.stack([m[key] for _, m in result.evaluations], axis=1).tolist() for key in ("mse", "success")},
@@ -132,53 +136,88 @@ def run_algorithm(
     return {"policies": policy.action_probs().numpy().astype(float), "curves": curves, "stages": result.stages}
 
 
-def compare(config: CompareConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the comparison and return the results as a JSON-ready dict (see :data:`SCHEMA`); ``progress`` is called
-    with a short description before each algorithm."""
+def sb3_jobs(config: CompareConfig, model: FrozenLakeMDP) -> list[SB3Job]:
+    """The SB3 seeds of one map."""
+    return [SB3Job(tuple(model.desc), config.slippery, config.success_rate, seed, config.sb3_timesteps)
+            for seed in range(config.seeds)]  # fmt: skip
+
+
+def compare(
+    config: CompareConfig,
+    progress: Callable[[str], None] | None = None,
+    cache: str | os.PathLike | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Run the comparison and return the results as a JSON-ready dict (see :data:`SCHEMA`).
+
+    Args:
+        config: what to run.
+        progress: called with a short description before each algorithm (and each SB3 seed waited for).
+        cache: a folder for SB3's per-seed policies (``iftgym compare`` uses ``OUT/.iftgym-cache/sb3``): a re-run
+            reads them back instead of training again. ``None``: no cache.
+        workers: processes training SB3's seeds while the other rules train here (default: one per core; ``0``:
+            all in this process). Results do not depend on it.
+
+    Torch and the BLAS libraries run with ``config.threads`` threads meanwhile (restored afterwards).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _compare(config, progress)
+        with threadpool_limits(config.threads):
+            return _compare(config, progress or (lambda text: None), cache, workers)
     finally:
         torch.set_num_threads(threads)
 
 
-def _compare(config: CompareConfig, progress: Callable[[str], None] | None) -> dict[str, Any]:
+def _compare(
+    config: CompareConfig, progress: Callable[[str], None], cache: str | os.PathLike | None, workers: int | None
+) -> dict[str, Any]:
     results: dict[str, Any] = {"schema": SCHEMA, "version": __version__, "config": asdict(config), "maps": []}
-    for name, model in named_maps(config):
-        data = model.training_data(config.demos)
-        demo = model.optimal_demonstration(rng=0)
-        values, _, optimal = model.value_iteration()
-        entry: dict[str, Any] = {
-            "name": name,
-            "rows": list(model.desc),
-            "optimal": {
-                "policy": optimal.tolist(),
-                "values": values.tolist(),
-                "success": model.success_probability(optimal),
-            },
-            "algorithms": {},
-        }
-        for algo in config.algos:
-            if progress is not None:
-                progress(f"{name}: {algo}")
-            start = time.perf_counter()
-            run = run_algorithm(model, algo, data, config)
-            if "skipped" in run:
-                entry["algorithms"][algo] = run
-                continue
-            wall = time.perf_counter() - start
-            policies = run["policies"]
-            metrics = {**model.scores(policies), "bias": demonstration_log_bias(model, policies, demo)}
-            entry["algorithms"][algo] = {
-                "wall_time": wall,
-                "stages": run["stages"],
-                "per_seed": {key: value.tolist() for key, value in metrics.items()},
-                "summary": {key: summarize(value, BOUNDS.get(key)) for key, value in metrics.items()},
-                "policies": policies.tolist(),
-                "curves": run["curves"],
+    maps = named_maps(config)
+    jobs = {name: sb3_jobs(config, model) for name, model in maps} if SB3 in config.algos else {}
+    # SB3's seeds start training in worker processes now, while the rules below train in this one
+    with sb3_in_background([job for seeds in jobs.values() for job in seeds], cache, workers) as sb3:
+        for name, model in maps:
+            data = model.training_data(config.demos)
+            demo = model.optimal_demonstration(rng=0)
+            values, _, optimal = model.value_iteration()
+            entry: dict[str, Any] = {
+                "name": name,
+                "rows": list(model.desc),
+                "optimal": {
+                    "policy": optimal.tolist(),
+                    "values": values.tolist(),
+                    "success": model.success_probability(optimal),
+                },
+                "algorithms": {},
             }
-        results["maps"].append(entry)
+            for algo in config.algos:
+                progress(f"{name}: {algo}")
+                start = time.perf_counter()
+                if algo == SB3:
+                    seeds = []
+                    for i, job in enumerate(jobs[name]):
+                        progress(f"{name}: {algo} ({i}/{config.seeds} seeds done)")
+                        seeds.append(sb3(job))
+                    run = {"policies": np.stack([policy for policy, _ in seeds]), "curves": {}, "stages": []}
+                    wall = sum(seconds for _, seconds in seeds)  # its seeds' training time, wherever they trained
+                else:
+                    run = run_algorithm(model, algo, data, config)
+                    wall = time.perf_counter() - start
+                if "skipped" in run:
+                    entry["algorithms"][algo] = run
+                    continue
+                policies = run["policies"]
+                metrics = {**model.scores(policies), "bias": demonstration_log_bias(model, policies, demo)}
+                entry["algorithms"][algo] = {
+                    "wall_time": wall,
+                    "stages": run["stages"],
+                    "per_seed": {key: value.tolist() for key, value in metrics.items()},
+                    "summary": {key: summarize(value, BOUNDS.get(key)) for key, value in metrics.items()},
+                    "policies": policies.tolist(),
+                    "curves": run["curves"],
+                }
+            results["maps"].append(entry)
     if len(results["maps"]) > 1:
         results["across_maps"] = across_maps(results)
     return results

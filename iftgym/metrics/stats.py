@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -43,6 +44,7 @@ def t_cdf(t: float, df: int) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=1024)  # a run asks for the same few quantiles hundreds of times
 def t_quantile(p: float, df: int) -> float:
     """Quantile of Student's t distribution (bisection on the CDF, accurate to 1e-12)."""
     lo, hi = -1e3, 1e3

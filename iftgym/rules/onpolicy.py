@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -36,11 +35,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     ``A_t = delta_t + gamma * lam * A_{t+1}`` along each episode's real steps, which must be one contiguous run
     (the worlds' batches are: a prompt, then the answer, then padding). Steps past the end bootstrap nothing; the
     last real step's successor is terminal or a time limit, valued 0 either way (a truncated rollout is a rare,
-    short-horizon bias accepted here). The recursion runs as one linear filter over every episode at once (in
-    float64), not as a Python loop over steps.
+    short-horizon bias accepted here). The recursion runs over steps for every episode at once, in float64.
     """
-    from scipy.signal import lfilter  # imported here: only the on-policy rules need it
-
     maskf = mask.to(rewards.dtype)
     starts = (maskf[..., 1:] > maskf[..., :-1]).sum(-1) + maskf[..., 0]
     if (starts > 1).any():
@@ -48,8 +44,10 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     alive_next = torch.cat([maskf[..., 1:], torch.zeros_like(maskf[..., :1])], -1)
     next_values = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], -1)
     delta = (rewards + gamma * next_values * alive_next - values) * maskf
-    backwards = lfilter([1.0], [1.0, -gamma * lam], delta.double().cpu().numpy()[..., ::-1], axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(backwards[..., ::-1])).to(rewards) * maskf
+    advantages = delta.double().cpu().numpy().copy()
+    for t in range(advantages.shape[-1] - 2, -1, -1):
+        advantages[..., t] += gamma * lam * advantages[..., t + 1]
+    return torch.from_numpy(advantages).to(rewards) * maskf
 
 
 @dataclass

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 
 from iftgym import FrozenLakeMDP
+from iftgym.experiments.baselines import SB3Job, sb3_in_background
 
 
 def test_sb3_ppo_returns_row_stochastic_policies(paper: FrozenLakeMDP) -> None:
@@ -26,3 +30,62 @@ def test_sb3_ppo_returns_row_stochastic_policies(paper: FrozenLakeMDP) -> None:
     np.testing.assert_array_equal(train_sb3_ppo(paper, seeds=[1], **small)[0], policies[1])  # seeded
     slippery = FrozenLakeMDP.from_map(["SFF", "FHF", "FFG"], slippery=True, success_rate=0.5)
     assert train_sb3_ppo(slippery, seeds=1, **small).shape == (1, 9, 4)
+
+
+SMALL_JOBS = [SB3Job(rows=("SF", "FG"), slippery=False, success_rate=1.0, seed=seed, total_timesteps=128)
+              for seed in (0, 1)]  # fmt: skip
+
+
+def test_sb3_job_key_names_every_setting() -> None:
+    job = SMALL_JOBS[0]
+    changed = [
+        replace(job, rows=("SF", "HG")),
+        replace(job, slippery=True),
+        replace(job, success_rate=0.5),
+        replace(job, seed=1),
+        replace(job, total_timesteps=256),
+    ]
+    keys = {job.key(), *(other.key() for other in changed)}
+    assert len(keys) == 6 and job.key() == replace(job).key()
+
+
+def test_sb3_results_are_the_same_trained_here_in_a_worker_or_read_back(tmp_path, monkeypatch) -> None:
+    with sb3_in_background(SMALL_JOBS, cache=None, workers=0) as result:
+        here = [result(job) for job in SMALL_JOBS]
+    with sb3_in_background(SMALL_JOBS, cache=tmp_path, workers=1) as result:
+        in_worker = [result(job) for job in SMALL_JOBS]
+    for (policy, seconds), (other, _) in zip(here, in_worker, strict=True):
+        np.testing.assert_array_equal(policy, other)
+        assert seconds > 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(f"{job.key()}.npz" for job in SMALL_JOBS)
+
+    def no_training(self: SB3Job) -> None:
+        raise AssertionError("a cached job was trained again")
+
+    monkeypatch.setattr(SB3Job, "run", no_training)
+    with sb3_in_background(SMALL_JOBS, cache=tmp_path, workers=0) as result:
+        for job, (policy, seconds) in zip(SMALL_JOBS, in_worker, strict=True):
+            cached_policy, cached_seconds = result(job)
+            np.testing.assert_array_equal(cached_policy, policy)
+            assert cached_seconds == seconds  # the time it took to train, not to read
+
+
+def test_a_damaged_or_foreign_cache_entry_is_trained_again(tmp_path) -> None:
+    job = SMALL_JOBS[0]
+    with sb3_in_background([job], cache=None, workers=0) as result:
+        trained, _ = result(job)
+    entry = tmp_path / f"{job.key()}.npz"
+    for damage in (b"not a zip", None):
+        if damage is None:  # a well-formed file that is not a policy of this map
+            np.savez(entry, policy=np.full((3, 4), 0.25), seconds=np.float64(1.0))
+        else:
+            entry.write_bytes(damage)
+        with sb3_in_background([job], cache=tmp_path, workers=0) as result:
+            np.testing.assert_array_equal(result(job)[0], trained)
+        with np.load(entry, allow_pickle=False) as saved:  # overwritten with the good result
+            np.testing.assert_array_equal(saved["policy"], trained)
+
+
+def test_sb3_in_background_refuses_bad_worker_counts() -> None:
+    with pytest.raises(ValueError, match=r"^workers=-1 is out of range"), sb3_in_background(SMALL_JOBS, workers=-1):
+        pass

@@ -172,9 +172,11 @@ def test_gymnasium_rollouts_agree_with_the_exact_value():
     world = FrozenLakeMDP.from_map("4x4", slippery=True, success_rate=0.8)
     demo = world.optimal_demonstration()
     policy = TabularPolicy(world.n_states, 4, seeds=1, init_std=1.0)
+
     def env() -> gym.Env:
-        return gym.make("iftgym/FrozenLake-v0", map=list(world.desc), slippery=world.slippery,
-                        success_rate=world.success_rate)
+        return gym.make(
+            "iftgym/FrozenLake-v0", map=list(world.desc), slippery=world.slippery, success_rate=world.success_rate
+        )
 
     estimate = monte_carlo(policy, world, demo, n_episodes=400, seed=5, env=env)
     assert estimate.n_episodes == 400 and estimate.successes.shape == (1, len(demo))

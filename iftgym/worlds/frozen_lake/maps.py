@@ -21,8 +21,8 @@ Map = tuple[str, ...]
 MapLike = str | os.PathLike | Sequence[str]
 
 TILES = "SFHG"
-MAX_SIDE = 64
-MAX_MAP_FILE_BYTES = 1_000_000  # 64 rows of 64 tiles, with room for comments; a bigger file is not a map
+MAX_SIDE = 256
+MAX_MAP_FILE_BYTES = 1_000_000  # 256 rows of 256 tiles (66 kB), with room for comments; a bigger file is not a map
 # random_map draws at most this many maps, and at most MAP_DRAW_CELLS cells in all (about a second of work), before
 # it gives up on a hole probability that makes a solvable map too unlikely.
 MAX_MAP_DRAWS = 1_000_000

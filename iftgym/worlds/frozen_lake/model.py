@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +27,7 @@ import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as sparse_linalg
 import torch
 
+from iftgym.parallel import thread_map
 from iftgym.types import PairBatch, PreferencePair, StepBatch, TrainingData, Trajectory
 from iftgym.validate import at_least, between, fits_in_memory
 from iftgym.world import Actor
@@ -214,8 +215,10 @@ class FrozenLakeMDP:
         """Rows of P built from the sparse successors: ``(..., n_states)`` float32 on the ids' device."""
         cache = self.__dict__.setdefault("_successor_tensors", {})
         if str(ids.device) not in cache:
-            cache[str(ids.device)] = (torch.as_tensor(self.next_cells, device=ids.device),
-                                      torch.as_tensor(self.next_probs, dtype=torch.float32, device=ids.device))
+            cache[str(ids.device)] = (
+                torch.as_tensor(self.next_cells, device=ids.device),
+                torch.as_tensor(self.next_probs, dtype=torch.float32, device=ids.device),
+            )
         cells, probs = cache[str(ids.device)]
         rows = torch.zeros(*ids.shape, self.n_states, device=ids.device)
         return rows.scatter_add_(-1, cells[ids, actions], probs[ids, actions])
@@ -291,7 +294,9 @@ class FrozenLakeMDP:
         at = dists[np.arange(n_seeds)[:, None, None], np.arange(steps)[None, None, :], ids]
         return torch.from_numpy(at).to(batch.ids.device)
 
-    def scores(self, policy: Actor | np.ndarray, metrics: Sequence[str] = SCORES) -> dict[str, np.ndarray]:
+    def scores(
+        self, policy: Actor | np.ndarray, metrics: Sequence[str] = SCORES, threads: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Exact measures of a Markov policy (or policy matrices ``(K, S, A)``), one ``(K,)`` array each:
 
         * ``mse``: mean squared error between the policy's state x action matrix and the optimal one over
@@ -299,40 +304,56 @@ class FrozenLakeMDP:
         * ``success`` / ``greedy_success``: probability of reaching G from S, following the stochastic policy or
           its greedy (argmax) version;
         * ``explored``: cells with a discounted occupancy of at least ``EXPLORED_THRESHOLD`` (holes, G included).
+
+        On maps above ``DENSE_STATES`` cells the seeds are solved in ``threads`` threads (default: one per core).
         """
         unknown = sorted(set(metrics) - set(SCORES))
         if unknown:
             raise ValueError(f"unknown score {', '.join(unknown)}: expected any of {', '.join(SCORES)}")
         matrices = self._matrices(policy)
         alive = ~self.terminal
+
+        def greedy(matrices: np.ndarray) -> np.ndarray:
+            return np.eye(self.n_actions)[matrices.argmax(-1)]
+
         compute = {
             "mse": lambda: ((matrices - self.optimal_matrix) ** 2)[:, alive].mean(axis=(1, 2)),
-            "success": lambda: np.array([self.success_probability(p) for p in matrices]),
-            "greedy_success": lambda: np.array(
-                [self.success_probability(g) for g in np.eye(self.n_actions)[matrices.argmax(-1)]]
-            ),
-            "explored": lambda: np.array(
-                [(self.occupancy(p) >= EXPLORED_THRESHOLD).sum() for p in matrices], dtype=float
-            ),
+            "success": lambda: self.success_probability(matrices, threads=threads),
+            "greedy_success": lambda: self.success_probability(greedy(matrices), threads=threads),
+            "explored": lambda: (self.occupancy(matrices, threads=threads) >= EXPLORED_THRESHOLD).sum(-1) * 1.0,
         }
         return {name: compute[name]() for name in metrics}
 
     def _matrices(self, policy: Actor | np.ndarray) -> np.ndarray:
-        """Policy matrices ``(K, S, A)`` as float64 numpy, from an :class:`Actor` or an array."""
+        """Policy matrices ``(K, S, A)`` as float64 numpy, from an :class:`Actor` or an array ``(S, A)`` or
+        ``(K, S, A)``; each row checked to be a probability distribution."""
         if not isinstance(policy, np.ndarray):
             policy = policy.action_probs(torch.float64).cpu().numpy()
         matrices = np.asarray(policy, dtype=float)
-        matrices = matrices[None] if matrices.ndim == 2 else matrices
-        for matrix in matrices:
-            self._check_policy(matrix)
-        return matrices
+        if matrices.ndim not in (2, 3) or matrices.shape[-2:] != (self.n_states, self.n_actions):
+            raise ValueError(f"policy matrix has shape {matrices.shape}, expected (n_states, n_actions) = "
+                             f"({self.n_states}, {self.n_actions}), or K of them")  # fmt: skip
+        if (matrices < -1e-9).any() or (np.abs(matrices.sum(axis=-1) - 1.0) > 1e-6).any() or np.isnan(matrices).any():
+            raise ValueError("policy matrix rows must be probability distributions (non-negative, summing to 1)")
+        return matrices[None] if matrices.ndim == 2 else matrices
+
+    def _per_policy(
+        self, policy: np.ndarray, solve: Callable[[np.ndarray], np.ndarray | float], threads: int | None = None
+    ) -> np.ndarray | float:
+        """``solve(matrix)`` for a policy matrix ``(S, A)``, or stacked for each of ``(K, S, A)``; sparse solves (maps
+        above ``DENSE_STATES`` cells) in ``threads`` threads, as SuperLU releases the GIL while it factorises."""
+        matrices = self._matrices(policy)
+        results = thread_map(solve, matrices, threads if self.n_states > DENSE_STATES else 1)
+        return results[0] if np.ndim(policy) == 2 else np.stack(results)
 
     # -- exact solvers ------------------------------------------------------------------------------------
     def chain(self, policy: np.ndarray) -> np.ndarray | sparse.csr_matrix:
         """The state-to-state matrix ``P_pi[s, s'] = sum_a policy[s, a] P[s, a, s']`` of a policy matrix: dense up
         to ``DENSE_STATES`` cells (where numpy's dense solvers beat sparse ones' overhead), else sparse (at most 12
         entries a row)."""
-        policy = self._check_policy(policy)
+        return self._chain(self._matrices(policy)[0])
+
+    def _chain(self, policy: np.ndarray) -> np.ndarray | sparse.csr_matrix:
         n = self.n_states
         if n <= DENSE_STATES:
             return np.einsum("sa,sat->st", policy, self.P)
@@ -353,8 +374,21 @@ class FrozenLakeMDP:
         ``SWEEPS`` Bellman sweeps (cheap sparse products) carry each improvement further across the map. It stops
         when no state's action can be improved by more than ``tol`` on an exact evaluation (or after ``max_iter``
         evaluations).
+
+        Solved once per setting: later calls return copies of the first solution.
         """
         gamma = self._gamma(gamma)
+        key = (gamma, tol, max_iter)
+        if key not in self._solutions:
+            self._solutions[key] = self._policy_iteration(gamma, tol, max_iter)
+        V, Q, policy = self._solutions[key]
+        return V.copy(), Q.copy(), policy.copy()
+
+    @functools.cached_property
+    def _solutions(self) -> dict[tuple[float, float, int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return {}
+
+    def _policy_iteration(self, gamma: float, tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         alive = ~self.terminal
         greedy = self._towards_goal()
         for _ in range(max_iter):
@@ -403,46 +437,63 @@ class FrozenLakeMDP:
         return self.value_iteration()[2]
 
     def evaluate(self, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
-        """Exact discounted value of a stochastic policy matrix (S x A): the sparse linear system
-        ``(I - gamma P_pi) V = r_pi``."""
+        """Exact discounted value of a stochastic policy matrix (S x A), or of each of K (K x S x A): the linear
+        system ``(I - gamma P_pi) V = r_pi``."""
         gamma = self._gamma(gamma)
-        return self._solve(self.chain(policy), gamma, (policy * self.R).sum(axis=1))
+        return self._per_policy(policy, lambda m: self._solve(self._chain(m), gamma, (m * self.R).sum(axis=1)))
 
-    def success_probability(self, policy: np.ndarray, state: int | str | None = None) -> float | np.ndarray:
+    def success_probability(
+        self, policy: np.ndarray, state: int | str | None = None, threads: int | None = None
+    ) -> float | np.ndarray:
         """Exact probability of ever reaching a goal from the start (or from ``state``, or from every state
         when ``state="all"``) following ``policy``; undiscounted. Looping forever counts as failure.
+
+        ``policy`` is one matrix (S x A) or K of them (K x S x A: one probability per matrix, in ``threads``
+        threads on large maps).
         """
-        policy = self._check_policy(policy)
+        if state is not None and state != "all":
+            at_least("state", state, 0, high=self.n_states - 1)
+        return self._per_policy(policy, lambda matrix: self._success(matrix, state), threads)
+
+    def _success(self, policy: np.ndarray, state: int | str | None) -> float | np.ndarray:
         if self.deterministic and state != "all" and (policy.max(axis=1) == 1).all():
             return self._walk_succeeds(policy.argmax(axis=1), self.start if state is None else state)
-        P_pi = self.chain(policy)
-        goal = self.goal_mask
-        # Restrict to states from which a goal is reachable under the policy: elsewhere the probability is 0,
-        # and on that set (I - P_pi) is non-singular.
-        can_reach = _reaching(P_pi, goal)
-        transient = can_reach & ~self.terminal
-        probs = goal.astype(float)
-        idx = np.flatnonzero(transient)
+        P_pi = self._chain(policy)
+        # Graph analysis first, as probabilistic model checkers do: 0 where no goal can be reached, 1 where no
+        # such state can be reached; the linear system only for the rest. It is non-singular there, and
+        # well-conditioned where a solve over every state would not be (a near-certain loop that ends in G).
+        never = ~_reaching(P_pi, self.goal_mask)
+        surely = ~_reaching(P_pi, never) if never.any() else np.ones(self.n_states, dtype=bool)
+        probs = surely.astype(float)
+        idx = np.flatnonzero(~never & ~surely)
         if idx.size:
-            into_goal = np.asarray(_submatrix(P_pi, idx, np.flatnonzero(goal)).sum(axis=1)).ravel()
-            probs[idx] = self._solve(_submatrix(P_pi, idx, idx), 1.0, into_goal, idx)
+            into_surely = np.asarray(_submatrix(P_pi, idx, np.flatnonzero(surely)).sum(axis=1)).ravel()
+            probs[idx] = self._solve(_submatrix(P_pi, idx, idx), 1.0, into_surely, idx)
         if state == "all":
             return probs
         return float(probs[self.start if state is None else state])
 
-    def occupancy(self, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
-        """Expected discounted number of visits of each state, starting at the start state.
+    def occupancy(self, policy: np.ndarray, gamma: float | None = None, threads: int | None = None) -> np.ndarray:
+        """Expected discounted number of visits of each state, starting at the start state, for a policy matrix
+        (S x A) or each of K (K x S x A, in ``threads`` threads on large maps).
 
         A terminal state counts once when entered (the episode stops there).
         """
         gamma = self._gamma(gamma)
-        P_pi = self.chain(policy)
-        live = (~self.terminal).astype(float)
-        # nothing flows out of a terminal state
-        P_pi = P_pi * live[:, None] if isinstance(P_pi, np.ndarray) else sparse.diags(live) @ P_pi
-        d0 = np.zeros(self.n_states)
-        d0[self.start] = 1.0
-        return self._solve(P_pi, gamma, d0, transposed=True)
+        return self._per_policy(policy, lambda matrix: self._occupancy(matrix, gamma), threads)
+
+    def _occupancy(self, policy: np.ndarray, gamma: float) -> np.ndarray:
+        # Solved on the live cells only (nothing flows out of a terminal one; a fifth of the cells of a random map
+        # are holes): d_live = d0 + gamma P_live^T d_live, then each terminal cell gets what flows into it.
+        P_pi = self._chain(policy)
+        live = np.flatnonzero(~self.terminal)
+        start = np.zeros(self.n_states)
+        start[self.start] = 1.0
+        visits = start.copy()
+        visits[live] = self._solve(_submatrix(P_pi, live, live), gamma, start[live], live, transposed=True)
+        ends = np.flatnonzero(self.terminal)
+        visits[ends] += gamma * (_submatrix(P_pi, live, ends).T @ visits[live])
+        return visits
 
     def _walk_succeeds(self, actions: np.ndarray, state: int) -> float:
         """Whether a deterministic policy (an action per state) walks from ``state`` into a goal on a
@@ -517,15 +568,11 @@ class FrozenLakeMDP:
         return gamma
 
     def _check_policy(self, policy: np.ndarray) -> np.ndarray:
-        policy = np.asarray(policy, dtype=float)
-        if policy.shape != (self.n_states, self.n_actions):
-            raise ValueError(
-                f"policy matrix has shape {policy.shape}, expected (n_states, n_actions) = "
-                f"({self.n_states}, {self.n_actions})"
-            )
-        if (policy < -1e-9).any() or not np.allclose(policy.sum(axis=1), 1.0, atol=1e-6):
-            raise ValueError("policy matrix rows must be probability distributions (non-negative, summing to 1)")
-        return policy
+        """One policy matrix ``(S, A)``, checked."""
+        if np.ndim(policy) != 2:
+            raise ValueError(f"policy matrix has shape {np.shape(policy)}, expected (n_states, n_actions) = "
+                             f"({self.n_states}, {self.n_actions})")  # fmt: skip
+        return self._matrices(policy)[0]
 
     # -- demonstrations -----------------------------------------------------------------------------------
     def rollout(
@@ -611,18 +658,13 @@ def _reaching(chain: np.ndarray | sparse.csr_matrix, targets: np.ndarray) -> np.
     if isinstance(chain, np.ndarray):
         seen = targets.copy()
         while True:
-            grown = seen | (chain[:, seen].sum(axis=1) > 0)
+            grown = seen | (chain @ seen > 0)
             if (grown == seen).all():
                 return seen
             seen = grown
-    reverse = chain.T.tocsr()
-    seen = targets.copy()
-    frontier = np.flatnonzero(targets)
-    while frontier.size:
-        successors = np.unique(reverse[frontier].indices)
-        frontier = successors[~seen[successors]]
-        seen[frontier] = True
-    return seen
+    # one breadth-first search back from all targets at once, in C
+    steps = csgraph.dijkstra(chain.T, indices=np.flatnonzero(targets), min_only=True, unweighted=True)
+    return np.isfinite(steps)
 
 
 class _Factors:
