@@ -1,55 +1,145 @@
-"""Wall time of the default ``iftgym compare`` against training every seed separately, side by side.
+"""The main job, ``iftgym compare`` with its defaults, timed as a user runs it, and seeds batched against one by one.
 
-Run: ``python benchmarks/bench_compare.py [--seeds 20]``. Both paths train the same algorithms on the paper map
-with the same settings; the batched path is what ``iftgym compare`` does (all seeds as one model).
+Run: ``python benchmarks/bench_compare.py [--seeds 20] [--skip-seeds]``.
+
+1. The whole command (``python -m iftgym compare``, start-up, training, exact metrics, tables and figures), in one
+   run of this script:
+
+   * ``first run``: into a new folder, so every Stable-Baselines3 seed trains, in worker processes (one per core)
+     while iftgym's own rules train (target: at most 20 s);
+   * ``re-run``: the same command again, reading SB3's seeds from the folder's cache (target: at most 8 s);
+   * ``SB3 seeds in turn``: ``--workers 0 --no-cache``, every SB3 seed trained in the main process one after
+     another, as iftgym 0.1.0 did.
+
+   The three must write the same numbers (everything in ``results.json`` but the wall times), which is checked.
+2. Start-up and figures: ``iftgym --help`` (target: under 0.5 s) and drawing the run's four figures (target: under
+   2 s), medians of a few runs.
+3. Each of iftgym's rules trained with all seeds as one batched model against one seed at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from iftgym.experiments.baselines import SB3
 from iftgym.experiments.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm
+
+TARGETS = {"first run": 20.0, "re-run": 8.0}
+
+
+def run_command(out: Path, seeds: int, *options: str) -> float:
+    """Seconds the whole ``iftgym compare`` command took, as a user would time it."""
+    command = [sys.executable, "-m", "iftgym", "compare", "--seeds", str(seeds), "--out", str(out), *options]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def numbers(out: Path) -> Any:
+    """``results.json`` without the wall times (the only thing allowed to differ between two runs)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: strip(item) for key, item in value.items() if key != "wall_time"}
+        return [strip(item) for item in value] if isinstance(value, list) else value
+
+    return strip(json.loads((out / "results.json").read_text())["maps"])
+
+
+def median_seconds(function: Callable[[], object], rounds: int = 5) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def startup_and_figures(results: dict[str, Any], console: Console) -> None:
+    from iftgym.explain.figures import draw_figures
+
+    help_seconds = median_seconds(lambda: subprocess.run([sys.executable, "-m", "iftgym", "--help"], check=True,
+                                                         capture_output=True))  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        figure_seconds = median_seconds(lambda: draw_figures(results, Path(folder)), rounds=3)
+    table = Table(title="start-up and figures (medians)")
+    for column in ("what", "seconds", "target"):
+        table.add_column(column, justify="right")
+    for name, seconds, target in (("iftgym --help", help_seconds, 0.5), ("the four figures", figure_seconds, 2.0)):
+        table.add_row(name, f"{seconds:.2f}", f"< {target} s {'ok' if seconds < target else 'MISSED'}")
+    console.print(table)
+
+
+def whole_command(seeds: int, console: Console) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        cached, in_turn = Path(folder) / "cached", Path(folder) / "in-turn"
+        times = {
+            "first run": run_command(cached, seeds),
+            "re-run": run_command(cached, seeds),
+            "SB3 seeds in turn": run_command(in_turn, seeds, "--workers", "0", "--no-cache"),
+        }
+        same = numbers(cached) == numbers(in_turn)
+        results = json.loads((cached / "results.json").read_text())
+    table = Table(title=f"`iftgym compare --seeds {seeds}` (all rows, SB3 included), whole command")
+    for column in ("run", "seconds", "target", "SB3 in turn / this"):
+        table.add_column(column, justify="right")
+    for name, seconds in times.items():
+        target = f"<= {TARGETS[name]:.0f} s {'ok' if seconds <= TARGETS[name] else 'MISSED'}" if name in TARGETS else ""
+        table.add_row(name, f"{seconds:.1f}", target, f"{times['SB3 seeds in turn'] / seconds:.2f}x")
+    console.print(table)
+    console.print(f"same numbers with SB3 cached, in workers and in turn: {'yes' if same else 'NO'}")
+    if not same:
+        raise SystemExit("the runs' results differ")
+    return results
+
+
+def batched_against_sequential(seeds: int, console: Console) -> None:
+    config = CompareConfig(seeds=seeds)
+    torch.set_num_threads(config.threads)
+    ((_, model),) = named_maps(config)
+    data = model.training_data(config.demos)
+    rules = [algo for algo in DEFAULT_ALGOS if algo != SB3]
+    batched = compare(CompareConfig(seeds=seeds, algos=rules), workers=0)["maps"][0]["algorithms"]  # one process
+    sequential = {}
+    for algo in rules:
+        start = time.perf_counter()
+        for seed in range(seeds):
+            run_algorithm(model, algo, data, config, seeds=[seed])
+        sequential[algo] = time.perf_counter() - start
+    table = Table(title=f"iftgym's rules, paper map, {seeds} seeds, {config.steps} steps")
+    for column in ("algorithm", "batched s", "one seed at a time s", "ratio"):
+        table.add_column(column, justify="right")
+    for algo in rules:
+        seconds = batched[algo]["wall_time"]
+        table.add_row(algo, f"{seconds:.2f}", f"{sequential[algo]:.2f}", f"{sequential[algo] / seconds:.1f}x")
+    total, total_sequential = sum(batched[a]["wall_time"] for a in rules), sum(sequential.values())
+    table.add_row("total", f"{total:.2f}", f"{total_sequential:.2f}", f"{total_sequential / total:.1f}x")
+    console.print(table)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, default=20)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per algorithm (default 20, as iftgym compare)")
+    parser.add_argument("--skip-seeds", action="store_true", help="only time the whole command")
     args = parser.parse_args()
-    config = CompareConfig(seeds=args.seeds)
-    torch.set_num_threads(config.threads)
-
-    start = time.perf_counter()
-    results = compare(config)
-    batched_total = time.perf_counter() - start
-    batched = {a: r["wall_time"] for a, r in results["maps"][0]["algorithms"].items()}
-
-    ((_, model),) = named_maps(config)
-    data = model.training_data(config.demos)
-    sequential = {}
-    for algo in DEFAULT_ALGOS:
-        start = time.perf_counter()
-        for seed in range(args.seeds):
-            run_algorithm(model, algo, data, config, seeds=[seed])
-        sequential[algo] = time.perf_counter() - start
-
-    table = Table(title=f"default comparison, paper map, {args.seeds} seeds, {config.steps} steps")
-    for column in ("algorithm", "batched s", "one seed at a time s", "ratio"):
-        table.add_column(column, justify="right")
-    for algo in DEFAULT_ALGOS:
-        table.add_row(
-            algo, f"{batched[algo]:.2f}", f"{sequential[algo]:.2f}", f"{sequential[algo] / batched[algo]:.1f}x"
-        )
-    total_sequential = sum(sequential.values())
-    table.add_row("total", f"{sum(batched.values()):.2f}", f"{total_sequential:.2f}",
-                  f"{total_sequential / sum(batched.values()):.1f}x")  # fmt: skip
-    console = Console()
-    console.print(table)
-    console.print(f"whole `iftgym compare` run (training + exact metrics): {batched_total:.1f} s")
+    console = Console(width=120)
+    results = whole_command(args.seeds, console)
+    startup_and_figures(results, console)
+    if not args.skip_seeds:
+        batched_against_sequential(args.seeds, console)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,23 @@
-"""Spreading independent work over the cores: how many there are, and a map over threads."""
+"""Spreading independent work over the cores: how many there are, a map over threads, and tasks run in worker
+processes while the caller goes on."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+import signal
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from iftgym.validate import at_least
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Key = TypeVar("Key", bound=Hashable)
+MAX_WORKERS = 256
+Task = tuple[Callable[..., Any], tuple[Any, ...]]  # a picklable top-level function and its arguments
 
 
 def available_cores() -> int:
@@ -26,3 +35,85 @@ def thread_map(function: Callable[[Item], Result], items: Iterable[Item], thread
         return [function(item) for item in items]
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(function, items))
+
+
+def check_workers(workers: int | None) -> int:
+    """``workers`` checked (``0..MAX_WORKERS``), or, when ``None``, one per core but the one this process works on
+    (:func:`in_background` runs tasks here too)."""
+    workers = available_cores() - 1 if workers is None else workers
+    at_least("workers", workers, 0, high=MAX_WORKERS)
+    return workers
+
+
+def _worker_setup() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it ends the workers), and one math thread (torch and BLAS)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+@contextmanager
+def in_background(tasks: Mapping[Key, Task], workers: int | None = None) -> Iterator[Callable[[Key], Any]]:
+    """Start ``tasks`` (key -> ``(function, args)``) in ``workers`` processes (default: one per core but one, at most
+    one per task), in the order given, and yield ``result(key)``, which returns that task's result or raises its error.
+
+    This process works too: while ``result`` waits for a task, it runs tasks no worker has started yet, the last
+    ones first (a task that was not started when its result is asked for runs here at once). So the first results
+    come while the workers still start up, and ``workers=0`` runs each task here when its result is asked for.
+    Workers are started with ``spawn`` (no state of this process leaks into them: each imports what it needs), run
+    one math thread each, and ignore Ctrl-C; leaving the block (normally, on an error or an interrupt) ends them.
+    """
+    workers = min(check_workers(workers), len(tasks))
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _worker_setup) if workers else None
+    pending: dict[Key, Future | None] = {key: pool.submit(function, *args) if pool else None
+                                         for key, (function, args) in tasks.items()}  # fmt: skip
+    done: dict[Key, Future] = {}
+
+    def run_here(key: Key) -> None:
+        function, args = tasks[key]
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as err:  # kept for whoever asks for this result, as a worker's would be
+            future.set_exception(err)
+        done[key] = future
+
+    def result(key: Key) -> Any:
+        while key not in done:
+            future = pending[key]
+            if future is None or future.cancel():  # not started by a worker: run it here
+                del pending[key]
+                run_here(key)
+            elif future.done():
+                done[key] = pending.pop(key)
+            else:
+                idle = next((other for other in reversed(pending) if other != key and
+                             (pending[other] is None or pending[other].cancel())), None)  # fmt: skip
+                if idle is None:
+                    wait([future])
+                else:
+                    del pending[idle]
+                    run_here(idle)
+        return done[key].result()
+
+    try:
+        yield result
+    except BaseException:
+        if pool is not None:  # an error or an interrupt: the workers' tasks are no longer wanted
+            _terminate_workers(pool)
+        raise
+    finally:
+        if pool is not None:  # the workers exit (a second or so with torch loaded) while this process goes on
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool's worker processes now, whatever they are running."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14+
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()

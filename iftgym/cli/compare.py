@@ -41,8 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--sb3-timesteps", type=int, default=None,
                         help="environment steps per SB3 PPO seed, with sb3-ppo in --algos (default: 5000)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes training sb3-ppo's seeds beside the other rules (default: one per core; 0: "
-                        "train them in this process one after another); results do not depend on it")  # fmt: skip
+                        help="worker processes that train the algorithms and sb3-ppo's seeds beside the main one "
+                        "(default: one per core but one; 0: all in the main process, one after another); results do "
+                        "not depend on it")  # fmt: skip
     parser.add_argument("--no-cache", action="store_true",
                         help="train every sb3-ppo seed again rather than read it from OUT/.iftgym-cache (where each "
                         "seed is kept by map, seed, settings and library versions)")  # fmt: skip
@@ -55,10 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> None:
     """Run ``iftgym compare`` with parsed ``args``, printing to ``console``."""
-    from iftgym.experiments.baselines import MAX_WORKERS, SB3
+    from iftgym.experiments.baselines import SB3
     from iftgym.experiments.compare import CompareConfig, compare
     from iftgym.explain.figures import draw_figures
     from iftgym.explain.tables import across_maps_table, compare_table
+    from iftgym.parallel import MAX_WORKERS
     from iftgym.validate import at_least
     from iftgym.worlds.frozen_lake.maps import load_map
 
@@ -70,7 +72,6 @@ def run(args: argparse.Namespace, console: Console) -> None:
         raise UsageError("--size has no effect without --random-maps: add --random-maps N or drop --size")
     for flag, given in (
         ("--sb3-timesteps", args.sb3_timesteps is not None),
-        ("--workers", args.workers is not None),
         ("--no-cache", args.no_cache),
     ):
         if given and SB3 not in algos:

@@ -10,9 +10,9 @@ rollout (128 transitions a rollout; SB3's default is 2048 per env), 4 epochs of 
 rate 3e-3, one hidden layer of 64 units for actor and critic, 4096 timesteps (a comparison uses 5000). A seed takes
 about 0.6 s on one core; raise ``total_timesteps`` for a converged baseline.
 
-A comparison trains its SB3 seeds in worker processes while the other rules train (:func:`sb3_in_background`),
-and keeps each seed's policy in a cache folder, keyed by everything the run depends on (:class:`SB3Job`), so a
-re-run reads it back instead of training again. Seeds are independent runs, so where a seed trained (in this
+A comparison trains its SB3 seeds in worker processes beside its other rules (:func:`sb3_tasks`), and keeps each
+seed's policy in a cache folder, keyed by everything the run depends on (:class:`SB3Job`), so a re-run reads it
+back instead of training again. Seeds are independent runs, so where a seed trained (in this
 process or a worker, alone or beside others, now or read from the cache) does not change its policy.
 """
 
@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import random
-import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -37,14 +35,13 @@ import numpy as np
 import torch
 
 from iftgym.io import atomic_path, remove_leftovers
-from iftgym.parallel import available_cores
+from iftgym.parallel import Task
 from iftgym.policies.base import check_seeds
 from iftgym.validate import at_least
 from iftgym.version import __version__
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 SB3 = "sb3-ppo"
-MAX_WORKERS = 256
 
 
 @contextmanager
@@ -184,46 +181,13 @@ def _run_and_cache(job: SB3Job, cache: Path | None) -> tuple[np.ndarray, float]:
     return policy, seconds
 
 
-def _worker_setup() -> None:
-    """In a worker: Ctrl-C is the parent's to handle (it ends the workers), and one math thread per worker."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
-@contextmanager
-def sb3_in_background(
-    jobs: Sequence[SB3Job], cache: str | os.PathLike | None = None, workers: int | None = None
-) -> Iterator[Callable[[SB3Job], tuple[np.ndarray, float]]]:
-    """Start training ``jobs`` and yield ``result(job) -> (policy, seconds)``, which waits for that job.
-
-    Cached jobs are read back from ``cache`` (a folder; ``None``: no cache); the others train in ``workers``
-    processes started with ``spawn`` (default: one per core, :func:`~iftgym.parallel.available_cores`; ``0``: each
-    in this process when its result is asked for). Leaving the block (normally, on an error or an interrupt) ends
-    the workers.
-    """
-    at_least("workers", available_cores() if workers is None else workers, 0, high=MAX_WORKERS)
+def sb3_tasks(
+    jobs: Sequence[SB3Job], cache: str | os.PathLike | None = None
+) -> tuple[dict[SB3Job, tuple[np.ndarray, float]], dict[SB3Job, Task]]:
+    """The jobs' results found in ``cache`` (a folder; ``None``: no cache), and, for
+    :func:`~iftgym.parallel.in_background`, a task for each other job that trains it and saves it there."""
     folder = None if cache is None else Path(cache)
     if folder is not None:
         remove_leftovers(folder)
     done = {job: found for job in jobs if (found := _cached(job, folder)) is not None}
-    todo = [job for job in dict.fromkeys(jobs) if job not in done]
-    workers = min(available_cores() if workers is None else workers, len(todo))
-    pool = None
-    if workers:
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_setup)
-        pending = {job: pool.apply_async(_run_and_cache, (job, folder)) for job in todo}
-    try:
-
-        def result(job: SB3Job) -> tuple[np.ndarray, float]:
-            if job not in done:
-                done[job] = pending[job].get() if pool is not None else _run_and_cache(job, folder)
-            return done[job]
-
-        yield result
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    return done, {job: (_run_and_cache, (job, folder)) for job in dict.fromkeys(jobs) if job not in done}

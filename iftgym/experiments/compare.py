@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,13 +23,15 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from iftgym.experiments.baselines import SB3, SB3Job, sb3_in_background
+from iftgym.experiments.baselines import SB3, SB3Job, sb3_tasks
 from iftgym.io import read_json
 from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
 from iftgym.metrics.estimators import demonstration_log_bias
 from iftgym.metrics.stats import summarize
+from iftgym.parallel import Task, check_workers, in_background
 from iftgym.policies import MLPPolicy
 from iftgym.policies.base import MAX_SEEDS
+from iftgym.rules.registry import is_built_in, parse_recipe
 from iftgym.types import TrainingData
 from iftgym.validate import at_least, between, positive
 from iftgym.version import __version__
@@ -152,21 +155,46 @@ def compare(
 
     Args:
         config: what to run.
-        progress: called with a short description before each algorithm (and each SB3 seed waited for).
+        progress: called with a short description before each algorithm is waited for (and each SB3 seed).
         cache: a folder for SB3's per-seed policies (``iftgym compare`` uses ``OUT/.iftgym-cache/sb3``): a re-run
             reads them back instead of training again. ``None``: no cache.
-        workers: processes training SB3's seeds while the other rules train here (default: one per core; ``0``:
-            all in this process). Results do not depend on it.
+        workers: processes that train the algorithms (iftgym's own rules and SB3's seeds) beside this one, which
+            trains too (a rule registered by the caller always here); default: one per core but one; ``0``:
+            everything here. Results do not depend on it: every algorithm and seed trains with its own generators
+            and ``config.threads`` threads wherever it runs.
 
     Torch and the BLAS libraries run with ``config.threads`` threads meanwhile (restored afterwards).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    check_workers(workers)
+    with math_threads(config.threads):
+        return _compare(config, progress or (lambda text: None), cache, workers)
+
+
+@contextmanager
+def math_threads(threads: int) -> Iterator[None]:
+    """Torch and the BLAS libraries with ``threads`` threads inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        with threadpool_limits(config.threads):
-            return _compare(config, progress or (lambda text: None), cache, workers)
+        with threadpool_limits(threads):
+            yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+
+
+def train_on_rows(rows: tuple[str, ...], algo: str, config: CompareConfig) -> tuple[dict[str, Any], float]:
+    """:func:`run_algorithm` on the map ``rows`` with ``config``'s dynamics, and the seconds it took; what a worker
+    process runs (it rebuilds the model and the data from plain values)."""
+    with math_threads(config.threads):
+        start = time.perf_counter()
+        model = FrozenLakeMDP.from_map(list(rows), config.slippery, config.success_rate, config.gamma)
+        run = run_algorithm(model, algo, model.training_data(config.demos), config)
+        return run, time.perf_counter() - start
+
+
+def _in_worker(algo: str) -> bool:
+    """Whether every rule of ``algo`` is one a worker process knows by name."""
+    return all(is_built_in(name) for name in parse_recipe(algo))
 
 
 def _compare(
@@ -174,9 +202,15 @@ def _compare(
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"schema": SCHEMA, "version": __version__, "config": asdict(config), "maps": []}
     maps = named_maps(config)
+    rules = [algo for algo in config.algos if algo != SB3]
     jobs = {name: sb3_jobs(config, model) for name, model in maps} if SB3 in config.algos else {}
-    # SB3's seeds start training in worker processes now, while the rules below train in this one
-    with sb3_in_background([job for seeds in jobs.values() for job in seeds], cache, workers) as sb3:
+    sb3_done, sb3_todo = sb3_tasks([job for seeds in jobs.values() for job in seeds], cache)
+    # every algorithm a worker can train starts now, the rules first and SB3's short seeds after them (they fill
+    # the gaps); this process trains too while it waits, scores each result as it comes, and trains the caller's
+    # own registered rules
+    tasks: dict[Any, Task] = {(name, algo): (train_on_rows, (tuple(model.desc), algo, config))
+                              for name, model in maps for algo in rules if _in_worker(algo)}  # fmt: skip
+    with in_background({**tasks, **sb3_todo}, workers) as result:
         for name, model in maps:
             data = model.training_data(config.demos)
             demo = model.optimal_demonstration(rng=0)
@@ -193,15 +227,17 @@ def _compare(
             }
             for algo in config.algos:
                 progress(f"{name}: {algo}")
-                start = time.perf_counter()
                 if algo == SB3:
                     seeds = []
                     for i, job in enumerate(jobs[name]):
                         progress(f"{name}: {algo} ({i}/{config.seeds} seeds done)")
-                        seeds.append(sb3(job))
+                        seeds.append(sb3_done[job] if job in sb3_done else result(job))
                     run = {"policies": np.stack([policy for policy, _ in seeds]), "curves": {}, "stages": []}
                     wall = sum(seconds for _, seconds in seeds)  # its seeds' training time, wherever they trained
+                elif (name, algo) in tasks:
+                    run, wall = result((name, algo))
                 else:
+                    start = time.perf_counter()
                     run = run_algorithm(model, algo, data, config)
                     wall = time.perf_counter() - start
                 if "skipped" in run:

@@ -94,6 +94,13 @@ def load_rule(spec: dict[str, Any]) -> Rule:
     return make_rule(spec["name"], **spec.get("config", {}))
 
 
-for _name, _rule in (("sft", SFT), ("dpo", DPO), ("dpo-online", OnlineDPO), ("orpo", ORPO), ("ppo", PPO),
-                     ("reinforce", REINFORCE), ("ift", IFT)):  # fmt: skip
+BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
+                                   "reinforce": REINFORCE, "ift": IFT}  # fmt: skip
+for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
+
+
+def is_built_in(name: str) -> bool:
+    """Whether ``name`` is one of iftgym's own rules, not replaced: a fresh process (a worker) finds the same rule
+    under it without the caller's registrations."""
+    return name in BUILT_IN and RULES.get(name) is BUILT_IN[name]

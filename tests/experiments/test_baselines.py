@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from iftgym import FrozenLakeMDP
-from iftgym.experiments.baselines import SB3Job, sb3_in_background
+from iftgym.experiments.baselines import SB3Job, sb3_tasks
+from iftgym.parallel import in_background
 
 
 def test_sb3_ppo_returns_row_stochastic_policies(paper: FrozenLakeMDP) -> None:
@@ -36,6 +37,13 @@ SMALL_JOBS = [SB3Job(rows=("SF", "FG"), slippery=False, success_rate=1.0, seed=s
               for seed in (0, 1)]  # fmt: skip
 
 
+def sb3_results(jobs: list[SB3Job], cache: Path | None, workers: int) -> list[tuple[np.ndarray, float]]:
+    """Each job's (policy, seconds), read from ``cache`` or trained in ``workers`` processes, as a comparison does."""
+    done, tasks = sb3_tasks(jobs, cache)
+    with in_background(tasks, workers) as result:
+        return [done[job] if job in done else result(job) for job in jobs]
+
+
 def test_sb3_job_key_names_every_setting() -> None:
     job = SMALL_JOBS[0]
     changed = [
@@ -50,10 +58,8 @@ def test_sb3_job_key_names_every_setting() -> None:
 
 
 def test_sb3_results_are_the_same_trained_here_in_a_worker_or_read_back(tmp_path, monkeypatch) -> None:
-    with sb3_in_background(SMALL_JOBS, cache=None, workers=0) as result:
-        here = [result(job) for job in SMALL_JOBS]
-    with sb3_in_background(SMALL_JOBS, cache=tmp_path, workers=1) as result:
-        in_worker = [result(job) for job in SMALL_JOBS]
+    here = sb3_results(SMALL_JOBS, None, workers=0)
+    in_worker = sb3_results(SMALL_JOBS, tmp_path, workers=1)
     for (policy, seconds), (other, _) in zip(here, in_worker, strict=True):
         np.testing.assert_array_equal(policy, other)
         assert seconds > 0
@@ -63,29 +69,22 @@ def test_sb3_results_are_the_same_trained_here_in_a_worker_or_read_back(tmp_path
         raise AssertionError("a cached job was trained again")
 
     monkeypatch.setattr(SB3Job, "run", no_training)
-    with sb3_in_background(SMALL_JOBS, cache=tmp_path, workers=0) as result:
-        for job, (policy, seconds) in zip(SMALL_JOBS, in_worker, strict=True):
-            cached_policy, cached_seconds = result(job)
-            np.testing.assert_array_equal(cached_policy, policy)
-            assert cached_seconds == seconds  # the time it took to train, not to read
+    done, tasks = sb3_tasks(SMALL_JOBS, tmp_path)
+    assert not tasks
+    for job, (policy, seconds) in zip(SMALL_JOBS, in_worker, strict=True):
+        np.testing.assert_array_equal(done[job][0], policy)
+        assert done[job][1] == seconds  # the time it took to train, not to read
 
 
 def test_a_damaged_or_foreign_cache_entry_is_trained_again(tmp_path) -> None:
     job = SMALL_JOBS[0]
-    with sb3_in_background([job], cache=None, workers=0) as result:
-        trained, _ = result(job)
+    ((trained, _),) = sb3_results([job], None, workers=0)
     entry = tmp_path / f"{job.key()}.npz"
     for damage in (b"not a zip", None):
         if damage is None:  # a well-formed file that is not a policy of this map
             np.savez(entry, policy=np.full((3, 4), 0.25), seconds=np.float64(1.0))
         else:
             entry.write_bytes(damage)
-        with sb3_in_background([job], cache=tmp_path, workers=0) as result:
-            np.testing.assert_array_equal(result(job)[0], trained)
+        np.testing.assert_array_equal(sb3_results([job], tmp_path, workers=0)[0][0], trained)
         with np.load(entry, allow_pickle=False) as saved:  # overwritten with the good result
             np.testing.assert_array_equal(saved["policy"], trained)
-
-
-def test_sb3_in_background_refuses_bad_worker_counts() -> None:
-    with pytest.raises(ValueError, match=r"^workers=-1 is out of range"), sb3_in_background(SMALL_JOBS, workers=-1):
-        pass
