@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from iftgym.errors import TrainingDiverged
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
-from iftgym.rules.registry import make_rule, parse_recipe, rule_spec
+from iftgym.rules.registry import base_name, make_rule, parse_recipe, rule_spec
 from iftgym.types import PairBatch, StepBatch, TrainingData
 from iftgym.validate import at_least, non_negative, one_of, positive
 from iftgym.world import World, seed_generators
@@ -98,12 +98,14 @@ def make_stages(
 
     Rules without a stage of their own split ``steps`` evenly (rounded; a recipe needs at least one step per
     rule), in order. ``stage_lrs`` sets the learning rate of a rule's stage by rule name (``{"dpo": 1e-3}``), and
-    ``overrides`` the hyper-parameters of rules built from a recipe by rule name (``{"ift": {"lam": 0.3}}``).
+    ``overrides`` the hyper-parameters of rules built from a recipe by rule name (``{"ift": {"lam": 0.3}}``); both
+    apply to the rule's variants too (``ift(gamma=0)``), whose own settings come first.
     """
     at_least("steps", steps, 1, high=MAX_STEPS)
     stage_lrs, overrides = dict(stage_lrs or {}), dict(overrides or {})
     if isinstance(algorithm, str):
-        parts: list[Rule | Stage] = [make_rule(name, **overrides.get(name, {})) for name in parse_recipe(algorithm)]
+        parts: list[Rule | Stage] = [make_rule(name, **overrides.get(base_name(name), {}))
+                                     for name in parse_recipe(algorithm)]  # fmt: skip
     elif isinstance(algorithm, (Rule, Stage)):
         parts = [algorithm]
     else:
@@ -115,7 +117,13 @@ def make_stages(
         raise ValueError(f"steps={steps} is out of range for {'+'.join(r.name for r in rules)!r}: expected at least "
                          f"{len(rules)}, one step per stage")  # fmt: skip
     bounds = iter(np.diff(np.linspace(0, steps, len(rules) + 1).round().astype(int)).tolist())
-    return [part if isinstance(part, Stage) else Stage(part, next(bounds), stage_lrs.get(part.name)) for part in parts]
+    return [part if isinstance(part, Stage) else Stage(part, next(bounds), _stage_lr(stage_lrs, part.name))
+            for part in parts]  # fmt: skip
+
+
+def _stage_lr(stage_lrs: Mapping[str, float], name: str) -> float | None:
+    """The learning rate set for a rule's stage: by its name, else by its base rule's (a variant's)."""
+    return stage_lrs.get(name, stage_lrs.get(base_name(name)))
 
 
 def check_algorithms(
@@ -141,7 +149,7 @@ def check_algorithms(
         if algo in extra:
             continue
         stages = make_stages(algo, steps, stage_lrs, overrides)  # unknown names or hyper-parameters fail here
-        used.update(stage.rule.name for stage in stages)
+        used.update(base_name(stage.rule.name) for stage in stages)
     for name, lr in stage_lrs.items():
         if isinstance(lr, bool) or not isinstance(lr, (int, float)):
             raise ValueError(f"stage learning rate {name}={lr} is invalid: expected RULE=LR with LR > 0")

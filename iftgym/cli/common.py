@@ -61,8 +61,10 @@ def load_plugins(specs: Sequence[str]) -> None:
 
 
 def split_names(text: str) -> list[str]:
-    """``"sft, ift,sft+dpo"`` -> ``["sft", "ift", "sft+dpo"]``."""
-    return [name.strip() for name in text.split(",") if name.strip()]
+    """``"sft, ift(lam=0,gamma=0),sft+dpo"`` -> ``["sft", "ift(lam=0,gamma=0)", "sft+dpo"]``."""
+    from iftgym.rules.registry import split_outside_parentheses
+
+    return [name.strip() for name in split_outside_parentheses(text, ",") if name.strip()]
 
 
 def key_values(items: Sequence[str], flag: str, form: str = "KEY=VALUE") -> dict[str, Any]:

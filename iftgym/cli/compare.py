@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cache", action="store_true",
                         help="train every sb3-ppo seed again rather than read it from OUT/.iftgym-cache (where each "
                         "seed is kept by map, seed, settings and library versions)")  # fmt: skip
+    parser.add_argument("--baseline", default=None,
+                        help="the row every other row is compared with, seed by seed (default: sft when it runs, else "
+                        "the first algorithm; uniform, untrained or demo-copy name a reference row)")  # fmt: skip
     parser.add_argument("--random-maps", type=int, default=0, help="sweep over N random maps instead of --map")
     parser.add_argument("--size", type=int, default=None, help="side of the random maps (default: 6)")
     add_training_arguments(parser, "--algos")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from iftgym.experiments.baselines import SB3
     from iftgym.experiments.compare import CompareConfig, compare
     from iftgym.explain.figures import draw_figures
-    from iftgym.explain.tables import across_maps_table, compare_table
+    from iftgym.explain.tables import across_maps_table, compare_table, paired_table
     from iftgym.parallel import MAX_WORKERS
     from iftgym.validate import at_least
     from iftgym.worlds.frozen_lake.maps import load_map
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         hidden=args.hidden, gamma=gamma, slippery=slippery, success_rate=success_rate, demos=args.demos,
         sb3_timesteps=args.sb3_timesteps or defaults["sb3_timesteps"].default, random_maps=args.random_maps,
         size=args.size or defaults["size"].default, rule_overrides=parse_overrides(args.set),
-        stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"),
+        stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"), baseline=args.baseline,
     )  # fmt: skip
     for name in config.maps if not config.random_maps else []:
         load_map(name)  # unknown maps fail before any training
@@ -94,6 +97,10 @@ def run(args: argparse.Namespace, console: Console) -> None:
     results = run_experiment(console, compare, config, cache=cache, workers=args.workers)
     for entry in results["maps"]:
         console.print(compare_table(entry))
+        if entry["paired"] is not None:
+            console.print(paired_table(entry["paired"], entry["name"]))
     if "across_maps" in results:
         console.print(across_maps_table(results))
+        if results["paired_across_maps"] is not None:
+            console.print(paired_table(results["paired_across_maps"], "across maps"))
     save_outputs(console, out, lambda folder: draw_figures(results, folder), results)

@@ -24,8 +24,10 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from iftgym.experiments.baselines import SB3, SB3Job, sb3_tasks
+from iftgym.experiments.paired import paired_statistics, worse_than
 from iftgym.io import read_json
 from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
+from iftgym.metrics.decompose import DECOMPOSED, decomposed_scores, demonstrated_cells
 from iftgym.metrics.estimators import demonstration_log_bias
 from iftgym.metrics.stats import summarize
 from iftgym.parallel import Task, check_workers, in_background
@@ -33,16 +35,20 @@ from iftgym.policies import MLPPolicy
 from iftgym.policies.base import MAX_SEEDS
 from iftgym.rules.registry import is_built_in, parse_recipe
 from iftgym.types import TrainingData
-from iftgym.validate import at_least, between, positive
+from iftgym.validate import at_least, between, one_of, positive
 from iftgym.version import __version__
 from iftgym.worlds.frozen_lake.maps import MAX_SIDE, random_map
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 DEFAULT_ALGOS = ("sft", "ift", "dpo", "orpo", "ppo", SB3)
-METRICS = ("mse", "success", "greedy_success", "explored", "bias")
-LOWER_IS_BETTER = {"mse": True, "success": False, "greedy_success": False, "explored": False, "bias": True}
+METRICS = ("mse", "success", "greedy_success", "explored", "bias", *DECOMPOSED)
+LOWER_IS_BETTER = {"mse": True, "success": False, "greedy_success": False, "explored": False, "bias": True,
+                   "mse_demo": True, "mse_rest": True, "mse_optimal_visits": True, "mse_own_visits": True,
+                   "optimal_mass": False, "optimal_mass_own_visits": False}  # fmt: skip
 # metrics that are probabilities: their confidence intervals are clipped to [0, 1]
-BOUNDS = {"success": (0.0, 1.0), "greedy_success": (0.0, 1.0)}
+BOUNDS = {name: (0.0, 1.0) for name in ("success", "greedy_success", "optimal_mass", "optimal_mass_own_visits")}
+# rows every comparison carries beside its algorithms: what "not training" and "copying the data" score
+REFERENCES = ("uniform", "untrained", "demo-copy")
 SCHEMA = "iftgym.compare/1"
 MAX_RANDOM_MAPS = 10_000
 
@@ -51,9 +57,10 @@ MAX_RANDOM_MAPS = 10_000
 class CompareConfig:
     """Everything that defines a comparison run; saved in ``results.json`` so the run can be repeated.
 
-    ``algos`` are rule names, recipes (``"sft+ppo"``) or ``"sb3-ppo"``; ``rule_overrides`` set rule
-    hyper-parameters by rule name (``{"ift": {"lam": 0.3}}``) and ``stage_lrs`` the learning rate of a rule's
-    stage (default ``lr``).
+    ``algos`` are rule names, variants (``"ift(lam=0)"``), recipes (``"sft+ppo"``) or ``"sb3-ppo"``;
+    ``rule_overrides`` set rule hyper-parameters by rule name (``{"ift": {"lam": 0.3}}``) and ``stage_lrs`` the
+    learning rate of a rule's stage (default ``lr``). ``baseline`` is the row every other row is compared with,
+    seed by seed (default: ``sft`` when it runs, else the first algorithm); a reference row may be named.
     """
 
     maps: list[str] = field(default_factory=lambda: ["paper"])
@@ -73,6 +80,7 @@ class CompareConfig:
     p_hole: float = 0.25
     rule_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     stage_lrs: dict[str, float] = field(default_factory=dict)
+    baseline: str | None = None
     # The policies are tiny: torch's per-op threading overhead outweighs its gain (see benchmarks/).
     threads: int = 1
 
@@ -87,6 +95,9 @@ class CompareConfig:
         if not self.maps and not self.random_maps:
             raise ValueError("no maps given: expected map names or files, or random_maps > 0")
         check_algorithms(self.algos, self.steps, self.stage_lrs, self.rule_overrides, extra=(SB3,))
+        if self.baseline is None:
+            self.baseline = "sft" if "sft" in self.algos else self.algos[0]
+        one_of("baseline", self.baseline, [*self.algos, *REFERENCES])
         at_least("seeds", self.seeds, 2, note="confidence intervals need two", high=MAX_SEEDS)
         for name in ("steps", "hidden", "demos", "sb3_timesteps", "threads"):
             at_least(name, getattr(self, name), 1)
@@ -137,6 +148,36 @@ def run_algorithm(
         **{key: np.stack([m[key] for _, m in result.evaluations], axis=1).tolist() for key in ("mse", "success")},
     }
     return {"policies": policy.action_probs().numpy().astype(float), "curves": curves, "stages": result.stages}
+
+
+def score(model: FrozenLakeMDP, policies: np.ndarray, data: TrainingData) -> dict[str, np.ndarray]:
+    """Every metric of :data:`METRICS` for policy matrices ``(K, S, A)``, one ``(K,)`` array each."""
+    demo = model.optimal_demonstration(rng=0)
+    return {**model.scores(policies), "bias": demonstration_log_bias(model, policies, demo),
+            **decomposed_scores(model, policies, data.demos)}  # fmt: skip
+
+
+def reference_policies(model: FrozenLakeMDP, data: TrainingData, config: CompareConfig) -> dict[str, np.ndarray]:
+    """The :data:`REFERENCES` as ``(K, S, A)`` policy matrices: the uniform policy, the network every seed starts
+    from (untrained), and the policy that copies the demonstrations' actions where they act (uniform elsewhere)."""
+    shape = (config.seeds, model.n_states, model.n_actions)
+    uniform = np.full(shape, 1 / model.n_actions)
+    untrained = MLPPolicy(model.n_states, model.n_actions, hidden=config.hidden, seeds=list(range(config.seeds)))
+    counts = np.zeros(shape[1:])
+    demos = data.demos
+    np.add.at(counts, (demos.ids[demos.mask].numpy(), demos.actions[demos.mask].numpy()), 1.0)
+    seen = counts.sum(-1, keepdims=True) > 0
+    copy = np.where(seen, counts / np.maximum(counts.sum(-1, keepdims=True), 1), 1 / model.n_actions)
+    return {"uniform": uniform, "untrained": untrained.action_probs().numpy().astype(float),
+            "demo-copy": np.broadcast_to(copy, shape).copy()}  # fmt: skip
+
+
+def scored(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per-seed values and their summaries, as ``results.json`` keeps them."""
+    return {
+        "per_seed": {key: value.tolist() for key, value in metrics.items()},
+        "summary": {key: summarize(value, BOUNDS.get(key)) for key, value in metrics.items()},
+    }
 
 
 def sb3_jobs(config: CompareConfig, model: FrozenLakeMDP) -> list[SB3Job]:
@@ -213,7 +254,6 @@ def _compare(
     with in_background({**tasks, **sb3_todo}, workers) as result:
         for name, model in maps:
             data = model.training_data(config.demos)
-            demo = model.optimal_demonstration(rng=0)
             values, _, optimal = model.value_iteration()
             entry: dict[str, Any] = {
                 "name": name,
@@ -223,6 +263,7 @@ def _compare(
                     "values": values.tolist(),
                     "success": model.success_probability(optimal),
                 },
+                "demonstrated": np.flatnonzero(demonstrated_cells(model, data.demos)).tolist(),
                 "algorithms": {},
             }
             for algo in config.algos:
@@ -244,39 +285,54 @@ def _compare(
                     entry["algorithms"][algo] = run
                     continue
                 policies = run["policies"]
-                metrics = {**model.scores(policies), "bias": demonstration_log_bias(model, policies, demo)}
                 entry["algorithms"][algo] = {
                     "wall_time": wall,
                     "stages": run["stages"],
-                    "per_seed": {key: value.tolist() for key, value in metrics.items()},
-                    "summary": {key: summarize(value, BOUNDS.get(key)) for key, value in metrics.items()},
+                    **scored(score(model, policies, data)),
                     "policies": policies.tolist(),
                     "curves": run["curves"],
                 }
+            entry["references"] = {row: scored(score(model, policies, data))
+                                   for row, policies in reference_policies(model, data, config).items()}  # fmt: skip
+            entry["paired"] = paired_statistics([entry], config.baseline, LOWER_IS_BETTER)
+            _flag_worse_than_untrained(entry)
             results["maps"].append(entry)
     if len(results["maps"]) > 1:
         results["across_maps"] = across_maps(results)
+        results["paired_across_maps"] = paired_statistics(results["maps"], config.baseline, LOWER_IS_BETTER)
     return results
 
 
+def _flag_worse_than_untrained(entry: dict[str, Any]) -> None:
+    """Mark each algorithm whose MSE is significantly worse (paired, 95%) than the untrained network's: training
+    made it further from the optimum than not training at all."""
+    against = paired_statistics([entry], "untrained", LOWER_IS_BETTER, ("mse",))
+    for algo, run in entry["algorithms"].items():
+        if "per_seed" in run and against is not None:
+            run["worse_than_untrained"] = worse_than(against, algo, "mse", lower_is_better=True)
+
+
 def across_maps(results: dict[str, Any]) -> dict[str, Any]:
-    """Per algorithm: each metric's per-map mean over seeds, summarised over maps, and how often it ranks first."""
+    """Per algorithm: each metric's per-map mean over seeds, summarised over the maps where every algorithm ran
+    (``maps``: how many; a rule that needs a second route is skipped on maps without one, and comparing means over
+    different maps would compare the maps), and how often it ranks first there."""
     summary: dict[str, Any] = {}
     algos = list(results["config"]["algos"])
+    complete = [entry for entry in results["maps"]
+                if all("per_seed" in entry["algorithms"].get(a, {}) for a in algos)]  # fmt: skip
     for metric in ("mse", "success", "explored"):
-        per_map = {a: [] for a in algos}
+        per_map: dict[str, list[float]] = {a: [] for a in algos}
         wins = dict.fromkeys(algos, 0)
-        for entry in results["maps"]:
-            scored = {a: r for a, r in entry["algorithms"].items() if "per_seed" in r}
-            means = {a: float(np.mean(r["per_seed"][metric])) for a, r in scored.items()}
+        for entry in complete:
+            means = {a: float(np.mean(entry["algorithms"][a]["per_seed"][metric])) for a in algos}
             for a, m in means.items():
                 per_map[a].append(m)
-            if means:
-                best = (min if LOWER_IS_BETTER[metric] else max)(means.values())
-                for a, m in means.items():  # a tie is a win for each algorithm that attains the best
-                    wins[a] += bool(np.isclose(m, best, rtol=0, atol=1e-9))
+            best = (min if LOWER_IS_BETTER[metric] else max)(means.values())
+            for a, m in means.items():  # a tie is a win for each algorithm that attains the best
+                wins[a] += bool(np.isclose(m, best, rtol=0, atol=1e-9))
         summary[metric] = {a: {**summarize(np.array(v), BOUNDS.get(metric)), "maps": len(v), "wins": wins[a]}
                            for a, v in per_map.items() if v}  # fmt: skip
+    summary["maps"], summary["maps_total"] = len(complete), len(results["maps"])
     return summary
 
 

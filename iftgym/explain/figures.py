@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
 from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from iftgym.io import atomic_path
 from iftgym.metrics.stats import mean_ci
@@ -143,6 +145,34 @@ def explored_maps(entry: dict[str, Any], model: FrozenLakeMDP, gamma: float, pat
     return save_figure(fig, path)
 
 
+def why_maps(entry: dict[str, Any], model: FrozenLakeMDP, baseline: str, path: Path) -> Path | None:
+    """Where each algorithm wins or loses against ``baseline``: per cell, its share of the MSE difference (mean
+    over seeds of the cell's squared-error difference, over the number of non-terminal cells, so the cells sum to
+    the difference of the MSEs), demonstrated cells outlined. ``None`` when there is nothing to compare."""
+    trained = _trained(entry)
+    if baseline not in trained or len(trained) < 2:
+        return None
+    optimal, alive = np.array(entry["optimal"]["policy"]), ~model.terminal
+    errors = {a: ((p - optimal) ** 2).mean(-1).mean(0) * alive / alive.sum() for a, p in trained.items()}
+    shares = {a: e - errors[baseline] for a, e in errors.items() if a != baseline}
+    bound = max(float(np.abs(share).max()) for share in shares.values()) or 1.0
+    demonstrated = entry.get("demonstrated", [])
+    fig, axes = _panels(len(shares))
+    for ax, (algo, share) in zip(axes, shares.items()):
+        image = ax.imshow(share.reshape(model.nrow, model.ncol), cmap="RdBu_r", vmin=-bound, vmax=bound, zorder=0)
+        draw_tiles(ax, model)
+        rows, cols = np.divmod(np.asarray(demonstrated, dtype=int), model.ncol)
+        ax.add_collection(PatchCollection([Rectangle((c - 0.45, r - 0.45), 0.9, 0.9) for r, c in zip(rows, cols)],
+                                          facecolor="none", edgecolor="black", linewidth=1.6, zorder=3))  # fmt: skip
+        ax.set_title(f"{algo}: ΔMSE {share.sum():+.4f}", fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.7, label="share of ΔMSE (red: worse than the baseline)")
+    fig.suptitle(
+        f"{entry['name']}: where each rule gains (blue) or loses (red) MSE against {baseline}, per cell "
+        "(outlined: demonstrated cells)"
+    )
+    return save_figure(fig, path)
+
+
 def training_curves(entry: dict[str, Any], path: Path) -> Path:
     """MSE to the optimal policy and success probability during training, mean and 95% CI over seeds."""
     fig = Figure(figsize=(11, 4))
@@ -193,4 +223,6 @@ def draw_figures(results: dict[str, Any], out_dir: str | os.PathLike, max_maps: 
             explored_maps(entry, model, config["gamma"], out / f"{name}-explored.png"),
             training_curves(entry, out / f"{name}-curves.png"),
         ]
+        why = why_maps(entry, model, config.get("baseline") or "sft", out / f"{name}-why.png")
+        written += [why] if why is not None else []
     return written

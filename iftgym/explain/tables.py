@@ -69,44 +69,98 @@ def format_interval(stats: dict[str, float | None], digits: int = 3, brackets: b
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+COMPARE_COLUMNS = [("mse", "MSE to optimal"), ("mse_demo", "MSE demo cells"), ("mse_rest", "MSE other cells"),
+                   ("optimal_mass", "mass on optimal"), ("success", "P(success)"),
+                   ("greedy_success", "P(success) greedy"), ("explored", "cells visited"),
+                   ("bias", "SFT log-bias")]  # fmt: skip
+
+
 def compare_table(entry: dict[str, Any]) -> Table:
-    """One map's results: mean ± 95% CI half-width over seeds per algorithm, the best of each column in green."""
-    columns = [("mse", "MSE to optimal"), ("success", "P(success)"), ("greedy_success", "P(success) greedy"),
-               ("explored", "cells visited"), ("bias", "SFT log-bias")]  # fmt: skip
+    """One map's results: mean ± 95% CI half-width over seeds per algorithm, the best of each column in green, the
+    reference rows (uniform, untrained, demo-copy) below, and any algorithm whose MSE is significantly worse than the
+    untrained network's flagged."""
     scored = {a: r for a, r in entry["algorithms"].items() if "summary" in r}
-    table = Table(title=f"{escape(entry['name'])}: mean ± 95% CI over seeds (optimal P(success) = "
-                  f"{entry['optimal']['success']:.3f})")  # fmt: skip
+    optimum = entry["optimal"]["success"]
+    table = Table(title=f"{escape(entry['name'])}: mean ± 95% CI over seeds (optimal P(success) = {optimum:.3f}; "
+                  "MSE split into the demonstrated cells and the others)")  # fmt: skip
     table.add_column("algorithm")
-    for _, label in columns:
+    for _, label in COMPARE_COLUMNS:
         table.add_column(label, justify="right")
     table.add_column("wall s", justify="right")
     best = {}
-    for key, _ in columns:
-        means = {a: r["summary"][key]["mean"] for a, r in scored.items()}
+    for key, _ in COMPARE_COLUMNS:
+        means = [r["summary"][key]["mean"] for r in scored.values() if key in r["summary"]]
+        means = [m for m in means if not np.isnan(m)]
         if means:
-            best[key] = (min if LOWER_IS_BETTER[key] else max)(means.values())
+            best[key] = (min if LOWER_IS_BETTER[key] else max)(means)
     for algo, result in entry["algorithms"].items():
         if algo not in scored:
-            table.add_row(escape(algo), *["-"] * len(columns), f"skipped: {escape(result['skipped'])}")
+            table.add_row(escape(algo), *["-"] * len(COMPARE_COLUMNS), f"skipped: {escape(result['skipped'])}")
             continue
         cells = []
-        for key, _ in columns:
-            text = format_interval(result["summary"][key])
-            cells.append(f"[bold green]{text}[/]" if np.isclose(result["summary"][key]["mean"], best[key]) else text)
-        table.add_row(escape(algo), *cells, f"{result['wall_time']:.1f}")
+        for key, _ in COMPARE_COLUMNS:
+            stats = result["summary"].get(key)
+            text = "-" if stats is None or np.isnan(stats["mean"]) else format_interval(stats)
+            cells.append(f"[bold green]{text}[/]" if key in best and stats and np.isclose(stats["mean"], best[key])
+                         else text)  # fmt: skip
+        flag = " [red](worse than untrained)[/]" if result.get("worse_than_untrained") else ""
+        table.add_row(escape(algo) + flag, *cells, f"{result['wall_time']:.1f}")
+    for row, result in entry.get("references", {}).items():
+        cells = ["-" if (s := result["summary"].get(key)) is None or np.isnan(s["mean"]) else format_interval(s)
+                 for key, _ in COMPARE_COLUMNS]  # fmt: skip
+        table.add_row(f"[dim italic]{escape(row)}[/]", *(f"[dim]{c}[/]" for c in cells), "[dim]reference[/]")
     return table
+
+
+def paired_table(paired: dict[str, Any], title: str) -> Table:
+    """Each row against the baseline: the paired difference of each metric, mean [95% CI], starred where its
+    Holm-adjusted p-value is below 0.05 (the MSE's p shown), then the probability of improvement and the
+    interquartile mean of the MSE, each with its stratified-bootstrap interval."""
+    metrics = [m for m in ("mse", "mse_rest", "optimal_mass", "success")
+               if any(m in row for row in paired["rows"].values())]  # fmt: skip
+    units = f"{paired['maps']} of {paired['maps_total']} maps" if paired["units"] == "maps" else "seeds"
+    baseline = escape(paired["baseline"])
+    table = Table(title=f"{escape(title)}: difference to {baseline}, paired by {units}; * Holm-adjusted p < 0.05")
+    table.add_column("row")
+    for metric in metrics:
+        table.add_column(f"Δ {metric}", justify="right")
+    for label in ("Holm p (MSE)", "P(better MSE)", "IQM MSE"):
+        table.add_column(label, justify="right")
+    for name, row in paired["rows"].items():
+        if name == paired["baseline"]:
+            continue
+        cells = []
+        for metric in metrics:
+            difference = row.get(metric, {}).get("difference")
+            p = None if difference is None else difference.get("p_holm")
+            star = "*" if p is not None and p < 0.05 else ""
+            cells.append("-" if difference is None else format_interval(difference, 4, brackets=True) + star)
+        mse = row.get("mse", {})
+        p = mse.get("difference", {}).get("p_holm")
+        cells.append("-" if p is None else f"{p:.2g}")
+        cells.append("-" if "improvement" not in mse else _bootstrap(mse["improvement"], 2))
+        cells.append("-" if "iqm" not in mse else _bootstrap(mse["iqm"], 4))
+        table.add_row(escape(name), *cells)
+    return table
+
+
+def _bootstrap(stats: dict[str, float], digits: int) -> str:
+    return f"{stats['value']:.{digits}f} [{stats['ci95_low']:.{digits}f}, {stats['ci95_high']:.{digits}f}]"
 
 
 def across_maps_table(results: dict[str, Any]) -> Table:
     """A sweep over maps: per-map means, then mean and 95% CI over maps, with how often each algorithm won."""
-    table = Table(title=f"across {len(results['maps'])} maps: per-map means, then mean ± 95% CI over maps (wins)")
+    summary = results["across_maps"]
+    used, total = summary.get("maps", len(results["maps"])), summary.get("maps_total", len(results["maps"]))
+    table = Table(title=f"across the {used} of {total} maps where every algorithm ran: per-map means, then mean "
+                  "[95% CI] over maps (wins)")  # fmt: skip
     table.add_column("algorithm")
     for metric in ("mse", "success", "explored"):
         table.add_column(metric, justify="right")
     for algo in results["config"]["algos"]:
         cells = []
         for metric in ("mse", "success", "explored"):
-            stats = results["across_maps"][metric].get(algo)
+            stats = summary[metric].get(algo)
             cells.append("-" if stats is None else f"{format_interval(stats, 4, brackets=True)} ({stats['wins']} wins)")
         table.add_row(escape(algo), *cells)
     return table

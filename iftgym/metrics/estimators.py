@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
+from scipy import special
 
-from iftgym.metrics.stats import betainc
 from iftgym.policies.base import Policy
 from iftgym.policies.tabular import TabularPolicy
 from iftgym.rules.ift import IFT, IFTConfig
@@ -191,38 +191,11 @@ def binomial_interval(
     if method == "hoeffding":
         half = math.sqrt(math.log(2 / alpha) / (2 * n))
         return np.clip(k / n - half, 0, 1), np.clip(k / n + half, 0, 1)
-    return np.vectorize(_cp_lower)(k, n, alpha / 2), np.vectorize(_cp_upper)(k, n, alpha / 2)
-
-
-def _bisect(f, target: float) -> float:
-    """The p in [0, 1] where the increasing function ``f`` crosses ``target``."""
-    lo, hi = 0.0, 1.0
-    while hi - lo > 1e-13:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-def _upper_tail(k: float, n: int, p: float) -> float:
-    """``P(X >= k)`` for ``X ~ Binomial(n, p)``."""
-    return 1.0 if k <= 0 else betainc(k, n - k + 1, p)
-
-
-def _lower_tail(k: float, n: int, p: float) -> float:
-    """``P(X <= k)`` for ``X ~ Binomial(n, p)``."""
-    return 1.0 if k >= n else 1.0 - betainc(k + 1, n - k, p)
-
-
-def _cp_lower(k: float, n: int, tail: float) -> float:
-    if np.isnan(k):
-        return np.nan
-    return 0.0 if k <= 0 else _bisect(lambda p: _upper_tail(k, n, p), tail)
-
-
-def _cp_upper(k: float, n: int, tail: float) -> float:
-    if np.isnan(k):
-        return np.nan
-    return 1.0 if k >= n else _bisect(lambda p: -_lower_tail(k, n, p), -tail)
+    # the Beta quantiles that invert the binomial tails (scipy.special: no scipy.stats import at start-up)
+    with np.errstate(invalid="ignore"):
+        lower = np.where(k <= 0, 0.0, special.betaincinv(np.maximum(k, 1e-300), n - k + 1, alpha / 2))
+        upper = np.where(k >= n, 1.0, special.betaincinv(k + 1, np.maximum(n - k, 1e-300), 1 - alpha / 2))
+    return np.where(np.isnan(k), np.nan, lower), np.where(np.isnan(k), np.nan, upper)
 
 
 def _check_alpha(alpha: float) -> None:
@@ -269,12 +242,11 @@ class MonteCarloEstimate:
         if self.interval == "hoeffding":
             lower, upper = self.bounds(alpha)
             return valid & (values < lower), valid & (values > upper)
-        below, above = np.zeros(values.shape, bool), np.zeros(values.shape, bool)
-        for index in zip(*np.nonzero(valid)):
-            k, v = self.successes[index], float(np.clip(values[index], 0.0, 1.0))
-            below[index] = _upper_tail(k, self.n_episodes, v) < alpha / 2
-            above[index] = _lower_tail(k, self.n_episodes, v) < alpha / 2
-        return below, above
+        n, k = self.n_episodes, np.where(valid, self.successes, 0.0)
+        v = np.clip(np.where(valid, values, 0.0), 0.0, 1.0)
+        upper_tail = np.where(k <= 0, 1.0, special.bdtrc(np.maximum(k - 1, 0), n, v))  # P_v(X >= k)
+        lower_tail = np.where(k >= n, 1.0, special.bdtr(np.minimum(k, n), n, v))  # P_v(X <= k)
+        return valid & (upper_tail < alpha / 2), valid & (lower_tail < alpha / 2)
 
 
 def _env_episodes(

@@ -9,6 +9,7 @@ splits a recipe into rule names, checking each (the training loop turns a recipe
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from iftgym.registry import Registry
@@ -53,32 +54,85 @@ def config_fields(name: str) -> list[str]:
 
 
 def make_rule(name: str, **overrides: Any) -> Rule:
-    """Build one rule by name; ``overrides`` set fields of its config (unknown fields raise ``ValueError``)."""
-    rule_cls = RULES.get(name)
-    settable = config_fields(name)
+    """Build one rule by name; ``overrides`` set fields of its config (unknown fields raise ``ValueError``).
+
+    ``name`` may be a variant, ``"ift(lam=0, gamma=0.9)"``: the rule with those settings (they take precedence
+    over ``overrides``), named by the variant text in every table, figure and ``results.json``.
+    """
+    base, settings = parse_variant(name)
+    overrides = {**overrides, **settings}
+    rule_cls = RULES.get(base)
+    settable = config_fields(base)
     unknown = sorted(k for k in overrides if k not in settable and rule_cls.fixed.get(k, object()) != overrides[k])
     if unknown:
-        raise ValueError(f"rule {name!r} has no hyper-parameter {', '.join(unknown)}: accepted: "
+        raise ValueError(f"rule {base!r} has no hyper-parameter {', '.join(unknown)}: accepted: "
                          f"{', '.join(settable) or 'none'}")  # fmt: skip
     defaults = {f.name: f.default for f in dataclasses.fields(rule_cls.config_class)}
     for key, value in overrides.items():
-        like_default(f"{name}.{key}", value, defaults[key])
+        like_default(f"{base}.{key}", value, defaults[key])
     rule = rule_cls(rule_cls.config_class(**{**overrides, **rule_cls.fixed}))
-    rule.name = name
+    rule.name = name.strip() if settings else base
     return rule
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """A rule name or variant -> its base rule and settings: ``"ift(lam=0, detach_weights=true)"`` ->
+    ``("ift", {"lam": 0, "detach_weights": True})``. Values are read as JSON where they can be (numbers,
+    ``true``/``false``, quoted strings), else kept as text; the base rule must be registered."""
+    text = text.strip()
+    base, paren, rest = text.partition("(")
+    base = base.strip()
+    if paren and not rest.endswith(")"):
+        raise ValueError(f"variant {text!r} is malformed: expected RULE(PARAM=VALUE, ...), e.g. ift(lam=0)")
+    if base not in RULES:
+        raise _unknown(base)
+    settings: dict[str, Any] = {}
+    for item in split_outside_parentheses(rest[:-1], ",") if paren else []:
+        key, eq, raw = (part.strip() for part in item.partition("="))
+        if not eq or not key.isidentifier() or not raw:
+            raise ValueError(f"variant {text!r} is malformed at {item.strip()!r}: expected PARAM=VALUE, e.g. lam=0")
+        if key in settings:
+            raise ValueError(f"variant {text!r} sets {key} twice")
+        try:
+            settings[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            settings[key] = raw
+    return base, settings
+
+
+def base_name(name: str) -> str:
+    """The registered rule a name or variant stands for: ``"ift(lam=0)"`` -> ``"ift"``."""
+    return name.partition("(")[0].strip()
+
+
+def split_outside_parentheses(text: str, separator: str) -> list[str]:
+    """``text`` split at each ``separator`` that is not inside parentheses: ``"sft,ift(lam=0,gamma=0)"`` ->
+    ``["sft", "ift(lam=0,gamma=0)"]``."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == separator and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
 def parse_recipe(recipe: str) -> list[str]:
-    """The rule names of a recipe: ``"sft+dpo"`` -> ``["sft", "dpo"]``, each one registered."""
-    names = [part.strip() for part in recipe.split("+")]
+    """The rules of a recipe, each a name or a variant: ``"sft+ift(lam=0)"`` -> ``["sft", "ift(lam=0)"]``, each
+    one checked (a registered base rule, well-formed settings)."""
+    names = [part.strip() for part in split_outside_parentheses(recipe, "+")]
     if not recipe.strip() or not all(names):
         raise ValueError(f"recipe {recipe!r} is malformed: expected rule names joined by '+', e.g. sft+dpo")
     for name in names:
-        if name not in RULES:
-            where = f" in algorithm {recipe!r}" if len(names) > 1 else ""
-            raise ValueError(f"unknown rule {name!r}{where}: expected one of {', '.join(rule_names())}, or several "
-                             "joined by '+' (e.g. sft+dpo)")  # fmt: skip
+        if base_name(name) not in RULES:
+            raise _unknown(base_name(name), f" in algorithm {recipe!r}" if len(names) > 1 else "")
+        parse_variant(name)
     return names
+
+
+def _unknown(name: str, where: str = "") -> ValueError:
+    return ValueError(f"unknown rule {name!r}{where}: expected one of {', '.join(rule_names())}, a variant such as "
+                      "ift(lam=0), or several joined by '+' (e.g. sft+dpo)")  # fmt: skip
 
 
 def rule_spec(rule: Rule) -> dict[str, Any]:
@@ -101,6 +155,7 @@ for _name, _rule in BUILT_IN.items():
 
 
 def is_built_in(name: str) -> bool:
-    """Whether ``name`` is one of iftgym's own rules, not replaced: a fresh process (a worker) finds the same rule
-    under it without the caller's registrations."""
-    return name in BUILT_IN and RULES.get(name) is BUILT_IN[name]
+    """Whether ``name`` (or variant) is one of iftgym's own rules, not replaced: a fresh process (a worker) finds
+    the same rule under it without the caller's registrations."""
+    base = base_name(name)
+    return base in BUILT_IN and RULES.get(base) is BUILT_IN[base]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from iftgym.cli import main
-from iftgym.experiments.compare import SCHEMA, load_results
+from iftgym.experiments.compare import METRICS, SCHEMA, load_results
 from iftgym.io import MANIFEST
 
-SMALL = ["--seeds", "2", "--steps", "4", "--algos", "sft,ift,dpo"]
+SMALL = ["--seeds", "2", "--steps", "4", "--algos", "sft,ift,dpo,ift(gamma=0)"]
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +24,13 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_results_json_schema(small_run: Path) -> None:
     results = load_results(small_run / "results.json")
     assert results["schema"] == SCHEMA
-    assert results["config"]["seeds"] == 2 and results["config"]["algos"] == ["sft", "ift", "dpo"]
+    assert results["config"]["seeds"] == 2 and results["config"]["algos"] == ["sft", "ift", "dpo", "ift(gamma=0)"]
     (entry,) = results["maps"]
     assert entry["name"] == "paper" and len(entry["rows"]) == 6
-    assert set(entry["algorithms"]) == {"sft", "ift", "dpo"}
+    assert set(entry["algorithms"]) == {"sft", "ift", "dpo", "ift(gamma=0)"}
+    assert entry["paired"]["baseline"] == "sft" and set(entry["references"]) == {"uniform", "untrained", "demo-copy"}
     for algo, result in entry["algorithms"].items():
-        assert set(result["per_seed"]) == {"mse", "success", "greedy_success", "explored", "bias"}, algo
+        assert set(result["per_seed"]) == set(METRICS), algo
         for metric, values in result["per_seed"].items():
             assert len(values) == 2
             stats = result["summary"][metric]
@@ -40,7 +41,7 @@ def test_results_json_schema(small_run: Path) -> None:
 
 
 def test_figures_written_and_redrawn_by_plot(small_run: Path, tmp_path: Path) -> None:
-    names = {"paper-preference.png", "paper-values.png", "paper-explored.png", "paper-curves.png"}
+    names = {"paper-preference.png", "paper-values.png", "paper-explored.png", "paper-curves.png", "paper-why.png"}
     assert names <= {p.name for p in small_run.iterdir()}
     assert main(["plot", str(small_run / "results.json"), "--out", str(tmp_path)]) == 0
     assert names == {p.name for p in tmp_path.iterdir()} - {MANIFEST}
