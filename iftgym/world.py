@@ -80,6 +80,14 @@ class World(Protocol):
         k drawing from ``generators[k]`` alone; rewards are the world's."""
         ...
 
+    def sample_like(
+        self, policy: Actor, demos: StepBatch, n_per: int, generators: Sequence[torch.Generator]
+    ) -> StepBatch:
+        """``n_per`` on-policy episodes per seed from the start (the prompt) of each trajectory of ``demos``: a
+        ``(K, size * n_per, T)`` batch, episodes ``b * n_per ... (b + 1) * n_per - 1`` starting where trajectory b
+        does (what online DPO contrasts each demonstration with)."""
+        ...
+
     def training_data(self) -> TrainingData:
         """The world's own demonstrations and (where it has them) preference pairs."""
         ...

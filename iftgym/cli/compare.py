@@ -47,6 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cache", action="store_true",
                         help="train every sb3-ppo seed again rather than read it from OUT/.iftgym-cache (where each "
                         "seed is kept by map, seed, settings and library versions)")  # fmt: skip
+    parser.add_argument("--policy", default="mlp", choices=["mlp", "gru", "tabular"],
+                        help="the policy every rule trains: mlp (the paper's two-layer network on the current cell), "
+                        "gru (a recurrent network over the cells visited so far: scored from its own rollouts) or "
+                        "tabular (default: mlp)")  # fmt: skip
     parser.add_argument("--baseline", default=None,
                         help="the row every other row is compared with, seed by seed (default: sft when it runs, else "
                         "the first algorithm; uniform, untrained or demo-copy name a reference row)")  # fmt: skip
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         sb3_timesteps=args.sb3_timesteps or defaults["sb3_timesteps"].default, random_maps=args.random_maps,
         size=args.size or defaults["size"].default, rule_overrides=parse_overrides(args.set),
         stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"), baseline=args.baseline,
+        policy=args.policy,
     )  # fmt: skip
     for name in config.maps if not config.random_maps else []:
         load_map(name)  # unknown maps fail before any training

@@ -29,10 +29,11 @@ from iftgym.io import read_json
 from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
 from iftgym.metrics.decompose import DECOMPOSED, decomposed_scores, demonstrated_cells
 from iftgym.metrics.estimators import demonstration_log_bias
+from iftgym.metrics.rollouts import rollout_scores
 from iftgym.metrics.stats import summarize
 from iftgym.parallel import Task, check_workers, in_background
-from iftgym.policies import MLPPolicy
-from iftgym.policies.base import MAX_SEEDS
+from iftgym.policies.base import MAX_SEEDS, Policy
+from iftgym.policies.registry import FROZEN_LAKE_POLICIES, frozen_lake_policy
 from iftgym.rules.registry import is_built_in, parse_recipe
 from iftgym.types import TrainingData
 from iftgym.validate import at_least, between, one_of, positive
@@ -61,6 +62,8 @@ class CompareConfig:
     ``rule_overrides`` set rule hyper-parameters by rule name (``{"ift": {"lam": 0.3}}``) and ``stage_lrs`` the
     learning rate of a rule's stage (default ``lr``). ``baseline`` is the row every other row is compared with,
     seed by seed (default: ``sft`` when it runs, else the first algorithm); a reference row may be named.
+    ``policy`` is what every rule trains: ``"mlp"`` (the paper's), ``"gru"`` (with memory of the cells visited so
+    far; scored from its own rollouts, :mod:`iftgym.metrics.rollouts`) or ``"tabular"``.
     """
 
     maps: list[str] = field(default_factory=lambda: ["paper"])
@@ -81,6 +84,7 @@ class CompareConfig:
     rule_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     stage_lrs: dict[str, float] = field(default_factory=dict)
     baseline: str | None = None
+    policy: str = "mlp"
     # The policies are tiny: torch's per-op threading overhead outweighs its gain (see benchmarks/).
     threads: int = 1
 
@@ -95,6 +99,7 @@ class CompareConfig:
         if not self.maps and not self.random_maps:
             raise ValueError("no maps given: expected map names or files, or random_maps > 0")
         check_algorithms(self.algos, self.steps, self.stage_lrs, self.rule_overrides, extra=(SB3,))
+        one_of("policy", self.policy, FROZEN_LAKE_POLICIES)
         if self.baseline is None:
             self.baseline = "sft" if "sft" in self.algos else self.algos[0]
         one_of("baseline", self.baseline, [*self.algos, *REFERENCES])
@@ -134,20 +139,36 @@ def run_algorithm(
     if lacking:
         return {"skipped": f"map has no sub-optimal route, so {', '.join(lacking)} in {algo!r} has no preference "
                            "pairs to train on"}  # fmt: skip
-    policy = MLPPolicy(model.n_states, model.n_actions, hidden=config.hidden, seeds=seeds)
+    policy = make_policy(model, config, seeds)
     result = train(
         policy,
         stages,
         model,
         data,
         TrainConfig(steps=config.steps, lr=config.lr, eval_every=config.eval_every),
-        callback=lambda step, p: model.scores(p, ("mse", "success")),
+        callback=lambda step, p: evaluate(model, p, data),
     )
     curves = {
         "steps": [step for step, _ in result.evaluations],
         **{key: np.stack([m[key] for _, m in result.evaluations], axis=1).tolist() for key in ("mse", "success")},
     }
+    if not policy.markov:  # no policy matrix: scored from its own rollouts
+        return {"scores": rollout_scores(model, policy, data.demos), "curves": curves, "stages": result.stages}
     return {"policies": policy.action_probs().numpy().astype(float), "curves": curves, "stages": result.stages}
+
+
+def make_policy(model: FrozenLakeMDP, config: CompareConfig, seeds: list[int]) -> Policy:
+    """The run's policy kind (``config.policy``) for ``model``, one copy per seed."""
+    return frozen_lake_policy(config.policy, model.n_states, model.n_actions, config.hidden, seeds)
+
+
+def evaluate(model: FrozenLakeMDP, policy: Policy, data: TrainingData) -> dict[str, np.ndarray]:
+    """What the training curves show: ``mse`` and ``success``, exact for a Markov policy; for a policy with memory,
+    ``success`` from 50 rollouts per seed and ``mse`` along its own rollouts (``mse_own_visits``)."""
+    if policy.markov:
+        return model.scores(policy, ("mse", "success"))
+    scores = rollout_scores(model, policy, data.demos, episodes=50)
+    return {"mse": scores["mse_own_visits"], "success": scores["success"]}
 
 
 def score(model: FrozenLakeMDP, policies: np.ndarray, data: TrainingData) -> dict[str, np.ndarray]:
@@ -157,19 +178,29 @@ def score(model: FrozenLakeMDP, policies: np.ndarray, data: TrainingData) -> dic
             **decomposed_scores(model, policies, data.demos)}  # fmt: skip
 
 
-def reference_policies(model: FrozenLakeMDP, data: TrainingData, config: CompareConfig) -> dict[str, np.ndarray]:
-    """The :data:`REFERENCES` as ``(K, S, A)`` policy matrices: the uniform policy, the network every seed starts
-    from (untrained), and the policy that copies the demonstrations' actions where they act (uniform elsewhere)."""
+def reference_rows(model: FrozenLakeMDP, data: TrainingData, config: CompareConfig) -> dict[str, dict[str, Any]]:
+    """The :data:`REFERENCES`, scored: the uniform policy, the network every seed starts from (untrained; from its
+    rollouts when it has memory), and the policy that copies the demonstrations' actions where they act (uniform
+    elsewhere)."""
     shape = (config.seeds, model.n_states, model.n_actions)
-    uniform = np.full(shape, 1 / model.n_actions)
-    untrained = MLPPolicy(model.n_states, model.n_actions, hidden=config.hidden, seeds=list(range(config.seeds)))
     counts = np.zeros(shape[1:])
     demos = data.demos
     np.add.at(counts, (demos.ids[demos.mask].numpy(), demos.actions[demos.mask].numpy()), 1.0)
     seen = counts.sum(-1, keepdims=True) > 0
     copy = np.where(seen, counts / np.maximum(counts.sum(-1, keepdims=True), 1), 1 / model.n_actions)
-    return {"uniform": uniform, "untrained": untrained.action_probs().numpy().astype(float),
-            "demo-copy": np.broadcast_to(copy, shape).copy()}  # fmt: skip
+    untrained = make_policy(model, config, list(range(config.seeds)))
+    return {
+        "uniform": scored(score(model, np.full(shape, 1 / model.n_actions), data)),
+        "untrained": scored(score(model, untrained.action_probs().numpy().astype(float), data) if untrained.markov
+                            else complete(rollout_scores(model, untrained, data.demos))),
+        "demo-copy": scored(score(model, np.broadcast_to(copy, shape).copy(), data)),
+    }  # fmt: skip
+
+
+def complete(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``metrics`` with every one of :data:`METRICS`, NaN where not measured (in :data:`METRICS`' order)."""
+    k = len(next(iter(metrics.values())))
+    return {name: metrics.get(name, np.full(k, np.nan)) for name in METRICS}
 
 
 def scored(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -284,16 +315,16 @@ def _compare(
                 if "skipped" in run:
                     entry["algorithms"][algo] = run
                     continue
-                policies = run["policies"]
+                matrices = {"policies": run["policies"].tolist()} if "policies" in run else {}
+                metrics = score(model, run["policies"], data) if "policies" in run else complete(run["scores"])
                 entry["algorithms"][algo] = {
                     "wall_time": wall,
                     "stages": run["stages"],
-                    **scored(score(model, policies, data)),
-                    "policies": policies.tolist(),
+                    **scored(metrics),
+                    **matrices,
                     "curves": run["curves"],
                 }
-            entry["references"] = {row: scored(score(model, policies, data))
-                                   for row, policies in reference_policies(model, data, config).items()}  # fmt: skip
+            entry["references"] = reference_rows(model, data, config)
             entry["paired"] = paired_statistics([entry], config.baseline, LOWER_IS_BETTER)
             _flag_worse_than_untrained(entry)
             results["maps"].append(entry)

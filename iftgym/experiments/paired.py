@@ -16,7 +16,7 @@ import numpy as np
 
 from iftgym.metrics.stats import holm, improvement_interval, iqm_interval, paired_difference
 
-PAIRED_METRICS = ("mse", "mse_rest", "optimal_mass", "success", "explored")
+PAIRED_METRICS = ("mse", "mse_rest", "optimal_mass", "mse_own_visits", "optimal_mass_own_visits", "success", "explored")
 
 
 def scored_rows(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -50,8 +50,8 @@ def paired_statistics(
             if any(np.isnan(v).any() for v in values):
                 continue  # the metric is undefined here (a set of cells is empty)
             result: dict[str, Any] = {"iqm": iqm_interval(values)}
-            if name != baseline:
-                base = [np.asarray(scored_rows(e)[baseline]["per_seed"][metric], float) for e in usable]
+            base = [np.asarray(scored_rows(e)[baseline]["per_seed"][metric], float) for e in usable]
+            if name != baseline and not any(np.isnan(b).any() for b in base):
                 units = (
                     (values[0], base[0]) if len(usable) == 1 else ([v.mean() for v in values], [b.mean() for b in base])
                 )

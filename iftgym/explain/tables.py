@@ -89,8 +89,7 @@ def compare_table(entry: dict[str, Any]) -> Table:
     table.add_column("wall s", justify="right")
     best = {}
     for key, _ in COMPARE_COLUMNS:
-        means = [r["summary"][key]["mean"] for r in scored.values() if key in r["summary"]]
-        means = [m for m in means if not np.isnan(m)]
+        means = [m for r in scored.values() if (m := _mean(r["summary"].get(key))) is not None]
         if means:
             best[key] = (min if LOWER_IS_BETTER[key] else max)(means)
     for algo, result in entry["algorithms"].items():
@@ -99,32 +98,41 @@ def compare_table(entry: dict[str, Any]) -> Table:
             continue
         cells = []
         for key, _ in COMPARE_COLUMNS:
-            stats = result["summary"].get(key)
-            text = "-" if stats is None or np.isnan(stats["mean"]) else format_interval(stats)
-            cells.append(f"[bold green]{text}[/]" if key in best and stats and np.isclose(stats["mean"], best[key])
-                         else text)  # fmt: skip
+            mean = _mean(stats := result["summary"].get(key))
+            text = "-" if mean is None else format_interval(stats)
+            cells.append(f"[bold green]{text}[/]" if mean is not None and np.isclose(mean, best[key]) else text)
         flag = " [red](worse than untrained)[/]" if result.get("worse_than_untrained") else ""
         table.add_row(escape(algo) + flag, *cells, f"{result['wall_time']:.1f}")
     for row, result in entry.get("references", {}).items():
-        cells = ["-" if (s := result["summary"].get(key)) is None or np.isnan(s["mean"]) else format_interval(s)
+        cells = ["-" if _mean(s := result["summary"].get(key)) is None else format_interval(s)
                  for key, _ in COMPARE_COLUMNS]  # fmt: skip
         table.add_row(f"[dim italic]{escape(row)}[/]", *(f"[dim]{c}[/]" for c in cells), "[dim]reference[/]")
     return table
 
 
+def _mean(stats: dict[str, Any] | None) -> float | None:
+    """A summary's mean, or ``None`` where the metric was not measured (NaN in memory, ``null`` in a file)."""
+    mean = None if stats is None else stats["mean"]
+    return None if mean is None or np.isnan(mean) else float(mean)
+
+
 def paired_table(paired: dict[str, Any], title: str) -> Table:
     """Each row against the baseline: the paired difference of each metric, mean [95% CI], starred where its
-    Holm-adjusted p-value is below 0.05 (the MSE's p shown), then the probability of improvement and the
-    interquartile mean of the MSE, each with its stratified-bootstrap interval."""
-    metrics = [m for m in ("mse", "mse_rest", "optimal_mass", "success")
-               if any(m in row for row in paired["rows"].values())]  # fmt: skip
+    Holm-adjusted p-value is below 0.05, then for the first metric its p, the probability of improvement and the
+    interquartile mean, each with its stratified-bootstrap interval. The metrics are the first four of MSE, MSE on
+    other cells, mass on optimal, the same along the rows' own visits (all a policy with memory has) and success
+    that some row was compared on."""
+    candidates = ("mse", "mse_rest", "optimal_mass", "mse_own_visits", "optimal_mass_own_visits", "success")
+    metrics = [m for m in candidates
+               if any("difference" in row.get(m, {}) for row in paired["rows"].values())][:4]  # fmt: skip
+    headline = metrics[0] if metrics else "mse"
     units = f"{paired['maps']} of {paired['maps_total']} maps" if paired["units"] == "maps" else "seeds"
     baseline = escape(paired["baseline"])
     table = Table(title=f"{escape(title)}: difference to {baseline}, paired by {units}; * Holm-adjusted p < 0.05")
     table.add_column("row")
     for metric in metrics:
         table.add_column(f"Δ {metric}", justify="right")
-    for label in ("Holm p (MSE)", "P(better MSE)", "IQM MSE"):
+    for label in (f"Holm p ({headline})", f"P(better {headline})", f"IQM {headline}"):
         table.add_column(label, justify="right")
     for name, row in paired["rows"].items():
         if name == paired["baseline"]:
@@ -135,11 +143,11 @@ def paired_table(paired: dict[str, Any], title: str) -> Table:
             p = None if difference is None else difference.get("p_holm")
             star = "*" if p is not None and p < 0.05 else ""
             cells.append("-" if difference is None else format_interval(difference, 4, brackets=True) + star)
-        mse = row.get("mse", {})
-        p = mse.get("difference", {}).get("p_holm")
+        first = row.get(headline, {})
+        p = first.get("difference", {}).get("p_holm")
         cells.append("-" if p is None else f"{p:.2g}")
-        cells.append("-" if "improvement" not in mse else _bootstrap(mse["improvement"], 2))
-        cells.append("-" if "iqm" not in mse else _bootstrap(mse["iqm"], 4))
+        cells.append("-" if "improvement" not in first else _bootstrap(first["improvement"], 2))
+        cells.append("-" if "iqm" not in first else _bootstrap(first["iqm"], 4))
         table.add_row(escape(name), *cells)
     return table
 

@@ -119,6 +119,14 @@ class Policy(nn.Module):
         ids = ids.expand(self.n_seeds, *ids.shape[-2:])
         return table[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
 
+    def step(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One more step of every sequence: logits ``(K, B, A)`` for step inputs ``(K, B, D)``, given what
+        ``step`` returned as ``state`` for the steps before (``None`` at the start), and the new state. How a world
+        samples a policy with memory step by step; a Markov policy needs no state."""
+        if not self.markov:
+            raise NotImplementedError(f"{type(self).__name__} has memory but no step(): it cannot be rolled out")
+        return self(inputs.unsqueeze(2))[:, :, 0], None
+
     def seed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Give shared inputs a leading seed axis so every seed sees them."""
         if inputs.dim() == 3:

@@ -26,3 +26,10 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def sft_loss_from_logps(logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``(K,)``: per-sequence mean of the step losses ``-log pi``, then mean over the batch."""
     return masked_mean(-logps, mask).mean(-1)
+
+
+def frozen_table(policy: Policy) -> torch.Tensor:
+    """A copy of the policy's encoding table that no gradient reaches (a rule re-syncs it after every optimiser
+    step, as IFT's reference code does with its frozen ``embed_tokens``); a fixed table (one-hot) is returned as is."""
+    table = policy.embedding_table()
+    return table.detach().clone() if table.requires_grad else table

@@ -78,16 +78,17 @@ class DPO(Rule):
 
     def loss(self, policy: Policy, batch: PairBatch | StepBatch, step: int) -> tuple[torch.Tensor, dict]:
         if self.config.online:
-            # The demonstration is preferred over what the policy does now.
-            rejected = self.world.sample(policy, self.config.n_samples, self.generators)
+            # Each demonstration is preferred over what the policy does now from the same start (its own prompt).
+            rejected = self.world.sample_like(policy, batch, self.config.n_samples, self.generators)
             chosen = batch
         else:
             chosen, rejected = batch.chosen, batch.rejected
         with torch.no_grad():
             ref_chosen, ref_rejected = sequence_logps(self.reference, chosen), sequence_logps(self.reference, rejected)
         pi_chosen, pi_rejected = sequence_logps(policy, chosen), sequence_logps(policy, rejected)
-        if self.config.online:  # one chosen demonstration against every sample of the same task
-            pi_chosen, ref_chosen = (x.mean(-1, keepdim=True) for x in (pi_chosen, ref_chosen))
+        if self.config.online:  # demonstration b against each of its own n_samples samples
+            n = self.config.n_samples
+            pi_chosen, ref_chosen = (x.repeat_interleave(n, dim=-1) for x in (pi_chosen, ref_chosen))
         losses, chosen_rewards, rejected_rewards = dpo_loss(
             pi_chosen, pi_rejected, ref_chosen, ref_rejected, self.config.beta, self.config.label_smoothing
         )

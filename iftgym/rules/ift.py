@@ -29,6 +29,7 @@ import torch
 
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
+from iftgym.rules.common import frozen_table
 from iftgym.types import StepBatch
 from iftgym.validate import at_least, between, non_negative, one_of
 from iftgym.world import World
@@ -36,7 +37,7 @@ from iftgym.world import World
 KINDS = ("loss", "logps", "mask")
 SIDES = ("left", "right")
 NORMS = ("L1", "L2", "softmax", "log")
-SCHEDULES = ("static", "linear", "noisy")
+SCHEDULES = ("static", "linear", "noisy", "linear-noisy")
 PREDICTIONS = ("greedy", "sample")
 EMBEDDINGS = ("frozen", "live")
 
@@ -46,9 +47,12 @@ class IFTConfig:
     """IFT's hyper-parameters, with the reference code's defaults.
 
     ``lam`` (lambda) mixes in the model's own prediction; ``schedule`` is ``"static"``, ``"linear"`` (from
-    ``lam_min`` to ``lam`` over ``warmup_steps``) or ``"noisy"`` (``lam * (1 + noise_std * eps)``, eps ~ N(0, 1)
-    drawn once per step and seed, clamped to [0, 1]). ``gamma``, ``kind``, ``side`` and ``norm`` configure relation
-    propagation (see :func:`propagation_weights`). ``prediction`` is ``"greedy"`` or ``"sample"``.
+    ``lam_min`` to ``lam`` over ``warmup_steps``), ``"noisy"`` (``lam * (1 + noise_std * eps)``, eps ~ N(0, 1)
+    drawn once per step and seed, clamped to [0, 1]) or ``"linear-noisy"`` (the noise around the linear ramp, as the
+    reference code allows). ``gamma``, ``kind``, ``side`` and ``norm`` configure relation propagation (see
+    :func:`propagation_weights`); ``detach_weights`` cuts the gradient through the weights (an ablation the reference
+    does not have: the weights still scale each step's loss, but only the losses are differentiated).
+    ``prediction`` is ``"greedy"`` or ``"sample"``.
     ``embedding`` is where the ground-truth term (and the prompt) is read: ``"frozen"``, the re-synced copy, as in
     the reference code (a learned input embedding then gets no gradient at all), or ``"live"``, the policy's own
     table (an ablation: lambda = 0 then equals SFT in every gradient); the prediction term always reads the copy.
@@ -65,6 +69,7 @@ class IFTConfig:
     norm: str = "L1"
     prediction: str = "greedy"
     embedding: str = "frozen"
+    detach_weights: bool = False
 
     def __post_init__(self) -> None:
         between("lam", self.lam, 0, 1)
@@ -76,7 +81,7 @@ class IFTConfig:
         one_of("norm", self.norm, NORMS)
         one_of("prediction", self.prediction, PREDICTIONS)
         one_of("embedding", self.embedding, EMBEDDINGS)
-        if self.schedule == "linear" and self.lam_min > self.lam:
+        if self.schedule.startswith("linear") and self.lam_min > self.lam:
             raise ValueError(f"lam_min={self.lam_min} exceeds lam={self.lam}: a linear schedule rises to lam")
         at_least("warmup_steps", self.warmup_steps, 1)
         non_negative("noise_std", self.noise_std)
@@ -84,12 +89,13 @@ class IFTConfig:
     def lam_at(self, step: int, generators: Sequence[torch.Generator]) -> float | torch.Tensor:
         """Lambda at optimiser step ``step`` under the schedule: one number for every seed, or for a noisy
         schedule one per seed, ``(K,)``, seed k's noise drawn from ``generators[k]``."""
-        if self.schedule == "noisy":
+        lam = self.lam
+        if self.schedule.startswith("linear"):
+            lam = self.lam_min + (self.lam - self.lam_min) * min(step / self.warmup_steps, 1.0)
+        if self.schedule.endswith("noisy"):
             eps = torch.stack([torch.randn((), generator=g) for g in generators])
-            return (self.lam * (1 + self.noise_std * eps)).clamp(0.0, 1.0)
-        if self.schedule == "linear":
-            return self.lam_min + (self.lam - self.lam_min) * min(step / self.warmup_steps, 1.0)
-        return self.lam
+            return (lam * (1 + self.noise_std * eps)).clamp(0.0, 1.0)
+        return lam
 
 
 def _discounted_sums(values: torch.Tensor, gamma: float, reverse: bool) -> torch.Tensor:
@@ -114,16 +120,21 @@ def propagation_weights(
     side: str = "left",
     norm: str = "L1",
 ) -> torch.Tensor:
-    """IFT's relation-propagation weights, ``(..., T)``, averaging 1 over each sequence's unmasked steps.
+    """IFT's relation-propagation weights, ``(..., T)``, averaging 1 over each sequence's unmasked steps, as the
+    reference code computes them.
 
     Args:
         token_logps: per-step log-probabilities of the targets (zero where masked); gradients flow through.
         mask: boolean, True on target steps.
         gamma: discount in [0, 1]; 0 gives all-ones weights.
         kind: what is propagated: ``"loss"`` (``-logp / n``), ``"logps"`` (``-logp``) or ``"mask"`` (1).
-        side: ``"left"`` (each step gathers the discounted losses of the steps after it) or ``"right"``
-            (discounted sums of the steps before it).
-        norm: ``"L1"`` (w = G), ``"L2"`` (w = G^2), ``"softmax"`` (over unmasked steps) or ``"log"`` (log(G + 1)).
+        side: ``"left"``: each step gathers the discounted sum ``G`` of itself and the steps after it, and the
+            weight grows with it — ``"L1"`` ``G``, ``"L2"`` ``G^2``, ``"softmax"`` (over unmasked steps) or
+            ``"log"`` ``log(G + 1)``. ``"right"``: ``G`` is the discounted sum of the step and the steps before it;
+            masked steps are set high (1e6), the smallest non-zero ``G`` of the whole batch (per seed, for ``(K, B,
+            T)`` input) is added to every ``G``, and the weight is its inverse — ``1 / G``, ``1 / G^2``,
+            ``softmax(1 / G)`` or ``1 / log(G + 1)`` — so early steps weigh more.
+        norm: see ``side``.
     """
     between("gamma", gamma, 0, 1)
     one_of("kind", kind, KINDS)
@@ -141,14 +152,16 @@ def propagation_weights(
     else:
         units = maskf.expand_as(token_logps)
     G = _discounted_sums(units, gamma, reverse=side == "right")
-    if norm == "L1":
-        weights = G
-    elif norm == "L2":
-        weights = G**2
-    elif norm == "log":
-        weights = torch.log(G + 1)
+    if side == "left":
+        weights = {"L1": G, "L2": G**2, "log": torch.log(G + 1), "softmax": G}[norm]
     else:
-        weights = torch.softmax(G.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
+        G = G.masked_fill(~mask.expand_as(G), 1e6)
+        batch = G.flatten(-2) if G.ndim >= 2 else G[None]  # the smallest non-zero sum of the (seed's) batch
+        smallest = torch.where(batch != 0, batch, torch.full_like(batch, float("inf"))).amin(-1)
+        G = G + (smallest[..., None, None] if G.ndim >= 2 else smallest)
+        weights = {"L1": 1 / G, "L2": 1 / G**2, "log": 1 / torch.log(G + 1), "softmax": 1 / G}[norm]
+    if norm == "softmax":
+        weights = torch.softmax(weights.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
     weights = weights * maskf
     total = weights.sum(-1, keepdim=True)
     # A sequence whose weights all vanish (zero loss everywhere) falls back to uniform weights.
@@ -169,8 +182,7 @@ class IFT(Rule):
 
     def after_step(self, policy: Policy) -> None:
         """Re-sync the frozen copy of the encoding table with the policy's (a fixed table needs no copy)."""
-        table = policy.embedding_table()
-        self.frozen_table = table.detach().clone() if table.requires_grad else table
+        self.frozen_table = frozen_table(policy)
 
     def mixed_inputs(self, policy: Policy, batch: StepBatch, lam: float | torch.Tensor) -> torch.Tensor:
         """Steps 1-2: the ground-truth encodings with the model's own predictions mixed in, ``(K, B, T, D)``;
@@ -202,7 +214,8 @@ class IFT(Rule):
         lam = self.config.lam_at(step, self.generators)
         logps = batch.logps(policy(self.mixed_inputs(policy, batch, lam)))
         c = self.config
-        weights = propagation_weights(logps, batch.mask, c.gamma, c.kind, c.side, c.norm)
+        weights = propagation_weights(logps.detach() if c.detach_weights else logps, batch.mask, c.gamma, c.kind,
+                                      c.side, c.norm)  # fmt: skip
         n = batch.mask.sum(-1).clamp(min=1)
         losses = (-logps * weights).sum(-1) / n
         metrics = {"loss": losses.detach().mean(-1), "lambda": torch.as_tensor(lam).float().expand(losses.shape[:-1])}

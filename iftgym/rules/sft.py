@@ -6,19 +6,31 @@ which is the optimism :mod:`iftgym.metrics.estimators` measures.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
-from iftgym.rules.common import sft_loss_from_logps, step_logps
+from iftgym.rules.common import frozen_table, sft_loss_from_logps, step_logps
 from iftgym.types import StepBatch
+from iftgym.validate import one_of
+from iftgym.world import World
+
+EMBEDDINGS = ("live", "frozen")
 
 
 @dataclass
 class SFTConfig:
-    """SFT has no hyper-parameters of its own (learning rate and steps belong to the training loop)."""
+    """``embedding``: where the inputs are read — ``"live"``, the policy's own encoding table (SFT), or ``"frozen"``,
+    a copy re-synced after every step, as IFT's reference code reads every input, so a learned input embedding gets
+    no gradient (the control that isolates what IFT's frozen embedding costs)."""
+
+    embedding: str = "live"
+
+    def __post_init__(self) -> None:
+        one_of("embedding", self.embedding, EMBEDDINGS)
 
 
 class SFT(Rule):
@@ -28,7 +40,18 @@ class SFT(Rule):
     data = "demos"
     config_class = SFTConfig
 
+    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
+        super().setup(policy, world, generators)
+        self.after_step(policy)
+
+    def after_step(self, policy: Policy) -> None:
+        if self.config.embedding == "frozen":
+            self.frozen_table = frozen_table(policy)
+
     def loss(self, policy: Policy, batch: StepBatch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logps = step_logps(policy, batch)
+        if self.config.embedding == "frozen":
+            logps = batch.logps(policy(policy.seed_inputs(policy.embed(batch.ids, self.frozen_table))))
+        else:
+            logps = step_logps(policy, batch)
         loss = sft_loss_from_logps(logps, batch.mask)
         return loss, {"loss": loss.detach()}

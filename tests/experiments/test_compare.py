@@ -131,3 +131,14 @@ def test_across_maps_only_maps_where_every_row_ran_count() -> None:
     ran = [m for m in results["maps"] if "per_seed" in m["algorithms"]["dpo"]]
     paired = results["paired_across_maps"]
     assert paired["maps_total"] == 3 and paired["maps"] == len(ran) and paired["units"] == "maps"
+
+
+def test_a_comparison_trains_a_policy_with_memory_and_scores_it_from_rollouts() -> None:
+    results = compare(CompareConfig(algos=["sft", "ift(lam=0.5)"], seeds=2, steps=4, policy="gru"), workers=0)
+    entry = results["maps"][0]
+    for row in (entry["algorithms"]["sft"], entry["algorithms"]["ift(lam=0.5)"], entry["references"]["untrained"]):
+        assert "policies" not in row and np.isnan(row["per_seed"]["mse"]).all()
+        assert np.isfinite(row["per_seed"]["success"]).all() and np.isfinite(row["per_seed"]["mse_own_visits"]).all()
+    assert "difference" in entry["paired"]["rows"]["ift(lam=0.5)"]["mse_own_visits"]
+    with pytest.raises(ValueError, match=r"^policy='lstm' is not supported: expected one of 'mlp', 'gru', 'tabular'"):
+        CompareConfig(policy="lstm")

@@ -32,3 +32,21 @@ def test_run_lm_is_deterministic_under_its_seed() -> None:
                       batch_size=4, n_layer=1, n_embd=16, n_head=2, device="cpu")  # fmt: skip
     first, second = (run_lm(config)["algorithms"]["sft"] for _ in range(2))
     assert first["history"] == second["history"] and first["scores"] == second["scores"]
+
+
+def test_variants_and_controls_are_rows_of_an_lm_run() -> None:
+    algos = ["sft", 'sft(embedding="frozen")', "sft+ift(lam=0,gamma=0.5)"]
+    config = LMConfig(task="sort", task_args={"length": 3}, n_train=16, n_test=4, algos=algos, steps=4, seeds=1,
+                      batch_size=8, n_layer=1, n_embd=16, n_head=2, device="cpu", strips=1,
+                      stage_lrs={"ift": 1e-3})  # fmt: skip
+    results = run_lm(config)
+    assert list(results["algorithms"]) == algos
+    frozen, chain = results["algorithms"]['sft(embedding="frozen")'], results["algorithms"]["sft+ift(lam=0,gamma=0.5)"]
+    assert frozen["stages"][0]["config"] == {"embedding": "frozen"}
+    ift = chain["stages"][1]
+    assert (ift["name"], ift["lr"], ift["config"]["lam"], ift["config"]["gamma"]) == (
+        "ift(lam=0,gamma=0.5)",
+        1e-3,
+        0,
+        0.5,
+    )

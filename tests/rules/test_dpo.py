@@ -66,7 +66,7 @@ def test_dpo_rule_logs_trl_metrics_with_correct_values(
 
 
 class SpyWorld:
-    """Delegates to a Frozen Lake model and records every ``sample`` call."""
+    """Delegates to a Frozen Lake model and records every ``sample_like`` call."""
 
     def __init__(self, model: FrozenLakeMDP) -> None:
         self.model = model
@@ -75,9 +75,9 @@ class SpyWorld:
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
-    def sample(self, policy, n_episodes, generators):
-        out = self.model.sample(policy, n_episodes, generators)
-        self.calls.append((policy, n_episodes, out))
+    def sample_like(self, policy, demos, n_per, generators):
+        out = self.model.sample_like(policy, demos, n_per, generators)
+        self.calls.append((policy, n_per, out))
         return out
 
 

@@ -85,6 +85,29 @@ def test_propagation_weights_batch_over_seeds() -> None:
     torch.testing.assert_close(weights[1], propagation_weights(2 * logps, mask))
 
 
+def test_right_side_propagation_is_the_reference_rule() -> None:
+    # The issue's worked example: kind loss, norm L1, gamma 0.95. By hand: G = discounted prefix sums of loss / n
+    # = [.4, .58, .751, .81345, .8727775]; + the smallest non-zero G (.4); inverted; rescaled to sum to n = 5.
+    logps = -torch.tensor([2.0, 1.0, 1.0, 0.5, 0.5], dtype=torch.float64)
+    weights = propagation_weights(logps, torch.ones(5, dtype=torch.bool), 0.95, "loss", "right", "L1")
+    torch.testing.assert_close(weights, torch.tensor([1.316, 1.074, 0.915, 0.868, 0.827], dtype=torch.float64),
+                               atol=5e-4, rtol=0)  # fmt: skip
+    # The smallest non-zero sum is taken over the whole batch: here the padded second sequence's first step, .1.
+    losses = torch.tensor([[2.0, 1.0, 1.0, 0.5, 0.5], [0.2, 0.1, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    weights = propagation_weights(-losses, mask, 0.95, "loss", "right", "L1")
+    expected = [[1.4775, 1.0864, 0.8681, 0.8087, 0.7594], [1.1011, 0.8989, 0, 0, 0]]  # worked by hand, 4 digits
+    torch.testing.assert_close(weights, torch.tensor(expected, dtype=torch.float64), atol=5e-5, rtol=0)
+    # per seed: each seed's batch has its own minimum, so a seed's weights do not depend on the others
+    stacked = propagation_weights(-torch.stack([losses, 3 * losses]), mask, 0.95, "loss", "right", "L1")
+    torch.testing.assert_close(stacked[0], weights)
+    # the other norms invert the same sums: 1/G^2, softmax(1/G), 1/log(G + 1)
+    G = torch.tensor([0.4, 0.58, 0.751, 0.81345, 0.8727775], dtype=torch.float64) + 0.4
+    for norm, raw in (("L2", 1 / G**2), ("softmax", torch.softmax(1 / G, -1)), ("log", 1 / torch.log(G + 1))):
+        weights = propagation_weights(logps, torch.ones(5, dtype=torch.bool), 0.95, "loss", "right", norm)
+        torch.testing.assert_close(weights, raw * 5 / raw.sum())
+
+
 # -- the rule -------------------------------------------------------------------------------------------------
 def ift_loss_by_hand(rule: IFT, policy, data: StepBatch, detach_weights: bool) -> torch.Tensor:
     """IFT's loss rebuilt from its documented steps, optionally with detached propagation weights."""
@@ -110,6 +133,13 @@ def test_ift_gradient_flows_through_the_weights(paper: FrozenLakeMDP, generators
         torch.testing.assert_close(a, b)
     detached = grads(policy, ift_loss_by_hand(rule, policy, data, detach_weights=True))
     assert max((a - b).abs().max().item() for a, b in zip(live, detached)) > 1e-4
+    # the detach_weights ablation is exactly the hand-built loss with detached weights
+    ablation = IFT(IFTConfig(lam=0.3, gamma=0.9, detach_weights=True))
+    ablation.setup(policy, paper, generators(policy))
+    ablated, _ = ablation.loss(policy, data, 0)
+    torch.testing.assert_close(ablated, loss)  # the same value...
+    for a, b in zip(grads(policy, ablated), detached):  # ...and the detached gradient
+        torch.testing.assert_close(a, b)
 
 
 def test_ift_with_lambda_0_and_gamma_0_is_sft(paper: FrozenLakeMDP, generators, grads) -> None:
@@ -149,6 +179,10 @@ def test_lambda_schedules(generator) -> None:
     values = [wild.lam_at(s, [gen]).item() for s in range(200)]
     assert min(values) == 0.0 and max(values) == 1.0 and all(0.0 <= v <= 1.0 for v in values)
     assert len(set(values)) > 10  # redrawn at every step
+    # noise around the linear ramp, as the reference code can combine them
+    ramp = IFTConfig(lam=0.8, lam_min=0.2, schedule="linear-noisy", warmup_steps=10, noise_std=0.3)
+    for step, base in ((0, 0.2), (5, 0.5), (20, 0.8)):
+        assert ramp.lam_at(step, [generator(7)]).item() == pytest.approx(base * (1 + 0.3 * eps))
 
 
 def test_ift_training_follows_the_linear_schedule(paper: FrozenLakeMDP) -> None:

@@ -230,20 +230,21 @@ class FrozenLakeMDP:
         generators: Sequence[torch.Generator],
         max_steps: int | None = None,
     ) -> StepBatch:
-        """Roll out ``n_episodes`` per seed of a Markov policy, all seeds at once: a ``(K, n, T)`` batch.
+        """Roll out ``n_episodes`` per seed, all seeds at once: a ``(K, n, T)`` batch.
 
         Episodes stop at a hole or goal, or after ``max_steps`` (default: 4 x number of cells). Each step takes two
         uniforms per episode (action, then move); seed k draws them from ``generators[k]`` in blocks of
         ``SAMPLE_BLOCK`` steps, and only while one of its episodes is running, so its episodes are the same
-        whatever other seeds run beside it.
+        whatever other seeds run beside it. A Markov policy is read once as its policy matrix; a policy with memory
+        (``markov=False``) is run on each episode's history of cells at every step.
         """
-        probs = policy.action_probs().cpu()  # (K, S, A)
-        if len(generators) != probs.shape[0]:
-            raise ValueError(f"got {len(generators)} generators for a policy of {probs.shape[0]} seeds")
+        n_seeds = policy.n_seeds
+        if len(generators) != n_seeds:
+            raise ValueError(f"got {len(generators)} generators for a policy of {n_seeds} seeds")
         at_least("n_episodes", n_episodes, 1)
-        action_cdf = probs.cumsum(-1).numpy()
+        action_cdf = policy.action_probs().cpu().cumsum(-1).numpy() if policy.markov else None  # (K, S, A)
+        memory = None
         max_steps = 4 * self.n_states if max_steps is None else max_steps
-        n_seeds = probs.shape[0]
         state = np.full((n_seeds, n_episodes), self.start)
         alive = np.ones_like(state, dtype=bool)
         steps = []  # per step: (ids, actions, mask, rewards), each (K, n)
@@ -258,8 +259,15 @@ class FrozenLakeMDP:
             u = block_np[t % SAMPLE_BLOCK]
             seed, episode = np.nonzero(alive)  # only running episodes are stepped
             here = state[seed, episode]
+            if action_cdf is not None:
+                cdf = action_cdf[seed, here]
+            else:  # one more step of the policy's memory, for every episode (finished ones idle in place)
+                with torch.no_grad():
+                    inputs = policy.embed(torch.from_numpy(state[:, :, None]).to(policy.device))[:, :, 0]
+                    logits, memory = policy.step(inputs, memory)
+                cdf = torch.softmax(logits.float(), -1).cumsum(-1).cpu().numpy()[seed, episode]
             # Inverse-CDF sampling; the action index is clamped against round-off in the last CDF entry.
-            action = np.minimum((u[0, seed, episode, None] > action_cdf[seed, here]).sum(-1), self.n_actions - 1)
+            action = np.minimum((u[0, seed, episode, None] > cdf).sum(-1), self.n_actions - 1)
             nxt = self.step(here, action, u[1, seed, episode])
             actions, rewards = np.zeros_like(state), np.zeros(state.shape, np.float32)
             actions[seed, episode], rewards[seed, episode] = action, self.goal_mask[nxt]
@@ -269,6 +277,15 @@ class FrozenLakeMDP:
             if not alive.any():
                 break
         return StepBatch(*(torch.from_numpy(np.stack(x, axis=-1)).to(policy.device) for x in zip(*steps)))
+
+    def sample_like(
+        self, policy: Actor, demos: StepBatch, n_per: int, generators: Sequence[torch.Generator]
+    ) -> StepBatch:
+        """``n_per`` on-policy episodes per seed for each trajectory of ``demos``, from where it starts — every
+        episode starts at S, so this is :meth:`sample` of ``size * n_per`` episodes, ``b * n_per ...`` for
+        trajectory b."""
+        at_least("n_per", n_per, 1)
+        return self.sample(policy, demos.size * n_per, generators)
 
     def training_data(self, n_demos: int = 1) -> TrainingData:
         """``n_demos`` optimal demonstrations, and as many (optimal, second-route) pairs when the map has a second

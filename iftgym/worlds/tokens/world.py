@@ -136,6 +136,33 @@ class TokenWorld:
         examples = self.task.split(split)
         chosen = [torch.randint(len(examples), (n_episodes,), generator=g).tolist() for g in generators]
         prompts = [[self.prompt_ids(examples[i].prompt) for i in seed] for seed in chosen]
+        return self._answer(policy, prompts, generators, max_steps)
+
+    def sample_like(
+        self, policy: Actor, demos: StepBatch, n_per: int, generators: Sequence[torch.Generator]
+    ) -> StepBatch:
+        """``n_per`` sampled answers per seed to the prompt of each trajectory of ``demos`` (each seed's own, for a
+        ``(K, B, T)`` batch): a ``(K, B * n_per, T)`` batch whose episodes ``b * n_per ...`` answer prompt b."""
+        at_least("n_per", n_per, 1)
+        ids, mask = demos.ids.cpu(), demos.mask.cpu()
+        per_seed = [(ids[k], mask[k]) for k in range(len(generators))] if ids.ndim == 3 else [(ids, mask)] * len(
+            generators)  # fmt: skip
+        prompts = []
+        for seed_ids, seed_mask in per_seed:
+            first = seed_mask.int().argmax(-1).tolist()  # the step whose input is the prompt's last token
+            prompts.append([tuple(row[: f + 1].tolist()) for row, f in zip(seed_ids, first) for _ in range(n_per)])
+        return self._answer(policy, prompts, generators, None)
+
+    def _answer(
+        self,
+        policy: Actor,
+        prompts: Sequence[Sequence[tuple[int, ...]]],
+        generators: Sequence[torch.Generator],
+        max_steps: int | None,
+    ) -> StepBatch:
+        """Each seed's sampled answers to its own ``prompts[k]``, as a ``(K, n, T)`` step batch on the policy's
+        device."""
+        n_episodes = len(prompts[0])
         lengths = torch.tensor([[len(p) for p in seed] for seed in prompts])
         padded = torch.full((len(prompts), n_episodes, int(lengths.max())), PAD, dtype=torch.long)
         for k, seed in enumerate(prompts):

@@ -91,6 +91,36 @@ def test_sample_batch_shape_rewards_and_determinism(world, tiny):
             assert answer[-1] == EOS or len(answer) == world.max_answer_tokens
 
 
+def test_sample_like_answers_each_demonstration_s_own_prompt(reverse, tiny):
+    examples = [("reverse apple:", "elppa"), ("reverse cactus:", "sutcac")]
+    demos = reverse.step_batch(examples)
+    policy = tiny(reverse, seeds=2)
+    samples = reverse.sample_like(policy, demos, 3, seed_generators(0, policy.seeds))
+    assert samples.ids.shape[:2] == (2, 6)
+    for k in range(2):
+        for b, (prompt, _) in enumerate(examples):
+            ids = reverse.prompt_ids(prompt)
+            for episode in range(3 * b, 3 * b + 3):  # the episodes of demonstration b start from its prompt
+                assert tuple(samples.ids[k, episode, : len(ids)].tolist()) == ids
+                assert samples.mask[k, episode].int().argmax() == len(ids) - 1
+
+
+def test_online_dpo_contrasts_each_target_with_samples_of_its_own_prompt(reverse, tiny):
+    demos = reverse.step_batch([("reverse apple:", "elppa"), ("reverse cactus:", "sutcac")])
+    policy = tiny(reverse, seeds=2)
+    rule = make_rule("dpo-online", n_samples=2)
+    rule.setup(policy, reverse, seed_generators(0, policy.seeds))
+    loss, metrics = rule.loss(policy, demos, 0)
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    rejected = reverse.sample_like(policy, demos, 2, seed_generators(0, policy.seeds))  # what the rule drew
+    from iftgym.rules.common import sequence_logps
+
+    with torch.no_grad():
+        chosen = sequence_logps(policy, demos).repeat_interleave(2, dim=-1)  # target b, twice
+        torch.testing.assert_close(metrics["logps/rejected"], sequence_logps(policy, rejected).mean(-1))
+        torch.testing.assert_close(metrics["logps/chosen"], chosen.mean(-1))
+
+
 def test_score_counts_exact_matches(world, tiny):
     policy = tiny(world, seeds=2)
     scores = world.score(policy, "test")
