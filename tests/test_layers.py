@@ -33,6 +33,7 @@ LAYERS = [
     ("metrics", ["iftgym.metrics"]),
     ("experiments", ["iftgym.experiments"]),
     ("explain", ["iftgym.explain"]),
+    ("interactive", ["iftgym.interactive"]),
     ("cli", ["iftgym.cli", "iftgym.__main__"]),
 ]
 

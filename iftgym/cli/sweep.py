@@ -1,0 +1,103 @@
+"""``iftgym sweep``: many comparisons over a grid of settings, on local cores or a Ray cluster, resumable; and
+``iftgym sweep --report FOLDER``, the report rebuilt from finished cells."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.markup import escape
+
+from iftgym.cli.common import UsageError, load_plugins, writable_dir
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``iftgym sweep`` and its options."""
+    parser = sub.add_parser("sweep", help="comparisons over a grid of settings, resumable, on local cores or Ray")
+    parser.add_argument("spec", nargs="?", default=None, help="a TOML sweep spec (see iftgym.experiments.sweep)")
+    parser.add_argument("--out", default="runs/sweep", help="the sweep's folder (default: runs/sweep)")
+    parser.add_argument("--report", default=None, metavar="FOLDER",
+                        help="rebuild the report (tables, figures) from a sweep folder's finished cells")  # fmt: skip
+    parser.add_argument("--backend", default="local", choices=["local", "ray"],
+                        help="where cells run: local processes, or Ray tasks (pip install -e '.[ray]')")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None,
+                        help="local worker processes beside the main one (default: one per core but one)")  # fmt: skip
+    parser.add_argument("--address", default=None, help="the Ray cluster's address (default: start a local one)")
+    parser.add_argument("--metric", default="mse", help="the metric of the report's heatmaps and curves (default: mse)")
+    parser.add_argument("--heatmap", nargs=2, default=None, metavar=("X", "Y"),
+                        help="the two axes of the heatmap (default: the first two numeric axes)")  # fmt: skip
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                        help="import a Python file or module first, so its rules can be named (repeatable)",
+                        )  # fmt: skip
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, console: Console) -> None:
+    """Run ``iftgym sweep`` with parsed ``args``, printing to ``console``."""
+    from iftgym.errors import RunFailed
+    from iftgym.experiments.compare import METRICS
+    from iftgym.experiments.sweep import finished, load_spec, ray_module
+    from iftgym.validate import one_of
+
+    load_plugins(args.plugin)
+    one_of("--metric", args.metric, METRICS)
+    if (args.spec is None) == (args.report is None):
+        raise UsageError("give a sweep spec to run, or --report FOLDER to rebuild a report: exactly one of them")
+    if args.report is not None:
+        records = finished(args.report)
+        if not records:
+            raise UsageError(f"--report {args.report!r} has no finished cells: expected a sweep folder")
+        _report(console, records, args.report, args.metric, args.heatmap)
+        return
+    spec = load_spec(args.spec)
+    cells = spec.cells()  # every cell checked before any runs
+    if args.backend == "ray":
+        ray_module()
+    elif args.address is not None:
+        raise UsageError("--address is for --backend ray: the local backend runs on this machine's cores")
+    if args.workers is not None:
+        from iftgym.parallel import check_workers
+
+        check_workers(args.workers)
+    out = writable_dir(args.out)
+    state = _run_with_progress(console, spec, out, args, len(cells))
+    console.print(f"{state.done} cells done, {state.skipped} finished before and skipped, {state.failed} failed; "
+                  f"cells in {escape(str(out))}/cells")  # fmt: skip
+    _report(console, finished(out), out, args.metric, args.heatmap)
+    if state.failed:
+        raise RunFailed(f"{state.failed} of {state.total} cells failed (their errors are in {out}/cells)")
+
+
+def _run_with_progress(console: Console, spec, out, args: argparse.Namespace, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from iftgym.experiments.sweep import run_sweep
+
+    columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("sweep", total=total, status="")
+
+        def update(state) -> None:
+            status = f"{state.running} running, {state.failed} failed, {state.skipped} skipped"
+            progress.update(task, completed=state.skipped + state.done + state.failed, status=status)
+
+        return run_sweep(spec, out, args.backend, args.workers, args.address, update)
+
+
+def _report(console: Console, records, folder, metric: str, heatmap) -> None:
+    from iftgym.explain.sweep import budget_table, draw_report, equal_budget, rule_tables
+
+    axes = {axis for record in records.values() for axis in record.get("axes", {})}
+    for axis in heatmap or ():
+        if axis not in axes:
+            raise UsageError(f"--heatmap axis {axis!r} is not an axis of this sweep: expected one of "
+                             f"{', '.join(sorted(axes))}")  # fmt: skip
+
+    for table in rule_tables(records, metric):
+        console.print(table)
+    budget = equal_budget(records, metric)
+    if budget:
+        console.print(budget_table(budget, metric))
+    figures = draw_report(records, folder, metric, tuple(heatmap) if heatmap else None)
+    console.print(f"report: {len(figures)} figures in {escape(str(folder))}/")

@@ -1,0 +1,334 @@
+"""Live explorers for Frozen Lake (ipywidgets): edit a map, move a slider, and every rule retrains and every figure
+redraws; play a trained policy's episode step by step; watch SFT's optimism along the demonstration.
+
+Each explorer is a plain object holding its controls (``explorer.controls``), its state and the images it drew, and
+``explorer.widget`` lays them out; so a notebook shows ``explorer.widget`` and a test sets a control's ``value`` or
+calls ``button.click()`` and reads the state. Heavy work runs only when a control is released
+(``continuous_update=False``), with a status line saying it is working.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from rich.console import Console
+
+from iftgym.experiments.compare import CompareConfig
+from iftgym.explain.figures import explored_maps, preference_maps, training_curves, value_maps
+from iftgym.explain.tables import compare_table
+from iftgym.interactive.training import RuleRun, train_rules
+from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
+from iftgym.worlds.frozen_lake.maps import catalogue, load_map, random_map, validate_map
+from iftgym.worlds.frozen_lake.model import ACTION_NAMES, FrozenLakeMDP
+
+TILES = "FHSG"  # a click on a cell cycles through them
+TILE_COLOURS = {"F": "#e8f1fb", "H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
+RULES = ("sft", "ift", "dpo", "orpo", "ppo", "reinforce", "dpo-online", "ift(lam=0)", "ift(gamma=0)")
+
+
+def _slider(kind: type, description: str, **options: Any) -> widgets.Widget:
+    """A slider that reports its value only when released."""
+    return kind(description=description, continuous_update=False, style={"description_width": "initial"}, **options)
+
+
+def _png(draw, *args) -> bytes:
+    """Draw with one of :mod:`iftgym.explain.figures`' functions into a temporary PNG and return its bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "figure.png"
+        draw(*args, path)
+        return path.read_bytes()
+
+
+class FrozenLakeExplorer:
+    """Edit a map, choose rules and settings; each change retrains every rule (all seeds batched) and redraws the
+    preference, value and explored maps, the training curves and the table; ``step`` scrubs through training."""
+
+    def __init__(self, map: str = "paper", algos: tuple[str, ...] = ("sft", "ift", "dpo", "orpo", "ppo"),
+                 seeds: int = 20, steps: int = 300, every: int = 10, train: bool = True) -> None:  # fmt: skip
+        self.rows = list(load_map(map))
+        self.every = every
+        self.model: FrozenLakeMDP | None = None
+        self.runs: dict[str, RuleRun] = {}
+        self.cache: dict[str, RuleRun] = {}  # runs by everything they depend on: unchanged rules are not retrained
+        self.images: dict[str, bytes] = {}
+        self.table_html = ""
+        self.train_seconds = 0.0
+        names = list(catalogue())
+        self.controls = {
+            "map": widgets.Dropdown(options=names, value=map if map in names else None, description="map"),
+            "random_seed": widgets.IntText(value=0, description="seed", layout={"width": "120px"}),
+            "random": widgets.Button(description="random map"),
+            "algos": widgets.SelectMultiple(options=RULES, value=algos, description="rules", rows=6),
+            "lam": _slider(widgets.FloatSlider, "IFT lambda", value=0.2, min=0.0, max=1.0, step=0.05),
+            "gamma": _slider(widgets.FloatSlider, "IFT gamma", value=0.95, min=0.0, max=1.0, step=0.05),
+            "beta": _slider(widgets.FloatLogSlider, "DPO/ORPO beta", value=0.1, base=10, min=-2, max=0.5),
+            "lr": _slider(widgets.FloatLogSlider, "learning rate", value=0.01, base=10, min=-4, max=-0.5),
+            "steps": _slider(widgets.IntSlider, "steps", value=steps, min=10, max=1000, step=10),
+            "seeds": _slider(widgets.IntSlider, "seeds", value=seeds, min=2, max=50),
+            "slippery": widgets.Checkbox(value=False, description="slippery"),
+            "success_rate": _slider(widgets.FloatSlider, "success rate", value=1 / 3, min=0.05, max=1.0, step=0.05),
+            "policy": widgets.Dropdown(options=["mlp", "tabular"], value="mlp", description="policy"),
+            "step": _slider(widgets.IntSlider, "show step", value=steps, min=0, max=steps, step=every),
+        }
+        self.status = widgets.HTML()
+        self.message = widgets.HTML()
+        self.cells: list[widgets.Button] = []  # one button per cell, made as a map needs them
+        self.grid = widgets.GridBox()
+        self.pictures = {name: widgets.Image(format="png") for name in ("preference", "values", "explored", "curves")}
+        self.table = widgets.HTML()
+        self.controls["map"].observe(lambda change: self.load(change["new"]), names="value")
+        self.controls["random"].on_click(lambda _: self.load_random())
+        for name in ("algos", "lam", "gamma", "beta", "lr", "steps", "seeds", "slippery", "success_rate", "policy"):
+            self.controls[name].observe(lambda _: self.retrain(), names="value")
+        self.controls["step"].observe(lambda _: self.redraw(), names="value")
+        self._draw_grid()
+        if train:
+            self.retrain()
+
+    # -- the map editor -------------------------------------------------------------------------------------
+    def cycle(self, index: int) -> None:
+        """A click on cell ``index``: frozen -> hole -> start -> goal -> frozen, then retrain (an invalid map shows
+        its message and keeps the last good figures)."""
+        ncol = len(self.rows[0])
+        row, col = divmod(index, ncol)
+        tile = self.rows[row][col]
+        new = TILES[(TILES.index(tile) + 1) % len(TILES)]
+        self.rows[row] = self.rows[row][:col] + new + self.rows[row][col + 1 :]
+        self.controls["map"].value = None  # the map is now the user's own
+        self._draw_grid()
+        self.retrain()
+
+    def load(self, name: str | None) -> None:
+        """A catalogue map, then retrain."""
+        if name is None:
+            return
+        self.rows = list(load_map(name))
+        self._draw_grid()
+        self.retrain()
+
+    def load_random(self) -> None:
+        """A random map of the current size from the seed box, then retrain."""
+        try:
+            shape = (len(self.rows), len(self.rows[0]))
+            self.rows = list(random_map(shape, 0.25, seed=self.controls["random_seed"].value))
+        except ValueError as err:
+            self.message.value = _error(err)
+            return
+        self.controls["map"].value = None
+        self._draw_grid()
+        self.retrain()
+
+    def _draw_grid(self) -> None:
+        nrow, ncol = len(self.rows), len(self.rows[0])
+        while len(self.cells) < nrow * ncol:
+            index = len(self.cells)
+            cell = widgets.Button(layout=widgets.Layout(width="34px", height="34px", padding="0"))
+            cell.on_click(lambda _, i=index: self.cycle(i))
+            self.cells.append(cell)
+        shown = []
+        for r in range(nrow):
+            for c in range(ncol):
+                cell = self.cells[r * ncol + c]
+                tile = self.rows[r][c]
+                cell.description = tile if tile in "SG" else ""
+                cell.style.button_color = TILE_COLOURS.get(tile, "#ffffff")
+                shown.append(cell)
+        self.grid.children = shown
+        self.grid.layout = widgets.Layout(grid_template_columns=f"repeat({ncol}, 36px)", grid_gap="2px")
+
+    # -- training and drawing ---------------------------------------------------------------------------------
+    def config(self) -> CompareConfig:
+        """The comparison the controls describe (checked like any other)."""
+        c = {name: getattr(widget, "value", None) for name, widget in self.controls.items()}
+        overrides = {"ift": {"lam": c["lam"], "gamma": c["gamma"]}, "dpo": {"beta": c["beta"]},
+                     "orpo": {"beta": c["beta"]}}  # fmt: skip
+        used = {name.partition("(")[0] for algo in c["algos"] for name in algo.split("+")}
+        return CompareConfig(maps=["edited"], algos=list(c["algos"]), seeds=c["seeds"], steps=c["steps"], lr=c["lr"],
+                             slippery=c["slippery"], success_rate=c["success_rate"] if c["slippery"] else 1 / 3,
+                             policy=c["policy"], eval_every=self.every,
+                             rule_overrides={k: v for k, v in overrides.items() if k in used})  # fmt: skip
+
+    def retrain(self) -> None:
+        """Check the map and settings, retrain every rule and redraw; a problem is shown in one line and the last
+        good figures stay."""
+        try:
+            rows = validate_map(self.rows)
+            config = self.config()
+            model = FrozenLakeMDP.from_map(rows, config.slippery, config.success_rate, config.gamma)
+        except ValueError as err:
+            self.message.value = _error(err)
+            return
+        self.message.value = ""
+        self.status.value = "<i>training…</i>"
+        start = time.perf_counter()
+        self.runs = train_rules(model, config, self.every, self.cache)
+        self.model, self.train_seconds = model, time.perf_counter() - start
+        self.status.value = f"trained {len(self.runs)} rules x {config.seeds} seeds in {self.train_seconds:.1f} s"
+        step = self.controls["step"]
+        step.max = config.steps
+        step.value = config.steps
+        self.redraw()
+
+    def entry(self, step: int | None = None) -> dict[str, Any]:
+        """The results of the last training in ``results.json``'s form, the policies as they were at ``step``."""
+        model = self.model
+        values, _, optimal = model.value_iteration()
+        step = self.controls["step"].value if step is None else step
+        algorithms: dict[str, Any] = {}
+        for algo, run in self.runs.items():
+            if run.skipped:
+                algorithms[algo] = {"skipped": run.skipped}
+                continue
+            curves = model.scores(run.snapshots.reshape(-1, *run.snapshots.shape[2:]), ("mse", "success"))
+            n = len(run.steps)
+            algorithms[algo] = {
+                "policies": run.at(step), "summary": run.summary, "wall_time": run.seconds, "stages": [],
+                "curves": {"steps": run.steps, **{k: v.reshape(n, -1).T.tolist() for k, v in curves.items()}},
+            }  # fmt: skip
+        best = {"policy": optimal, "values": values, "success": model.success_probability(optimal)}
+        return {"name": f"step {step}", "rows": list(model.desc), "algorithms": algorithms, "optimal": best}
+
+    def redraw(self) -> None:
+        """Redraw the figures and the table for the selected training step."""
+        if self.model is None:
+            return
+        entry = self.entry()
+        gamma = self.model.gamma
+        self.images = {
+            "preference": _png(preference_maps, entry, self.model),
+            "values": _png(value_maps, entry, self.model, gamma),
+            "explored": _png(explored_maps, entry, self.model, gamma),
+            "curves": _png(training_curves, entry),
+        }
+        for name, picture in self.pictures.items():
+            picture.value = self.images[name]
+        console = Console(record=True, width=150, file=io.StringIO())  # rendered to HTML, not shown
+        console.print(compare_table(entry))
+        self.table_html = console.export_html(inline_styles=True)
+        self.table.value = self.table_html
+
+    @property
+    def widget(self) -> widgets.Widget:
+        """The explorer laid out: map editor and controls, status, figures, table."""
+        c = self.controls
+        left = widgets.VBox([widgets.HBox([c["map"], c["random_seed"], c["random"]]), self.grid, self.message])
+        right = widgets.VBox([c[n] for n in ("algos", "lam", "gamma", "beta", "lr", "steps", "seeds", "slippery",
+                                              "success_rate", "policy")])  # fmt: skip
+        return widgets.VBox([widgets.HBox([left, right]), self.status, c["step"],
+                             widgets.VBox(list(self.pictures.values())), self.table])  # fmt: skip
+
+
+def _error(err: Exception) -> str:
+    from html import escape
+
+    return f"<span style='color:#b00020'>{escape(str(err))}</span>"
+
+
+class EpisodePlayer:
+    """Step through one rollout of a trained policy (play, pause, step): the agent on the map and the action
+    probabilities of its cell."""
+
+    def __init__(self, model: FrozenLakeMDP, policy: np.ndarray, seed: int = 0, max_steps: int = 100) -> None:
+        policy = np.asarray(policy, dtype=float)
+        self.model, self.policy = model, policy / policy.sum(-1, keepdims=True)  # float32 rows, renormalised
+        trajectory = model.rollout(self.policy, rng=seed, max_steps=max_steps)
+        self.states = [*trajectory.states]
+        self.play = widgets.Play(value=0, min=0, max=len(self.states) - 1, interval=600, description="play")
+        self.step = widgets.IntSlider(value=0, min=0, max=len(self.states) - 1, description="step")
+        widgets.jslink((self.play, "value"), (self.step, "value"))
+        self.picture = widgets.Image(format="png")
+        self.step.observe(lambda _: self.draw(), names="value")
+        self.draw()
+
+    def draw(self) -> None:
+        """The map with the agent at the current step, and its cell's action probabilities."""
+        from matplotlib.figure import Figure
+
+        from iftgym.explain.figures import draw_arrows, draw_tiles, save_figure
+
+        state = self.states[self.step.value]
+        fig = Figure(figsize=(7, 3.2), layout="constrained")
+        grid, bars = fig.subplots(1, 2, width_ratios=[1, 1])
+        grid.imshow(np.ones((self.model.nrow, self.model.ncol, 3)), zorder=0)
+        draw_tiles(grid, self.model)
+        draw_arrows(grid, self.model, self.policy)
+        row, col = divmod(state, self.model.ncol)
+        grid.scatter([col], [row], s=180, color="#d1495b", zorder=5)
+        grid.set_title(f"step {self.step.value}: cell {state} ({self.model.tile(state)})")
+        bars.bar(ACTION_NAMES, self.policy[state], color="#5b8fd1")
+        bars.set(ylim=(0, 1), title="action probabilities here")
+        with tempfile.TemporaryDirectory() as folder:
+            self.picture.value = save_figure(fig, Path(folder) / "step.png").read_bytes()
+
+    @property
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.play, self.step]), self.picture])
+
+
+class BiasExplorer:
+    """Along the optimal demonstration, at any kept training step: SFT's teacher-forced estimate, IFT's, and the
+    exact on-policy probability, with the log-bias and the accumulated prefix loss; a button runs the Monte Carlo
+    check and shows its intervals."""
+
+    def __init__(self, model: FrozenLakeMDP, run: RuleRun, lam: float = 0.2) -> None:
+        self.model, self.run, self.lam = model, run, lam
+        self.demo = model.optimal_demonstration()
+        self.step = _slider(widgets.SelectionSlider, "training step", options=run.steps, value=run.steps[-1])
+        self.check = widgets.Button(description="Monte Carlo check")
+        self.picture = widgets.Image(format="png")
+        self.intervals = widgets.HTML()
+        self.estimates: dict[str, np.ndarray] = {}
+        self.step.observe(lambda _: self.draw(), names="value")
+        self.check.on_click(lambda _: self.monte_carlo())
+        self.draw()
+
+    def draw(self) -> None:
+        """The three estimates (mean over seeds) at each step of the demonstration, and the log-bias."""
+        from matplotlib.figure import Figure
+
+        from iftgym.explain.figures import save_figure
+
+        policy = self.run.at(self.step.value)
+        self.estimates = {
+            "teacher-forced (SFT)": teacher_forced(policy, self.model, self.demo),
+            "IFT": ift_estimate(policy, self.model, self.demo, lam=self.lam),
+            "exact on-policy": on_policy_exact(policy, self.model, self.demo),
+        }
+        losses = -np.log(self.estimates["teacher-forced (SFT)"])
+        prefix = np.cumsum(losses, axis=-1) - losses
+        fig = Figure(figsize=(9, 3.2), layout="constrained")
+        probs, bias = fig.subplots(1, 2)
+        for name, values in self.estimates.items():
+            probs.plot(values.mean(0), marker="o", label=name)
+        probs.set(xlabel="demonstration step", ylabel="probability of the demonstrated action", ylim=(0, 1.02))
+        probs.legend(fontsize=8)
+        log_bias = np.log(self.estimates["teacher-forced (SFT)"]) - np.log(self.estimates["exact on-policy"])
+        bias.plot(log_bias.mean(0), marker="o", label="SFT's log-bias")
+        bias.plot(prefix.mean(0), ls="--", label="accumulated prefix loss")
+        bias.set(xlabel="demonstration step", title=f"training step {self.step.value}")
+        bias.legend(fontsize=8)
+        with tempfile.TemporaryDirectory() as folder:
+            self.picture.value = save_figure(fig, Path(folder) / "bias.png").read_bytes()
+
+    def monte_carlo(self, episodes: int = 2000) -> None:
+        """Estimate the on-policy probabilities from the policy's own rollouts, with 95% intervals per step."""
+        estimate = monte_carlo(self.run.at(self.step.value), self.model, self.demo, n_episodes=episodes)
+        low, high = estimate.bounds()
+        exact = self.estimates["exact on-policy"]
+        inside = ((low <= exact + 1e-12) & (exact <= high + 1e-12)).mean()
+        first = zip(estimate.mean[0], low[0], high[0], exact[0])
+        rows = "".join(f"<tr><td>{t}</td><td>{m:.3f}</td><td>[{lo:.3f}, {hi:.3f}]</td><td>{e:.3f}</td></tr>"
+                       for t, (m, lo, hi, e) in enumerate(first))  # fmt: skip
+        self.intervals.value = (f"<b>Monte Carlo, {episodes} rollouts (seed 0 shown; exact inside the interval at "
+                                f"{inside:.0%} of steps and seeds)</b><table><tr><th>step</th><th>estimate</th>"
+                                f"<th>95% interval</th><th>exact</th></tr>{rows}</table>")  # fmt: skip
+
+    @property
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.step, self.check]), self.picture, self.intervals])

@@ -1,0 +1,83 @@
+"""Training for the explorers: every rule on one Frozen Lake map, with the policy kept at regular steps so that a
+scrubber can show how each rule's policy moves."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from iftgym.experiments.compare import BOUNDS, CompareConfig, make_policy, score
+from iftgym.loop import TrainConfig, make_stages, train
+from iftgym.metrics.stats import summarize
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+
+
+@dataclass
+class RuleRun:
+    """One rule trained on all seeds: its policy matrices ``(n, K, S, A)`` at ``steps`` (step 0 is the start), the
+    final metrics per seed and their summaries, or why it was skipped."""
+
+    steps: list[int] = field(default_factory=list)
+    snapshots: np.ndarray | None = None
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    summary: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: str | None = None
+    seconds: float = 0.0
+
+    def at(self, step: int) -> np.ndarray:
+        """The policy matrices ``(K, S, A)`` at the last kept step not after ``step``."""
+        index = max(i for i, s in enumerate(self.steps) if s <= step) if step >= 0 else 0
+        return self.snapshots[index]
+
+
+def train_rules(
+    model: FrozenLakeMDP, config: CompareConfig, every: int = 10, cache: dict[str, RuleRun] | None = None
+) -> dict[str, RuleRun]:
+    """Train each algorithm of ``config`` on ``model`` (a Markov policy: its matrix is kept every ``every`` steps),
+    scored exactly at the end as :func:`~iftgym.experiments.compare.compare` scores it. With a ``cache`` (a dict
+    kept between calls), an algorithm whose map, dynamics and settings — its own rules' hyper-parameters included,
+    the other rules' not — did not change is not trained again: its run is the same."""
+    data = model.training_data(config.demos)
+    runs = {}
+    for algo in config.algos:
+        key = _run_key(model, config, algo)
+        if cache is not None and key in cache:
+            runs[algo] = cache[key]
+            continue
+        start = time.perf_counter()
+        stages = make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides)
+        lacking = [stage.rule.name for stage in stages if not data.has(stage.rule.data)]
+        if lacking:
+            runs[algo] = RuleRun(skipped=f"this map has no second route, so {', '.join(lacking)} has no pairs")
+            continue
+        policy = make_policy(model, config, list(range(config.seeds)))
+        kept = {0: policy.action_probs().double().numpy()}
+
+        def keep(step: int, p, kept: dict[int, np.ndarray] = kept) -> dict[str, np.ndarray]:
+            kept[step] = p.action_probs().double().numpy()
+            return {}  # nothing to record: the snapshots are the record
+
+        train(policy, stages, model, data, TrainConfig(steps=config.steps, lr=config.lr, eval_every=every),
+              callback=keep)  # fmt: skip
+        kept[config.steps] = policy.action_probs().double().numpy()
+        metrics = score(model, kept[config.steps], data)
+        runs[algo] = RuleRun(
+            steps=sorted(kept), snapshots=np.stack([kept[s] for s in sorted(kept)]), metrics=metrics,
+            summary={k: summarize(v, BOUNDS.get(k)) for k, v in metrics.items()}, seconds=time.perf_counter() - start,
+        )  # fmt: skip
+        if cache is not None:
+            cache[key] = runs[algo]
+    return runs
+
+
+def _run_key(model: FrozenLakeMDP, config: CompareConfig, algo: str) -> str:
+    """Everything one algorithm's run depends on, as text."""
+    rules = {name.partition("(")[0] for name in algo.split("+")}
+    settings = {**asdict(config), "algos": [algo], "maps": list(model.desc),
+                "rule_overrides": {k: v for k, v in config.rule_overrides.items() if k in rules},
+                "stage_lrs": {k: v for k, v in config.stage_lrs.items() if k in rules}}  # fmt: skip
+    return json.dumps(settings, sort_keys=True, default=str)

@@ -1,0 +1,74 @@
+"""The Frozen Lake explorers driven as a user would: set a slider, click a map cell, press a button; the state, the
+figures and the messages change as they must."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iftgym.interactive import BiasExplorer, EpisodePlayer, FrozenLakeExplorer
+
+
+@pytest.fixture(scope="module")
+def explorer() -> FrozenLakeExplorer:
+    return FrozenLakeExplorer(algos=("sft", "ift", "dpo"), seeds=2, steps=20)
+
+
+def test_a_slider_retrains_every_rule_and_redraws(explorer: FrozenLakeExplorer) -> None:
+    assert set(explorer.runs) == {"sft", "ift", "dpo"} and explorer.message.value == ""
+    assert all(picture.value[:8] == b"\x89PNG\r\n\x1a\n" for picture in explorer.pictures.values())
+    before = explorer.runs["ift"].snapshots[-1].copy(), dict(explorer.images)
+    sft = explorer.runs["sft"]
+    explorer.controls["lam"].value = 0.8  # released: IFT retrains with the new lambda
+    assert not np.allclose(explorer.runs["ift"].snapshots[-1], before[0])
+    assert explorer.runs["sft"] is sft  # a rule whose settings did not change is not trained again
+    explorer.controls["lr"].value = 0.02  # a shared setting: every rule retrains
+    assert explorer.runs["sft"] is not sft
+    assert explorer.images["preference"] != before[1]["preference"]
+    assert "ift" in explorer.table_html and "MSE" in explorer.table_html
+    assert explorer.config().rule_overrides["ift"] == {"lam": 0.8, "gamma": 0.95}
+
+
+def test_the_scrubber_shows_the_policies_as_they_were(explorer: FrozenLakeExplorer) -> None:
+    run = explorer.runs["sft"]
+    assert run.steps == [0, 10, 20]
+    explorer.controls["step"].value = 0
+    np.testing.assert_array_equal(explorer.entry()["algorithms"]["sft"]["policies"], run.snapshots[0])
+    start = explorer.images["preference"]
+    explorer.controls["step"].value = 20
+    assert explorer.images["preference"] != start
+
+
+def test_editing_the_map_retrains_and_an_invalid_map_keeps_the_last_figures(explorer: FrozenLakeExplorer) -> None:
+    explorer.load("4x4")
+    good = dict(explorer.images)
+    explorer.cycle(0)  # the start becomes a goal: two goals, no start
+    assert explorer.rows[0][0] == "G" and "start" in explorer.message.value
+    assert explorer.images == good  # the last good figures stay
+    for _ in range(2):
+        explorer.cycle(0)  # G -> F -> H: still no start
+    explorer.cycle(0)  # H -> S: valid again
+    assert explorer.rows[0][0] == "S" and explorer.message.value == ""
+    explorer.cycle(1)  # a hole next to the start
+    assert explorer.rows[0][1] == "H" and explorer.model.desc[0][1] == "H" and explorer.controls["map"].value is None
+    explorer.controls["random_seed"].value = 3
+    explorer.controls["random"].click()
+    assert explorer.model.desc == tuple(explorer.rows) and explorer.message.value == ""
+
+
+def test_the_episode_player_and_the_bias_explorer(explorer: FrozenLakeExplorer) -> None:
+    explorer.load("paper")
+    player = EpisodePlayer(explorer.model, explorer.model.optimal_matrix)
+    assert player.states == [0, 6, 12, 18, 19, 20, 21]  # the optimal route
+    first = player.picture.value
+    player.step.value = 3
+    assert player.picture.value != first
+    bias = BiasExplorer(explorer.model, explorer.runs["sft"])
+    exact, forced = bias.estimates["exact on-policy"], bias.estimates["teacher-forced (SFT)"]
+    assert (forced >= exact - 1e-12).all()  # SFT is optimistic
+    bias.step.value = 0
+    assert not np.allclose(bias.estimates["exact on-policy"], exact)
+    bias.check.click()
+    text = bias.intervals.value
+    assert "Monte Carlo, 2000 rollouts" in text and "exact inside the interval at" in text
+    assert bias.intervals.value.count("<tr>") == 1 + len(explorer.model.optimal_demonstration().actions)

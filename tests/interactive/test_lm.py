@@ -1,0 +1,19 @@
+"""The tiny-LM explorer: trains each rule, answers typed prompts, draws strips for the task's prompts."""
+
+from __future__ import annotations
+
+from iftgym.interactive import TinyLMExplorer
+
+
+def test_prompts_are_answered_by_every_rule_with_strips_for_the_task_s_own() -> None:
+    explorer = TinyLMExplorer(steps=5)
+    assert set(explorer.policies) == {"sft", "ift"} and "trained 2 rules" in explorer.status.value
+    prompt = explorer.world.task.test[1].prompt
+    explorer.prompt.value = prompt
+    assert f"target: {explorer.targets[prompt]}" in explorer.answers.value
+    assert all(picture.value[:4] == b"\x89PNG" for picture in explorer.strips.values())
+    explorer.prompt.value = "12+"  # not a prompt of the task: answers, no strip
+    assert "no target strip" in explorer.answers.value
+    assert all(picture.value == b"" for picture in explorer.strips.values())
+    explorer.prompt.value = "hello"
+    assert "is not in the vocabulary" in explorer.answers.value
