@@ -51,6 +51,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         return
     spec = load_spec(args.spec)
     cells = spec.cells()  # every cell checked before any runs
+    _check_heatmap(args.heatmap, {*spec.grid, *spec.random})
     if args.backend == "ray":
         ray_module()
     elif args.address is not None:
@@ -88,11 +89,7 @@ def _run_with_progress(console: Console, spec, out, args: argparse.Namespace, to
 def _report(console: Console, records, folder, metric: str, heatmap) -> None:
     from iftgym.explain.sweep import budget_table, draw_report, equal_budget, rule_tables
 
-    axes = {axis for record in records.values() for axis in record.get("axes", {})}
-    for axis in heatmap or ():
-        if axis not in axes:
-            raise UsageError(f"--heatmap axis {axis!r} is not an axis of this sweep: expected one of "
-                             f"{', '.join(sorted(axes))}")  # fmt: skip
+    _check_heatmap(heatmap, {axis for record in records.values() for axis in record.get("axes", {})})
 
     for table in rule_tables(records, metric):
         console.print(table)
@@ -101,3 +98,10 @@ def _report(console: Console, records, folder, metric: str, heatmap) -> None:
         console.print(budget_table(budget, metric))
     figures = draw_report(records, folder, metric, tuple(heatmap) if heatmap else None)
     console.print(f"report: {len(figures)} figures in {escape(str(folder))}/")
+
+
+def _check_heatmap(heatmap: list[str] | None, axes: set[str]) -> None:
+    for axis in heatmap or ():
+        if axis not in axes:
+            raise UsageError(f"--heatmap axis {axis!r} is not an axis of this sweep: expected one of "
+                             f"{', '.join(sorted(axes))}")  # fmt: skip
