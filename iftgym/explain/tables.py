@@ -120,9 +120,9 @@ def paired_table(paired: dict[str, Any], title: str) -> Table:
     """Each row against the baseline: the paired difference of each metric, mean [95% CI], starred where its
     Holm-adjusted p-value is below 0.05, then for the first metric its p, the probability of improvement and the
     interquartile mean, each with its stratified-bootstrap interval. The metrics are the first four of MSE, MSE on
-    other cells, mass on optimal, the same along the rows' own visits (all a policy with memory has) and success
-    that some row was compared on."""
-    candidates = ("mse", "mse_rest", "optimal_mass", "mse_own_visits", "optimal_mass_own_visits", "success")
+    other cells, mass on optimal, success and the two measured along the rows' own visits (all a policy with memory
+    has besides success) that some row was compared on."""
+    candidates = ("mse", "mse_rest", "optimal_mass", "success", "mse_own_visits", "optimal_mass_own_visits")
     metrics = [m for m in candidates
                if any("difference" in row.get(m, {}) for row in paired["rows"].values())][:4]  # fmt: skip
     headline = metrics[0] if metrics else "mse"
