@@ -2,6 +2,7 @@
 
 * :func:`atomic_path`: a file is written to a temporary name in its folder and renamed into place, so a reader
   never sees half a file and an interrupted write leaves the previous file intact.
+* :func:`replace_folder`: a folder (a saved model) is written beside its place and renamed into it.
 * :func:`replace_outputs`: a run writes all its outputs into a staging folder inside its output folder; only when
   all are written do they replace the previous run's outputs, with interrupts held back for the moment of the swap,
   so old and new files never mix. A manifest names the files a run wrote, so the next run removes exactly those
@@ -65,6 +66,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def replace_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new, empty folder beside ``path`` to fill; when the block ends normally it takes ``path``'s place
+    (a previous folder there is removed after the swap, with interrupts held back for the moment of the swap); on
+    an error or an interrupt it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp"))
+    except OSError as err:
+        raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.pid{os.getpid()}.old.tmp")
+        with _signals_held():
+            if path.exists():
+                os.replace(path, old)
+            os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

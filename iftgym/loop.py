@@ -6,7 +6,10 @@ stage with a fresh optimiser and, if given, its own learning rate (preference an
 steps than SFT).
 
 Seeds are trained as one batched model: every seed's loss is computed in the same tensors and the per-seed losses
-are summed before ``backward``. Seeds share no parameters and Adam/SGD act element-wise, so each seed follows the
+are summed before ``backward``. Under ``torchrun`` each process trains on its share of every minibatch and PyTorch's
+``DistributedDataParallel`` averages the gradients (:mod:`iftgym.distributed`). A progress bar per stage shows the
+step, the loss and the time left; ``log`` receives every step's metrics as they are
+measured. Seeds share no parameters and Adam/SGD act element-wise, so each seed follows the
 updates it would follow alone. Randomness keeps that promise too: a rule draws for seed k from its own generator
 (:func:`iftgym.world.seed_generators` of the run's ``seed``, the policy's seed k and the stage), and the order of
 minibatches is drawn from the run's ``seed`` alone, the same for every seed (as if one data loader fed each).
@@ -22,7 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from iftgym import distributed
 from iftgym.errors import TrainingDiverged
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
@@ -34,6 +40,7 @@ from iftgym.world import World, seed_generators
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 MAX_STEPS = 10**9  # a billion optimiser steps: beyond any run on this workbench
 EvalCallback = Callable[[int, Policy], dict[str, np.ndarray]]
+StepLog = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -179,6 +186,29 @@ def _minibatch(data: StepBatch | PairBatch | None, size: int | None, generator: 
     return data.select(torch.randperm(data.size, generator=generator)[:size])
 
 
+class _RuleStep(nn.Module):
+    """A rule's loss as a module of the policy (and the rule's own weights), so that ``DistributedDataParallel``
+    sees the forward pass it averages the gradients of."""
+
+    def __init__(self, policy: Policy, rule: Rule) -> None:
+        super().__init__()
+        self.policy, self.rule = policy, rule
+        self.rule_parameters = nn.ParameterList(rule.parameters())
+
+    def forward(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.rule.loss(self.policy, batch, step)
+
+
+def _stepper(policy: Policy, rule: Rule) -> nn.Module:
+    """The rule's loss, wrapped for data-parallel training when several processes train (weights the rule leaves
+    untouched, such as IFT's frozen input embedding, are allowed)."""
+    module = _RuleStep(policy, rule)
+    if distributed.world_size() == 1:
+        return module
+    devices = [policy.device] if policy.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=devices, find_unused_parameters=True)
+
+
 def train(
     policy: Policy,
     algorithm: Algorithm,
@@ -186,6 +216,7 @@ def train(
     data: TrainingData | StepBatch | PairBatch | None = None,
     config: TrainConfig | None = None,
     callback: EvalCallback | None = None,
+    log: StepLog | None = None,
 ) -> TrainResult:
     """Train ``policy`` in place, all its seeds at once, and return the policy, the metrics of every step and the
     callback's evaluations.
@@ -199,6 +230,8 @@ def train(
         config: loop settings (:class:`TrainConfig`).
         callback: ``callback(step, policy) -> {metric: (K,) array}``, called every ``config.eval_every`` steps and
             after the last.
+        log: called after every optimiser step with ``{"step", "stage", "rule", metric: [one value per seed]...}``
+            (under ``torchrun``, the metrics averaged over the processes).
     """
     config = config or TrainConfig()
     stages = make_stages(algorithm, config.steps)
@@ -208,28 +241,38 @@ def train(
         data = TrainingData(pairs=data) if isinstance(data, PairBatch) else TrainingData(demos=data)
     # fail before training if any stage lacks its data
     stage_data = [data.for_kind(stage.rule.data, stage.rule.name) for stage in stages]
+    if distributed.world_size() > 1:  # every minibatch must split evenly over the processes
+        for batch in stage_data:
+            if batch is not None:
+                distributed.check_batch(min(batch.size, config.batch_size or batch.size))
     total = sum(stage.steps for stage in stages)
     history: dict[str, list[np.ndarray]] = {}
     evaluations: list[tuple[int, dict[str, np.ndarray]]] = []
     start, done = time.perf_counter(), 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeRemainingColumn(), disable=not config.progress, transient=True,
+        TimeRemainingColumn(), disable=not (config.progress and distributed.is_main()), transient=True,
     ) as progress:  # fmt: skip
-        task = progress.add_task(f"{'+'.join(s.rule.name for s in stages)} x{policy.n_seeds} seeds", total=total,
-                                 loss="-")  # fmt: skip
         for index, (stage, batch) in enumerate(zip(stages, stage_data)):
             rule = stage.rule
+            task = progress.add_task(f"stage {index + 1}/{len(stages)}: {rule.name} x{policy.n_seeds} seeds",
+                                     total=stage.steps, loss="-")  # fmt: skip
             batch = None if batch is None else batch.to(policy.device)
             data_order = torch.Generator().manual_seed(config.seed)
-            rule.setup(policy, world, seed_generators(config.seed, policy.seeds, index))
+            # another process draws its own samples (its rank is a stream of its own); rank 0 draws as if alone
+            streams = (index, distributed.rank()) if distributed.rank() else (index,)
+            rule.setup(policy, world, seed_generators(config.seed, policy.seeds, *streams))
+            batch = rule.prepare(policy, batch)
+            stepper = _stepper(policy, rule)
             optimizer = OPTIMIZERS[config.optimizer](
                 [*policy.parameters(), *rule.parameters()], lr=stage.lr or config.lr, weight_decay=config.weight_decay
             )
             for step in range(stage.steps):
-                loss, metrics = rule.loss(policy, _minibatch(batch, config.batch_size, data_order), step)
-                if not torch.isfinite(loss).all():
-                    bad = [policy.seeds[k] for k in torch.nonzero(~torch.isfinite(loss.detach())).flatten().tolist()]
+                minibatch = distributed.shard(_minibatch(batch, config.batch_size, data_order))
+                loss, metrics = stepper(minibatch, step)
+                mean_loss = distributed.mean_over_processes(loss.detach())
+                if not torch.isfinite(mean_loss).all():
+                    bad = [policy.seeds[k] for k in torch.nonzero(~torch.isfinite(mean_loss)).flatten().tolist()]
                     raise TrainingDiverged(
                         f"training diverged: the loss of rule {rule.name!r} (stage {index + 1} of {len(stages)}) is "
                         f"not finite at step {done + 1} of {total} for seed(s) {', '.join(map(str, bad))}; lower the "
@@ -239,13 +282,19 @@ def train(
                 loss.sum().backward()
                 optimizer.step()
                 rule.after_step(policy)
-                for key, value in metrics.items():
-                    history.setdefault(key, []).append(value.detach().float().cpu().numpy())
+                values = {key: value.detach().float() for key, value in metrics.items()}
+                if distributed.world_size() > 1 and values:  # one exchange for all the metrics
+                    averaged = distributed.mean_over_processes(torch.stack(list(values.values()))).unbind()
+                    values = dict(zip(values, averaged))
+                for key, value in values.items():
+                    history.setdefault(key, []).append(value.cpu().numpy())
                 done += 1
+                if log is not None:
+                    log({"step": done, "stage": index + 1, "rule": rule.name,
+                         **{key: value.cpu().tolist() for key, value in values.items()}})  # fmt: skip
                 if callback is not None and config.eval_every and done % config.eval_every == 0:
                     evaluations.append((done, callback(done, policy)))
-                if config.progress:
-                    progress.update(task, advance=1, loss=f"{float(loss.detach().mean()):.4f}")
+                progress.update(task, advance=1, loss=f"{float(mean_loss.mean()):.4f}")
     if callback is not None and (not evaluations or evaluations[-1][0] != total):
         evaluations.append((total, callback(total, policy)))
     stacked = {key: np.stack(values) for key, values in history.items()}

@@ -147,20 +147,25 @@ class StepBatch:
 
 @dataclass
 class PairBatch:
-    """Preference pairs as two aligned step batches."""
+    """Preference pairs as two aligned step batches; ``reference``, when a rule has computed it, the frozen
+    reference policy's log-probabilities of each pair ``(K, B, 2)`` (chosen, rejected), which minibatches carry
+    along."""
 
     chosen: StepBatch
     rejected: StepBatch
+    reference: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
         return self.chosen.size
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(self.chosen.to(device), self.rejected.to(device))
+        reference = None if self.reference is None else self.reference.to(device)
+        return PairBatch(self.chosen.to(device), self.rejected.to(device), reference)
 
     def select(self, index: torch.Tensor) -> PairBatch:
-        return PairBatch(self.chosen.select(index), self.rejected.select(index))
+        reference = None if self.reference is None else self.reference.index_select(-2, index.to(self.reference.device))
+        return PairBatch(self.chosen.select(index), self.rejected.select(index), reference)
 
     @classmethod
     def from_pairs(cls, world: World, pairs: Sequence[PreferencePair]) -> PairBatch:

@@ -19,6 +19,7 @@ LAYERS = [
             "iftgym.version",
             "iftgym.errors",
             "iftgym.parallel",
+            "iftgym.distributed",
             "iftgym.validate",
             "iftgym.io",
             "iftgym.registry",

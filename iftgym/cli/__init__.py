@@ -12,11 +12,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from iftgym.cli import bias, compare, lm, maps, plot, solve, sweep
+from iftgym.cli import bias, compare, generate, lm, maps, plot, solve, sweep
 from iftgym.cli.common import Parser, UsageError
 from iftgym.errors import RunFailed
 
-COMMANDS = (maps, solve, compare, plot, bias, lm, sweep)
+COMMANDS = (maps, solve, compare, plot, bias, lm, generate, sweep)
 
 __all__ = ["UsageError", "build_parser", "main"]
 
@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _kept(args: argparse.Namespace | None) -> str:
     """What a run that stopped left behind: its output folder as it was (outputs are replaced only at the end)."""
     out = getattr(args, "out", None) or getattr(args, "png", None)
+    live = getattr(args, "live_log", None)
+    if live is not None and live.exists():
+        return f"; {out} was left as it was, but for {live.name}, which holds the steps this run measured"
     return f"; {out} was left as it was" if out else ""
 
 

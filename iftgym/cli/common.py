@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,6 +94,13 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise UsageError(f"--set {key}={value!r} is malformed: expected {form}")
         overrides.setdefault(rule, {})[param] = value
     return overrides
+
+
+def quiet_hugging_face() -> None:
+    """Keep ``transformers``' own progress bars and advisory warnings out of the command's output (its errors still
+    show); a variable the user has set wins."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def run_experiment(

@@ -1,26 +1,35 @@
-"""``iftgym lm``: tiny GPTs trained on a token task with any rule; exact match, preference strips, results.json."""
+"""``iftgym lm``: language models (TinyGPT or Hugging Face) trained on a token task with any rule; exact match,
+preference strips, results.json, a live metrics log and, with ``--save``, the trained models. Under
+``torchrun --nproc_per_node=N -m iftgym lm ...`` the processes share every minibatch (rank 0 writes)."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from iftgym.cli.common import (
     add_training_arguments,
     key_values,
     load_plugins,
     parse_overrides,
-    run_experiment,
+    quiet_hugging_face,
     save_outputs,
     split_names,
     writable_dir,
 )
 
+LOG = "metrics.jsonl"  # every step's metrics, among the outputs of a finished run
+LIVE_LOG = "metrics.live.jsonl"  # the same, written as training goes: what a failed or killed run measured
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``iftgym lm`` and its options."""
-    lm = sub.add_parser("lm", help="train tiny GPTs on a token task with any rule: exact match, preference strips")
+    lm = sub.add_parser("lm", help="train language models on a token task with any rule: exact match, preference "
+                        "strips, saved models")  # fmt: skip
     lm.add_argument("--task", default=None,
                     help="addition, sort, frozen-lake, jsonl or a registered task (default: addition, or jsonl with "
                     "--data)")  # fmt: skip
@@ -34,8 +43,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lm.add_argument("--n-head", type=int, default=4, help="attention heads (default: 4)")
     lm.add_argument("--n-embd", type=int, default=64, help="model width (default: 64)")
     lm.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda (default: auto)")
-    lm.add_argument("--data", default=None, help="JSONL file in TRL's prompt/completion or prompt/chosen/rejected "
-                    "format, or the name of a shipped sample (reverse, reverse_preference)")  # fmt: skip
+    lm.add_argument("--data", default=None, help="JSONL file in a TRL format (prompt/completion, prompt/chosen/"
+                    "rejected, conversational, messages), or a shipped sample (reverse, reverse_preference, "
+                    "chat)")  # fmt: skip
+    lm.add_argument("--model-config", default=None, metavar="FILE.json",
+                    help="train a Hugging Face causal LM built from this config (a JSON object with model_type, "
+                    "e.g. gpt2) instead of TinyGPT")  # fmt: skip
+    lm.add_argument(
+        "--pretrained",
+        default=None,
+        metavar="DIR",
+        help="train a Hugging Face model read from this local folder (save_pretrained format)",
+    )
+    lm.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="DIR",
+        help="a saved tokenizer folder (default: the pretrained folder's, else characters)",
+    )
+    lm.add_argument(
+        "--save",
+        default=None,
+        metavar="DIR",
+        help="write each trained model with its tokenizer into DIR/<algorithm> (safetensors)",
+    )
     lm.add_argument("--train-size", type=int, default=None, help="training prompts of a generated task")
     lm.add_argument("--test-size", type=int, default=None, help="held-out prompts of a generated task")
     lm.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -50,11 +81,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> None:
     """Run ``iftgym lm`` with parsed ``args``, printing to ``console``."""
+    from iftgym import distributed
     from iftgym.experiments.lm import LMConfig, run_lm
     from iftgym.explain.strips import draw_lm_figures
     from iftgym.explain.tables import lm_table
     from iftgym.policies.base import resolve_device
+    from iftgym.policies.folder import check_model_destination
 
+    quiet_hugging_face()
     load_plugins(args.plugin)
     config = LMConfig(
         task=args.task or ("jsonl" if args.data else "addition"), algos=split_names(args.algo), steps=args.steps,
@@ -62,10 +96,34 @@ def run(args: argparse.Namespace, console: Console) -> None:
         n_embd=args.n_embd, device=args.device, data=args.data, n_train=args.train_size, n_test=args.test_size,
         task_args=key_values(args.task_arg, "--task-arg"), reward=args.reward, eval_every=args.eval_every,
         seed=args.seed, rule_overrides=parse_overrides(args.set),
-        stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"),
+        stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"), model_config=args.model_config,
+        pretrained=args.pretrained, tokenizer=args.tokenizer,
     )  # fmt: skip
-    resolve_device(config.device)
     out = writable_dir(args.out)
-    results = run_experiment(console, run_lm, config)
+    if args.save is not None:
+        writable_dir(args.save)
+        for algo in config.algos:
+            check_model_destination(f"{args.save}/{algo}")
+    distributed.init_from_environment(resolve_device(config.device))
+    main = distributed.is_main()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    say = console.print if main else lambda *_: None
+    args.live_log = out / LIVE_LOG
+    say(f"metrics of every step as they are measured: {escape(str(args.live_log))}"
+        + (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))  # fmt: skip
+    results = run_lm(config, progress=lambda text: say(f"training {escape(text)}"), save=args.save,
+                     log=args.live_log, bars=main and console.is_terminal)  # fmt: skip
+    if not main:
+        return
     console.print(lm_table(results))
-    save_outputs(console, out, lambda folder: draw_lm_figures(results, folder), results)
+
+    def outputs(folder: Path) -> list[Path]:
+        shutil.copyfile(args.live_log, folder / LOG)
+        return draw_lm_figures(results, folder)
+
+    save_outputs(console, out, outputs, results)
+    args.live_log.unlink()  # now metrics.jsonl
+    if args.save is not None:
+        console.print(f"saved the trained models in {escape(args.save)}/: "
+                      f"{', '.join(escape(a) for a in config.algos)}")  # fmt: skip

@@ -189,6 +189,24 @@ def lm_table(results: dict[str, Any]) -> Table:
     return table
 
 
+def generation_table(results: dict[str, Any]) -> Table:
+    """``iftgym generate``: every seed's answer to every prompt (an unfinished one, cut at the token limit, marked
+    with an ellipsis)."""
+    config = results["config"]
+    how = "greedy"
+    if config["sample"]:
+        limits = [f"top-k {config['top_k']}"] if config["top_k"] is not None else []
+        limits += [f"top-p {config['top_p']:g}"] if config["top_p"] != 1 else []
+        how = ", ".join([f"sampled at temperature {config['temperature']:g}", *limits])
+    table = Table(title=f"{escape(config['model'])}: {how}")
+    for column in ("prompt", "seed", "answer"):
+        table.add_column(column)
+    for prompt, answers, finished in zip(results["prompts"], results["answers"], results["finished"]):
+        for k, (seed, answer, done) in enumerate(zip(results["seeds"], answers, finished)):
+            table.add_row(escape(prompt) if k == 0 else "", str(seed), escape(answer) + ("" if done else " …"))
+    return table
+
+
 def bias_table(result: BiasResult, title: str) -> Table:
     """Every estimator along the optimal demonstration, step by step (``iftgym bias``)."""
     est, world = result.estimates, result.world

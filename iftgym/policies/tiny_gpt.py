@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from iftgym.validate import at_least
 from iftgym.worlds.tokens.generation import generate
 
 INIT_STD = 0.02
+KeyValues = tuple[torch.Tensor, torch.Tensor]  # one block's keys and values, (K*B, heads, L, D/heads) each
 
 
 class SeedLinear(nn.Module):
@@ -71,17 +73,29 @@ class Block(nn.Module):
         self.c_fc = SeedLinear(n_seeds, n_embd, 4 * n_embd)
         self.mlp_proj = SeedLinear(n_seeds, 4 * n_embd, n_embd, residual_std)
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
+    def attention(
+        self, x: torch.Tensor, past: KeyValues | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KeyValues]:
+        """Causal self-attention of ``x (K, B, T, D)``; with a cache, after the keys and values ``past`` of earlier
+        tokens, ``mask (K*B, 1, T, L)`` saying which keys each query sees. Returns the output and all keys/values."""
         K, B, T, D = x.shape
         q, k, v = self.c_attn(x).split(D, dim=-1)
         # (K, B, T, D) -> (K*B, heads, T, D/heads)
         q, k, v = (t.reshape(K * B, T, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.attn_proj(y.transpose(1, 2).reshape(K, B, T, D))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.attn_proj(y.transpose(1, 2).reshape(K, B, T, D)), (k, v)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.ln_1(x))
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+    def forward(
+        self, x: torch.Tensor, past: KeyValues | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KeyValues]:
+        attended, cache = self.attention(self.ln_1(x), past, mask)
+        x = x + attended
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)))), cache
 
 
 class TinyGPT(Policy):
@@ -96,6 +110,7 @@ class TinyGPT(Policy):
     """
 
     markov = False
+    kv_cache = True  # decode() reads one new token at a time after the cached ones
 
     def __init__(
         self,
@@ -160,8 +175,36 @@ class TinyGPT(Policy):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             x = x + self.wpe[:, None, :length]
             for block in self.blocks:
-                x = block(x)
+                x, _ = block(x)
             return self.head(self.ln_f(x))
+
+    def decode(
+        self,
+        inputs: torch.Tensor,
+        positions: torch.Tensor,
+        keys: torch.Tensor,
+        state: list[KeyValues] | None = None,
+    ) -> tuple[torch.Tensor, list[KeyValues]]:
+        """Logits ``(K, B, t, vocab)`` of ``t`` new input embeddings ``(K, B, t, D)`` after the cached ones (``state``,
+        ``None`` at the start), with each token's ``positions (K, B, t)`` and which of all ``L`` tokens so far are
+        real (``keys (K, B, L)``; padding is not attended to). Returns the logits and the new cache.
+        How :func:`iftgym.worlds.tokens.generation.generate` decodes in O(1) forward work per new token."""
+        if int(positions.max()) >= self.block_size:
+            raise ValueError(f"position {int(positions.max())} is beyond block_size={self.block_size}")
+        x = self.seed_inputs(inputs)
+        K, B, t, _ = x.shape
+        L = keys.shape[-1]
+        query_at = torch.arange(L - t, L, device=x.device)
+        causal = torch.arange(L, device=x.device)[None, :] <= query_at[:, None]  # (t, L)
+        own = torch.arange(L, device=x.device)[None, :] == query_at[:, None]  # a padding query sees itself: no NaN
+        mask = ((keys.reshape(K * B, 1, 1, L) & causal) | own).to(x.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            x = x + self.wpe[torch.arange(K, device=x.device)[:, None, None], positions]
+            cache = []
+            for block, past in zip(self.blocks, state or [None] * len(self.blocks)):
+                x, kv = block(x, past, mask)
+                cache.append(kv)
+            return self.head(self.ln_f(x)), cache
 
     def generate(
         self,
@@ -171,10 +214,12 @@ class TinyGPT(Policy):
         greedy: bool = True,
         temperature: float = 1.0,
         generators: Sequence[torch.Generator] | None = None,
+        **options: Any,
     ) -> torch.Tensor:
         """Greedy or sampled continuations ``(K, B, max_new_tokens)`` of right-padded prompts ``(B, P)``
         (``lengths``: their real lengths, default all ``P``); ``<pad>`` follows an ``<eos>``. Sampling takes one
-        generator per seed (see :func:`iftgym.world.seed_generators`)."""
+        generator per seed (see :func:`iftgym.world.seed_generators`); ``options`` (``top_k``, ``top_p``, ``eos``,
+        ``pad``, ``cache``) are those of :func:`iftgym.worlds.tokens.generation.generate`."""
         if lengths is None:
             lengths = torch.full((prompts.shape[0],), prompts.shape[1], dtype=torch.long)
-        return generate(self, prompts, lengths, max_new_tokens, greedy, temperature, generators)
+        return generate(self, prompts, lengths, max_new_tokens, greedy, temperature, generators, **options)

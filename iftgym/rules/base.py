@@ -7,8 +7,9 @@ their gradients stay independent) and steps the optimiser. Writing a rule means 
 * ``data``: what the *configured* rule trains on: ``"demos"`` (a :class:`StepBatch` of demonstrations),
   ``"pairs"`` (a :class:`PairBatch`) or ``"env"`` (it samples episodes from the world itself);
 * ``loss(policy, batch, step)``: the ``(K,)`` losses and a dict of ``(K,)`` metrics for one optimiser step;
-* optionally ``setup`` (once per stage), ``after_step`` (after every optimiser step) and ``parameters`` (weights
-  the rule trains beside the policy's, such as a critic).
+* optionally ``setup`` (once per stage), ``prepare`` (once per stage, on the stage's whole data: compute what
+  stays fixed, such as DPO's reference log-probabilities), ``after_step`` (after every optimiser step) and
+  ``parameters`` (weights the rule trains beside the policy's, such as a critic).
 
 Every random draw a rule makes comes from ``self.generators[k]`` for seed k (handed over by ``setup``), so a seed
 trains the same whatever other seeds train beside it. Register the class with :func:`iftgym.register_rule` to use
@@ -62,6 +63,11 @@ class Rule:
             raise ValueError(f"rule {self.name!r} got {len(generators)} generators for {policy.n_seeds} seeds")
         self.world = world
         self.generators = list(generators)
+
+    def prepare(self, policy: Policy, data: Any) -> Any:
+        """Called once per stage after :meth:`setup` with the stage's whole data (on the policy's device); returns
+        the data the stage's minibatches are drawn from (by default ``data`` itself)."""
+        return data
 
     def loss(self, policy: Policy, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-seed loss ``(K,)`` and per-seed metrics for optimiser step ``step`` of the stage."""

@@ -76,6 +76,15 @@ class DPO(Rule):
         super().setup(policy, world, generators)
         self.reference = frozen_copy(policy)
 
+    def prepare(self, policy: Policy, data: PairBatch | StepBatch) -> PairBatch | StepBatch:
+        """Offline, the reference's log-probabilities of the fixed pairs, computed once for the whole stage."""
+        if self.config.online:
+            return data
+        with torch.no_grad():
+            reference = torch.stack([sequence_logps(self.reference, data.chosen),
+                                     sequence_logps(self.reference, data.rejected)], dim=-1)  # fmt: skip
+        return PairBatch(data.chosen, data.rejected, reference)
+
     def loss(self, policy: Policy, batch: PairBatch | StepBatch, step: int) -> tuple[torch.Tensor, dict]:
         if self.config.online:
             # Each demonstration is preferred over what the policy does now from the same start (its own prompt).
@@ -83,8 +92,12 @@ class DPO(Rule):
             chosen = batch
         else:
             chosen, rejected = batch.chosen, batch.rejected
-        with torch.no_grad():
-            ref_chosen, ref_rejected = sequence_logps(self.reference, chosen), sequence_logps(self.reference, rejected)
+        if isinstance(batch, PairBatch) and batch.reference is not None:
+            ref_chosen, ref_rejected = batch.reference.unbind(-1)
+        else:
+            with torch.no_grad():
+                ref_chosen = sequence_logps(self.reference, chosen)
+                ref_rejected = sequence_logps(self.reference, rejected)
         pi_chosen, pi_rejected = sequence_logps(policy, chosen), sequence_logps(policy, rejected)
         if self.config.online:  # demonstration b against each of its own n_samples samples
             n = self.config.n_samples

@@ -1,8 +1,12 @@
-"""User data for the token world: JSONL files in TRL's standard formats, one JSON object a line.
+"""User data for the token world: JSONL files in TRL's standard and conversational formats, one JSON object a line.
 
-``{"prompt", "completion"}`` (SFT, IFT) or ``{"prompt", "chosen", "rejected"}`` (DPO, ORPO; the chosen answer doubles
-as the demonstration), string values, one format for the whole file. The task's reward is exact match with any
-reference answer of the prompt. Every error names the file and the line.
+Standard: ``{"prompt", "completion"}`` (SFT, IFT) or ``{"prompt", "chosen", "rejected"}`` (DPO, ORPO; the chosen
+answer doubles as the demonstration), string values. Conversational: the same keys holding lists of
+``{"role", "content"}`` messages (the prompt's turns; one assistant message for each answer), or
+``{"messages": [...]}``, a whole conversation ending with the assistant's turn, every assistant turn of which is a
+target (TRL's ``assistant_only_loss``); roles are system, user and assistant. One format for the whole file. The
+loss is on assistant tokens only; the task's reward is exact match with any reference answer of the prompt. Every
+error names the file and the line.
 
 What a file must be, beyond the two formats (each broken case is refused with one line, never trained on):
 
@@ -17,8 +21,9 @@ What a file must be, beyond the two formats (each broken case is refused with on
 * bounded sizes: fields of at most ``MAX_EXAMPLE_CHARS`` characters, lines of at most ``MAX_LINE_BYTES`` bytes
   (checked before parsing), at most ``MAX_EXAMPLES`` examples and ``MAX_TOTAL_CHARS`` characters a file.
 
-Other keys are ignored, as TRL ignores extra columns. TRL's other formats (conversational ``messages``, language
-modelling ``text``, unpaired preference ``label``, implicit-prompt ``chosen``/``rejected``) are refused by name.
+Other keys are ignored, as TRL ignores extra columns (and so are a message's keys beyond role and content). TRL's
+other formats (language modelling ``text``, unpaired preference ``label``, implicit-prompt ``chosen``/``rejected``)
+are refused by name.
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from iftgym.worlds.tokens.tasks import Example, Task, register_task
+from iftgym.worlds.tokens.tokenizer import ROLES, Conversation, Message
 
 MAX_EXAMPLE_CHARS = 1000
 MAX_LINE_BYTES = 1_000_000  # three fields of 1000 characters, each escaped as \uXXXX pairs, fit 30 times over
 MAX_EXAMPLES = 1_000_000
 MAX_TOTAL_CHARS = 100_000_000
 ANSWER_KEYS = ("completion", "chosen", "rejected")
-ACCEPTED = "expected prompt/completion or prompt/chosen/rejected with string values"
+ACCEPTED = (
+    "expected prompt/completion or prompt/chosen/rejected (strings, or lists of role/content messages), or messages"
+)
 
 
 def shipped_data(name: str) -> Path:
@@ -63,14 +71,23 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _field(record: dict, key: str, where: str) -> str:
+def _field(record: dict, key: str, where: str, conversational: bool = False) -> str | Conversation:
+    """A checked string field, or with ``conversational`` a checked list of messages (an answer: its one assistant
+    message's content)."""
     value = record[key]
+    if conversational:
+        return _messages(value, key, where)
     if isinstance(value, list):
-        raise ValueError(f"{where}: field {key!r} is a list of messages (conversational format), which is not "
-                         "supported: expected a string")  # fmt: skip
+        raise ValueError(f"{where}: field {key!r} is a list of messages while 'prompt' is a string: expected every "
+                         "field a string, or every field a list of messages")  # fmt: skip
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
         raise ValueError(f"{where}: field {key!r} is {kind}, expected a string")
+    return _text(value, key, where)
+
+
+def _text(value: str, key: str, where: str) -> str:
+    """``value`` checked as the text of ``key``: valid Unicode, not too long, not empty where an answer."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:  # JSON's "\ud800" escapes decode to half a UTF-16 pair, which is no text
@@ -83,6 +100,32 @@ def _field(record: dict, key: str, where: str) -> str:
         raise ValueError(f"{where}: field {key!r} is {len(value)} characters long: expected at most "
                          f"{MAX_EXAMPLE_CHARS}")  # fmt: skip
     return value
+
+
+def _messages(value: Any, key: str, where: str) -> Conversation:
+    """A list of ``{"role", "content"}`` messages, checked; an answer field holds exactly one assistant message."""
+    if not isinstance(value, list) or not value:
+        kind = "an empty list" if value == [] else type(value).__name__
+        raise ValueError(f"{where}: field {key!r} is {kind}: expected a list of {{'role', 'content'}} messages")
+    messages = []
+    for number, message in enumerate(value, 1):
+        at = f"{where}: message {number} of {key!r}"
+        if not isinstance(message, dict) or not {"role", "content"} <= message.keys():
+            raise ValueError(f"{at} is not a message: expected an object with keys 'role' and 'content'")
+        if message["role"] not in ROLES:
+            raise ValueError(f"{at} has role {message['role']!r}: expected one of {', '.join(ROLES)}")
+        if not isinstance(message["content"], str):
+            raise ValueError(f"{at} has content of type {type(message['content']).__name__}: expected a string")
+        answer = key in ANSWER_KEYS or (key == "messages" and number == len(value))
+        content = _text(message["content"], key if answer else "content", at)
+        messages.append(Message(message["role"], content))
+    if key in ANSWER_KEYS and (len(messages) != 1 or messages[0].role != "assistant"):
+        raise ValueError(f"{where}: field {key!r} must hold exactly one assistant message, got "
+                         f"{', '.join(m.role for m in messages)}")  # fmt: skip
+    if key == "messages" and (messages[-1].role != "assistant" or len(messages) < 2):
+        raise ValueError(f"{where}: 'messages' must end with an assistant turn after at least one other message, "
+                         f"got roles {', '.join(m.role for m in messages)}")  # fmt: skip
+    return tuple(messages)
 
 
 def _short(text: str, width: int = 40) -> str:
@@ -104,26 +147,38 @@ def parse_example(line: str, where: str) -> Example:
         raise ValueError(f"{where}: invalid JSON ({err}): {ACCEPTED}") from None
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    for key, name in (("messages", "conversational"), ("text", "language-modelling")):
-        if key in record and "prompt" not in record:
-            raise ValueError(f"{where}: key {key!r} marks TRL's {name} format, which is not supported: {ACCEPTED}")
+    if "text" in record and "prompt" not in record:
+        raise ValueError(f"{where}: key 'text' marks TRL's language-modelling format, which is not supported: "
+                         f"{ACCEPTED}")  # fmt: skip
+    if "messages" in record:
+        others = sorted({"prompt", *ANSWER_KEYS} & record.keys())
+        if others:
+            raise ValueError(f"{where}: key 'messages' cannot be mixed with {', '.join(map(repr, others))}: {ACCEPTED}")
+        messages = _messages(record["messages"], "messages", where)
+        return Example(messages[:-1], messages[-1].content, history_loss=True)
     if "prompt" not in record:
         if "chosen" in record and "rejected" in record:
             raise ValueError(f"{where}: 'chosen' and 'rejected' without 'prompt' are TRL's implicit-prompt "
                              "preference format, which is not supported: expected a key 'prompt'")  # fmt: skip
         raise ValueError(f"{where}: missing key 'prompt' (accepted formats: prompt/completion, "
-                         "prompt/chosen/rejected)")  # fmt: skip
-    prompt = _field(record, "prompt", where)
+                         "prompt/chosen/rejected, messages)")  # fmt: skip
+    conversational = isinstance(record["prompt"], list)
+    prompt = _field(record, "prompt", where, conversational)
     if "label" in record:
         raise ValueError(f"{where}: key 'label' marks TRL's unpaired preference format (prompt/completion/label), "
                          "which is not supported: expected prompt/completion or prompt/chosen/rejected")  # fmt: skip
     if "completion" in record and ("chosen" in record or "rejected" in record):
         raise ValueError(f"{where}: key 'completion' cannot be mixed with 'chosen' or 'rejected': expected "
                          "prompt/completion or prompt/chosen/rejected")  # fmt: skip
+
+    def answer(key: str) -> str:
+        value = _field(record, key, where, conversational)
+        return value if isinstance(value, str) else value[0].content
+
     if "completion" in record:
-        return Example(prompt, _field(record, "completion", where))
+        return Example(prompt, answer("completion"))
     if "chosen" in record and "rejected" in record:
-        chosen, rejected = _field(record, "chosen", where), _field(record, "rejected", where)
+        chosen, rejected = answer("chosen"), answer("rejected")
         if chosen == rejected:
             raise ValueError(f"{where}: chosen and rejected are identical ({_short(chosen)}): expected a rejected "
                              "answer that differs from the chosen one")  # fmt: skip
@@ -133,7 +188,10 @@ def parse_example(line: str, where: str) -> Example:
 
 
 def _format(example: Example) -> str:
-    return "prompt/completion" if example.rejected is None else "prompt/chosen/rejected"
+    if example.history_loss:
+        return "messages"
+    kind = "prompt/completion" if example.rejected is None else "prompt/chosen/rejected"
+    return kind if isinstance(example.prompt, str) else f"conversational {kind}"
 
 
 def _check_path(name: str, path: object) -> None:
@@ -144,7 +202,7 @@ def _check_path(name: str, path: object) -> None:
 
 
 def load_jsonl(path: str | os.PathLike) -> list[Example]:
-    """Read a JSONL file in TRL's prompt/completion or prompt/chosen/rejected format; blank lines are skipped.
+    """Read a JSONL file in one of TRL's formats (see the module doc); blank lines are skipped.
 
     Lines end at ``"\\n"`` only (a JSON string may hold U+2028), and are checked one at a time, each before it is
     parsed, so a huge or endless file is refused early. Errors name the file and the line.
@@ -180,7 +238,8 @@ def load_jsonl(path: str | os.PathLike) -> list[Example]:
                 elif _format(example) != _format(examples[0]):
                     raise ValueError(f"{where}: format {_format(example)} differs from line {first} "
                                      f"({_format(examples[0])}): expected one format for the whole file")  # fmt: skip
-                total += len(example.prompt) + len(example.completion) + len(example.rejected or "")
+                prompt = example.prompt if isinstance(example.prompt, str) else [m.content for m in example.prompt]
+                total += sum(map(len, prompt)) + len(example.completion) + len(example.rejected or "")
                 if len(examples) == MAX_EXAMPLES or total > MAX_TOTAL_CHARS:
                     raise ValueError(f"{where}: data file {str(path)!r} is too large: expected at most "
                                      f"{MAX_EXAMPLES} examples and {MAX_TOTAL_CHARS} characters (tiny models train on "

@@ -34,6 +34,7 @@ from iftgym.registry import Registry
 from iftgym.validate import at_least, between, like_default
 from iftgym.worlds.frozen_lake.maps import draw_solvable_map, max_map_draws, no_solvable_map
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+from iftgym.worlds.tokens.tokenizer import Prompt, conversation_text
 
 MOVE_LETTERS = "LDRU"  # Gymnasium's action order: LEFT, DOWN, RIGHT, UP
 ROW_SEP, MAP_END = "|", ":"
@@ -46,11 +47,16 @@ MAP_SEEDS_WITHOUT_NEW = 20_000  # ... and it stops earlier when this many seeds 
 
 @dataclass(frozen=True)
 class Example:
-    """One prompt with its target answer and, for preference data, a worse answer."""
+    """One prompt with its target answer and, for preference data, a worse answer.
 
-    prompt: str
+    ``prompt`` is a string or a conversation (a tuple of :class:`Message`), whose answer is the assistant's next
+    turn; ``history_loss``: a demonstration also trains on the assistant turns inside its conversation prompt (TRL's
+    ``messages`` format, where every assistant turn is a target)."""
+
+    prompt: Prompt
     completion: str
     rejected: str | None = None
+    history_loss: bool = False
 
 
 class Task:
@@ -89,13 +95,19 @@ class Task:
     @property
     def alphabet(self) -> str:
         """Every character of every prompt and answer, sorted."""
-        texts = (t for ex in (*self.train, *self.test) for t in (ex.prompt, ex.completion, ex.rejected or ""))
+        texts = (t for ex in (*self.train, *self.test)
+                 for t in (_text(ex.prompt), ex.completion, ex.rejected or ""))  # fmt: skip
         return "".join(sorted(set("".join(texts))))
 
     @property
     def max_answer_len(self) -> int:
         """Longest answer (in characters) a policy may write before it must stop."""
         return max(len(t) for ex in (*self.train, *self.test) for t in (ex.completion, ex.rejected or ""))
+
+
+def _text(prompt: Prompt) -> str:
+    """The characters a prompt is written with by the character tokenizer (its chat template, for a conversation)."""
+    return prompt if isinstance(prompt, str) else conversation_text(prompt)
 
 
 def _check_sizes(n_train: int, n_test: int, seed: int, most: int = MAX_EXAMPLES) -> None:

@@ -1,13 +1,16 @@
 """Token generation as an MDP: the state is the prompt plus the answer so far, an action is the next token, and
 the transition is concatenation (deterministic).
 
-:class:`TokenWorld` implements :class:`iftgym.world.World` for a task (:mod:`iftgym.worlds.tokens.tasks`), with the
-character tokenizer (:mod:`iftgym.worlds.tokens.tokenizer`).
+:class:`TokenWorld` implements :class:`iftgym.world.World` for a task (:mod:`iftgym.worlds.tokens.tasks`), with
+any tokenizer of the contract of :mod:`iftgym.worlds.tokens.tokenizer` (the character tokenizer by default, or a
+Hugging Face one with its chat template).
 
-A token :class:`StepBatch` holds whole sequences ``[<bos>, prompt..., answer..., <eos>]``: ``ids`` is the sequence
+A token :class:`StepBatch` holds whole sequences ``prompt + answer`` (``[<bos>, prompt..., answer..., <eos>]``, or a
+conversation rendered by the chat template and the assistant's answer through ``<eos>``): ``ids`` is the sequence
 without its last token, ``actions`` the sequence shifted by one, and ``mask`` is True exactly where the action is
-an answer token (``<eos>`` included), so every rule trains on answer tokens only while a sequence model sees the
-prompt. ``rewards`` carry the task's reward at the last answer step (or per token, see ``reward``).
+an assistant token — the answer (``<eos>`` included) and, for a demonstration in TRL's ``messages`` format, the
+earlier assistant turns of its conversation — so every rule trains on assistant tokens only while a sequence model
+sees the whole prompt. ``rewards`` carry the task's reward at the last answer step (or per token, see ``reward``).
 
 Online rules (online DPO, PPO, REINFORCE) call :meth:`TokenWorld.sample`, in which each seed draws its own prompts
 uniformly from the training split with its own generator. Online DPO contrasts its demonstration batch with these
@@ -28,19 +31,19 @@ from iftgym.validate import at_least, fits_in_memory
 from iftgym.world import Actor, seed_generators
 from iftgym.worlds.tokens.generation import generate
 from iftgym.worlds.tokens.tasks import Example, Task
-from iftgym.worlds.tokens.tokenizer import BOS, EOS, PAD, CharTokenizer
+from iftgym.worlds.tokens.tokenizer import CharTokenizer, Prompt, Tokenizer, answer_tokens, prompt_tokens
 
 REWARD_MODES = ("end", "token")
 SCORES = ("greedy_test", "sampled_test", "greedy_train")
 BATCH_BYTES_PER_STEP = 8 + 8 + 1 + 4  # ids and actions (int64), mask (bool), rewards (float32)
 
-TokenState = tuple[tuple[int, ...], tuple[int, ...]]  # (<bos> + prompt tokens, answer tokens so far)
+TokenState = tuple[tuple[int, ...], tuple[int, ...]]  # (prompt tokens, answer tokens so far)
 
 
-def _trim(answer: Sequence[int]) -> tuple[int, ...]:
-    """Answer tokens up to and including the first ``<eos>`` (all of them when there is none)."""
+def _trim(answer: Sequence[int], eos: int) -> tuple[int, ...]:
+    """Answer tokens up to and including the first ``eos`` (all of them when there is none)."""
     answer = [int(t) for t in answer]
-    return tuple(answer[: answer.index(EOS) + 1] if EOS in answer else answer)
+    return tuple(answer[: answer.index(eos) + 1] if eos in answer else answer)
 
 
 class TokenWorld:
@@ -51,11 +54,16 @@ class TokenWorld:
         reward: ``"end"`` (the task's reward on the last answer step, 0 for an answer cut off by the length limit)
             or ``"token"`` (``1/n`` for each answer token that keeps the answer a prefix of the reference answer
             of n tokens, ``<eos>`` included, so the return is 1 exactly for the reference answer).
+        tokenizer: any :class:`Tokenizer` (default: the character tokenizer of the task's characters).
+        vocab_size: the number of input ids and actions, when the model's vocabulary is larger than the tokenizer's
+            (default: the tokenizer's).
     """
 
     deterministic = True
 
-    def __init__(self, task: Task, reward: str = "end") -> None:
+    def __init__(
+        self, task: Task, reward: str = "end", tokenizer: Tokenizer | None = None, vocab_size: int | None = None
+    ) -> None:
         if not isinstance(task, Task):
             raise ValueError(f"task={task!r} is {type(task).__name__}: expected an iftgym Task (make one by name with "
                              "iftgym.make_task)")  # fmt: skip
@@ -65,19 +73,44 @@ class TokenWorld:
         for split in ("train", "test"):
             if not getattr(task, split, None):
                 raise ValueError(f"task {name!r} has no {split} examples: expected at least one in each split")
-        if not task.alphabet:  # every prompt and answer empty: a policy would only learn to write <eos>
-            raise ValueError(f"task {name!r} uses no characters: expected answers of at least one character")
+        if tokenizer is None:
+            if not task.alphabet:  # every prompt and answer empty: a policy would only learn to write <eos>
+                raise ValueError(f"task {name!r} uses no characters: expected answers of at least one character")
+            tokenizer = CharTokenizer(task.alphabet)
+        elif not isinstance(tokenizer, Tokenizer):
+            raise ValueError(f"tokenizer={tokenizer!r} is {type(tokenizer).__name__}: expected an iftgym tokenizer "
+                             "(CharTokenizer, HFTokenizer or one with the same methods)")  # fmt: skip
         self.task = task
         self.reward_mode = reward
-        self.tokenizer = CharTokenizer(task.alphabet)
-        self.n_actions = self.n_ids = self.tokenizer.vocab_size
-        self.max_answer_tokens = task.max_answer_len + 1  # + <eos>
-        self.max_prompt_tokens = 1 + max(len(ex.prompt) for ex in (*task.train, *task.test))  # <bos> + prompt
+        self.tokenizer = tokenizer
+        self.eos, self.pad = tokenizer.eos_id, tokenizer.pad_id
+        self.n_actions = self.n_ids = tokenizer.vocab_size if vocab_size is None else vocab_size
+        at_least("vocab_size", self.n_ids, tokenizer.vocab_size, note="the tokenizer's vocabulary must fit")
+        # Every prompt of the task, rendered once; the reward reads a prompt back from its ids.
+        examples = (*task.train, *task.test)
+        self._prompts = {ex.prompt: prompt_tokens(tokenizer, ex.prompt) for ex in examples}
+        self._keys = {tuple(ids): prompt for prompt, (ids, _) in self._prompts.items()}
+        answers = [self.answer_ids(text, ex.prompt) for ex in examples for text in (ex.completion, ex.rejected)
+                   if text is not None]  # fmt: skip
+        # A task may allow answers longer than its examples (a walk on a map); its limit is in characters.
+        allowed = task.max_answer_len + 1 if isinstance(tokenizer, CharTokenizer) else 0
+        self.max_answer_tokens = max(*map(len, answers), allowed)
+        self.max_prompt_tokens = max(len(ids) for ids, _ in self._prompts.values())
         self.block_size = self.max_prompt_tokens + self.max_answer_tokens
 
     # -- the MDP (what the Gymnasium environment steps) ---------------------------------------------------------
-    def prompt_ids(self, prompt: str) -> tuple[int, ...]:
-        return (BOS, *self.tokenizer.encode(prompt))
+    def prompt_ids(self, prompt: Prompt) -> tuple[int, ...]:
+        """The ids of a prompt (a string, or a conversation rendered with the chat template)."""
+        known = self._prompts.get(prompt)
+        return tuple(known[0] if known is not None else prompt_tokens(self.tokenizer, prompt)[0])
+
+    def prompt_of(self, ids: Sequence[int]) -> Prompt:
+        """The prompt whose ids are ``ids``: the task's, or else the text after ``<bos>``."""
+        ids = tuple(ids)
+        if ids in self._keys:
+            return self._keys[ids]
+        start = 1 if ids and ids[0] == self.tokenizer.bos_id else 0
+        return self.tokenizer.decode(ids[start:])
 
     def start_distribution(self) -> Mapping[TokenState, float]:
         """Uniform over the distinct training prompts."""
@@ -90,19 +123,20 @@ class TokenWorld:
 
     def is_terminal(self, state: TokenState) -> bool:
         answer = state[1]
-        return bool(answer) and (answer[-1] == EOS or len(answer) >= self.max_answer_tokens)
+        return bool(answer) and (answer[-1] == self.eos or len(answer) >= self.max_answer_tokens)
 
     def final_reward(self, prompt: Sequence[int], answer: Sequence[int]) -> float:
         """The task's reward of a finished answer: 0 unless it ends with ``<eos>`` and is plain text."""
-        if not answer or answer[-1] != EOS:
+        if not answer or answer[-1] != self.eos:
             return 0.0
         text = self.tokenizer.text(answer[:-1])
-        return 0.0 if text is None else self.task.reward(self.tokenizer.text(prompt[1:]), text)
+        return 0.0 if text is None else self.task.reward(self.prompt_of(prompt), text)
 
     def reward(self, state: TokenState, action: int, next_state: TokenState) -> float:
         prompt, answer = next_state
         if self.reward_mode == "token":
-            reference = (*self.tokenizer.encode(self.task.reference(self.tokenizer.text(prompt[1:]))), EOS)
+            key = self.prompt_of(prompt)
+            reference = self.answer_ids(self.task.reference(key), key)
             return 1.0 / len(reference) if answer == reference[: len(answer)] else 0.0
         return self.final_reward(prompt, answer) if self.is_terminal(next_state) else 0.0
 
@@ -149,7 +183,10 @@ class TokenWorld:
             generators)  # fmt: skip
         prompts = []
         for seed_ids, seed_mask in per_seed:
-            first = seed_mask.int().argmax(-1).tolist()  # the step whose input is the prompt's last token
+            # the answer is the last run of masked steps (earlier runs are assistant turns inside the prompt); its
+            # first step's input is the prompt's last token
+            starts = seed_mask & ~torch.nn.functional.pad(seed_mask, (1, 0))[:, :-1]
+            first = (starts * torch.arange(starts.shape[-1])).argmax(-1).tolist()
             prompts.append([tuple(row[: f + 1].tolist()) for row, f in zip(seed_ids, first) for _ in range(n_per)])
         return self._answer(policy, prompts, generators, None)
 
@@ -164,14 +201,15 @@ class TokenWorld:
         device."""
         n_episodes = len(prompts[0])
         lengths = torch.tensor([[len(p) for p in seed] for seed in prompts])
-        padded = torch.full((len(prompts), n_episodes, int(lengths.max())), PAD, dtype=torch.long)
+        padded = torch.full((len(prompts), n_episodes, int(lengths.max())), self.pad, dtype=torch.long)
         for k, seed in enumerate(prompts):
             for b, p in enumerate(seed):
                 padded[k, b, : len(p)] = torch.tensor(p)
         steps = self.max_answer_tokens if max_steps is None else min(max_steps, self.max_answer_tokens)
-        answers = generate(policy, padded, lengths, steps, greedy=False, generators=generators).cpu().tolist()
+        answers = generate(policy, padded, lengths, steps, greedy=False, generators=generators, eos=self.eos,
+                           pad=self.pad).cpu().tolist()  # fmt: skip
         flat_prompts = [p for seed in prompts for p in seed]
-        batch = self.pack(flat_prompts, [_trim(a) for seed in answers for a in seed])
+        batch = self.pack(flat_prompts, [_trim(a, self.eos) for seed in answers for a in seed])
         shape = (len(prompts), n_episodes, -1)
         return StepBatch(*(t.view(shape).to(policy.device) for t in batch.tensors()))
 
@@ -180,7 +218,9 @@ class TokenWorld:
         examples = self.task.split(split)
         has_pairs = any(ex.rejected is not None for ex in examples)
         return TrainingData(
-            demos=self.step_batch([(ex.prompt, ex.completion) for ex in examples]),
+            demos=self.step_batch(
+                [(ex.prompt, ex.completion) for ex in examples], history=[ex.history_loss for ex in examples]
+            ),
             pairs=self.pair_batch(examples) if has_pairs else None,
         )
 
@@ -206,13 +246,20 @@ class TokenWorld:
         return out
 
     # -- batches ----------------------------------------------------------------------------------------------
-    def answer_ids(self, answer: str) -> tuple[int, ...]:
-        return (*self.tokenizer.encode(answer), EOS)
+    def answer_ids(self, answer: str, prompt: Prompt = "") -> tuple[int, ...]:
+        """The ids of ``answer`` to ``prompt`` through ``<eos>`` (after a conversation, the assistant's turn as the
+        chat template writes it)."""
+        return tuple(answer_tokens(self.tokenizer, prompt, answer))
 
     def pack(
-        self, prompts: Sequence[tuple[int, ...]], answers: Sequence[tuple[int, ...]], length: int | None = None
+        self,
+        prompts: Sequence[tuple[int, ...]],
+        answers: Sequence[tuple[int, ...]],
+        length: int | None = None,
+        prompt_masks: Sequence[Sequence[bool] | None] | None = None,
     ) -> StepBatch:
-        """Whole sequences ``prompt + answer`` as a ``(B, T)`` step batch, the mask on answer actions only."""
+        """Whole sequences ``prompt + answer`` as a ``(B, T)`` step batch, the mask on answer actions and on the
+        prompt tokens that ``prompt_masks`` marks (assistant turns inside a conversation; default none)."""
         rows = [(*p, *a) for p, a in zip(prompts, answers)]
         if not rows:
             raise ValueError("no sequences to pack: expected at least one (prompt, answer)")
@@ -222,7 +269,7 @@ class TokenWorld:
             raise ValueError(f"length={length} is shorter than the longest sequence ({longest} steps)")
         fits_in_memory(f"a batch of {len(rows)} sequences of {length} steps", len(rows) * length * BATCH_BYTES_PER_STEP,
                        "use fewer or shorter examples")  # fmt: skip
-        ids = torch.full((len(rows), length), PAD, dtype=torch.long)
+        ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
         actions, mask = ids.clone(), torch.zeros_like(ids, dtype=torch.bool)
         rewards = torch.zeros_like(ids, dtype=torch.float32)
         for b, (prompt, answer, row) in enumerate(zip(prompts, answers, rows)):
@@ -230,19 +277,31 @@ class TokenWorld:
             ids[b, :n] = torch.tensor(row[:-1])
             actions[b, :n] = torch.tensor(row[1:])
             mask[b, len(prompt) - 1 : n] = True
+            if prompt_masks is not None and prompt_masks[b] is not None:  # the action at step t is token t + 1
+                mask[b, : len(prompt) - 1] = torch.tensor(prompt_masks[b][1:], dtype=torch.bool)
             rewards[b, len(prompt) - 1 : n] = torch.tensor(self.answer_rewards(prompt, answer))
         return StepBatch(ids, actions, mask, rewards)
 
-    def step_batch(self, examples: Sequence[tuple[str, str]], length: int | None = None) -> StepBatch:
-        """``(prompt, answer)`` texts as a step batch."""
-        return self.pack([self.prompt_ids(p) for p, _ in examples], [self.answer_ids(a) for _, a in examples], length)
+    def step_batch(
+        self, examples: Sequence[tuple[Prompt, str]], length: int | None = None, history: Sequence[bool] | None = None
+    ) -> StepBatch:
+        """``(prompt, answer)`` pairs as a step batch; ``history[b]``: example b also trains on the assistant turns
+        of its conversation prompt."""
+        masks = None
+        if history is not None:
+            masks = [prompt_tokens(self.tokenizer, p)[1] if h and not isinstance(p, str) else None
+                     for (p, _), h in zip(examples, history)]  # fmt: skip
+        return self.pack([self.prompt_ids(p) for p, _ in examples], [self.answer_ids(a, p) for p, a in examples],
+                         length, masks)  # fmt: skip
 
     def pair_batch(self, examples: Sequence[Example]) -> PairBatch:
         """Examples with a rejected answer as (chosen = completion, rejected) pairs padded to one length."""
         pairs = [ex for ex in examples if ex.rejected is not None]
         if not pairs:
             raise ValueError(f"task {self.task.name!r} has no rejected answers: preference pairs need them")
-        length = max(len(ex.prompt) + 1 + max(len(ex.completion), len(ex.rejected)) for ex in pairs)
+        length = max(len(self.prompt_ids(ex.prompt)) - 1 + max(len(self.answer_ids(ex.completion, ex.prompt)),
+                                                                 len(self.answer_ids(ex.rejected, ex.prompt)))
+                     for ex in pairs)  # fmt: skip
         return PairBatch(
             self.step_batch([(ex.prompt, ex.completion) for ex in pairs], length),
             self.step_batch([(ex.prompt, ex.rejected) for ex in pairs], length),
@@ -252,21 +311,26 @@ class TokenWorld:
     def complete(
         self,
         policy: Actor,
-        prompts: Sequence[str],
+        prompts: Sequence[Prompt],
         greedy: bool = True,
         generators: Sequence[torch.Generator] | None = None,
         temperature: float = 1.0,
+        max_new_tokens: int | None = None,
+        top_k: int | None = None,
+        top_p: float = 1.0,
     ) -> list[list[tuple[int, ...]]]:
-        """Every seed's answer token ids (through ``<eos>``) to each prompt: ``K`` lists of ``B`` tuples."""
+        """Every seed's answer token ids (through ``<eos>``) to each prompt: ``K`` lists of ``B`` tuples (see
+        :func:`iftgym.worlds.tokens.generation.generate` for the sampling options)."""
         if isinstance(prompts, str) or not prompts:
             raise ValueError(f"prompts={prompts!r} is not supported: expected a non-empty list of prompt strings")
         ids = [self.prompt_ids(p) for p in prompts]
         lengths = torch.tensor([len(p) for p in ids])
-        padded = torch.full((len(ids), int(lengths.max())), PAD, dtype=torch.long)
+        padded = torch.full((len(ids), int(lengths.max())), self.pad, dtype=torch.long)
         for b, p in enumerate(ids):
             padded[b, : len(p)] = torch.tensor(p)
-        out = generate(policy, padded, lengths, self.max_answer_tokens, greedy, temperature, generators).cpu()
-        return [[_trim(row) for row in seed] for seed in out.tolist()]
+        out = generate(policy, padded, lengths, max_new_tokens or self.max_answer_tokens, greedy, temperature,
+                       generators, eos=self.eos, pad=self.pad, top_k=top_k, top_p=top_p).cpu()  # fmt: skip
+        return [[_trim(row, self.eos) for row in seed] for seed in out.tolist()]
 
     def score(
         self,
