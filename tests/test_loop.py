@@ -15,6 +15,7 @@ from iftgym.policies import MLPPolicy
 from iftgym.rules import make_rule, rule_names
 from iftgym.rules.common import sequence_logps
 from iftgym.types import TrainingData
+from iftgym.world import seed_generators
 from iftgym.worlds.tokens import TokenWorld
 
 
@@ -209,3 +210,27 @@ def test_a_seed_trains_the_same_alone_and_beside_other_seeds(name: str, slippery
     train(together, make_rule(name, **rule_settings(name)), world, data, config)
     # equal up to float32 summation order (a batch padded to other seeds' episode lengths sums in another order)
     torch.testing.assert_close(alone.action_probs()[0], together.action_probs()[1], rtol=0, atol=1e-5)
+
+
+def test_every_step_is_logged_as_it_is_measured(paper: FrozenLakeMDP, data: TrainingData) -> None:
+    records: list[dict] = []
+    policy = MLPPolicy(paper.n_states, 4, hidden=8, seeds=[0, 1])
+    result = train(policy, "sft+dpo", paper, data, TrainConfig(steps=4, lr=1e-2), log=records.append)
+    assert [(r["step"], r["stage"], r["rule"]) for r in records] == [(1, 1, "sft"), (2, 1, "sft"), (3, 2, "dpo"),
+                                                                    (4, 2, "dpo")]  # fmt: skip
+    assert [r["loss"] for r in records] == result.history["loss"].tolist()  # one value per seed, as trained
+    assert "rewards/margins" in records[-1] and len(records[-1]["rewards/margins"]) == 2
+
+
+def test_offline_dpo_reads_reference_log_probabilities_computed_once(paper: FrozenLakeMDP, data: TrainingData) -> None:
+    policy = MLPPolicy(paper.n_states, 4, hidden=8, seeds=[0, 1])
+    rule = make_rule("dpo")
+    rule.setup(policy, paper, seed_generators(0, policy.seeds))
+    prepared = rule.prepare(policy, data.pairs)
+    with torch.no_grad():  # the policy moves away from its reference; the cached reference must not
+        for parameter in policy.parameters():
+            parameter.add_(0.1)
+    cached, _ = rule.loss(policy, prepared, 0)
+    fresh, _ = rule.loss(policy, data.pairs, 0)  # computed from the frozen reference on the spot
+    torch.testing.assert_close(cached, fresh)
+    assert prepared.select(torch.tensor([0])).reference.shape == (2, 1, 2)

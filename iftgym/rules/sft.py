@@ -19,18 +19,25 @@ from iftgym.validate import one_of
 from iftgym.world import World
 
 EMBEDDINGS = ("live", "frozen")
+AVERAGES = ("sequence", "token")
 
 
 @dataclass
 class SFTConfig:
     """``embedding``: where the inputs are read — ``"live"``, the policy's own encoding table (SFT), or ``"frozen"``,
     a copy re-synced after every step, as IFT's reference code reads every input, so a learned input embedding gets
-    no gradient (the control that isolates what IFT's frozen embedding costs)."""
+    no gradient (the control that isolates what IFT's frozen embedding costs). ``average``: ``"sequence"``, each
+    demonstration's mean step loss, then the mean over the batch (every demonstration weighs the same, as IFT's
+    loss does), or ``"token"``, one mean over every target token of the batch (TRL's ``SFTTrainer``: a long answer
+    weighs more); the two agree when all answers have the same length. Under ``torchrun``, ``"token"`` averages
+    each process's share."""
 
     embedding: str = "live"
+    average: str = "sequence"
 
     def __post_init__(self) -> None:
         one_of("embedding", self.embedding, EMBEDDINGS)
+        one_of("average", self.average, AVERAGES)
 
 
 class SFT(Rule):
@@ -53,5 +60,9 @@ class SFT(Rule):
             logps = batch.logps(policy(policy.seed_inputs(policy.embed(batch.ids, self.frozen_table))))
         else:
             logps = step_logps(policy, batch)
-        loss = sft_loss_from_logps(logps, batch.mask)
+        if self.config.average == "token":
+            mask = batch.mask.expand(logps.shape)
+            loss = -(logps * mask).sum((-2, -1)) / mask.sum((-2, -1)).clamp(min=1)
+        else:
+            loss = sft_loss_from_logps(logps, batch.mask)
         return loss, {"loss": loss.detach()}

@@ -86,15 +86,16 @@ def _field(record: dict, key: str, where: str, conversational: bool = False) -> 
     return _text(value, key, where)
 
 
-def _text(value: str, key: str, where: str) -> str:
-    """``value`` checked as the text of ``key``: valid Unicode, not too long, not empty where an answer."""
+def _text(value: str, key: str, where: str, answer: bool | None = None) -> str:
+    """``value`` checked as the text of ``key``: valid Unicode, not too long, not empty where an answer (by default,
+    where ``key`` names one)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:  # JSON's "\ud800" escapes decode to half a UTF-16 pair, which is no text
         bad = f"{value[err.start]!r} at character {err.start + 1}"
         raise ValueError(f"{where}: field {key!r} is not valid Unicode text (a lone surrogate): {bad}, expected "
                          "characters that UTF-8 can encode") from None  # fmt: skip
-    if key in ANSWER_KEYS and not value:
+    if (key in ANSWER_KEYS if answer is None else answer) and not value:
         raise ValueError(f"{where}: field {key!r} is empty: expected at least one character")
     if len(value) > MAX_EXAMPLE_CHARS:
         raise ValueError(f"{where}: field {key!r} is {len(value)} characters long: expected at most "
@@ -117,7 +118,7 @@ def _messages(value: Any, key: str, where: str) -> Conversation:
         if not isinstance(message["content"], str):
             raise ValueError(f"{at} has content of type {type(message['content']).__name__}: expected a string")
         answer = key in ANSWER_KEYS or (key == "messages" and number == len(value))
-        content = _text(message["content"], key if answer else "content", at)
+        content = _text(message["content"], key, at, answer)
         messages.append(Message(message["role"], content))
     if key in ANSWER_KEYS and (len(messages) != 1 or messages[0].role != "assistant"):
         raise ValueError(f"{where}: field {key!r} must hold exactly one assistant message, got "

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from iftgym.policies.base import Policy
-from iftgym.worlds.tokens import EOS
-from iftgym.worlds.tokens.generation import generate
+from iftgym.world import seed_generators
+from iftgym.worlds.tokens import EOS, PAD
+from iftgym.worlds.tokens.generation import filter_logits, generate
 
 
 def test_batched_greedy_generation_matches_one_prompt_at_a_time(reverse, tiny):
@@ -50,3 +51,39 @@ def test_sampling_never_draws_a_token_of_probability_0(monkeypatch, u):
     tokens = generate(policy, torch.ones(3, 1, dtype=torch.long), torch.ones(3, dtype=torch.long), 1, greedy=False,
                       generators=[torch.Generator()])  # fmt: skip
     assert tokens.flatten().tolist() == [2 if u == 0 else 4] * 3
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_the_tiny_gpt_key_value_cache_decodes_as_full_recomputation(reverse, tiny, greedy) -> None:
+    policy = tiny(reverse, seeds=3)
+    with torch.no_grad():  # a confident random model: long answers that differ between seeds
+        for parameter in policy.parameters():
+            parameter.mul_(20)
+    ids = [reverse.prompt_ids(ex.prompt) for ex in reverse.task.train[:5]]
+    per_seed = torch.stack([torch.nn.functional.pad(torch.tensor(ids[(b + k) % 5]), (0, 20 - len(ids[(b + k) % 5])))
+                            for k in range(3) for b in range(4)]).view(3, 4, 20)  # fmt: skip
+    lengths = torch.tensor([[len(ids[(b + k) % 5]) for b in range(4)] for k in range(3)])
+    runs = [generate(policy, per_seed, lengths, 6, greedy, generators=seed_generators(1, policy.seeds), cache=cache,
+                     top_k=None if greedy else 4, top_p=1.0 if greedy else 0.9) for cache in (True, False)]  # fmt: skip
+    assert torch.equal(runs[0], runs[1]) and (runs[0] != PAD).sum() > 12
+
+
+def test_top_k_and_top_p_keep_exactly_the_tokens_they_name() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
+    kept = lambda **kw: torch.isfinite(filter_logits(logits, **kw))[0].tolist()  # noqa: E731
+    assert kept(top_k=2) == [True, True, False, False, False]
+    assert kept(top_p=0.5) == [True, False, False, False, False]  # the first token alone holds 0.5
+    assert kept(top_p=0.6) == [True, True, False, False, False]
+    assert kept(top_p=0.86, top_k=2) == [True, True, False, False, False]
+    assert kept(top_p=0.01) == [True, False, False, False, False]  # the most likely token always stays
+    shuffled = logits[:, [3, 0, 4, 1, 2]]
+    assert torch.isfinite(filter_logits(shuffled, top_p=0.6))[0].tolist() == [False, True, False, True, False]
+
+
+def test_sampling_follows_the_filtered_distribution(reverse, tiny) -> None:
+    policy = tiny(reverse, seeds=1)
+    prompts = torch.tensor([list(reverse.prompt_ids(reverse.task.train[0].prompt))] * 400)
+    lengths = torch.full((400,), prompts.shape[1])
+    first = generate(policy, prompts, lengths, 1, greedy=False, generators=seed_generators(0, [0]), top_k=3)[0, :, 0]
+    top3 = policy.logits_at(prompts[:1])[0, 0, -1].topk(3).indices
+    assert set(first.tolist()) <= set(top3.tolist()) and len(set(first.tolist())) == 3

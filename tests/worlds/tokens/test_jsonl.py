@@ -8,6 +8,7 @@ import pytest
 
 from iftgym.worlds.tokens.jsonl import JSONLTask, load_jsonl
 from iftgym.worlds.tokens.tasks import Example
+from iftgym.worlds.tokens.tokenizer import Message
 
 
 def test_shipped_jsonl_samples_load_in_both_trl_formats():
@@ -216,3 +217,63 @@ def test_jsonl_task_paths_are_checked(kwargs, message):
 def test_a_directory_is_no_data_file(tmp_path):
     with pytest.raises(ValueError, match=r"^cannot read data file .*: Is a directory$"):
         load_jsonl(tmp_path)
+
+
+# -- conversational formats ----------------------------------------------------------------------------------------
+USER, ASSISTANT = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}
+
+
+def test_the_three_conversational_formats_load(tmp_path) -> None:
+    messages = _load_lines(tmp_path, json.dumps({"messages": [USER, ASSISTANT, {"role": "user", "content": "ok"},
+                                                              {"role": "assistant", "content": "fine"}]}))  # fmt: skip
+    assert messages == [Example((Message("user", "hi"), Message("assistant", "yo"), Message("user", "ok")), "fine",
+                                history_loss=True)]  # fmt: skip
+    completion = _load_lines(tmp_path, json.dumps({"prompt": [USER], "completion": [ASSISTANT]}))
+    assert completion == [Example((Message("user", "hi"),), "yo")]
+    pair = _load_lines(tmp_path, json.dumps({"prompt": [USER], "chosen": [ASSISTANT],
+                                             "rejected": [{"role": "assistant", "content": "no"}]}))  # fmt: skip
+    assert pair == [Example((Message("user", "hi"),), "yo", "no")]
+    shipped = JSONLTask("chat")
+    assert all(ex.history_loss and ex.prompt[-1].role == "user" for ex in shipped.train)
+    assert shipped.reward(shipped.train[0].prompt, shipped.train[0].completion) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"messages": [USER]}, "line 1: 'messages' must end with an assistant turn after at least one other message"),
+        ({"messages": [ASSISTANT, USER]}, "must end with an assistant turn"),
+        ({"messages": [USER, ASSISTANT], "prompt": "x"}, "key 'messages' cannot be mixed with 'prompt'"),
+        ({"messages": "hi"}, "field 'messages' is str: expected a list of {'role', 'content'} messages"),
+        ({"messages": []}, "field 'messages' is an empty list"),
+        (
+            {"messages": [{"role": "tool", "content": "x"}, ASSISTANT]},
+            "message 1 of 'messages' has role 'tool': expected one of system, user, assistant",
+        ),
+        (
+            {"messages": [{"role": "user"}, ASSISTANT]},
+            "message 1 of 'messages' is not a message: expected an object with keys 'role' and 'content'",
+        ),
+        ({"messages": [{"role": "user", "content": 3}, ASSISTANT]}, "has content of type int: expected a string"),
+        ({"messages": [USER, {"role": "assistant", "content": ""}]}, "field 'messages' is empty"),
+        (
+            {"prompt": [USER], "completion": [USER]},
+            "field 'completion' must hold exactly one assistant message, got user",
+        ),
+        ({"prompt": [USER], "completion": [ASSISTANT, ASSISTANT]}, "exactly one assistant message"),
+        (
+            {"prompt": "hi", "completion": [ASSISTANT]},
+            "field 'completion' is a list of messages while 'prompt' is a string",
+        ),
+        ({"prompt": [USER], "chosen": [ASSISTANT], "rejected": [ASSISTANT]}, "chosen and rejected are identical"),
+    ],
+)
+def test_broken_conversations_are_refused_in_one_line(tmp_path, line, message) -> None:
+    refused = _refused(tmp_path, json.dumps(line))
+    assert message in refused and "\n" not in refused, refused
+
+
+def test_a_file_mixing_standard_and_conversational_lines_is_refused(tmp_path) -> None:
+    message = _refused(tmp_path, json.dumps({"prompt": "a", "completion": "b"}),
+                       json.dumps({"prompt": [USER], "completion": [ASSISTANT]}))  # fmt: skip
+    assert "line 2: format conversational prompt/completion differs from line 1 (prompt/completion)" in message

@@ -164,3 +164,55 @@ def test_token_world_batches_are_checked_before_they_are_allocated(reverse, tiny
     monkeypatch.setattr(iftgym.validate, "memory_bytes", lambda: 1000)  # a machine with 1000 bytes of memory
     with pytest.raises(ValueError, match=r"^a batch of 2 sequences of \d+ steps needs about .* use fewer or shorter"):
         reverse.step_batch([(ex.prompt, ex.completion) for ex in reverse.task.train[:2]])
+
+
+# -- conversations, and a Hugging Face tokenizer --------------------------------------------------------------------
+def chat_world(tokenizer=None) -> TokenWorld:
+    return TokenWorld(JSONLTask("chat"), tokenizer=tokenizer)
+
+
+def hf_chat_world() -> TokenWorld:
+    pytest.importorskip("transformers")
+    from iftgym.worlds.tokens.hf_tokenizer import character_tokenizer
+
+    task = JSONLTask("chat")
+    return TokenWorld(task, tokenizer=character_tokenizer(task.alphabet))
+
+
+@pytest.mark.parametrize("make", [chat_world, hf_chat_world], ids=["characters", "hugging-face"])
+def test_a_conversation_trains_on_every_assistant_turn_and_nothing_else(make) -> None:
+    world = make()
+    tok = world.tokenizer
+    two_turns = next(ex for ex in world.task.train if len(ex.prompt) == 3)  # user, assistant, user -> assistant
+    batch = world.step_batch([(two_turns.prompt, two_turns.completion)], history=[True])
+    targets = batch.actions[0][batch.mask[0]].tolist()
+    first = two_turns.prompt[1].content
+    assert targets == [*tok.encode(first), tok.eos_id, *tok.encode(two_turns.completion), tok.eos_id]
+    assert world.training_data().demos.mask.sum() > world.step_batch(
+        [(ex.prompt, ex.completion) for ex in world.task.train]).mask.sum()  # fmt: skip
+    prompt = world.prompt_ids(two_turns.prompt)
+    answer = world.answer_ids(two_turns.completion, two_turns.prompt)
+    assert world.final_reward(prompt, answer) == 1.0 and world.prompt_of(prompt) == two_turns.prompt
+    assert world.final_reward(prompt, (*tok.encode("a"), tok.eos_id)) == 0.0
+
+
+def test_online_samples_answer_the_last_turn_of_a_conversation(tiny) -> None:
+    world = chat_world()
+    examples = [ex for ex in world.task.train if len(ex.prompt) == 3][:2]
+    demos = world.step_batch([(ex.prompt, ex.completion) for ex in examples], history=[True, True])
+    policy = tiny(world, seeds=1)
+    samples = world.sample_like(policy, demos, 2, seed_generators(0, policy.seeds))
+    for b, ex in enumerate(examples):
+        prompt = world.prompt_ids(ex.prompt)
+        for row in (2 * b, 2 * b + 1):  # the sample continues the whole conversation, not its first turn
+            assert tuple(samples.ids[0, row, : len(prompt)].tolist()) == prompt
+            assert not samples.mask[0, row, : len(prompt) - 1].any()
+
+
+def test_a_model_vocabulary_larger_than_the_tokenizer_is_accepted_and_a_smaller_refused() -> None:
+    task = JSONLTask("reverse")
+    assert TokenWorld(task, vocab_size=64).n_ids == 64
+    with pytest.raises(ValueError, match="vocab_size"):
+        TokenWorld(task, vocab_size=3)
+    with pytest.raises(ValueError, match="expected an iftgym tokenizer"):
+        TokenWorld(task, tokenizer="chars")

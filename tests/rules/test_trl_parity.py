@@ -1,0 +1,347 @@
+"""Parity with TRL: iftgym's SFT, DPO and ORPO losses on a tiny Hugging Face GPT-2 equal the losses TRL's own
+trainers compute on the same model and the same batch (and where a normalisation genuinely differs, the difference
+is pinned down exactly).
+
+TRL's loss code is called as TRL ships it: ``SFTTrainer.compute_loss``, ``DPOTrainer._compute_loss`` and
+``ORPOTrainer.get_batch_loss_metrics`` run on a trainer instance whose ``__init__`` is skipped (building a real
+trainer needs a tokenizer, a ``datasets`` pipeline and an accelerator) and which holds only the attributes those
+methods read, set the way the trainers' ``__init__`` sets them from their configs' defaults. The model gets TRL's
+fused LM head (``trl.trainer.utils.add_fused_lm_head``, as ``SFTTrainer``/``DPOTrainer.__init__`` patch it), and the
+batches come from TRL's own collators (``DataCollatorForLanguageModeling``, ``DataCollatorForPreference``,
+``DPODataCollatorWithPadding``) fed with the token ids of iftgym's world, so the test also pins iftgym's
+``StepBatch`` layout (ids, shifted actions, completion mask) against TRL's labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import warnings
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from iftgym.policies.hf import HFPolicy
+from iftgym.rules import make_rule
+from iftgym.rules.common import step_logps
+from iftgym.types import StepBatch
+from iftgym.world import seed_generators
+from iftgym.worlds.tokens.tasks import Example, make_task
+from iftgym.worlds.tokens.world import TokenWorld
+
+pytest.importorskip("transformers")
+pytest.importorskip("trl")
+trl_utils = pytest.importorskip("trl.trainer.utils")
+sft_trainer = pytest.importorskip("trl.trainer.sft_trainer")
+sft_config = pytest.importorskip("trl.trainer.sft_config")
+dpo_trainer = pytest.importorskip("trl.trainer.dpo_trainer")
+dpo_config = pytest.importorskip("trl.trainer.dpo_config")
+
+RTOL, ATOL = 1e-5, 1e-6  # float32 throughout
+CPU = torch.device("cpu")
+
+
+def _import_orpo():
+    """TRL's ORPO lives in ``trl.experimental`` (which warns on import); its trainer, config and collator."""
+    from trl.import_utils import TRLExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TRLExperimentalWarning)
+        trainer = pytest.importorskip("trl.experimental.orpo.orpo_trainer")
+        config = pytest.importorskip("trl.experimental.orpo.orpo_config")
+        utils = pytest.importorskip("trl.experimental.utils")
+    return trainer, config, utils
+
+
+# -- the world, the model and TRL's trainers without their __init__ ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world() -> TokenWorld:
+    """The shipped preference data (TRL's prompt/chosen/rejected format) with the character tokenizer: prompts of
+    15-16 tokens (``<bos>`` included), answers of 6 tokens (the first 7 examples) or 7 (the rest), ``<eos>``
+    included; chosen and rejected answers of a pair have equal lengths."""
+    return TokenWorld(make_task("jsonl", path="reverse_preference"))
+
+
+def make_policy(world: TokenWorld, seed: int = 0) -> HFPolicy:
+    config = {"model_type": "gpt2", "vocab_size": world.n_ids, "n_positions": 64, "n_embd": 32, "n_layer": 2,
+              "n_head": 4, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+              "bos_token_id": world.tokenizer.bos_id, "eos_token_id": world.eos}  # fmt: skip
+    return HFPolicy(config, seeds=[seed], device="cpu")
+
+
+def perturb(policy: HFPolicy, scale: float, seed: int) -> None:
+    """Add seeded Gaussian noise to every parameter (moves the policy away from its reference / sharpens it)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+
+
+class _Accelerator:
+    """What the trainers' loss code reads of an ``accelerate.Accelerator``: one CPU process."""
+
+    device = CPU
+    num_processes = 1
+    parallelism_config = None
+
+    @staticmethod
+    def gather(tensor):
+        return tensor
+
+    gather_for_metrics = gather
+
+
+def _default(config_class, name: str):
+    """A TRL config field's default, read from the dataclass (instantiating ``TrainingArguments`` would validate
+    devices and precision for the machine the test runs on)."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
+
+def bare_trainer(trainer_class, model, **attributes):
+    """A TRL trainer whose ``__init__`` is skipped: TRL's own loss methods, with the attributes they read."""
+    trainer = object.__new__(trainer_class)
+    trainer.__dict__.update(
+        model=model,
+        accelerator=_Accelerator(),
+        aux_loss_enabled=False,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
+        **attributes,
+    )
+    return trainer
+
+
+def grads(model: torch.nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, list(model.parameters())))
+
+
+def assert_grads_close(got: list[torch.Tensor], expected: list[torch.Tensor]) -> None:
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+# -- SFT -----------------------------------------------------------------------------------------------------------
+
+
+def trl_sft(world: TokenWorld, model, examples: list[Example]):
+    """TRL's SFT loss and per-token log-probabilities on prompt-completion examples.
+
+    Dataset preparation (trl/trainer/sft_trainer.py, ``_prepare_dataset``): ``input_ids`` = prompt + completion
+    token ids, ``completion_mask`` = 0 on the prompt and 1 on the completion (lines 1366-1369), then labels =
+    ``input_ids`` with -100 where the mask is 0 (``build_labels``, lines 1407-1432, a closure, so it is reproduced
+    here); ``DataCollatorForLanguageModeling`` pads (labels with -100); ``SFTTrainer.compute_loss`` runs the model
+    with its fused LM head and divides the summed negative log-likelihood by the number of label tokens of the
+    whole batch (lines 1611-1618; ``num_items_in_batch``, which ``Trainer`` passes as the same count for a single
+    batch without gradient accumulation, is left ``None``)."""
+    features = []
+    for ex in examples:
+        prompt, completion = world.prompt_ids(ex.prompt), world.answer_ids(ex.completion, ex.prompt)
+        input_ids = [*prompt, *completion]
+        completion_mask = [0] * len(prompt) + [1] * len(completion)
+        labels = [token if bit else -100 for token, bit in zip(input_ids, completion_mask, strict=True)]
+        features.append({"input_ids": input_ids, "labels": labels})
+    inputs = sft_trainer.DataCollatorForLanguageModeling(pad_token_id=world.pad)(features)
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))  # as SFTTrainer.__init__ does
+    args = SimpleNamespace(loss_type=_default(sft_config.SFTConfig, "loss_type"), average_tokens_across_devices=False)
+    trainer = bare_trainer(sft_trainer.SFTTrainer, model, args=args, compute_loss_func=None, label_smoother=None)
+    loss = trainer.compute_loss(model, dict(inputs))
+    with torch.no_grad():
+        per_token = model(**inputs, fused_lm_head=True).log_probs  # (B, T - 1): log p(token t + 1), 0 off labels
+    return loss, per_token, inputs["labels"][:, 1:] != -100
+
+
+def iftgym_sft(
+    world: TokenWorld, policy: HFPolicy, examples: list[Example], average: str = "sequence"
+) -> tuple[torch.Tensor, StepBatch]:
+    batch = world.step_batch([(ex.prompt, ex.completion) for ex in examples])
+    rule = make_rule("sft", average=average)
+    rule.setup(policy, world, seed_generators(0, policy.seeds))
+    loss, _ = rule.loss(policy, rule.prepare(policy, batch), 0)
+    return loss, batch
+
+
+def test_sft_matches_trl_on_equal_length_completions(world: TokenWorld) -> None:
+    """Every completion 7 tokens long: iftgym's mean over sequences of per-sequence means is TRL's token mean, so the
+    losses (and their gradients) agree; the step log-probabilities agree position by position, i.e. the StepBatch
+    (ids, shifted actions, mask) is TRL's (input_ids, labels[1:]) layout."""
+    examples = world.task.train[7:15]
+    policy = make_policy(world)
+    model = policy.models[0]
+    loss, batch = iftgym_sft(world, policy, examples)
+    assert set(batch.lengths.tolist()) == {7}
+    trl_loss, per_token, label_mask = trl_sft(world, model, examples)
+    torch.testing.assert_close(loss, trl_loss.reshape(1), rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(batch.mask, label_mask)
+    with torch.no_grad():
+        torch.testing.assert_close(step_logps(policy, batch)[0], per_token, rtol=RTOL, atol=ATOL)
+    assert_grads_close(grads(model, loss.sum()), grads(model, trl_loss))
+
+
+def test_sft_normalisation_differs_from_trl_on_unequal_lengths_unless_asked_to_average_tokens(
+    world: TokenWorld,
+) -> None:
+    """Completions of 6 and 7 tokens: iftgym averages each sequence's token losses, then the sequences (every
+    demonstration weighs the same); TRL divides the batch's summed token losses by its token count (every token
+    weighs the same). Both are checked against their formula on the same per-token log-probabilities, and shown
+    to differ; ``sft(average="token")`` is TRL's."""
+    examples = [*world.task.train[:4], *world.task.train[7:11]]
+    policy = make_policy(world)
+    perturb(policy, 0.3, seed=1)  # spread the per-sequence losses so the two averages separate clearly
+    model = policy.models[0]
+    loss, batch = iftgym_sft(world, policy, examples)
+    assert batch.lengths.tolist() == [6] * 4 + [7] * 4
+    trl_loss, per_token, label_mask = trl_sft(world, model, examples)
+    nll = -per_token.detach() * label_mask
+    per_sequence = (nll.sum(-1) / label_mask.sum(-1)).mean()  # iftgym: mean over sequences of sequence means
+    token_mean = nll.sum() / label_mask.sum()  # TRL: mean over all completion tokens of the batch
+    torch.testing.assert_close(loss.detach(), per_sequence.reshape(1), rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(trl_loss.detach(), token_mean, rtol=RTOL, atol=ATOL)
+    assert abs(loss.item() - trl_loss.item()) > 1e-3
+    token_loss, _ = iftgym_sft(world, policy, examples, average="token")
+    torch.testing.assert_close(token_loss.detach(), trl_loss.detach().reshape(1), rtol=RTOL, atol=ATOL)
+
+
+# -- DPO -----------------------------------------------------------------------------------------------------------
+
+
+# TRL's disable_gradient_checkpointing reads model.is_gradient_checkpointing, which transformers 5 deprecates.
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_dpo_matches_trl(world: TokenWorld, beta: float) -> None:
+    """iftgym's offline DPO (reference log-probabilities computed once in ``prepare``) against
+    ``DPOTrainer._compute_loss`` (trl/trainer/dpo_trainer.py, line 1285: sigmoid loss, reverse KL, summed completion
+    log-probabilities, reference model run in the loss): loss, gradient and the logged rewards and log-probs."""
+    examples = world.task.train[:8]
+    policy = make_policy(world)
+    model = policy.models[0]
+    ref_model = copy.deepcopy(model).eval()  # TRL's reference, taken independently of iftgym's frozen copy
+    rule = make_rule("dpo", beta=beta)
+    rule.setup(policy, world, seed_generators(0, policy.seeds))
+    data = rule.prepare(policy, world.pair_batch(examples))
+    perturb(policy, 0.05, seed=2)  # the policy moves away from the reference (otherwise the loss is log 2)
+    loss, metrics = rule.loss(policy, data, 0)
+
+    features = [{"prompt_ids": list(world.prompt_ids(ex.prompt)),
+                 "chosen_ids": list(world.answer_ids(ex.completion, ex.prompt)),
+                 "rejected_ids": list(world.answer_ids(ex.rejected, ex.prompt))} for ex in examples]  # fmt: skip
+    inputs = dpo_trainer.DataCollatorForPreference(pad_token_id=world.pad)(features)
+    # As DPOTrainer.__init__ does (dpo_trainer.py, lines 957-962): the policy's fused head with the metrics' fields
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    trl_utils.add_fused_lm_head(ref_model)
+    loss_types = _default(dpo_config.DPOConfig, "loss_type")
+    trainer = bare_trainer(
+        dpo_trainer.DPOTrainer,
+        model,
+        ref_model=ref_model,
+        args=SimpleNamespace(gradient_checkpointing_kwargs=None),
+        beta=beta,
+        precompute_ref_logps=False,
+        loss_types=loss_types,
+        loss_weights=[1.0] * len(loss_types),
+        ld_alpha=_default(dpo_config.DPOConfig, "ld_alpha"),
+        f_divergence_type=_default(dpo_config.DPOConfig, "f_divergence_type"),
+        f_alpha_divergence_coef=_default(dpo_config.DPOConfig, "f_alpha_divergence_coef"),
+        label_smoothing=_default(dpo_config.DPOConfig, "label_smoothing"),
+        use_weighting=_default(dpo_config.DPOConfig, "use_weighting"),
+    )
+    assert loss_types == ["sigmoid"]
+    trl_loss = trainer._compute_loss(model, dict(inputs), return_outputs=False)
+
+    assert abs(loss.item() - math.log(2)) > 1e-3  # the perturbation moved the policy off its reference
+    torch.testing.assert_close(loss, trl_loss.reshape(1), rtol=RTOL, atol=ATOL)
+    assert_grads_close(grads(model, loss.sum()), grads(model, trl_loss))
+    logged = trainer._metrics["eval"]  # the models are in eval mode (HFPolicy keeps dropout off)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected"):  # fmt: skip
+        assert metrics[key].item() == pytest.approx(logged[key][-1], rel=1e-5, abs=1e-6), key
+
+
+# -- ORPO ----------------------------------------------------------------------------------------------------------
+
+
+def trl_orpo(world: TokenWorld, model, examples: list[Example], beta: float):
+    """TRL's ORPO loss and metrics: features as ``ORPOTrainer.tokenize_row`` builds them
+    (trl/experimental/orpo/orpo_trainer.py, lines 546-557: ``*_input_ids`` = prompt + answer, ``*_labels`` the same
+    with -100 on the prompt; ``<bos>`` and ``<eos>`` are already there), padded by ``DPODataCollatorWithPadding``
+    (its default collator), then ``get_batch_loss_metrics`` (line 824): the chosen NLL of ``concatenated_forward``
+    (cross-entropy over every attended token, prompt included, line 799) minus the mean of ``odds_ratio_loss``
+    (line 670) on the mean completion log-probabilities of ``get_batch_logps``."""
+    orpo_trainer, orpo_config, orpo_utils = _import_orpo()
+    features = []
+    for ex in examples:
+        prompt = list(world.prompt_ids(ex.prompt))
+        feature = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
+        for side, answer in (("chosen", ex.completion), ("rejected", ex.rejected)):
+            ids = [*prompt, *world.answer_ids(answer, ex.prompt)]
+            feature[f"{side}_input_ids"] = ids
+            feature[f"{side}_attention_mask"] = [1] * len(ids)
+            feature[f"{side}_labels"] = [-100] * len(prompt) + ids[len(prompt) :]
+        features.append(feature)
+    inputs = orpo_utils.DPODataCollatorWithPadding(pad_token_id=world.pad, is_encoder_decoder=False)(features)
+    trainer = bare_trainer(orpo_trainer.ORPOTrainer, model, beta=beta, is_encoder_decoder=False,
+                           padding_value=world.pad)  # fmt: skip
+    assert _default(orpo_config.ORPOConfig, "beta") == 0.1  # TRL's default; iftgym's is 0.25: both set explicitly
+    return trainer.get_batch_loss_metrics(model, inputs, train_eval="train")
+
+
+def iftgym_orpo(world: TokenWorld, policy: HFPolicy, examples: list[Example], beta: float):
+    rule = make_rule("orpo", beta=beta)
+    rule.setup(policy, world, seed_generators(0, policy.seeds))
+    return rule.loss(policy, rule.prepare(policy, world.pair_batch(examples)), 0)
+
+
+def test_orpo_matches_trl_when_the_nll_terms_coincide(world: TokenWorld) -> None:
+    """Prompts of ``<bos>`` alone and answers of equal lengths: TRL's NLL (a token mean over every predicted token,
+    prompt included) is then iftgym's (mean over pairs of each chosen answer's mean), so the whole ORPO losses and
+    their gradients agree."""
+    examples = [Example("", ex.completion, ex.rejected) for ex in world.task.train[7:15]]
+    assert all(world.prompt_ids(ex.prompt) == (world.tokenizer.bos_id,) for ex in examples)
+    policy = make_policy(world)
+    perturb(policy, 0.3, seed=3)
+    model = policy.models[0]
+    loss, metrics = iftgym_orpo(world, policy, examples, beta=0.25)
+    trl_loss, trl_metrics = trl_orpo(world, model, examples, beta=0.25)
+    torch.testing.assert_close(loss, trl_loss.reshape(1), rtol=RTOL, atol=ATOL)
+    assert metrics["nll_loss"].item() == pytest.approx(trl_metrics["nll_loss"], rel=1e-5, abs=1e-6)
+    assert_grads_close(grads(model, loss.sum()), grads(model, trl_loss))
+
+
+def test_orpo_odds_ratio_term_matches_trl_and_nll_normalisation_differs(world: TokenWorld) -> None:
+    """The shipped pairs (real prompts, answers of 6 and 7 tokens): the odds-ratio term agrees exactly — the same
+    mean completion log-probabilities (TRL's ``logps/chosen``, ``logps/rejected``), the same log-odds (TRL's
+    ``log_odds_chosen``, iftgym's ``log_odds_ratio``; TRL's own ``log_odds_ratio`` is the mean log-sigmoid of it) and
+    the same ``loss - nll_loss``. The NLL terms differ: iftgym's is the mean over pairs of each chosen answer's mean
+    token loss; TRL's is the token mean over the chosen sequences' every predicted token, prompt included."""
+    examples = [*world.task.train[:4], *world.task.train[7:11]]
+    beta = 0.25
+    policy = make_policy(world)
+    perturb(policy, 0.3, seed=4)
+    model = policy.models[0]
+    loss, metrics = iftgym_orpo(world, policy, examples, beta)
+    trl_loss, trl_metrics = trl_orpo(world, model, examples, beta)
+
+    close = {"rel": 1e-5, "abs": 1e-6}
+    assert metrics["log_odds_ratio"].item() == pytest.approx(trl_metrics["log_odds_chosen"], **close)
+    assert -metrics["nll_loss"].item() == pytest.approx(trl_metrics["logps/chosen"], **close)
+    odds_term = loss.item() - metrics["nll_loss"].item()
+    assert odds_term == pytest.approx(trl_loss.item() - trl_metrics["nll_loss"], **close)
+    assert odds_term == pytest.approx(-beta * trl_metrics["log_odds_ratio"], **close)
+
+    # The NLL terms against their formulas, from the policy's own step log-probabilities of the chosen sequences.
+    chosen = world.pair_batch(examples).chosen
+    with torch.no_grad():
+        logps = torch.log_softmax(policy(chosen.ids)[0], -1).gather(-1, chosen.actions.unsqueeze(-1)).squeeze(-1)
+    steps = torch.stack([torch.arange(chosen.ids.shape[-1]) < len(world.prompt_ids(ex.prompt))
+                         + len(world.answer_ids(ex.completion, ex.prompt)) - 1 for ex in examples])  # fmt: skip
+    per_sequence = ((-logps * chosen.mask).sum(-1) / chosen.mask.sum(-1)).mean()  # completion only
+    token_mean = (-logps * steps).sum() / steps.sum()  # prompt and completion
+    assert metrics["nll_loss"].item() == pytest.approx(per_sequence.item(), **close)
+    assert trl_metrics["nll_loss"] == pytest.approx(token_mean.item(), **close)
+    assert abs(metrics["nll_loss"].item() - trl_metrics["nll_loss"]) > 1e-2
