@@ -1,7 +1,7 @@
 """iftgym against TRL on one tiny Hugging Face GPT-2, iftgym's own step-cost ratios, and KV-cached generation.
 
-Run: ``.venv/bin/python benchmarks/bench_hf.py [--quick] [--json PATH]`` (default: about 2 minutes on 2 cores;
-``--quick``: about 30 s). Everything runs in fp32 on the CPU, on models built from configs in code (nothing is
+Run: ``.venv/bin/python benchmarks/bench_hf.py [--quick] [--json PATH]`` (default: about 1.5 minutes on 2 cores;
+``--quick``: under 30 s). Everything runs in fp32 on the CPU, on models built from configs in code (nothing is
 downloaded), with the preference data shipped in ``envs/tokens/reverse_preference.jsonl`` and a character tokenizer
 (``character_tokenizer``), the same token sequences for both libraries.
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -117,7 +118,7 @@ class IftgymRun:
                              seed=self.round)  # fmt: skip
         train(self.policy, self.rule, self.world, self.data, config, log=lambda _: ends.append(time.perf_counter()))
         self.round += 1
-        return [b - a for a, b in zip(ends, ends[1:])]
+        return [b - a for a, b in itertools.pairwise(ends)]
 
 
 class TrlRun:
@@ -141,7 +142,7 @@ class TrlRun:
     def run(self) -> list[float]:
         self.ends.clear()
         self.trainer.train()
-        return [b - a for a, b in zip(self.ends, self.ends[1:])]
+        return [b - a for a, b in itertools.pairwise(self.ends)]
 
 
 def trl_runs(config: dict, task: Any, tokenizer: Any, data: Any, folder: str, args: argparse.Namespace) -> dict:
@@ -177,10 +178,19 @@ def trl_runs(config: dict, task: Any, tokenizer: Any, data: Any, folder: str, ar
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         sft = SFTTrainer(model=model(), args=SFTConfig(**common), train_dataset=datasets.Dataset.from_list(
             sft_rows * copies), processing_class=hf)  # fmt: skip
-        dpo = DPOTrainer(model=model(), args=DPOConfig(**common, precompute_ref_log_probs=True),
-                         train_dataset=datasets.Dataset.from_list(pair_rows * copies), processing_class=hf)
-        dpo_live = DPOTrainer(model=model(), ref_model=model(), args=DPOConfig(**common),
-                              train_dataset=datasets.Dataset.from_list(pair_rows * copies), processing_class=hf)
+        dpo = DPOTrainer(
+            model=model(),
+            args=DPOConfig(**common, precompute_ref_log_probs=True),
+            train_dataset=datasets.Dataset.from_list(pair_rows * copies),
+            processing_class=hf,
+        )
+        dpo_live = DPOTrainer(
+            model=model(),
+            ref_model=model(),
+            args=DPOConfig(**common),
+            train_dataset=datasets.Dataset.from_list(pair_rows * copies),
+            processing_class=hf,
+        )
     # Like with like: TRL must train on exactly iftgym's token sequences.
     chosen, rejected = sequences(data.pairs.chosen), sequences(data.pairs.rejected)
     prepared = dpo.train_dataset
@@ -235,7 +245,8 @@ def against_trl(config: dict, task: Any, tokenizer: Any, world: TokenWorld, args
     for column in ("rule", "trainer", "seqs/step", "tokens/seq", "step ms", "steps/s", "iftgym/TRL steps/s",
                    "rounds' range"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("rule", "trainer") else "right")
-    for name, r in results.items():
+    for name in ("iftgym sft", "trl sft", "iftgym dpo", "trl dpo", "trl dpo live-ref"):
+        r = results[name]
         rule, trainer, seqs, length = rows[name]
         ratio = f"{r['iftgym_over_trl']:.2f}x" if "iftgym_over_trl" in r else ""
         spread = "{:.2f}-{:.2f}".format(*r["iftgym_over_trl_range"]) if "iftgym_over_trl_range" in r else ""
@@ -292,11 +303,14 @@ def step_ratios(config: dict, world: TokenWorld, args: argparse.Namespace, conso
     for model, r in results.items():
         marks = {name: "" if r[name]["vs_sft"] <= TARGETS[name] else " (over)" for name in ("ift", "dpo")}
         table.add_row(model, *(f"{1000 * r[name]['step_s']:.1f}" for name in RULES),
-                      f"{r['ift']['vs_sft']:.2f}{marks['ift']}", f"{r['dpo']['vs_sft']:.2f}{marks['dpo']}")  # fmt: skip
+                      f"{r['ift']['vs_sft']:.3f}{marks['ift']}", f"{r['dpo']['vs_sft']:.3f}{marks['dpo']}")  # fmt: skip
     console.print(table)
     for model, r in results.items():
-        verdicts = [f"{name.upper()} {r[name]['vs_sft']:.2f}x SFT (target <= {TARGETS[name]}): "
-                    f"{'met' if r[name]['vs_sft'] <= TARGETS[name] else 'NOT met'}" for name in ("dpo", "ift")]  # fmt: skip
+        verdicts = [
+            f"{name.upper()} {r[name]['vs_sft']:.3f}x SFT (target <= {TARGETS[name]}): "
+            f"{'met' if r[name]['vs_sft'] <= TARGETS[name] else 'NOT met'}"
+            for name in ("dpo", "ift")
+        ]
         console.print(f"{model}: {'; '.join(verdicts)}")
     return results
 
@@ -387,16 +401,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run: fewer rounds, steps and repeats")
     parser.add_argument("--batch", type=int, default=32, help="sequences (DPO: pairs) per step (default 32, <= 59)")
-    parser.add_argument("--steps", type=int, default=40, help="steps per run of a trainer in part 1 (default 40)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of every contender in part 1 (default 5)")
+    parser.add_argument("--steps", type=int, default=50, help="steps per run of a trainer in part 1 (default 50)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of every contender in part 1 (default 7)")
     parser.add_argument("--warmup", type=int, default=5, help="first steps of every run not timed (default 5)")
-    parser.add_argument("--rule-steps", type=int, default=40, help="timed steps per rule in part 2 (default 40)")
+    parser.add_argument("--rule-steps", type=int, default=100, help="timed steps per rule in part 2 (default 100)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--positions", type=int, default=128,
                         help="position embeddings of both models (default 128; >= prompt + --new-tokens)")  # fmt: skip
     parser.add_argument("--gen-batch", type=int, default=16, help="prompts per generation (default 16)")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per answer (default 64)")
-    parser.add_argument("--gen-repeats", type=int, default=5, help="timed generations per mode (default 5)")
+    parser.add_argument("--gen-repeats", type=int, default=9, help="timed generations per mode (default 9)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)

@@ -44,6 +44,9 @@ _MODULES = {
         "TokenWorld",
         "TokenGenEnv",
         "CharTokenizer",
+        "HFTokenizer",
+        "load_tokenizer",
+        "Message",
         "Task",
         "Example",
         "make_task",
@@ -54,26 +57,31 @@ _MODULES = {
         "MLPPolicy",
         "TabularPolicy",
         "TinyGPT",
+        "HFPolicy",
         "register_policy",
         "save_policy",
         "load_policy",
+        "save_model",
+        "load_model",
     ],
     "iftgym.rules": ["Rule", "make_rule", "register_rule", "rule_names", "parse_recipe", "rule_spec", "load_rule"],
     "iftgym.loop": ["train", "TrainConfig", "TrainResult", "Stage", "make_stages"],
     "iftgym.metrics.testing": ["assert_estimator_bias", "check_estimator_bias"],
     "iftgym.experiments.compare": ["compare", "CompareConfig"],
     "iftgym.experiments.lm": ["run_lm", "LMConfig"],
+    "iftgym.experiments.generate": ["generate_text", "GenerateConfig"],
     "iftgym.registry": ["load_plugin"],
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
-    "Actor", "CharTokenizer", "CompareConfig", "Example", "FrozenLakeEnv", "FrozenLakeMDP", "LMConfig", "MLPPolicy",
-    "PairBatch", "Policy", "PreferencePair", "Rule", "Stage", "StepBatch", "TabularPolicy", "Task", "TinyGPT",
-    "TokenGenEnv", "TokenWorld", "TrainConfig", "TrainResult", "TrainingData", "Trajectory", "World",
-    "__version__", "assert_estimator_bias", "catalogue", "check_estimator_bias", "compare", "load_map",
-    "load_plugin", "load_policy", "load_rule", "make_rule", "make_stages", "make_task", "parse_recipe",
-    "random_map", "register_policy", "register_rule", "register_task", "rule_names", "rule_spec", "run_lm",
+    "Actor", "CharTokenizer", "CompareConfig", "Example", "FrozenLakeEnv", "FrozenLakeMDP", "GenerateConfig",
+    "HFPolicy", "HFTokenizer", "LMConfig", "MLPPolicy", "Message", "PairBatch", "Policy", "PreferencePair", "Rule",
+    "Stage", "StepBatch", "TabularPolicy", "Task", "TinyGPT", "TokenGenEnv", "TokenWorld", "TrainConfig",
+    "TrainResult", "TrainingData", "Trajectory", "World", "__version__", "assert_estimator_bias", "catalogue",
+    "check_estimator_bias", "compare", "generate_text", "load_map", "load_model", "load_plugin", "load_policy",
+    "load_rule", "load_tokenizer", "make_rule", "make_stages", "make_task", "parse_recipe", "random_map",
+    "register_policy", "register_rule", "register_task", "rule_names", "rule_spec", "run_lm", "save_model",
     "save_policy", "seed_generators", "train", "validate_map",
 ]  # fmt: skip
 
@@ -92,16 +100,20 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers see the lazy names
     from iftgym.experiments.compare import CompareConfig, compare
+    from iftgym.experiments.generate import GenerateConfig, generate_text
     from iftgym.experiments.lm import LMConfig, run_lm
     from iftgym.loop import Stage, TrainConfig, TrainResult, make_stages, train
     from iftgym.metrics.testing import assert_estimator_bias, check_estimator_bias
     from iftgym.policies import (
+        HFPolicy,
         MLPPolicy,
         Policy,
         TabularPolicy,
         TinyGPT,
+        load_model,
         load_policy,
         register_policy,
+        save_model,
         save_policy,
     )
     from iftgym.registry import load_plugin
@@ -112,9 +124,12 @@ if TYPE_CHECKING:  # static analysers see the lazy names
     from iftgym.worlds.tokens import (
         CharTokenizer,
         Example,
+        HFTokenizer,
+        Message,
         Task,
         TokenGenEnv,
         TokenWorld,
+        load_tokenizer,
         make_task,
         register_task,
     )

@@ -25,7 +25,7 @@ from iftgym.validate import at_least
 from iftgym.worlds.tokens.generation import generate
 
 INIT_STD = 0.02
-KeyValues = tuple[torch.Tensor, torch.Tensor]  # one block's keys and values, (K*B, heads, L, D/heads) each
+KeyValues = tuple[torch.Tensor, torch.Tensor]  # one block's key and value buffers, (K*B, heads, block_size, D/heads)
 
 
 class SeedLinear(nn.Module):
@@ -74,26 +74,34 @@ class Block(nn.Module):
         self.mlp_proj = SeedLinear(n_seeds, 4 * n_embd, n_embd, residual_std)
 
     def attention(
-        self, x: torch.Tensor, past: KeyValues | None = None, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, KeyValues]:
-        """Causal self-attention of ``x (K, B, T, D)``; with a cache, after the keys and values ``past`` of earlier
-        tokens, ``mask (K*B, 1, T, L)`` saying which keys each query sees. Returns the output and all keys/values."""
+        self, x: torch.Tensor, cache: KeyValues | None = None, mask: torch.Tensor | None = None, capacity: int = 0
+    ) -> tuple[torch.Tensor, KeyValues | None]:
+        """Causal self-attention of ``x (K, B, T, D)``. Decoding (``mask (K*B, 1, T, L)``: which of the ``L`` tokens
+        so far each query sees), the new keys and values go into ``cache``, buffers of ``capacity`` positions
+        (allocated on the first call) holding those of the ``L - T`` earlier tokens; returns the output and the
+        buffers."""
         K, B, T, D = x.shape
         q, k, v = self.c_attn(x).split(D, dim=-1)
         # (K, B, T, D) -> (K*B, heads, T, D/heads)
         q, k, v = (t.reshape(K * B, T, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.attn_proj(y.transpose(1, 2).reshape(K, B, T, D)), (k, v)
+        else:  # written in place: no copy of the earlier keys per new token
+            end = mask.shape[-1]
+            if cache is None or cache[0].shape[2] < end:  # allocate, or double (left padding can outgrow one)
+                grown = tuple(t.new_empty(K * B, self.n_head, max(capacity, 2 * end), D // self.n_head) for t in (k, v))
+                if cache is not None:
+                    for old, new in zip(cache, grown):
+                        new[:, :, : end - T] = old[:, :, : end - T]
+                cache = grown
+            cache[0][:, :, end - T : end], cache[1][:, :, end - T : end] = k, v
+            y = F.scaled_dot_product_attention(q, cache[0][:, :, :end], cache[1][:, :, :end], attn_mask=mask)
+        return self.attn_proj(y.transpose(1, 2).reshape(K, B, T, D)), cache
 
     def forward(
-        self, x: torch.Tensor, past: KeyValues | None = None, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, KeyValues]:
-        attended, cache = self.attention(self.ln_1(x), past, mask)
+        self, x: torch.Tensor, cache: KeyValues | None = None, mask: torch.Tensor | None = None, capacity: int = 0
+    ) -> tuple[torch.Tensor, KeyValues | None]:
+        attended, cache = self.attention(self.ln_1(x), cache, mask, capacity)
         x = x + attended
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)))), cache
 
@@ -202,7 +210,7 @@ class TinyGPT(Policy):
             x = x + self.wpe[torch.arange(K, device=x.device)[:, None, None], positions]
             cache = []
             for block, past in zip(self.blocks, state or [None] * len(self.blocks)):
-                x, kv = block(x, past, mask)
+                x, kv = block(x, past, mask, self.block_size)
                 cache.append(kv)
             return self.head(self.ln_f(x)), cache
 

@@ -31,6 +31,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float =
     return logits
 
 
+@torch.no_grad()
 def generate(
     policy: Actor,
     prompts: torch.Tensor,
