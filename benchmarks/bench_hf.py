@@ -26,8 +26,7 @@ downloaded), with the preference data shipped in ``envs/tokens/reverse_preferenc
    0.3 for the generation GPT-2, so that its random greedy answers vary and a cache bug cannot hide behind a constant
    answer). The end-of-sequence id is one the model never writes (checked), so every answer runs its full length.
    Cached and recomputed answers must be identical (checked and printed; the script exits with status 1 otherwise).
-   Target: cached at least 5x the tokens/s. A third row times the cached path with autograd on, as
-   ``TokenWorld.complete`` calls ``generate``. Repeats alternate the modes; medians.
+   Target: cached at least 5x the tokens/s. Repeats alternate the modes; medians.
 4. Whether CUDA was available: generation (3) also runs there when it is; nothing else does.
 
 ``--threads`` defaults to 1: these models gain nothing from a second thread, and on shared cores two threads make
@@ -347,7 +346,7 @@ def generation(world: TokenWorld, tokenizer: Any, args: argparse.Namespace, devi
         "GPT-2 (HFPolicy)": lambda: HFPolicy(config, seeds=1, device=device),
     }
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    modes = {"cached": (True, False), "recomputed": (False, False), "cached, autograd on": (True, True)}
+    modes = {"cached": True, "recomputed": False}
     results: dict[str, Any] = {}
     for model, make in models.items():
         policy = make()
@@ -356,12 +355,10 @@ def generation(world: TokenWorld, tokenizer: Any, args: argparse.Namespace, devi
         identical = True
         for r in range(args.gen_repeats + 1):  # the first round warms up
             for mode in list(modes) if r % 2 == 0 else reversed(list(modes)):
-                cache, grad = modes[mode]
                 sync()
                 start = time.perf_counter()
-                with torch.set_grad_enabled(grad):
-                    answers = generate(policy, prompts, lengths, args.new_tokens, greedy=True, eos=eos,
-                                       pad=world.pad, cache=cache)  # fmt: skip
+                answers = generate(policy, prompts, lengths, args.new_tokens, greedy=True, eos=eos, pad=world.pad,
+                                   cache=modes[mode])  # fmt: skip
                 sync()
                 if r:
                     times[mode].append(time.perf_counter() - start)

@@ -200,13 +200,15 @@ class _RuleStep(nn.Module):
 
 
 def _stepper(policy: Policy, rule: Rule) -> nn.Module:
-    """The rule's loss, wrapped for data-parallel training when several processes train (weights the rule leaves
-    untouched, such as IFT's frozen input embedding, are allowed)."""
+    """The rule's loss, wrapped for data-parallel training when several processes train. A rule that reads its
+    inputs from a frozen copy of the encoding table (IFT, ``sft(embedding="frozen")``) leaves the table without a
+    gradient, which DistributedDataParallel must be told to expect (it costs a pass over the graph per step)."""
     module = _RuleStep(policy, rule)
     if distributed.world_size() == 1:
         return module
     devices = [policy.device] if policy.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=devices, find_unused_parameters=True)
+    frozen_inputs = getattr(rule.config, "embedding", None) == "frozen"
+    return DistributedDataParallel(module, device_ids=devices, find_unused_parameters=frozen_inputs)
 
 
 def train(

@@ -167,6 +167,11 @@ class PairBatch:
         reference = None if self.reference is None else self.reference.index_select(-2, index.to(self.reference.device))
         return PairBatch(self.chosen.select(index), self.rejected.select(index), reference)
 
+    def joined(self) -> StepBatch:
+        """Chosen then rejected trajectories as one step batch (``2B`` on the batch axis), so that a model reads both
+        sides in one pass; the two sides share one shape."""
+        return StepBatch(*(torch.cat(sides, dim=-2) for sides in zip(self.chosen.tensors(), self.rejected.tensors())))
+
     @classmethod
     def from_pairs(cls, world: World, pairs: Sequence[PreferencePair]) -> PairBatch:
         if not pairs:

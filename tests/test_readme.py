@@ -46,3 +46,24 @@ def test_the_custom_rule_example_runs_as_written(in_tmp: Path) -> None:
     assert {"paper-preference.png", "paper-values.png", "paper-explored.png", "paper-curves.png"} <= {
         p.name for p in out.iterdir()
     }
+
+
+def test_the_hugging_face_walk_through_names_real_files_and_valid_commands() -> None:
+    """Every command of the walk-through parses as written (its runs are quoted in the README; training them here
+    would take minutes) and every file it names is in the repository."""
+    from iftgym.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    lines = block_after("hf-walkthrough", "bash").splitlines()
+    assert [shlex.split(line)[0] for line in lines] == ["python", "iftgym", "iftgym", "iftgym", "torchrun"]
+    assert (root / shlex.split(lines[0])[1]).is_file()
+    for line in lines[1:]:
+        words = shlex.split(line)
+        args = words[words.index("iftgym") + 1 :] if words[0] == "torchrun" else words[1:]
+        parsed = build_parser().parse_args(args)
+        for name in ("model_config",):
+            if getattr(parsed, name, None):
+                assert (root / getattr(parsed, name)).is_file()
+    torchrun = shlex.split(lines[-1])
+    assert "--nproc_per_node=2" in torchrun and shlex.split(lines[1])[1:] == [  # the same training, two processes
+        word.replace("chat-ddp", "chat") for word in torchrun[torchrun.index("iftgym") + 1 :]]  # fmt: skip

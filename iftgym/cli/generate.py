@@ -36,8 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> None:
     """Run ``iftgym generate`` with parsed ``args``, printing to ``console``."""
+    from rich.markup import escape
+
     from iftgym.experiments.generate import GenerateConfig, generate_text
-    from iftgym.explain.tables import generation_table
+    from iftgym.explain.tables import generation_heading, generation_table
 
     quiet_hugging_face()
     config = GenerateConfig(
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         cache=not args.no_cache,
     )  # fmt: skip
     results = generate_text(config)
+    console.print(escape(generation_heading(results)))
     console.print(generation_table(results))
     console.print(f"{results['new_tokens']} new tokens in {results['seconds']:.3f} s "
                   f"({results['new_tokens'] / max(results['seconds'], 1e-9):,.0f} tokens/s)")  # fmt: skip

@@ -252,9 +252,11 @@ def run_lm(
         log_file.flush()
 
     data = world.training_data()
-    for algo in config.algos:  # every stage finds its data before anything trains
+    for algo in config.algos:  # every stage finds its data, in shares the processes can split, before any training
         for stage in make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides):
-            data.for_kind(stage.rule.data, stage.rule.name)
+            batch = data.for_kind(stage.rule.data, stage.rule.name)
+            if batch is not None:
+                distributed.check_batch(min(batch.size, config.batch_size))
     try:
         for algo in config.algos:
             if progress is not None:

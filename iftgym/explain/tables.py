@@ -189,16 +189,20 @@ def lm_table(results: dict[str, Any]) -> Table:
     return table
 
 
+def generation_heading(results: dict[str, Any]) -> str:
+    """``iftgym generate``'s first line: the model folder and how it decoded."""
+    config = results["config"]
+    if not config["sample"]:
+        return f"{config['model']}: greedy"
+    limits = [f"top-k {config['top_k']}"] if config["top_k"] is not None else []
+    limits += [f"top-p {config['top_p']:g}"] if config["top_p"] != 1 else []
+    return f"{config['model']}: " + ", ".join([f"sampled at temperature {config['temperature']:g}", *limits])
+
+
 def generation_table(results: dict[str, Any]) -> Table:
     """``iftgym generate``: every seed's answer to every prompt (an unfinished one, cut at the token limit, marked
     with an ellipsis)."""
-    config = results["config"]
-    how = "greedy"
-    if config["sample"]:
-        limits = [f"top-k {config['top_k']}"] if config["top_k"] is not None else []
-        limits += [f"top-p {config['top_p']:g}"] if config["top_p"] != 1 else []
-        how = ", ".join([f"sampled at temperature {config['temperature']:g}", *limits])
-    table = Table(title=f"{escape(config['model'])}: {how}")
+    table = Table()
     for column in ("prompt", "seed", "answer"):
         table.add_column(column)
     for prompt, answers, finished in zip(results["prompts"], results["answers"], results["finished"]):

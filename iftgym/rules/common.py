@@ -5,12 +5,18 @@ from __future__ import annotations
 import torch
 
 from iftgym.policies.base import Policy
-from iftgym.types import StepBatch
+from iftgym.types import PairBatch, StepBatch
 
 
 def step_logps(policy: Policy, batch: StepBatch) -> torch.Tensor:
     """``(K, B, T)`` teacher-forced log-probabilities ``log pi(a_t | s_t)`` of the batch; 0 on masked steps."""
     return batch.logps(policy.logits_at(batch.ids))
+
+
+def pair_step_logps(policy: Policy, pairs: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(K, B, T)`` step log-probabilities of the chosen and of the rejected trajectories, from one forward pass
+    over both sides (half the calls into the model of two passes)."""
+    return step_logps(policy, pairs.joined()).split(pairs.size, dim=-2)
 
 
 def sequence_logps(policy: Policy, batch: StepBatch) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
-from iftgym.rules.common import sequence_logps
+from iftgym.rules.common import pair_step_logps, sequence_logps
 from iftgym.types import PairBatch, StepBatch
 from iftgym.validate import at_least, between, positive
 from iftgym.world import World
@@ -98,7 +98,10 @@ class DPO(Rule):
             with torch.no_grad():
                 ref_chosen = sequence_logps(self.reference, chosen)
                 ref_rejected = sequence_logps(self.reference, rejected)
-        pi_chosen, pi_rejected = sequence_logps(policy, chosen), sequence_logps(policy, rejected)
+        if self.config.online:  # the samples have a shape of their own
+            pi_chosen, pi_rejected = sequence_logps(policy, chosen), sequence_logps(policy, rejected)
+        else:
+            pi_chosen, pi_rejected = (logps.sum(-1) for logps in pair_step_logps(policy, batch))
         if self.config.online:  # demonstration b against each of its own n_samples samples
             n = self.config.n_samples
             pi_chosen, ref_chosen = (x.repeat_interleave(n, dim=-1) for x in (pi_chosen, ref_chosen))

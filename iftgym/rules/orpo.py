@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
-from iftgym.rules.common import masked_mean, step_logps
+from iftgym.rules.common import masked_mean, pair_step_logps
 from iftgym.types import PairBatch
 from iftgym.validate import positive
 
@@ -55,8 +55,8 @@ class ORPO(Rule):
     config_class = ORPOConfig
 
     def loss(self, policy: Policy, batch: PairBatch, step: int) -> tuple[torch.Tensor, dict]:
-        m_w = masked_mean(step_logps(policy, batch.chosen), batch.chosen.mask)
-        m_l = masked_mean(step_logps(policy, batch.rejected), batch.rejected.mask)
+        chosen, rejected = pair_step_logps(policy, batch)
+        m_w, m_l = masked_mean(chosen, batch.chosen.mask), masked_mean(rejected, batch.rejected.mask)
         losses, log_odds = orpo_loss(m_w, m_l, self.config.beta)
         chosen_rewards, rejected_rewards = self.config.beta * m_w.detach(), self.config.beta * m_l.detach()
         metrics = {
