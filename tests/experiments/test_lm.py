@@ -42,7 +42,7 @@ def test_variants_and_controls_are_rows_of_an_lm_run() -> None:
     results = run_lm(config)
     assert list(results["algorithms"]) == algos
     frozen, chain = results["algorithms"]['sft(embedding="frozen")'], results["algorithms"]["sft+ift(lam=0,gamma=0.5)"]
-    assert frozen["stages"][0]["config"] == {"embedding": "frozen"}
+    assert frozen["stages"][0]["config"] == {"embedding": "frozen", "average": "sequence"}
     ift = chain["stages"][1]
     assert (ift["name"], ift["lr"], ift["config"]["lam"], ift["config"]["gamma"]) == (
         "ift(lam=0,gamma=0.5)",
