@@ -19,7 +19,7 @@ from iftgym.policies.folder import load_model
 from iftgym.validate import at_least, between, positive
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens.generation import generate
-from iftgym.worlds.tokens.tokenizer import Message, Tokenizer, prompt_tokens
+from iftgym.worlds.tokens.tokenizer import Message, Tokenizer, prompt_tokens, readable
 
 MAX_NEW_TOKENS = 4096
 DEFAULT_NEW_TOKENS = 64
@@ -105,7 +105,7 @@ def generate_text(config: GenerateConfig) -> dict[str, Any]:
             ids = out[k, b].tolist()
             end = ids.index(tokenizer.eos_id) if tokenizer.eos_id in ids else len(ids)
             new_tokens += min(end + 1, len(ids))
-            texts.append(tokenizer.decode(ids[:end]))
+            texts.append(readable(tokenizer, ids[:end]))
             ends.append(end < len(ids))
         answers.append(texts)
         finished.append(ends)

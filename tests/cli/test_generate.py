@@ -83,3 +83,21 @@ def test_a_gpt2_with_a_hugging_face_tokenizer_trains_on_chat_saves_and_answers(t
     assert main(["generate", "--model", str(tmp_path / "models" / "ift"), "--chat", "--prompt", "apple",
                  "--max-new-tokens", "4"]) == 0  # fmt: skip
     assert "apple" in capsys.readouterr().out
+
+
+def test_lm_trains_on_from_a_pretrained_hugging_face_folder(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    from iftgym.policies.hf import HFPolicy
+    from iftgym.worlds.tokens.hf_tokenizer import character_tokenizer
+    from iftgym.worlds.tokens.jsonl import JSONLTask
+
+    tokenizer = character_tokenizer(JSONLTask("reverse").alphabet)
+    source = HFPolicy({"model_type": "gpt2", "vocab_size": tokenizer.vocab_size + 6, "n_positions": 40, "n_embd": 16,
+                       "n_layer": 1, "n_head": 2}, seeds=[0], device="cpu")  # fmt: skip
+    source.models[0].save_pretrained(tmp_path / "base")
+    tokenizer.save(tmp_path / "base")
+    args = ["lm", "--data", "reverse", "--pretrained", str(tmp_path / "base"), "--algo", "sft", "--steps", "2",
+            "--seeds", "2", "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["task"]["vocab_size"] == tokenizer.vocab_size + 6 and results["task"]["tokenizer"] == "HFTokenizer"

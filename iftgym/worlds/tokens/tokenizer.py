@@ -156,6 +156,22 @@ def _inconsistent() -> None:
                      "of its beginning (plus the generation prompt before an assistant turn)")  # fmt: skip
 
 
+def readable(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    """Text of ids a model wrote: decoded by ``tokenizer``, with ids beyond its vocabulary (a model's vocabulary
+    may be larger, padded) written as ``<id N>``."""
+    parts, run = [], []
+    for i in (*ids, None):
+        if i is not None and 0 <= i < tokenizer.vocab_size:
+            run.append(i)
+            continue
+        if run:
+            parts.append(tokenizer.decode(run))
+            run = []
+        if i is not None:
+            parts.append(f"<id {i}>")
+    return "".join(parts)
+
+
 def prompt_text(prompt: Prompt) -> str:
     """A prompt as one readable string: itself, or a conversation's turns as ``role: content`` lines."""
     return prompt if isinstance(prompt, str) else "\n".join(f"{m.role}{CHAT_SEPARATOR}{m.content}" for m in prompt)

@@ -126,8 +126,9 @@ class TokenWorld:
         return bool(answer) and (answer[-1] == self.eos or len(answer) >= self.max_answer_tokens)
 
     def final_reward(self, prompt: Sequence[int], answer: Sequence[int]) -> float:
-        """The task's reward of a finished answer: 0 unless it ends with ``<eos>`` and is plain text."""
-        if not answer or answer[-1] != self.eos:
+        """The task's reward of a finished answer: 0 unless it ends with ``<eos>`` and is plain text (no special
+        token, no id beyond the tokenizer's vocabulary)."""
+        if not answer or answer[-1] != self.eos or max(answer) >= self.tokenizer.vocab_size:  # beyond: no text
             return 0.0
         text = self.tokenizer.text(answer[:-1])
         return 0.0 if text is None else self.task.reward(self.prompt_of(prompt), text)

@@ -15,6 +15,7 @@ from iftgym.worlds.tokens.tokenizer import (
     conversation_text,
     prompt_text,
     prompt_tokens,
+    readable,
 )
 
 
@@ -146,3 +147,8 @@ def test_loading_a_tokenizer_never_guesses(tmp_path) -> None:
     (tmp_path / "iftgym_tokenizer.json").write_text("not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         load_tokenizer(tmp_path)
+
+
+def test_ids_beyond_the_tokenizer_are_written_by_number() -> None:
+    tok = CharTokenizer("ab")
+    assert readable(tok, [3, 4, 9, 3, 2]) == "ab<id 9>a<eos>" and readable(tok, []) == ""

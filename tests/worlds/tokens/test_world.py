@@ -211,7 +211,10 @@ def test_online_samples_answer_the_last_turn_of_a_conversation(tiny) -> None:
 
 def test_a_model_vocabulary_larger_than_the_tokenizer_is_accepted_and_a_smaller_refused() -> None:
     task = JSONLTask("reverse")
-    assert TokenWorld(task, vocab_size=64).n_ids == 64
+    wide = TokenWorld(task, vocab_size=64)
+    assert wide.n_ids == 64
+    prompt = wide.prompt_ids(task.train[0].prompt)
+    assert wide.final_reward(prompt, (40, EOS)) == 0.0  # an id the tokenizer cannot read is no answer
     with pytest.raises(ValueError, match="vocab_size"):
         TokenWorld(task, vocab_size=3)
     with pytest.raises(ValueError, match="expected an iftgym tokenizer"):
