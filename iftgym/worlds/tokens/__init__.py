@@ -1,4 +1,4 @@
-"""Token generation: the character tokenizer, tasks (generated or JSONL), decoding, the World and its Gymnasium
+"""Token generation: tokenizers (characters, Hugging Face), tasks (generated or JSONL), decoding, the World and its Gymnasium
 environment."""
 
 from iftgym.worlds.tokens import jsonl  # noqa: F401  (registers the "jsonl" task)
