@@ -1,5 +1,5 @@
-"""Token generation: tokenizers (characters, Hugging Face), tasks (generated or JSONL), decoding, the World and its Gymnasium
-environment."""
+"""Token generation: tokenizers (characters, Hugging Face), tasks (generated or JSONL), decoding, the World and its
+Gymnasium environment."""
 
 from iftgym.worlds.tokens import jsonl  # noqa: F401  (registers the "jsonl" task)
 from iftgym.worlds.tokens.env import TokenGenEnv
