@@ -102,6 +102,9 @@ class HFPolicy(Policy):
             models.append(model.eval())
         self.models = nn.ModuleList(models)
         self.config = config
+        # what the installed transformers calls the cache argument: "cache" (5.x) or "past_key_values" (4.x)
+        self.cache_argument = "cache" if "cache" in inspect.signature(models[0].forward).parameters else (
+            "past_key_values")  # fmt: skip
         self.to(device)
 
     def train(self, mode: bool = True) -> HFPolicy:
@@ -141,15 +144,11 @@ class HFPolicy(Policy):
         :meth:`iftgym.policies.TinyGPT.decode`: ``positions (K, B, t)``, ``keys (K, B, L)`` (the attention mask),
         ``state`` each model's ``past_key_values`` (``None`` at the start)."""
         x = self.seed_inputs(inputs)
-        name = self._cache_argument()
+        name = self.cache_argument
         outputs = [model(inputs_embeds=x[k], attention_mask=keys[k].long(), position_ids=positions[k],
                          use_cache=True, **{name: None if state is None else state[k]})
                    for k, model in enumerate(self.models)]  # fmt: skip
         return torch.stack([out.logits for out in outputs]), [out[name] for out in outputs]
-
-    def _cache_argument(self) -> str:
-        """What the installed ``transformers`` calls the cache: ``cache`` (5.x) or ``past_key_values`` (4.x)."""
-        return "cache" if "cache" in inspect.signature(self.models[0].forward).parameters else "past_key_values"
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Each seed with ``save_pretrained`` (safetensors) into ``folder/seed-<s>``; returns the folders."""
