@@ -202,10 +202,15 @@ class TinyGPT(Policy):
         x = self.seed_inputs(inputs)
         K, B, t, _ = x.shape
         L = keys.shape[-1]
-        query_at = torch.arange(L - t, L, device=x.device)
-        causal = torch.arange(L, device=x.device)[None, :] <= query_at[:, None]  # (t, L)
-        own = torch.arange(L, device=x.device)[None, :] == query_at[:, None]  # a padding query sees itself: no NaN
-        mask = ((keys.reshape(K * B, 1, 1, L) & causal) | own).to(x.device)
+        mask = keys.reshape(K * B, 1, 1, L)
+        if t == 1:  # one new token sees every real token so far, and itself (a padding query too: no NaN)
+            mask = mask.clone()
+            mask[..., -1] = True
+        else:
+            query_at = torch.arange(L - t, L, device=x.device)
+            causal = torch.arange(L, device=x.device)[None, :] <= query_at[:, None]  # (t, L)
+            own = torch.arange(L, device=x.device)[None, :] == query_at[:, None]
+            mask = (mask & causal) | own
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             x = x + self.wpe[torch.arange(K, device=x.device)[:, None, None], positions]
             cache = []
