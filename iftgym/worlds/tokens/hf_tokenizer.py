@@ -22,6 +22,7 @@ from iftgym.worlds.tokens.tokenizer import (
     CharTokenizer,
     Conversation,
     Tokenizer,
+    check_text,
     check_token_ids,
 )
 
@@ -58,9 +59,7 @@ class HFTokenizer:
         return len(self.hf)
 
     def encode(self, text: str) -> list[int]:
-        if not isinstance(text, str):
-            raise ValueError(f"text={text!r} is {type(text).__name__}: expected a string")
-        return list(self.hf(text, add_special_tokens=False)["input_ids"])
+        return list(self.hf(check_text(text), add_special_tokens=False)["input_ids"])
 
     def check_ids(self, ids: Iterable[int]) -> list[int]:
         return check_token_ids(ids, self.vocab_size)

@@ -34,7 +34,7 @@ from iftgym.registry import Registry
 from iftgym.validate import at_least, between, like_default
 from iftgym.worlds.frozen_lake.maps import draw_solvable_map, max_map_draws, no_solvable_map
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
-from iftgym.worlds.tokens.tokenizer import Prompt, conversation_text
+from iftgym.worlds.tokens.tokenizer import Prompt, prompt_characters
 
 MOVE_LETTERS = "LDRU"  # Gymnasium's action order: LEFT, DOWN, RIGHT, UP
 ROW_SEP, MAP_END = "|", ":"
@@ -96,18 +96,13 @@ class Task:
     def alphabet(self) -> str:
         """Every character of every prompt and answer, sorted."""
         texts = (t for ex in (*self.train, *self.test)
-                 for t in (_text(ex.prompt), ex.completion, ex.rejected or ""))  # fmt: skip
+                 for t in (prompt_characters(ex.prompt), ex.completion, ex.rejected or ""))  # fmt: skip
         return "".join(sorted(set("".join(texts))))
 
     @property
     def max_answer_len(self) -> int:
         """Longest answer (in characters) a policy may write before it must stop."""
         return max(len(t) for ex in (*self.train, *self.test) for t in (ex.completion, ex.rejected or ""))
-
-
-def _text(prompt: Prompt) -> str:
-    """The characters a prompt is written with by the character tokenizer (its chat template, for a conversation)."""
-    return prompt if isinstance(prompt, str) else conversation_text(prompt)
 
 
 def _check_sizes(n_train: int, n_test: int, seed: int, most: int = MAX_EXAMPLES) -> None:

@@ -29,11 +29,9 @@ from iftgym.io import write_json
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
 PAD, BOS, EOS = 0, 1, 2
 ROLES = ("system", "user", "assistant")
-CHAT_SEPARATOR = ": "
+CHAT_SEPARATOR = ": "  # the character tokenizer's chat template: "role: content<eos>" per turn
 CHAR_TOKENIZER_FILE = "iftgym_tokenizer.json"  # not tokenizer.json, which is Hugging Face's
-CHAR_TOKENIZER_FORMAT = (
-    "iftgym.char-tokenizer/1"  # the character tokenizer's chat template: "role: content<eos>" per turn
-)
+CHAR_TOKENIZER_FORMAT = "iftgym.char-tokenizer/1"
 
 
 @dataclass(frozen=True)
@@ -90,6 +88,13 @@ class Tokenizer(Protocol):
         ...
 
 
+def check_text(text: object) -> str:
+    """``text`` checked to be a string, what every tokenizer's ``encode`` takes."""
+    if not isinstance(text, str):
+        raise ValueError(f"text={text!r} is {type(text).__name__}: expected a string")
+    return text
+
+
 def check_token_ids(ids: Iterable[int], vocab_size: int) -> list[int]:
     """``ids`` as a list of Python ints, each an integer in ``0..vocab_size - 1`` (a negative id would otherwise
     index from the end, and a bool or a float would pass for an integer)."""
@@ -121,11 +126,10 @@ def prompt_tokens(tokenizer: Tokenizer, prompt: Prompt) -> tuple[list[int], list
     assistant = [False] * len(ids)
     for i, message in enumerate(prompt):
         if message.role == "assistant":
-            turn = _prefix(tokenizer, prompt[: i + 1], prompt[:i])
+            turn, opened = _extension(tokenizer, prompt[: i + 1], prompt[:i])
             if ids[: len(turn)] != turn:
                 _inconsistent()
-            start = len(tokenizer.chat(prompt[:i], add_generation_prompt=True)) if i else 0
-            assistant[start : len(turn)] = [True] * (len(turn) - start)
+            assistant[len(opened) : len(turn)] = [True] * (len(turn) - len(opened))
     return ids, assistant
 
 
@@ -134,20 +138,20 @@ def answer_tokens(tokenizer: Tokenizer, prompt: Prompt, answer: str) -> list[int
     a conversation, what the chat template adds for the assistant turn ``answer``, cut after its first ``eos_id``."""
     if isinstance(prompt, str):
         return [*tokenizer.encode(answer), tokenizer.eos_id]
-    full = _prefix(tokenizer, (*prompt, Message("assistant", answer)), prompt)
-    opened = tokenizer.chat(prompt, add_generation_prompt=True)
+    full, opened = _extension(tokenizer, (*prompt, Message("assistant", answer)), prompt)
     tail = full[len(opened) :]
     return tail[: tail.index(tokenizer.eos_id) + 1] if tokenizer.eos_id in tail else [*tail, tokenizer.eos_id]
 
 
-def _prefix(tokenizer: Tokenizer, longer: Conversation, shorter: Conversation) -> list[int]:
-    """The ids of ``longer`` (which continues ``shorter`` with an assistant turn), checked to start with those of
-    ``shorter`` opened for the assistant: a template that re-renders earlier turns cannot mark the answer's tokens."""
+def _extension(tokenizer: Tokenizer, longer: Conversation, shorter: Conversation) -> tuple[list[int], list[int]]:
+    """The ids of ``longer`` (which continues ``shorter`` with an assistant turn) and of ``shorter`` opened for the
+    assistant (none for an empty ``shorter``), the first checked to start with the second: a template that
+    re-renders earlier turns cannot mark the answer's tokens."""
     full = tokenizer.chat(longer, add_generation_prompt=False)
     opened = tokenizer.chat(shorter, add_generation_prompt=True) if shorter else []
     if full[: len(opened)] != opened:
         _inconsistent()
-    return full
+    return full, opened
 
 
 def _inconsistent() -> None:
@@ -172,14 +176,20 @@ def readable(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
     return "".join(parts)
 
 
+def _turn(message: Message) -> str:
+    """One turn as the character tokenizer writes it: ``role: content``."""
+    return f"{message.role}{CHAT_SEPARATOR}{message.content}"
+
+
 def prompt_text(prompt: Prompt) -> str:
     """A prompt as one readable string: itself, or a conversation's turns as ``role: content`` lines."""
-    return prompt if isinstance(prompt, str) else "\n".join(f"{m.role}{CHAT_SEPARATOR}{m.content}" for m in prompt)
+    return prompt if isinstance(prompt, str) else "\n".join(map(_turn, prompt))
 
 
-def conversation_text(messages: Conversation) -> str:
-    """Every character the character tokenizer writes for ``messages`` (what its alphabet must hold)."""
-    return "".join(f"{m.role}{CHAT_SEPARATOR}{m.content}" for m in (*messages, Message("assistant", "")))
+def prompt_characters(prompt: Prompt) -> str:
+    """Every character the character tokenizer writes for ``prompt`` (what its alphabet must hold): the string, or
+    the turns of a conversation and the assistant's opening."""
+    return prompt if isinstance(prompt, str) else "".join(map(_turn, (*prompt, Message("assistant", ""))))
 
 
 class CharTokenizer:
@@ -200,10 +210,8 @@ class CharTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; a character outside the alphabet raises ``ValueError``."""
-        if not isinstance(text, str):
-            raise ValueError(f"text={text!r} is {type(text).__name__}: expected a string")
         try:
-            return [self.stoi[c] for c in text]
+            return [self.stoi[c] for c in check_text(text)]
         except KeyError as err:
             raise ValueError(
                 f"character {err.args[0]!r} is not in the vocabulary: expected one of {self.chars!r}"
@@ -230,8 +238,8 @@ class CharTokenizer:
         """``<bos>``, then ``role: content<eos>`` for each message, then ``assistant: `` when asked."""
         ids = [BOS]
         for message in messages:
-            ids += [*self.encode(f"{message.role}{CHAT_SEPARATOR}{message.content}"), EOS]
-        return ids + (self.encode(f"assistant{CHAT_SEPARATOR}") if add_generation_prompt else [])
+            ids += [*self.encode(_turn(message)), EOS]
+        return ids + (self.encode(_turn(Message("assistant", ""))) if add_generation_prompt else [])
 
     def save(self, folder: str) -> None:
         """Write ``iftgym_tokenizer.json``: the alphabet (read back by :func:`iftgym.worlds.tokens.load_tokenizer`)."""

@@ -12,7 +12,7 @@ from iftgym.worlds.tokens.tokenizer import (
     Message,
     Tokenizer,
     answer_tokens,
-    conversation_text,
+    prompt_characters,
     prompt_text,
     prompt_tokens,
     readable,
@@ -118,7 +118,7 @@ def test_a_string_prompt_is_bos_and_its_text(tok) -> None:
 
 
 def test_the_character_tokenizer_writes_role_content_turns() -> None:
-    tok = CharTokenizer(conversation_text(CONVERSATION))
+    tok = CharTokenizer(prompt_characters(CONVERSATION))
     assert tok.decode(tok.chat(CONVERSATION[1:3], True)) == "<bos>user: hi<eos>assistant: yo<eos>assistant: "
     assert prompt_text(CONVERSATION[1:3]) == "user: hi\nassistant: yo" and prompt_text("plain") == "plain"
 
