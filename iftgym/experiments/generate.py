@@ -18,7 +18,7 @@ from iftgym.policies.base import Policy
 from iftgym.policies.folder import load_model
 from iftgym.validate import at_least, between, positive
 from iftgym.world import seed_generators
-from iftgym.worlds.tokens.generation import generate
+from iftgym.worlds.tokens.generation import generate, pad_prompts
 from iftgym.worlds.tokens.tokenizer import Message, Tokenizer, prompt_tokens, readable
 
 MAX_NEW_TOKENS = 4096
@@ -69,11 +69,7 @@ def context_length(policy: Policy) -> int | None:
 def encode_prompts(tokenizer: Tokenizer, prompts: list[str], chat: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded prompt ids ``(B, P)`` and their lengths ``(B,)``."""
     rendered = [prompt_tokens(tokenizer, (Message("user", p),) if chat else p)[0] for p in prompts]
-    lengths = torch.tensor([len(ids) for ids in rendered])
-    padded = torch.full((len(rendered), int(lengths.max())), tokenizer.pad_id, dtype=torch.long)
-    for b, ids in enumerate(rendered):
-        padded[b, : len(ids)] = torch.tensor(ids)
-    return padded, lengths
+    return pad_prompts(rendered, tokenizer.pad_id)
 
 
 def generate_text(config: GenerateConfig) -> dict[str, Any]:

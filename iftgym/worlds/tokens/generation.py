@@ -17,6 +17,15 @@ from iftgym.world import Actor
 from iftgym.worlds.tokens.tokenizer import EOS, PAD
 
 
+def pad_prompts(prompts: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts of token ids as the right-padded ``(B, P)`` tensor and the ``(B,)`` lengths :func:`generate` takes."""
+    lengths = torch.tensor([len(p) for p in prompts])
+    padded = torch.full((len(prompts), int(lengths.max())), pad, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        padded[b, : len(p)] = torch.tensor(p)
+    return padded, lengths
+
+
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float = 1.0) -> torch.Tensor:
     """``logits (..., V)`` with every token outside the ``top_k`` most likely, and outside the smallest set whose
     probability reaches ``top_p`` (nucleus sampling; the most likely token always stays), set to ``-inf``."""

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from iftgym.types import PairBatch, StepBatch, TrainingData
 from iftgym.validate import at_least, fits_in_memory
 from iftgym.world import Actor, seed_generators
-from iftgym.worlds.tokens.generation import generate
+from iftgym.worlds.tokens.generation import generate, pad_prompts
 from iftgym.worlds.tokens.tasks import Example, Task
 from iftgym.worlds.tokens.tokenizer import CharTokenizer, Prompt, Tokenizer, answer_tokens, prompt_tokens
 
@@ -90,6 +90,7 @@ class TokenWorld:
         examples = (*task.train, *task.test)
         self._prompts = {ex.prompt: prompt_tokens(tokenizer, ex.prompt) for ex in examples}
         self._keys = {tuple(ids): prompt for prompt, (ids, _) in self._prompts.items()}
+        self._references: dict[tuple[int, ...], tuple[int, ...]] = {}
         answers = [self.answer_ids(text, ex.prompt) for ex in examples for text in (ex.completion, ex.rejected)
                    if text is not None]  # fmt: skip
         # A task may allow answers longer than its examples (a walk on a map); its limit is in characters.
@@ -99,10 +100,14 @@ class TokenWorld:
         self.block_size = self.max_prompt_tokens + self.max_answer_tokens
 
     # -- the MDP (what the Gymnasium environment steps) ---------------------------------------------------------
+    def _rendered(self, prompt: Prompt) -> tuple[list[int], list[bool]]:
+        """A prompt's ids and which are assistant tokens (:func:`prompt_tokens`), rendered once for the task's."""
+        known = self._prompts.get(prompt)
+        return known if known is not None else prompt_tokens(self.tokenizer, prompt)
+
     def prompt_ids(self, prompt: Prompt) -> tuple[int, ...]:
         """The ids of a prompt (a string, or a conversation rendered with the chat template)."""
-        known = self._prompts.get(prompt)
-        return tuple(known[0] if known is not None else prompt_tokens(self.tokenizer, prompt)[0])
+        return tuple(self._rendered(prompt)[0])
 
     def prompt_of(self, ids: Sequence[int]) -> Prompt:
         """The prompt whose ids are ``ids``: the task's, or else the text after ``<bos>``."""
@@ -136,10 +141,17 @@ class TokenWorld:
     def reward(self, state: TokenState, action: int, next_state: TokenState) -> float:
         prompt, answer = next_state
         if self.reward_mode == "token":
-            key = self.prompt_of(prompt)
-            reference = self.answer_ids(self.task.reference(key), key)
+            reference = self._reference_ids(prompt)
             return 1.0 / len(reference) if answer == reference[: len(answer)] else 0.0
         return self.final_reward(prompt, answer) if self.is_terminal(next_state) else 0.0
+
+    def _reference_ids(self, prompt: tuple[int, ...]) -> tuple[int, ...]:
+        """The reference answer's ids to the prompt with these ids, rendered once per prompt (the per-token reward
+        reads it at every step)."""
+        if prompt not in self._references:
+            key = self.prompt_of(prompt)
+            self._references[prompt] = self.answer_ids(self.task.reference(key), key)
+        return self._references[prompt]
 
     def answer_rewards(self, prompt: tuple[int, ...], answer: tuple[int, ...]) -> list[float]:
         """The reward of each step of an answer."""
@@ -201,17 +213,13 @@ class TokenWorld:
         """Each seed's sampled answers to its own ``prompts[k]``, as a ``(K, n, T)`` step batch on the policy's
         device."""
         n_episodes = len(prompts[0])
-        lengths = torch.tensor([[len(p) for p in seed] for seed in prompts])
-        padded = torch.full((len(prompts), n_episodes, int(lengths.max())), self.pad, dtype=torch.long)
-        for k, seed in enumerate(prompts):
-            for b, p in enumerate(seed):
-                padded[k, b, : len(p)] = torch.tensor(p)
-        steps = self.max_answer_tokens if max_steps is None else min(max_steps, self.max_answer_tokens)
-        answers = generate(policy, padded, lengths, steps, greedy=False, generators=generators, eos=self.eos,
-                           pad=self.pad).cpu().tolist()  # fmt: skip
         flat_prompts = [p for seed in prompts for p in seed]
-        batch = self.pack(flat_prompts, [_trim(a, self.eos) for seed in answers for a in seed])
+        padded, lengths = pad_prompts(flat_prompts, self.pad)
         shape = (len(prompts), n_episodes, -1)
+        steps = self.max_answer_tokens if max_steps is None else min(max_steps, self.max_answer_tokens)
+        answers = generate(policy, padded.view(shape), lengths.view(shape[:2]), steps, greedy=False,
+                           generators=generators, eos=self.eos, pad=self.pad).cpu().tolist()  # fmt: skip
+        batch = self.pack(flat_prompts, [_trim(a, self.eos) for seed in answers for a in seed])
         return StepBatch(*(t.view(shape).to(policy.device) for t in batch.tensors()))
 
     def training_data(self, split: str = "train") -> TrainingData:
@@ -290,7 +298,7 @@ class TokenWorld:
         of its conversation prompt."""
         masks = None
         if history is not None:
-            masks = [prompt_tokens(self.tokenizer, p)[1] if h and not isinstance(p, str) else None
+            masks = [self._rendered(p)[1] if h and not isinstance(p, str) else None
                      for (p, _), h in zip(examples, history)]  # fmt: skip
         return self.pack([self.prompt_ids(p) for p, _ in examples], [self.answer_ids(a, p) for p, a in examples],
                          length, masks)  # fmt: skip
@@ -316,21 +324,13 @@ class TokenWorld:
         greedy: bool = True,
         generators: Sequence[torch.Generator] | None = None,
         temperature: float = 1.0,
-        max_new_tokens: int | None = None,
-        top_k: int | None = None,
-        top_p: float = 1.0,
     ) -> list[list[tuple[int, ...]]]:
-        """Every seed's answer token ids (through ``<eos>``) to each prompt: ``K`` lists of ``B`` tuples (see
-        :func:`iftgym.worlds.tokens.generation.generate` for the sampling options)."""
+        """Every seed's answer token ids (through ``<eos>``) to each prompt: ``K`` lists of ``B`` tuples."""
         if isinstance(prompts, str) or not prompts:
             raise ValueError(f"prompts={prompts!r} is not supported: expected a non-empty list of prompt strings")
-        ids = [self.prompt_ids(p) for p in prompts]
-        lengths = torch.tensor([len(p) for p in ids])
-        padded = torch.full((len(ids), int(lengths.max())), self.pad, dtype=torch.long)
-        for b, p in enumerate(ids):
-            padded[b, : len(p)] = torch.tensor(p)
-        out = generate(policy, padded, lengths, max_new_tokens or self.max_answer_tokens, greedy, temperature,
-                       generators, eos=self.eos, pad=self.pad, top_k=top_k, top_p=top_p).cpu()  # fmt: skip
+        padded, lengths = pad_prompts([self.prompt_ids(p) for p in prompts], self.pad)
+        out = generate(policy, padded, lengths, self.max_answer_tokens, greedy, temperature, generators, eos=self.eos,
+                       pad=self.pad).cpu()  # fmt: skip
         return [[_trim(row, self.eos) for row in seed] for seed in out.tolist()]
 
     def score(
