@@ -8,8 +8,8 @@ steps than SFT).
 Seeds are trained as one batched model: every seed's loss is computed in the same tensors and the per-seed losses
 are summed before ``backward``. Under ``torchrun`` each process trains on its share of every minibatch and PyTorch's
 ``DistributedDataParallel`` averages the gradients (:mod:`iftgym.distributed`). A progress bar per stage shows the
-step, the loss and the time left; ``log`` receives every step's metrics as they are
-measured. Seeds share no parameters and Adam/SGD act element-wise, so each seed follows the
+step, the loss and the time left; ``log`` receives every step's metrics as they are measured. Seeds share no
+parameters and Adam/SGD act element-wise, so each seed follows the
 updates it would follow alone. Randomness keeps that promise too: a rule draws for seed k from its own generator
 (:func:`iftgym.world.seed_generators` of the run's ``seed``, the policy's seed k and the stage), and the order of
 minibatches is drawn from the run's ``seed`` alone, the same for every seed (as if one data loader fed each).
@@ -211,6 +211,19 @@ def _stepper(policy: Policy, rule: Rule) -> nn.Module:
     return DistributedDataParallel(module, device_ids=devices, find_unused_parameters=frozen_inputs)
 
 
+def stage_batches(
+    stages: Sequence[Stage], data: TrainingData, batch_size: int | None
+) -> list[StepBatch | PairBatch | None]:
+    """The data each stage trains on (``None`` for a stage that samples its own), checked before any training: every
+    stage finds its data, and its minibatches of ``batch_size`` (``None``: all of it) split evenly over the
+    ``torchrun`` processes."""
+    batches = [data.for_kind(stage.rule.data, stage.rule.name) for stage in stages]
+    for batch in batches:
+        if batch is not None:
+            distributed.check_batch(min(batch.size, batch_size or batch.size))
+    return batches
+
+
 def train(
     policy: Policy,
     algorithm: Algorithm,
@@ -241,12 +254,7 @@ def train(
         data = world.training_data()
     if not isinstance(data, TrainingData):
         data = TrainingData(pairs=data) if isinstance(data, PairBatch) else TrainingData(demos=data)
-    # fail before training if any stage lacks its data
-    stage_data = [data.for_kind(stage.rule.data, stage.rule.name) for stage in stages]
-    if distributed.world_size() > 1:  # every minibatch must split evenly over the processes
-        for batch in stage_data:
-            if batch is not None:
-                distributed.check_batch(min(batch.size, config.batch_size or batch.size))
+    stage_data = stage_batches(stages, data, config.batch_size)
     total = sum(stage.steps for stage in stages)
     history: dict[str, list[np.ndarray]] = {}
     evaluations: list[tuple[int, dict[str, np.ndarray]]] = []
@@ -288,12 +296,13 @@ def train(
                 if distributed.world_size() > 1 and values:  # one exchange for all the metrics
                     averaged = distributed.mean_over_processes(torch.stack(list(values.values()))).unbind()
                     values = dict(zip(values, averaged))
-                for key, value in values.items():
-                    history.setdefault(key, []).append(value.cpu().numpy())
+                arrays = {key: value.cpu().numpy() for key, value in values.items()}
+                for key, array in arrays.items():
+                    history.setdefault(key, []).append(array)
                 done += 1
                 if log is not None:
                     log({"step": done, "stage": index + 1, "rule": rule.name,
-                         **{key: value.cpu().tolist() for key, value in values.items()}})  # fmt: skip
+                         **{key: array.tolist() for key, array in arrays.items()}})  # fmt: skip
                 if callback is not None and config.eval_every and done % config.eval_every == 0:
                     evaluations.append((done, callback(done, policy)))
                 progress.update(task, advance=1, loss=f"{float(mean_loss.mean()):.4f}")

@@ -31,13 +31,14 @@ from typing import Any
 
 from iftgym import distributed
 from iftgym.io import read_json
-from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
+from iftgym.loop import TrainConfig, check_algorithms, make_stages, stage_batches, train
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
 from iftgym.metrics.stats import summarize
 from iftgym.policies.base import MAX_SEEDS, Policy, resolve_device
 from iftgym.policies.folder import save_model
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules.ift import IFTConfig
+from iftgym.types import TrainingData
 from iftgym.validate import at_least, positive
 from iftgym.worlds.tokens.hf_tokenizer import load_tokenizer
 from iftgym.worlds.tokens.tasks import TASKS, Example, Task, make_task
@@ -190,18 +191,20 @@ def run_algorithm(
     config: LMConfig,
     algo: str,
     world: TokenWorld,
+    data: TrainingData,
     save: str | os.PathLike | None = None,
     log: Callable[[dict[str, Any]], None] | None = None,
     bars: bool = False,
 ) -> dict[str, Any]:
-    """Train K seeds with one algorithm and score them; ``save``: the model folder to write the trained model
-    into; ``log`` gets every step's metrics; ``bars`` shows a progress bar per stage."""
+    """Train K seeds with one algorithm on ``data`` (the world's training data) and score them; ``save``: the model
+    folder to write the trained model into; ``log`` gets every step's metrics; ``bars`` shows a progress bar per
+    stage."""
     device = str(distributed.local_device(resolve_device(config.device)))
     policy = make_policy(config, world, device)
     stages = make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides)
     loop = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                        eval_every=config.eval_every or max(1, config.steps // 10), progress=bars)  # fmt: skip
-    result = train(policy, stages, world, world.training_data(), loop,
+    result = train(policy, stages, world, data, loop,
                    callback=lambda step, p: world.scores(p, ("greedy_test",)),
                    log=None if log is None else lambda record: log({"algorithm": algo, **record}))  # fmt: skip
     if save is not None and distributed.is_main():
@@ -252,17 +255,14 @@ def run_lm(
         log_file.flush()
 
     data = world.training_data()
-    for algo in config.algos:  # every stage finds its data, in shares the processes can split, before any training
-        for stage in make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides):
-            batch = data.for_kind(stage.rule.data, stage.rule.name)
-            if batch is not None:
-                distributed.check_batch(min(batch.size, config.batch_size))
+    for algo in config.algos:  # every algorithm's stages find their data before any of them trains
+        stage_batches(make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides), data, config.batch_size)
     try:
         for algo in config.algos:
             if progress is not None:
                 progress(f"{algo} on {config.task} x{config.seeds} seeds")
             folder = None if save is None else Path(save) / algo
-            results["algorithms"][algo] = run_algorithm(config, algo, world, folder,
+            results["algorithms"][algo] = run_algorithm(config, algo, world, data, folder,
                                                         None if log_file is None else write, bars)  # fmt: skip
     finally:
         if log_file is not None:
