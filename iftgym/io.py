@@ -46,26 +46,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _temporary_beside(path: Path, folder: bool = False) -> Path:
+    """A new, empty temporary file (or folder) in ``path``'s folder, named after ``path`` and this process (what
+    :func:`remove_leftovers` recognises); a failure is an ``OSError`` naming ``path``."""
+    prefix, suffix = f".{path.name}.pid{os.getpid()}.", ".tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if folder:
+            return Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+        os.close(fd)
+        return Path(name)
+    except OSError as err:
+        raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` (created with the usual permissions,
     ``0o666`` less the umask, not ``mkstemp``'s private ``0o600``); on failure it is removed. Errors name ``path``,
     never the temporary file."""
     path = Path(path)
+    tmp = _temporary_beside(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as err:
-        raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-    try:
-        yield Path(tmp)
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as err:
         raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -74,11 +84,7 @@ def replace_folder(path: str | os.PathLike) -> Iterator[Path]:
     (a previous folder there is removed after the swap, with interrupts held back for the moment of the swap); on
     an error or an interrupt it is removed and ``path`` is left as it was."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp"))
-    except OSError as err:
-        raise OSError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    tmp = _temporary_beside(path, folder=True)
     try:
         yield tmp
         old = path.with_name(f".{path.name}.pid{os.getpid()}.old.tmp")
