@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from iftgym.policies.base import Policy
 from iftgym.policies.folder import load_model
 from iftgym.validate import at_least, between, positive
 from iftgym.world import seed_generators
@@ -58,14 +57,6 @@ class GenerateConfig:
             raise ValueError("temperature, top_k and top_p only apply to sampling: add sample (--sample) or drop them")
 
 
-def context_length(policy: Policy) -> int | None:
-    """How many positions the model reads (TinyGPT's ``block_size``, a Hugging Face config's
-    ``max_position_embeddings``), or ``None`` when it has no limit."""
-    if hasattr(policy, "block_size"):
-        return policy.block_size
-    return getattr(getattr(policy, "config", None), "max_position_embeddings", None)
-
-
 def encode_prompts(tokenizer: Tokenizer, prompts: list[str], chat: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded prompt ids ``(B, P)`` and their lengths ``(B,)``."""
     rendered = [prompt_tokens(tokenizer, (Message("user", p),) if chat else p)[0] for p in prompts]
@@ -78,7 +69,7 @@ def generate_text(config: GenerateConfig) -> dict[str, Any]:
     unfinished."""
     policy, tokenizer = load_model(config.model, config.device)
     prompts, lengths = encode_prompts(tokenizer, config.prompts, config.chat)
-    limit, longest = context_length(policy), int(lengths.max())
+    limit, longest = getattr(policy, "block_size", None), int(lengths.max())  # positions the model reads
     room = MAX_NEW_TOKENS if limit is None else limit - longest
     if room < 1:
         raise ValueError(f"the longest prompt is {longest} tokens and the model reads {limit}: expected shorter "

@@ -146,7 +146,7 @@ def make_policy(config: LMConfig, world: TokenWorld, device: str) -> Policy:
         settings = {"vocab_size": world.n_ids, "bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id,
                     "pad_token_id": tokenizer.pad_id, **config.model_config}  # fmt: skip
         policy = HFPolicy(settings, seeds=config.seeds, device=device)
-    context = getattr(policy.config, "max_position_embeddings", None)
+    context = policy.block_size
     if policy.n_actions < world.tokenizer.vocab_size or (context is not None and context < world.block_size):
         raise ValueError(
             f"the model reads {policy.n_actions} token ids and {context} positions: the task needs "

@@ -113,6 +113,12 @@ class HFPolicy(Policy):
         self.models.eval()
         return self
 
+    @property
+    def block_size(self) -> int | None:
+        """The longest sequence the model reads (its config's ``max_position_embeddings``, as TinyGPT's
+        ``block_size``), or ``None`` for a model without such a limit."""
+        return getattr(self.config, "max_position_embeddings", None)
+
     def spec(self) -> dict:
         """The config (as a dict with its ``model_type``) and the seeds: rebuilds the architecture, not weights."""
         return {"config": self.config.to_dict(), "seeds": list(self.seeds)}
