@@ -106,13 +106,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
             check_model_destination(f"{args.save}/{algo}")
     distributed.init_from_environment(resolve_device(config.device))
     main = distributed.is_main()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    say = console.print if main else lambda *_: None
     args.live_log = out / LIVE_LOG
-    say(f"metrics of every step as they are measured: {escape(str(args.live_log))}"
-        + (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))  # fmt: skip
-    results = run_lm(config, progress=lambda text: say(f"training {escape(text)}"), save=args.save,
+    results = run_lm(config, progress=lambda text: console.print(escape(text)) if main else None, save=args.save,
                      log=args.live_log, bars=main and console.is_terminal)  # fmt: skip
     if not main:
         return

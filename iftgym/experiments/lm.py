@@ -106,10 +106,17 @@ class LMConfig:
         if self.model_config is not None and not isinstance(self.model_config, dict):
             raise ValueError(f"model_config is {type(self.model_config).__name__}: expected a JSON object such as "
                              '{"model_type": "gpt2", "n_layer": 2}')  # fmt: skip
+        if self.model_config is not None:  # an unknown model type or setting is refused before any work
+            from iftgym.policies.hf import model_config
+
+            model_config(self.model_config)
         for name in ("pretrained", "tokenizer"):
             folder = getattr(self, name)
             if folder is not None and not Path(folder).is_dir():
                 raise ValueError(f"{name} folder {folder!r} does not exist: expected a local folder")
+        if self.pretrained is not None and not (Path(self.pretrained) / "config.json").is_file():
+            raise ValueError(f"pretrained folder {self.pretrained!r} is not a model folder: expected config.json and "
+                             "safetensors weights (written by save_pretrained)")  # fmt: skip
 
     def make_task(self) -> Task:
         """The task, built from ``task``, ``data``, ``task_args``, ``n_train`` and ``n_test``."""
@@ -231,10 +238,11 @@ def run_lm(
     bars: bool = False,
 ) -> dict[str, Any]:
     """Every algorithm of ``config`` on its task: the full results dictionary (see the module docstring);
-    ``progress`` is called with a short description before each algorithm; ``save`` is a folder that receives one
-    model folder per algorithm (``save/<algorithm>``); ``log`` a JSONL file that receives every step's metrics
-    (one object a line, flushed as written, so a killed run keeps what it measured; under ``torchrun``, rank 0
-    writes it); ``bars`` shows a progress bar per stage."""
+    ``progress`` is called with a short line before each algorithm (and first with where the log goes); ``save`` is
+    a folder that receives one model folder per algorithm (``save/<algorithm>``); ``log`` a JSONL file that receives
+    every step's metrics (one object a line, flushed as written, so a killed run keeps what it measured; under
+    ``torchrun``, rank 0 writes it; it and its folder are created only once every input has been checked); ``bars``
+    shows a progress bar per stage."""
     start = time.perf_counter()
     world = make_world(config)
     device = resolve_device(config.device)
@@ -248,19 +256,25 @@ def run_lm(
                  "tokenizer": type(world.tokenizer).__name__, "chars": getattr(world.tokenizer, "chars", None)},
         "algorithms": {},
     }  # fmt: skip
-    log_file = open(log, "w", encoding="utf-8") if log is not None and distributed.is_main() else None  # noqa: SIM115
+    data = world.training_data()
+    for algo in config.algos:  # every algorithm's stages find their data before any of them trains
+        stage_batches(make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides), data, config.batch_size)
+    say = progress or (lambda text: None)
+    log_file = None
+    if log is not None and distributed.is_main():  # only now, with every input checked, is anything written
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        log_file = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        processes = distributed.world_size()
+        say(f"metrics of every step as they are measured: {log}" + (f" ({processes} processes)" if processes > 1
+                                                                   else ""))  # fmt: skip
 
     def write(record: dict[str, Any]) -> None:
         log_file.write(json.dumps(record) + "\n")
         log_file.flush()
 
-    data = world.training_data()
-    for algo in config.algos:  # every algorithm's stages find their data before any of them trains
-        stage_batches(make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides), data, config.batch_size)
     try:
         for algo in config.algos:
-            if progress is not None:
-                progress(f"{algo} on {config.task} x{config.seeds} seeds")
+            say(f"training {algo} on {config.task} x{config.seeds} seeds")
             folder = None if save is None else Path(save) / algo
             results["algorithms"][algo] = run_algorithm(config, algo, world, data, folder,
                                                         None if log_file is None else write, bars)  # fmt: skip

@@ -28,9 +28,9 @@ from iftgym.policies.base import Policy, check_parameter_memory, resolve_device
 from iftgym.worlds.tokens.hf_tokenizer import import_transformers
 
 
-def _config(config: Any) -> Any:
+def model_config(config: Any) -> Any:
     """A ``transformers`` config from a config object or a dict with a ``model_type`` (``{"model_type": "gpt2",
-    "n_layer": 2, ...}``)."""
+    "n_layer": 2, ...}``); anything else is one short ``ValueError``."""
     transformers = import_transformers()
     if isinstance(config, transformers.PretrainedConfig):
         return config
@@ -38,10 +38,15 @@ def _config(config: Any) -> Any:
         raise ValueError(f"config={config!r} is not a model config: expected a transformers config or a dict with a "
                          "'model_type' such as 'gpt2'")  # fmt: skip
     settings = dict(config)
+    kind = settings.pop("model_type")
+    if kind not in transformers.CONFIG_MAPPING:
+        raise ValueError(f"model_type {kind!r} is unknown to transformers {transformers.__version__}: expected a model "
+                         "type it knows, such as gpt2, llama, qwen2")  # fmt: skip
     try:
-        return transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"cannot build a model config from {config}: {err}") from None
+        return transformers.AutoConfig.for_model(kind, **settings)
+    except Exception as err:  # user input: transformers and huggingface_hub raise classes of their own
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"cannot build a {kind} config from {config}: {why}") from None
 
 
 class HFPolicy(Policy):
@@ -78,7 +83,7 @@ class HFPolicy(Policy):
                     raise ValueError(f"pretrained={str(folder)!r} is not a model folder: expected a folder with "
                                      "config.json and model.safetensors (written by save_pretrained)")  # fmt: skip
             config = transformers.AutoConfig.from_pretrained(folders[0], local_files_only=True)
-        config = _config(config)
+        config = model_config(config)
         super().__init__(seeds, config.vocab_size)
         if pretrained is not None and len(folders) == 1:
             folders *= self.n_seeds

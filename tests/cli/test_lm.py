@@ -73,3 +73,31 @@ def test_malformed_jsonl_names_the_line(tmp_path, capsys):
     assert main(["lm", "--data", str(data), *TINY, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "line 2" in err and "bad.jsonl" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("files", "extra", "message"),
+    [
+        ({"m.json": '{"model_type": "nope"}'}, ["--model-config", "m.json"], "model_type 'nope' is unknown"),
+        ({"m.json": '{"model_type": "gpt2", "n_layer": "two"}'}, ["--model-config", "m.json"],
+         "cannot build a gpt2 config from"),
+        ({"m.json": "[1]"}, ["--model-config", "m.json"], "model_config is list: expected a JSON object"),
+        ({"empty/.keep": ""}, ["--pretrained", "empty"], "pretrained folder 'empty' is not a model folder"),
+        ({"empty/.keep": ""}, ["--tokenizer", "empty"], "'empty' holds no tokenizer"),
+        ({"chat.jsonl": '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}\n'},
+         ["--data", "chat.jsonl"], "line 1: message 2 of 'messages' has role 'bot'"),
+    ],
+)  # fmt: skip
+def test_bad_models_tokenizers_and_chat_data_are_refused_before_any_output(
+    tmp_path, capsys, monkeypatch, files, extra, message
+):
+    pytest.importorskip("transformers")
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    task = [] if "--data" in extra else ["--data", "reverse"]
+    assert main(["lm", *TINY, *task, *extra, "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()  # not even the folder of the live log

@@ -142,7 +142,8 @@ def test_a_pretrained_folder_starts_every_seed_from_its_weights(reverse, tmp_pat
     [
         ({}, "expected exactly one of them"),
         ({"config": {"n_layer": 2}}, "expected a transformers config or a dict with a 'model_type'"),
-        ({"config": {"model_type": "no-such-model"}}, "cannot build a model config"),
+        ({"config": {"model_type": "no-such-model"}}, "model_type 'no-such-model' is unknown to transformers"),
+        ({"config": {"model_type": "gpt2", "n_layer": "two"}}, "cannot build a gpt2 config from"),
         ({"pretrained": "/nonexistent"}, "is not a model folder"),
     ],
 )

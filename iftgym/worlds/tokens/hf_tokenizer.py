@@ -26,6 +26,7 @@ from iftgym.worlds.tokens.tokenizer import (
     check_token_ids,
 )
 
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # what save_pretrained writes; one suffices
 HF_EXTRA = 'transformers is not installed: install the Hugging Face extra with pip install -e ".[hf]"'
 
 
@@ -100,6 +101,10 @@ def load_tokenizer(folder: str | os.PathLike) -> Tokenizer:
             raise ValueError(f"tokenizer file {str(char_file)!r} is not an iftgym character tokenizer: expected "
                              f"format {CHAR_TOKENIZER_FORMAT!r} and a string of characters")  # fmt: skip
         return CharTokenizer(spec["chars"])
+    if not any((folder / name).is_file() for name in HF_TOKENIZER_FILES):
+        files = ", ".join(HF_TOKENIZER_FILES)
+        raise ValueError(f"{str(folder)!r} holds no tokenizer: expected {CHAR_TOKENIZER_FILE} (iftgym lm --save) or "
+                         f"a Hugging Face tokenizer's files ({files}; save_pretrained)")  # fmt: skip
     transformers = import_transformers()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
