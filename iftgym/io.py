@@ -7,12 +7,15 @@
   all are written do they replace the previous run's outputs, with interrupts held back for the moment of the swap,
   so old and new files never mix. A manifest names the files a run wrote, so the next run removes exactly those
   and never a file of the user's.
+* :func:`safe_name`: every file or folder name made from user text (rules, variants, maps, tasks, worlds, axes)
+  goes through it, so no text can name a path outside its folder.
 * Temporary files and staging folders carry the writing process's id: what a killed run left behind is removed by
   the next run in that folder (:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,7 +23,7 @@ import re
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,11 +115,35 @@ def remove_leftovers(folder: Path) -> list[Path]:
     return removed
 
 
+_UNSAFE = re.compile(r"(?:[^A-Za-z0-9._]|\.{2,})+")  # runs of other characters, and of dots, become one "-"
+MAX_NAME = 80
+
+
+def safe_name(text: str, taken: frozenset[str] | set[str] = frozenset(), default: str = "item") -> str:
+    """A file or folder name made from user text that stays inside its folder: letters, digits, ``.``, ``_`` and
+    ``-`` only (every other run of characters, or of dots and dashes, becomes ``-``), never hidden, never empty
+    (``default``), at most ``MAX_NAME`` characters (a longer text is cut and keeps a hash of the whole, so two long
+    texts stay apart) and never one of ``taken`` (``-2``, ``-3``... appended). ``ift(lam=0)`` -> ``ift-lam-0``; ``../../x`` -> ``x``."""
+    stem = _UNSAFE.sub("-", text).strip(".-") or default
+    if len(stem) > MAX_NAME:
+        stem = f"{stem[: MAX_NAME - 9]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    unique, index = stem, 2
+    while unique in taken:
+        unique, index = f"{stem}-{index}", index + 1
+    return unique
+
+
+def inside(folder: str | os.PathLike, text: str) -> Path:
+    """``folder / safe_name(text)``: the path of an entry named after user text, always directly in ``folder``."""
+    return Path(folder) / safe_name(text)
+
+
 @contextmanager
-def replace_outputs(out: Path) -> Iterator[Path]:
+def replace_outputs(out: Path, keep: Collection[str] = ()) -> Iterator[Path]:
     """Yield a staging folder inside ``out`` to write a run's outputs into; when the block ends normally, they
     replace the previous run's outputs in ``out`` all together (files of the previous run that this run did not
-    write are removed; other files are left alone). On an error or an interrupt ``out`` is left as it was."""
+    write are removed, except the names in ``keep``: the files this run read its input from; other files are left
+    alone). On an error or an interrupt ``out`` is left as it was."""
     remove_leftovers(out)
     staging = out / f"{STAGING}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -124,23 +151,25 @@ def replace_outputs(out: Path) -> Iterator[Path]:
     try:
         yield staging
         with _signals_held():
-            _swap(staging, out)
+            _swap(staging, out, set(keep))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _swap(staging: Path, out: Path) -> None:
+def _swap(staging: Path, out: Path, keep: set[str]) -> None:
     new = sorted(p.name for p in staging.iterdir())
     try:
         old = json.loads((out / MANIFEST).read_text())["files"]
+        old = [name for name in old if isinstance(name, str)]
     except (OSError, ValueError, KeyError, TypeError):
         old = []
+    kept = sorted(name for name in set(old) & keep - set(new) if (out / name).is_file())
     for name in new:
         os.replace(staging / name, out / name)
-    for name in set(old) - set(new):
-        if isinstance(name, str) and "/" not in name and name not in (MANIFEST, ".", ".."):
+    for name in set(old) - set(new) - keep:
+        if "/" not in name and name not in (MANIFEST, ".", "..") and not (out / name).is_dir():
             (out / name).unlink(missing_ok=True)
-    write_json({"files": new}, out / MANIFEST)
+    write_json({"files": sorted(new + kept)}, out / MANIFEST)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")  # an identifier with dashes: safe in a path, a flag, a recipe
 
 
 class Registry(Generic[T]):
@@ -39,9 +41,10 @@ class Registry(Generic[T]):
 
     def register(self, name: str, entry: T, *, replace: bool = False) -> T:
         """Add ``entry`` under ``name``; an existing name needs ``replace=True``. Returns ``entry``."""
-        if not isinstance(name, str) or not name or any(c in name for c in ",+=() \t\n"):
-            raise ValueError(f"{self.kind} name {name!r} is invalid: expected a non-empty name without spaces, "
-                             "commas, '+', '=' or parentheses")  # fmt: skip
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            shown = repr(name[:60]) + ("..." if len(name) > 60 else "") if isinstance(name, str) else repr(name)
+            raise ValueError(f"{self.kind} name {shown} is invalid: expected letters, digits, '_' and '-' (at most "
+                             "64, not starting with a digit or '-'), e.g. my-rule")  # fmt: skip
         if name in self._entries and not replace and self._entries[name] is not entry:
             raise ValueError(f"{self.kind} {name!r} is already registered: pass replace=True to replace it")
         if self.check is not None:

@@ -54,7 +54,8 @@ def test_registry_rejects_bad_names_duplicates_and_wrong_kinds() -> None:
         registry.register("one", 2)
     registry.register("one", 2, replace=True)
     assert registry.get("one") == 2
-    for bad in ("", "a b", "a+b", "x(y)", "a,b"):
+    hostile = ("../../x", "a/b", "..", ".hidden", "a\nb", "a\x00b", "-dash", "9lives", "x" * 65, "a\\b", "ä")
+    for bad in ("", "a b", "a+b", "x(y)", "a,b", *hostile, 5, None):
         with pytest.raises(ValueError, match=r"name .* is invalid"):
             registry.register(bad, 3)
     with pytest.raises(ValueError, match=r"unknown thing 'two': expected one of one"):

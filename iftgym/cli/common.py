@@ -112,14 +112,22 @@ def run_experiment(
 
 
 def save_outputs(
-    console: Console, out: Path, draw: Callable[[Path], list[Path]], results: dict[str, Any] | None = None
+    console: Console,
+    out: Path,
+    draw: Callable[[Path], list[Path]],
+    results: dict[str, Any] | None = None,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> None:
     """Write ``results.json`` (when given) and the figures ``draw(folder)`` into ``out``, replacing the previous
-    run's outputs there all together (:func:`iftgym.io.replace_outputs`), and say what was written."""
+    run's outputs there all together (:func:`iftgym.io.replace_outputs`), and say what was written. ``inputs`` are
+    the files the command read: one that lies in ``out`` is never removed as a previous output (``iftgym plot
+    runs/compare/results.json`` keeps the file it redraws)."""
     from iftgym.io import replace_outputs, write_json
 
     out.mkdir(parents=True, exist_ok=True)
-    with replace_outputs(out) as staging:
+    folder = out.resolve()
+    keep = [Path(p).name for p in inputs if p is not None and Path(p).resolve().parent == folder]
+    with replace_outputs(out, keep) as staging:
         if results is not None:
             write_json(results, staging / "results.json")
         figures = draw(staging)

@@ -108,4 +108,4 @@ def run(args: argparse.Namespace, console: Console) -> None:
         console.print(across_maps_table(results))
         if results["paired_across_maps"] is not None:
             console.print(paired_table(results["paired_across_maps"], "across maps"))
-    save_outputs(console, out, lambda folder: draw_figures(results, folder), results)
+    save_outputs(console, out, lambda folder: draw_figures(results, folder), results, inputs=config.maps)

@@ -65,7 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--save",
         default=None,
         metavar="DIR",
-        help="write each trained model with its tokenizer into DIR/<algorithm> (safetensors)",
+        help="write each trained model with its tokenizer into DIR/<algorithm> (its name made safe: sft+dpo -> "
+        "sft-dpo; safetensors)",
     )
     lm.add_argument("--train-size", type=int, default=None, help="training prompts of a generated task")
     lm.add_argument("--test-size", type=int, default=None, help="held-out prompts of a generated task")
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from iftgym.explain.strips import draw_lm_figures
     from iftgym.explain.tables import lm_table
     from iftgym.policies.base import resolve_device
-    from iftgym.policies.folder import check_model_destination
+    from iftgym.policies.folder import check_model_destination, model_folder
 
     quiet_hugging_face()
     load_plugins(args.plugin)
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     if args.save is not None:
         writable_dir(args.save)
         for algo in config.algos:
-            check_model_destination(f"{args.save}/{algo}")
+            check_model_destination(model_folder(args.save, algo))
     distributed.init_from_environment(resolve_device(config.device))
     main = distributed.is_main()
     args.live_log = out / LIVE_LOG
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         shutil.copyfile(args.live_log, folder / LOG)
         return draw_lm_figures(results, folder)
 
-    save_outputs(console, out, outputs, results)
+    save_outputs(console, out, outputs, results, inputs=[config.data, args.model_config])
     args.live_log.unlink()  # now metrics.jsonl
     if args.save is not None:
         console.print(f"saved the trained models in {escape(args.save)}/: "

@@ -28,4 +28,4 @@ def run(args: argparse.Namespace, console: Console) -> None:
     out = writable_dir(args.out or str(Path(args.results).parent))
     for entry in results["maps"]:
         console.print(compare_table(entry))
-    save_outputs(console, out, lambda folder: draw_figures(results, folder))
+    save_outputs(console, out, lambda folder: draw_figures(results, folder), inputs=[args.results])

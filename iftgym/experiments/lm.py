@@ -35,7 +35,7 @@ from iftgym.loop import TrainConfig, check_algorithms, make_stages, stage_batche
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
 from iftgym.metrics.stats import summarize
 from iftgym.policies.base import MAX_SEEDS, Policy, resolve_device
-from iftgym.policies.folder import save_model
+from iftgym.policies.folder import model_folder, save_model
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules.ift import IFTConfig
 from iftgym.types import TrainingData
@@ -275,7 +275,7 @@ def run_lm(
     try:
         for algo in config.algos:
             say(f"training {algo} on {config.task} x{config.seeds} seeds")
-            folder = None if save is None else Path(save) / algo
+            folder = None if save is None else model_folder(save, algo)
             results["algorithms"][algo] = run_algorithm(config, algo, world, data, folder,
                                                         None if log_file is None else write, bars)  # fmt: skip
     finally:

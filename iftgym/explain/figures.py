@@ -26,7 +26,7 @@ from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from iftgym.io import atomic_path
+from iftgym.io import atomic_path, safe_name
 from iftgym.metrics.stats import mean_ci
 from iftgym.worlds.frozen_lake.maps import MOVES
 from iftgym.worlds.frozen_lake.model import EXPLORED_THRESHOLD, FrozenLakeMDP
@@ -195,15 +195,10 @@ def training_curves(entry: dict[str, Any], path: Path) -> Path:
 
 
 def file_stem(name: str, taken: set[str] = frozenset()) -> str:
-    """A file name made from a map's name: its last path component without ``.txt``, letters, digits, ``.``, ``_``
-    and ``-`` only, never hidden and never one of ``taken`` — so a map given as a path (``/data/x.txt``,
-    ``../../y``) names its figures inside the output folder."""
-    base = re.sub(r"\.txt$", "", Path(name).name)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-") or "map"
-    unique, index = stem, 2
-    while unique in taken:
-        unique, index = f"{stem}-{index}", index + 1
-    return unique
+    """A file name made from a map's name: its last path component without ``.txt``, made safe by
+    :func:`iftgym.io.safe_name` — so a map given as a path (``/data/x.txt``, ``../../y``) names its figures inside
+    the output folder."""
+    return safe_name(re.sub(r"\.txt$", "", Path(name).name), taken, default="map")
 
 
 def draw_figures(results: dict[str, Any], out_dir: str | os.PathLike, max_maps: int = 3) -> list[Path]:

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from iftgym.explain.figures import save_figure
+from iftgym.io import safe_name
 
 ESTIMATES = ("teacher_forced", "ift", "on_policy")
 ESTIMATE_LABELS = {"teacher_forced": "teacher-forced", "ift": "IFT estimate", "on_policy": "on-policy"}
@@ -56,9 +57,12 @@ def draw_curves(results: dict[str, Any], path: Path) -> Path:
 
 
 def draw_lm_figures(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """``curves.png`` and one ``strips_<algo>.png`` per algorithm in ``out_dir``; returns the paths."""
+    """``curves.png`` and one ``strips_<algo>.png`` per algorithm in ``out_dir`` (its name made safe:
+    ``strips_sft-dpo.png``); returns the paths."""
     out = Path(out_dir)
     paths = [draw_curves(results, out / "curves.png")]
+    stems: set[str] = set()
     for algo, entry in results["algorithms"].items():
-        paths.append(draw_strips(entry, algo, out / f"strips_{algo.replace('+', '_then_')}.png"))
+        stems.add(stem := safe_name(f"strips_{algo}", stems))
+        paths.append(draw_strips(entry, algo, out / f"{stem}.png"))
     return paths

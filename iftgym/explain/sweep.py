@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from iftgym.experiments.compare import LOWER_IS_BETTER
-from iftgym.explain.figures import file_stem, save_figure
+from iftgym.explain.figures import save_figure
+from iftgym.io import safe_name
 
 BUDGET_SEED = 0
 
@@ -222,10 +223,10 @@ def draw_report(records: dict[str, dict[str, Any]], folder: str | Path, metric: 
     pair = heatmap or (tuple(numeric[:2]) if len(numeric) >= 2 else None)
     if pair is not None:
         figure = heatmaps(
-            records, pair[0], pair[1], metric, out / f"heatmap-{file_stem(pair[0])}-{file_stem(pair[1])}.png"
+            records, pair[0], pair[1], metric, out / f"heatmap-{safe_name(pair[0])}-{safe_name(pair[1])}.png"
         )
         written += [figure] if figure else []
     for axis in numeric:
-        figure = curves(records, axis, metric, out / f"curve-{file_stem(axis)}.png")
+        figure = curves(records, axis, metric, out / f"curve-{safe_name(axis)}.png")
         written += [figure] if figure else []
     return written

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from iftgym.io import read_json, replace_folder, write_json
+from iftgym.io import inside, read_json, replace_folder, write_json
 from iftgym.policies.base import Policy, resolve_device
 from iftgym.policies.checkpoint import load_policy, save_policy
 from iftgym.worlds.tokens.hf_tokenizer import load_tokenizer
@@ -31,6 +31,12 @@ from iftgym.worlds.tokens.tokenizer import Tokenizer
 MODEL_FILE = "iftgym_model.json"
 MODEL_FORMAT = "iftgym.model/1"
 WEIGHTS = "policy.safetensors"
+
+
+def model_folder(save: str | os.PathLike, algorithm: str) -> Path:
+    """Where ``iftgym lm --save DIR`` writes an algorithm's model: ``DIR/<algorithm>``, the name made safe
+    (:func:`iftgym.io.safe_name`: ``sft+dpo`` -> ``sft-dpo``), so no rule or variant name reaches outside ``DIR``."""
+    return inside(save, algorithm)
 
 
 def check_model_destination(path: str | os.PathLike) -> Path:

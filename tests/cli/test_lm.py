@@ -33,7 +33,7 @@ def test_lm_trains_scores_and_writes_results_and_figures(tmp_path, capsys):
             running *= p_teacher
             assert p_on == pytest.approx(running, rel=1e-4, abs=1e-7)
     assert {p.name for p in out.glob("*.png")} == {"curves.png", "strips_sft.png", "strips_ift.png",
-                                                   "strips_sft_then_dpo.png"}  # fmt: skip
+                                                   "strips_sft-dpo.png"}  # fmt: skip
     assert "greedy test" in capsys.readouterr().out
     assert LMConfig(**results["config"]).algos == ["sft", "ift", "sft+dpo"]  # the saved config can be re-run
 
