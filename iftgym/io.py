@@ -123,7 +123,8 @@ def safe_name(text: str, taken: frozenset[str] | set[str] = frozenset(), default
     """A file or folder name made from user text that stays inside its folder: letters, digits, ``.``, ``_`` and
     ``-`` only (every other run of characters, or of dots and dashes, becomes ``-``), never hidden, never empty
     (``default``), at most ``MAX_NAME`` characters (a longer text is cut and keeps a hash of the whole, so two long
-    texts stay apart) and never one of ``taken`` (``-2``, ``-3``... appended). ``ift(lam=0)`` -> ``ift-lam-0``; ``../../x`` -> ``x``."""
+    texts stay apart) and never one of ``taken`` (``-2``, ``-3``... appended): ``ift(lam=0)`` -> ``ift-lam-0``,
+    ``../../x`` -> ``x``."""
     stem = _UNSAFE.sub("-", text).strip(".-") or default
     if len(stem) > MAX_NAME:
         stem = f"{stem[: MAX_NAME - 9]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
