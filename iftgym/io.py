@@ -206,15 +206,47 @@ def write_json(data: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
-    """Read a JSON file; every failure (missing, unreadable, binary, malformed) is one ``ValueError`` naming the
-    file and ``what`` it should be."""
+    """Read a JSON file; every failure (missing, unreadable, not a regular file, larger than
+    :data:`MAX_JSON_BYTES`, binary, malformed, nested too deeply to parse) is one ``ValueError`` naming the file and
+    ``what`` it should be."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = _read_regular_file(Path(path), what, MAX_JSON_BYTES).decode("utf-8")
     except OSError as err:
-        raise ValueError(f"cannot read {what} {str(path)!r}: {err.strerror}") from None
+        raise ValueError(f"cannot read {what} {str(path)!r}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{what} {str(path)!r} is not a text file: expected JSON") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{what} {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}") from None
+    except ValueError as err:  # a number too long to convert
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {str(err)[:80]}") from None
+    except RecursionError:
+        raise ValueError(f"{what} {str(path)!r} is nested too deeply to read: expected JSON") from None
+
+
+# the largest JSON file read_json reads: a comparison on the largest maps writes a few hundred MB
+MAX_JSON_BYTES = 1 << 30
+
+
+def _read_regular_file(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes; anything else (a folder, a FIFO, a device,
+    a larger file) is refused before its data is read: a FIFO is never opened, so it cannot hang the reader."""
+    import stat
+
+    def refuse(info: os.stat_result) -> None:
+        if stat.S_ISDIR(info.st_mode):
+            raise ValueError(f"cannot read {what} {str(path)!r}: Is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"cannot read {what} {str(path)!r}: not a regular file (a FIFO, socket or device)")
+        if info.st_size > limit:
+            raise ValueError(f"{what} {str(path)!r} is {info.st_size:,} bytes: at most {limit:,} are read")
+
+    refuse(os.stat(path))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as file:
+        refuse(os.fstat(file.fileno()))  # the same file, in case it was replaced after the first look
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{what} {str(path)!r} is over {limit:,} bytes: at most {limit:,} are read")
+    return data

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
-from iftgym.io import MANIFEST, STAGING, atomic_path, remove_leftovers, replace_outputs, write_json
+from iftgym.io import (
+    MANIFEST,
+    MAX_JSON_BYTES,
+    STAGING,
+    atomic_path,
+    read_json,
+    remove_leftovers,
+    replace_outputs,
+    write_json,
+)
 
 
 def test_write_json_round_trips_and_respects_the_umask(tmp_path):
@@ -85,3 +96,47 @@ def test_write_errors_name_the_target_not_the_temporary_file(tmp_path):
     (tmp_path / "blocker").write_text("a file where a folder should be")
     with pytest.raises(OSError, match=r"cannot write '.*blocker/results\.json'"):
         write_json({}, tmp_path / "blocker" / "results.json")
+
+
+@contextmanager
+def _no_hang(seconds: int = 20):
+    """Fail, rather than hang, when the block takes longer than ``seconds`` (a FIFO opened for reading blocks)."""
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the read hung"))
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_read_json_refuses_a_fifo_without_opening_it(tmp_path):
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    with _no_hang(), pytest.raises(ValueError, match=r"^cannot read results file '.*results\.json': not a regular"):
+        read_json(fifo, "results file")
+
+
+def test_read_json_refuses_a_folder_a_huge_file_and_deep_nesting_in_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"^cannot read results file '.*': Is a directory$"):
+        read_json(tmp_path, "results file")
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as file:  # sparse: nothing is written, and nothing may be read
+        file.truncate(MAX_JSON_BYTES + 1)
+    with pytest.raises(ValueError, match=r"^results file '.*huge\.json' is 1,073,741,825 bytes: at most"):
+        read_json(huge, "results file")
+    deep = tmp_path / "deep.json"
+    for text in ("[" * 200_000 + "]" * 200_000, '{"a":' * 200_000 + "1" + "}" * 200_000):
+        deep.write_text(text)
+        with pytest.raises(ValueError, match=r"^results file '.*deep\.json' is nested too deeply to read") as err:
+            read_json(deep, "results file")
+        assert len(str(err.value)) < 200
+    long_number = tmp_path / "number.json"
+    long_number.write_text("1" * 100_000)
+    with pytest.raises(ValueError, match=r"^results file '.*number\.json' is not valid JSON") as err:
+        read_json(long_number, "results file")
+    assert len(str(err.value)) < 200
+    plain = tmp_path / "plain.json"
+    plain.write_text('{"a": [1, 2]}')
+    assert read_json(plain, "results file") == {"a": [1, 2]}

@@ -22,7 +22,9 @@ import hashlib
 import json
 import os
 import random
+import stat
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -156,19 +158,60 @@ class SB3Job:
         return policy, time.perf_counter() - start
 
 
+# what a cache entry may weigh beyond its two arrays (zip entries, npy headers); a larger file is not read
+CACHE_OVERHEAD = 1 << 16
+
+
 def _cached(job: SB3Job, cache: Path | None) -> tuple[np.ndarray, float] | None:
-    """The job's cached result, or ``None`` when there is none or it does not look like this job's (damaged or
-    written by something else: it is trained again and overwritten). Read without pickle."""
+    """The job's cached result, or ``None`` when there is none or it does not look like this job's (damaged,
+    crafted or written by something else: it is trained again and overwritten). See :func:`read_cache_entry`."""
     if cache is None:
         return None
+    return read_cache_entry(cache / f"{job.key()}.npz", len(job.rows) * len(job.rows[0]))
+
+
+def read_cache_entry(path: Path, cells: int, actions: int = 4) -> tuple[np.ndarray, float] | None:
+    """A cached policy ``(cells, actions)`` and the seconds it took to train, or ``None`` for anything else.
+
+    Nothing in the file is trusted: it must be a regular file (a FIFO or a device is never opened) no larger than
+    the two arrays need, each array's header is read before its data (a header claiming a huge shape allocates
+    nothing), and the arrays must be float, of exactly the expected shapes, finite, the policy's rows probability
+    distributions (non-negative, summing to 1 within 1e-6) and the seconds non-negative. Read without pickle; any
+    failure, of any kind, is a miss."""
     try:
-        with np.load(cache / f"{job.key()}.npz", allow_pickle=False) as saved:
-            policy, seconds = saved["policy"], float(saved["seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 8 * (cells * actions + 1) + CACHE_OVERHEAD:
+            return None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # replaced since the first look
+                return None
+            with zipfile.ZipFile(file) as archive:
+                policy = _read_array(archive, "policy.npy", (cells, actions))
+                seconds = _read_array(archive, "seconds.npy", ())
+    except Exception:  # a damaged entry, whatever the damage (zip, zlib, npy, OS errors...), is trained again
         return None
-    cells = len(job.rows) * len(job.rows[0])
-    ok = policy.shape == (cells, 4) and np.isfinite(policy).all() and np.allclose(policy.sum(axis=1), 1)
-    return (policy.astype(float), seconds) if ok else None
+    rows_ok = (policy >= 0).all() and np.allclose(policy.sum(axis=1), 1, rtol=0, atol=1e-6)
+    ok = np.isfinite(policy).all() and rows_ok and np.isfinite(seconds) and seconds >= 0
+    return (policy.astype(float), float(seconds)) if ok else None
+
+
+def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The float array ``name`` of ``archive``, of exactly ``shape``: its header is checked before any of its data
+    is read (so nothing is allocated for a wrong one), then the data is read without pickle."""
+    with archive.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            header = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"unsupported npy version {version}")
+        found, _, dtype = header
+        if found != shape or dtype.kind != "f" or dtype.itemsize > 8:
+            raise ValueError(f"array of shape {found} and dtype {dtype}, expected float {shape}")
+    with archive.open(name) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
 
 
 def _run_and_cache(job: SB3Job, cache: Path | None) -> tuple[np.ndarray, float]:

@@ -38,8 +38,8 @@ from iftgym.rules.registry import is_built_in, parse_recipe
 from iftgym.types import TrainingData
 from iftgym.validate import at_least, between, one_of, positive
 from iftgym.version import __version__
-from iftgym.worlds.frozen_lake.maps import MAX_SIDE, random_map
-from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+from iftgym.worlds.frozen_lake.maps import MAX_SIDE, random_map, validate_map
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP, check_gamma
 
 DEFAULT_ALGOS = ("sft", "ift", "dpo", "orpo", "ppo", SB3)
 METRICS = ("mse", "success", "greedy_success", "explored", "bias", *DECOMPOSED)
@@ -367,38 +367,154 @@ def across_maps(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-# what ``iftgym plot`` reads of a results file: key -> the type its value must have
-REQUIRED = {
-    "config": {"slippery": bool, "success_rate": float, "gamma": float, "algos": list},
-    "map": {"name": str, "rows": list, "optimal": dict, "algorithms": dict},
-    "optimal": {"policy": list, "values": list, "success": float},
-    "trained": {"policies": list, "summary": dict, "curves": dict, "wall_time": float},
-}
-
-
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``results.json`` written by ``iftgym compare``, checking its schema and every field that figures and
-    tables read, so a damaged file is one clear error rather than a failure half-way through drawing."""
+    tables read (types, the shapes of policies, values and curves, finite numbers, probability rows), so a damaged
+    or crafted file is one ``ValueError`` naming the file and the first bad field rather than a failure half-way
+    through drawing."""
     data = read_json(path, "results file")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"results file {str(path)!r} is not an iftgym compare result (expected schema {SCHEMA})")
-
-    def check(value: Any, kind: str, where: str) -> None:
-        if not isinstance(value, dict):
-            raise ValueError(f"results file {str(path)!r} is damaged: {where} is not an object")
-        for key, expected in REQUIRED[kind].items():
-            ok = key in value and isinstance(value[key], expected if expected is not float else (int, float))
-            if not ok:
-                raise ValueError(f"results file {str(path)!r} is damaged: {where}.{key} is missing or not a "
-                                 f"{expected.__name__}")  # fmt: skip
-
-    check(data.get("config"), "config", "config")
-    if not isinstance(data.get("maps"), list) or not data["maps"]:
-        raise ValueError(f"results file {str(path)!r} is damaged: maps is missing or empty")
-    for i, entry in enumerate(data["maps"]):
-        check(entry, "map", f"maps[{i}]")
-        check(entry["optimal"], "optimal", f"maps[{i}].optimal")
-        for algo, result in entry["algorithms"].items():
-            if not (isinstance(result, dict) and "skipped" in result):
-                check(result, "trained", f"maps[{i}].algorithms.{algo}")
+    try:
+        _check_results(data)
+    except ValueError as err:
+        raise ValueError(f"results file {str(path)!r} is damaged: {err}") from None
     return data
+
+
+# how load_results names the JSON types it expects and finds
+_KINDS = {bool: "true or false", float: "a number", str: "a string", list: "a list", dict: "an object"}
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return _KINDS[bool]
+    return next((name for kind, name in _KINDS.items() if _is(value, kind)), type(value).__name__)
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _shown(key: str) -> str:
+    """A key of the file as an error message shows it: cut to a readable length."""
+    return key if len(key) <= 40 and key.isprintable() else repr(key[:40]) + "…"
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, where: str, required: bool = True) -> Any:
+    """``obj[key]``, which must be of ``kind`` (``float``: any JSON number); ``None`` when it is absent and not
+    ``required``."""
+    if key not in obj:
+        if required:
+            raise ValueError(f"{where}.{key} is missing")
+        return None
+    if not _is(obj[key], kind):
+        raise ValueError(f"{where}.{key} is {_kind_of(obj[key])}: expected {_KINDS[kind]}")
+    return obj[key]
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} is {_kind_of(value)}: expected an object")
+    return value
+
+
+def _array(
+    obj: dict[str, Any], key: str, where: str, shape: tuple[int | str, ...], distribution: bool = False
+) -> np.ndarray:
+    """``obj[key]`` as a finite numeric array of ``shape`` (a name stands for any size from 1 up); with
+    ``distribution``, its last axis holds probability distributions (non-negative, summing to 1 within 1e-6)."""
+    value, where = _field(obj, key, list, where), f"{where}.{key}"
+    expected = f"({', '.join(map(str, shape))})" if len(shape) > 1 else f"({shape[0]},)"
+    try:
+        array = np.array(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):  # ragged, or nested past numpy's limit
+        array = np.array(None)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{where} is not a list of numbers of shape {expected} (ragged, or holds other values)")
+    if array.ndim != len(shape) or any(s != n if isinstance(n, int) else s < 1 for s, n in zip(array.shape, shape)):
+        raise ValueError(f"{where} has shape {array.shape}: expected {expected}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{where} holds a number that is not finite (NaN or infinity)")
+    if distribution and not ((array >= 0).all() and np.allclose(array.sum(-1), 1, rtol=0, atol=1e-6)):
+        raise ValueError(f"{where} has a row that is not a probability distribution (non-negative, summing to 1)")
+    return array
+
+
+def _check_summary(summary: dict[str, Any], where: str) -> None:
+    """Each metric's summary that tables read: ``null`` or ``{"mean", "ci95_low", "ci95_high"}``, numbers or
+    ``null`` (not measured; a single seed has no interval)."""
+    for metric in METRICS:
+        stats = summary.get(metric)
+        if stats is not None:
+            stats = _object(stats, f"{where}.{metric}")
+            for key in ("mean", "ci95_low", "ci95_high"):
+                if key not in stats or stats[key] is not None:
+                    _field(stats, key, float, f"{where}.{metric}")
+
+
+def _check_row(result: Any, where: str, cells: int) -> None:
+    """One algorithm's entry of a map: trained (a summary and its wall time) or skipped (the reason), with its
+    policies ``(seeds, cells, 4)`` and curves where it has them."""
+    result = _object(result, where)
+    if "policies" in result:
+        _array(result, "policies", where, ("seeds", cells, 4), distribution=True)
+    curves = result.get("curves")
+    if curves is not None and _object(curves, f"{where}.curves").get("steps"):
+        steps = _array(curves, "steps", f"{where}.curves", ("evaluations",))
+        for key in ("mse", "success"):
+            _array(curves, key, f"{where}.curves", ("seeds", len(steps)))
+    if "summary" in result:
+        _check_summary(_field(result, "summary", dict, where), f"{where}.summary")
+        _field(result, "wall_time", float, where)
+    elif not isinstance(result.get("skipped"), str):
+        raise ValueError(f"{where} has neither a summary nor the reason it was skipped")
+
+
+def _check_map(entry: Any, where: str) -> None:
+    """One map of a results file: its name and rows, the optimal policy, values and success, the demonstrated
+    cells, each algorithm's row and the reference rows."""
+    entry = _object(entry, where)
+    _field(entry, "name", str, where)
+    try:
+        rows = validate_map(_field(entry, "rows", list, where))
+    except ValueError as err:
+        raise ValueError(f"{where}.rows is not a map: {err}") from None
+    cells = len(rows) * len(rows[0])
+    optimal = _field(entry, "optimal", dict, where)
+    _array(optimal, "policy", f"{where}.optimal", (cells, 4), distribution=True)
+    _array(optimal, "values", f"{where}.optimal", (cells,))
+    _field(optimal, "success", float, f"{where}.optimal")
+    demonstrated = _field(entry, "demonstrated", list, where, required=False) or []
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < cells for c in demonstrated):
+        raise ValueError(f"{where}.demonstrated is not a list of cells: expected integers from 0 to {cells - 1}")
+    for algo, result in _field(entry, "algorithms", dict, where).items():
+        _check_row(result, f"{where}.algorithms.{_shown(algo)}", cells)
+    for name, result in (_field(entry, "references", dict, where, required=False) or {}).items():
+        row = f"{where}.references.{_shown(name)}"
+        _check_summary(_field(_object(result, row), "summary", dict, row), f"{row}.summary")
+
+
+def _check_results(data: dict[str, Any]) -> None:
+    """Every field of a results file that ``iftgym plot`` reads; a ``ValueError`` names the first bad one."""
+    config = data.get("config")
+    if not isinstance(config, dict):
+        raise ValueError("config is not an object")
+    _field(config, "slippery", bool, "config")
+    _field(config, "algos", list, "config")
+    if config.get("baseline") is not None:
+        _field(config, "baseline", str, "config")
+    try:
+        between("success_rate", _field(config, "success_rate", float, "config"), 0, 1, include_low=False)
+        check_gamma(_field(config, "gamma", float, "config"))
+    except ValueError as err:
+        raise ValueError(f"config: {err}") from None
+    maps = data.get("maps")
+    if not isinstance(maps, list) or not maps:
+        raise ValueError("maps is missing or empty")
+    for i, entry in enumerate(maps):
+        _check_map(entry, f"maps[{i}]")
