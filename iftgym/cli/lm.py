@@ -39,9 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lm.add_argument("--seeds", type=int, default=3, help="seeds per algorithm, trained batched (default: 3)")
     lm.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 0.003)")
     lm.add_argument("--batch-size", type=int, default=64, help="sequences or pairs per step (default: 64)")
-    lm.add_argument("--n-layer", type=int, default=2, help="transformer blocks (default: 2)")
-    lm.add_argument("--n-head", type=int, default=4, help="attention heads (default: 4)")
-    lm.add_argument("--n-embd", type=int, default=64, help="model width (default: 64)")
+    lm.add_argument("--n-layer", type=int, default=None, help="TinyGPT's transformer blocks (default: 2)")
+    lm.add_argument("--n-head", type=int, default=None, help="TinyGPT's attention heads (default: 4)")
+    lm.add_argument("--n-embd", type=int, default=None, help="TinyGPT's width (default: 64)")
     lm.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda (default: auto)")
     lm.add_argument("--data", default=None, help="JSONL file in a TRL format (prompt/completion, prompt/chosen/"
                     "rejected, conversational, messages), or a shipped sample (reverse, reverse_preference, "
@@ -83,7 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> None:
     """Run ``iftgym lm`` with parsed ``args``, printing to ``console``."""
     from iftgym import distributed
-    from iftgym.experiments.lm import LMConfig, run_lm
+    from iftgym.experiments.lm import TINY_GPT_SHAPE, LMConfig, run_lm
     from iftgym.explain.strips import draw_lm_figures
     from iftgym.explain.tables import lm_table
     from iftgym.policies.base import resolve_device
@@ -91,10 +91,17 @@ def run(args: argparse.Namespace, console: Console) -> None:
 
     quiet_hugging_face()
     load_plugins(args.plugin)
+    shape = {name: getattr(args, name) for name in TINY_GPT_SHAPE if getattr(args, name) is not None}
+    model = "--model-config" if args.model_config is not None else "--pretrained" if args.pretrained else None
+    if shape and model is not None:  # TinyGPT's shape: it would be ignored
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in shape)
+        verb = "has" if len(shape) == 1 else "have"
+        raise ValueError(f"{flags} {verb} no effect with {model}: the Hugging Face model's config sets its shape; "
+                         "drop the flag or set the size in the model's config")  # fmt: skip
     config = LMConfig(
         task=args.task or ("jsonl" if args.data else "addition"), algos=split_names(args.algo), steps=args.steps,
-        seeds=args.seeds, lr=args.lr, batch_size=args.batch_size, n_layer=args.n_layer, n_head=args.n_head,
-        n_embd=args.n_embd, device=args.device, data=args.data, n_train=args.train_size, n_test=args.test_size,
+        seeds=args.seeds, lr=args.lr, batch_size=args.batch_size, **shape,
+        device=args.device, data=args.data, n_train=args.train_size, n_test=args.test_size,
         task_args=key_values(args.task_arg, "--task-arg"), reward=args.reward, eval_every=args.eval_every,
         seed=args.seed, rule_overrides=parse_overrides(args.set),
         stage_lrs=key_values(args.stage_lr, "--stage-lr", "RULE=LR"), model_config=args.model_config,

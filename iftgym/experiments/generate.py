@@ -46,6 +46,14 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         if isinstance(self.prompts, str) or not self.prompts or not all(isinstance(p, str) for p in self.prompts):
             raise ValueError("prompts must be a non-empty list of strings: expected at least one --prompt TEXT")
+        for number, prompt in enumerate(self.prompts, 1):
+            try:
+                prompt.encode("utf-8")
+            except UnicodeEncodeError as err:  # a byte that is not UTF-8 reaches Python as a lone surrogate
+                bad = prompt[err.start]
+                byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"{bad!r}"
+                raise ValueError(f"prompt {number} is not UTF-8 text ({byte} at character {err.start + 1}): expected "
+                                 "prompts in UTF-8") from None  # fmt: skip
         if self.max_new_tokens is not None:
             at_least("max_new_tokens", self.max_new_tokens, 1, high=MAX_NEW_TOKENS, note="or None")
         positive("temperature", self.temperature)
@@ -55,6 +63,23 @@ class GenerateConfig:
         at_least("seed", self.seed, 0)
         if not self.sample and (self.temperature != 1.0 or self.top_k is not None or self.top_p != 1.0):
             raise ValueError("temperature, top_k and top_p only apply to sampling: add sample (--sample) or drop them")
+
+
+def unknown_characters(tokenizer: Tokenizer, text: str) -> list[str]:
+    """The characters of ``text`` that ``tokenizer`` can only write as its unknown token (a Hugging Face tokenizer
+    with an ``unk_token``; the character tokenizer refuses such characters itself), sorted."""
+    hf = getattr(tokenizer, "hf", None)
+    unknown = getattr(hf, "unk_token_id", None)
+    chars = sorted(set(text))
+    if unknown is None or not chars:
+        return []
+    return [c for c, ids in zip(chars, hf(chars, add_special_tokens=False)["input_ids"]) if unknown in ids]
+
+
+def describe_characters(chars: list[str], most: int = 8) -> str:
+    """``'A', 'B', 'C'``: characters for a message, at most ``most`` of them named."""
+    shown = ", ".join(repr(c) for c in chars[:most])
+    return shown + (f" and {len(chars) - most} more" if len(chars) > most else "")
 
 
 def encode_prompts(tokenizer: Tokenizer, prompts: list[str], chat: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,6 +93,12 @@ def generate_text(config: GenerateConfig) -> dict[str, Any]:
     "new_tokens", "seconds", ...}``; an answer that did not reach ``<eos>`` within ``max_new_tokens`` is
     unfinished."""
     policy, tokenizer = load_model(config.model, config.device)
+    for number, prompt in enumerate(config.prompts, 1):
+        lacking = unknown_characters(tokenizer, prompt)
+        if lacking:
+            raise ValueError(f"prompt {number} has characters the model's tokenizer lacks: "
+                             f"{describe_characters(lacking)} (they would be read as its unknown token): expected "
+                             "prompts in the characters the model was trained on")  # fmt: skip
     prompts, lengths = encode_prompts(tokenizer, config.prompts, config.chat)
     limit, longest = getattr(policy, "block_size", None), int(lengths.max())  # positions the model reads
     room = MAX_NEW_TOKENS if limit is None else limit - longest

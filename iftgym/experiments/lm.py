@@ -39,13 +39,14 @@ from iftgym.policies.folder import model_folder, save_model
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules.ift import IFTConfig
 from iftgym.types import TrainingData
-from iftgym.validate import at_least, positive
+from iftgym.validate import at_least, one_of, positive
 from iftgym.worlds.tokens.hf_tokenizer import load_tokenizer
 from iftgym.worlds.tokens.tasks import TASKS, Example, Task, make_task
 from iftgym.worlds.tokens.tokenizer import CharTokenizer, Tokenizer, prompt_text
-from iftgym.worlds.tokens.world import SCORES, TokenWorld
+from iftgym.worlds.tokens.world import REWARD_MODES, SCORES, TokenWorld
 
 SCHEMA = "iftgym.lm/1"
+TINY_GPT_SHAPE = ("n_layer", "n_head", "n_embd")  # settings of TinyGPT alone, not of a Hugging Face model
 ESTIMATES = ("teacher_forced", "ift", "on_policy")
 
 
@@ -94,6 +95,16 @@ class LMConfig:
         for name in ("steps", "batch_size", "strips"):
             at_least(name, getattr(self, name), 1)
         at_least("seeds", self.seeds, 1, high=MAX_SEEDS)
+        for name in TINY_GPT_SHAPE:
+            at_least(name, getattr(self, name), 1)
+            if self.uses_hf() and getattr(self, name) != getattr(LMConfig, name):  # TinyGPT's alone
+                model = "model_config" if self.model_config is not None else "pretrained"
+                raise ValueError(f"{name}={getattr(self, name)} has no effect with {model}: the Hugging Face model's "
+                                 f"own config sets its shape; expected {name} left at its default")  # fmt: skip
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: expected n_embd a "
+                             "multiple of n_head (each head reads n_embd / n_head dimensions)")  # fmt: skip
+        one_of("reward", self.reward, REWARD_MODES)
         positive("lr", self.lr)
         resolve_device(self.device)
         at_least("eval_every", self.eval_every, 0)
@@ -106,10 +117,10 @@ class LMConfig:
         if self.model_config is not None and not isinstance(self.model_config, dict):
             raise ValueError(f"model_config is {type(self.model_config).__name__}: expected a JSON object such as "
                              '{"model_type": "gpt2", "n_layer": 2}')  # fmt: skip
-        if self.model_config is not None:  # an unknown model type or setting is refused before any work
-            from iftgym.policies.hf import model_config
+        if self.model_config is not None:  # an unknown model type or setting, or too big a model, is refused before
+            from iftgym.policies.hf import check_config_memory, model_config  # any work
 
-            model_config(self.model_config)
+            check_config_memory(model_config(self.model_config), self.seeds)
         for name in ("pretrained", "tokenizer"):
             folder = getattr(self, name)
             if folder is not None and not Path(folder).is_dir():
@@ -117,6 +128,10 @@ class LMConfig:
         if self.pretrained is not None and not (Path(self.pretrained) / "config.json").is_file():
             raise ValueError(f"pretrained folder {self.pretrained!r} is not a model folder: expected config.json and "
                              "safetensors weights (written by save_pretrained)")  # fmt: skip
+        if self.pretrained is not None:
+            from iftgym.policies.hf import check_config_memory, pretrained_config
+
+            check_config_memory(pretrained_config(self.pretrained), self.seeds)
 
     def make_task(self) -> Task:
         """The task, built from ``task``, ``data``, ``task_args``, ``n_train`` and ``n_test``."""
@@ -129,9 +144,21 @@ class LMConfig:
         return make_task(self.task, **kwargs)
 
     def make_tokenizer(self, task: Task) -> Tokenizer:
-        """The tokenizer folder's, else a pretrained folder's own, else the character tokenizer of ``task``."""
+        """The tokenizer folder's, else a pretrained folder's own, else the character tokenizer of ``task``; a
+        tokenizer that would read a character of the task as its unknown token is refused."""
+        from iftgym.experiments.generate import describe_characters, unknown_characters
+
         folder = self.tokenizer or self.pretrained
-        return CharTokenizer(task.alphabet) if folder is None else load_tokenizer(folder)
+        if folder is None:
+            return CharTokenizer(task.alphabet)
+        tokenizer = load_tokenizer(folder)
+        lacking = unknown_characters(tokenizer, task.alphabet)
+        if lacking:
+            data = f"the data file {self.data!r}" if self.task == "jsonl" else f"task {self.task!r}"
+            raise ValueError(f"the tokenizer of {folder!r} lacks characters of {data}: "
+                             f"{describe_characters(lacking)} (they would become its unknown token): expected a "
+                             "tokenizer that covers the data")  # fmt: skip
+        return tokenizer
 
     def uses_hf(self) -> bool:
         """Whether the model is a Hugging Face one (built from a config or read from a folder)."""

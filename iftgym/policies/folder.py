@@ -72,17 +72,26 @@ def save_model(
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Policy, Tokenizer]:
     """The policy (every seed) and tokenizer of a model folder written by :func:`save_model`, or of a plain Hugging
-    Face model folder; every failure is one ``ValueError`` naming the folder."""
+    Face model folder; every failure is one ``ValueError`` naming the folder (a tokenizer larger than the model's
+    vocabulary too)."""
+    policy, tokenizer = _read_model(Path(path), resolve_device(device))
+    if tokenizer.vocab_size > policy.n_actions:  # its ids beyond the model's would index past its embedding
+        raise ValueError(f"the tokenizer of {str(path)!r} has {tokenizer.vocab_size} tokens and the model reads "
+                         f"{policy.n_actions}: expected a tokenizer no larger than the model's vocabulary")  # fmt: skip
+    return policy, tokenizer
+
+
+def _read_model(path: Path, device: torch.device) -> tuple[Policy, Tokenizer]:
+    """What :func:`load_model` reads, before the two are checked against each other."""
     from iftgym.policies.hf import HFPolicy
 
-    path = Path(path)
-    device = resolve_device(device)
     if not path.is_dir():
         raise ValueError(f"model folder {str(path)!r} does not exist: expected a folder written by iftgym lm --save "
                          "or save_pretrained")  # fmt: skip
     if not (path / MODEL_FILE).is_file():
         if (path / "config.json").is_file():  # a Hugging Face model folder
-            return HFPolicy(pretrained=path, device=device), load_tokenizer(path)
+            tokenizer = load_tokenizer(path)  # the cheaper read first
+            return HFPolicy(pretrained=path, device=device), tokenizer
         raise ValueError(f"{str(path)!r} is not a model folder: expected {MODEL_FILE} (iftgym lm --save) or "
                          "config.json (save_pretrained)")  # fmt: skip
     spec = read_json(path / MODEL_FILE, "model description")

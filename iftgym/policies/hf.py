@@ -15,6 +15,8 @@ per-seed generators. ``decode`` runs the model with its own key-value cache (``p
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iftgym.policies.base import Policy, check_parameter_memory, resolve_device
+from iftgym.policies.base import Policy, check_parameter_memory, check_seeds, resolve_device
 from iftgym.worlds.tokens.hf_tokenizer import import_transformers
 
 
@@ -35,18 +37,66 @@ def model_config(config: Any) -> Any:
     if isinstance(config, transformers.PretrainedConfig):
         return config
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
-        raise ValueError(f"config={config!r} is not a model config: expected a transformers config or a dict with a "
-                         "'model_type' such as 'gpt2'")  # fmt: skip
+        raise ValueError(f"config={_cut(repr(config))} is not a model config: expected a transformers config or a "
+                         "dict with a 'model_type' such as 'gpt2'")  # fmt: skip
     settings = dict(config)
     kind = settings.pop("model_type")
     if kind not in transformers.CONFIG_MAPPING:
-        raise ValueError(f"model_type {kind!r} is unknown to transformers {transformers.__version__}: expected a model "
-                         "type it knows, such as gpt2, llama, qwen2")  # fmt: skip
+        raise ValueError(f"model_type {_cut(repr(kind))} is unknown to transformers {transformers.__version__}: "
+                         "expected a model type it knows, such as gpt2, llama, qwen2")  # fmt: skip
     try:
         return transformers.AutoConfig.for_model(kind, **settings)
     except Exception as err:  # user input: transformers and huggingface_hub raise classes of their own
         why = " ".join(str(err).split()) or type(err).__name__
-        raise ValueError(f"cannot build a {kind} config from {config}: {why}") from None
+        raise ValueError(f"cannot build a {kind} config from {_cut(str(config))}: {_cut(why)}") from None
+
+
+ROTARY = ("rope_parameters", "rope_theta", "rope_scaling", "rotary_dim", "rotary_pct")  # set: rotary positions
+
+
+def _size(config: Any, *names: str) -> int | None:
+    """The first of ``names`` that ``config`` sets to a positive finite number, as an int (``None`` if none does):
+    a size read for an estimate, whatever its type (the model's own checks judge the type)."""
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return int(value)
+    return None
+
+
+def estimate_parameters(config: Any) -> int:
+    """An upper bound of the parameter count of the causal LM ``config`` describes, read from the config alone (no
+    weights are built): token embeddings and an untied head (``vocab_size x hidden_size`` each; one table when
+    ``tie_word_embeddings``), learned positions
+    (``max_position_embeddings x hidden_size``, none for rotary positions), and per layer the attention
+    projections (grouped key-value heads as set), a gated MLP (three ``hidden x intermediate`` matrices, GPT-2 has
+    two; times the experts of a mixture), biases and norms. Close for GPT-2- and Llama-like models, never below."""
+    hidden = _size(config, "hidden_size", "n_embd", "d_model") or 0
+    layers = _size(config, "num_hidden_layers", "n_layer", "num_layers") or 0
+    vocab = _size(config, "vocab_size") or 0
+    positions = _size(config, "max_position_embeddings", "n_positions") or 0
+    if any(getattr(config, name, None) is not None for name in ROTARY):  # positions rotate: no table of them
+        positions = 0
+    inner = _size(config, "intermediate_size", "n_inner", "ffn_dim", "d_ff") or 4 * hidden
+    experts = _size(config, "num_local_experts", "num_experts", "n_routed_experts") or 1
+    heads = _size(config, "num_attention_heads", "n_head")
+    head_dim = _size(config, "head_dim") or (hidden // heads if heads else hidden)
+    query = max(hidden, (heads or 1) * head_dim)
+    key_value = max(query, (_size(config, "num_key_value_heads") or 0) * head_dim)
+    attention = 2 * hidden * query + 2 * hidden * key_value + 2 * query + 2 * key_value
+    mlp = experts * (3 * hidden * inner + inner + 2 * hidden)
+    per_layer = attention + mlp + 8 * hidden
+    tables = 1 if getattr(config, "tie_word_embeddings", False) is True else 2  # the head shares the embedding
+    return layers * per_layer + tables * vocab * hidden + positions * hidden + 4 * hidden + vocab
+
+
+def check_config_memory(config: Any, n_seeds: int) -> None:
+    """Refuse, before any weights are built, a config whose K seeds' training state would not fit in memory (the
+    parameter count :func:`estimate_parameters` reads from the config)."""
+    kind = getattr(config, "model_type", None) or "model"
+    seeds = f"{n_seeds} seed" + ("s" if n_seeds != 1 else "")
+    advice = "lower seeds or the config's sizes (n_layer/num_hidden_layers, hidden size, vocab_size)"
+    check_parameter_memory(f"a {kind} config with {seeds}", n_seeds * estimate_parameters(config), advice)
 
 
 class HFPolicy(Policy):
@@ -82,8 +132,9 @@ class HFPolicy(Policy):
                 if not (folder / "config.json").is_file():
                     raise ValueError(f"pretrained={str(folder)!r} is not a model folder: expected a folder with "
                                      "config.json and model.safetensors (written by save_pretrained)")  # fmt: skip
-            config = transformers.AutoConfig.from_pretrained(folders[0], local_files_only=True)
+            config = pretrained_config(folders[0])
         config = model_config(config)
+        check_config_memory(config, len(check_seeds(seeds)))  # before any weights are built
         super().__init__(seeds, config.vocab_size)
         if pretrained is not None and len(folders) == 1:
             folders *= self.n_seeds
@@ -171,10 +222,43 @@ class HFPolicy(Policy):
         return folders
 
 
+def _cut(text: str, limit: int = 100) -> str:
+    """``text`` as echoed in an error message: at most ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message (its class name if it has none), cut to a readable length."""
+    text = str(err).strip()
+    return _cut(text.splitlines()[0] if text else type(err).__name__)
+
+
+def pretrained_config(folder: str | os.PathLike) -> Any:
+    """A model folder's ``config.json`` as a ``transformers`` config (nothing else is read), every failure one
+    ``ValueError``."""
+    transformers, folder = import_transformers(), Path(folder)
+    try:
+        return transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"cannot read the model config {str(folder / 'config.json')!r}: {_first_line(err)}") from None
+
+
 def _load_pretrained(transformers: Any, folder: Path) -> Any:
-    """``from_pretrained`` from a local folder of safetensors weights, every failure one ``ValueError``."""
+    """``from_pretrained`` from a local folder of safetensors weights (never a pickle), every failure one
+    ``ValueError``; a weights file that is not safetensors (a pickle renamed, a truncated file) is named."""
+    from safetensors import SafetensorError, safe_open
+
     try:
         return transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    except SafetensorError as err:
+        for path in sorted(folder.glob("*.safetensors")):  # which file: each header read, no tensor loaded
+            try:
+                with safe_open(path, framework="pt"):
+                    pass
+            except (SafetensorError, OSError) as bad:
+                raise ValueError(f"{str(path)!r} is not a valid safetensors file ({_first_line(bad)}): expected "
+                                 "weights written by save_pretrained; pickles are never loaded") from None  # fmt: skip
+        raise ValueError(f"cannot load a model from {str(folder)!r}: a weights file is not a valid safetensors file "
+                         f"({_first_line(err)})") from None  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot load a model from {str(folder)!r}: {first}") from None
+        raise ValueError(f"cannot load a model from {str(folder)!r}: {_first_line(err)}") from None

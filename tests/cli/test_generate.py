@@ -101,3 +101,44 @@ def test_lm_trains_on_from_a_pretrained_hugging_face_folder(tmp_path) -> None:
     assert main(args) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["task"]["vocab_size"] == tokenizer.vocab_size + 6 and results["task"]["tokenizer"] == "HFTokenizer"
+
+
+@pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory):
+    """Plain Hugging Face folders with a character tokenizer: one whose model reads every token, and one whose
+    model reads fewer tokens than its tokenizer has."""
+    pytest.importorskip("transformers")
+    from iftgym.policies.hf import HFPolicy
+    from iftgym.worlds.tokens.hf_tokenizer import character_tokenizer
+
+    root = tmp_path_factory.mktemp("hf")
+    tokenizer = character_tokenizer("abcdefghijklmnopqrstuvwxyz :")
+    for name, vocab in (("fits", tokenizer.vocab_size), ("small", tokenizer.vocab_size - 10)):
+        policy = HFPolicy({"model_type": "gpt2", "vocab_size": vocab, "n_positions": 32, "n_embd": 16, "n_layer": 1,
+                           "n_head": 2}, seeds=[0], device="cpu")  # fmt: skip
+        policy.models[0].save_pretrained(root / name)
+        tokenizer.save(root / name)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("folder", "prompt", "message"),
+    [
+        ("fits", "ab\udcffc", "prompt 1 is not UTF-8 text (byte 0xff at character 3)"),  # as argv delivers it
+        ("fits", "reverse AB:", "prompt 1 has characters the model's tokenizer lacks: 'A', 'B'"),
+        ("small", "ab", "has 35 tokens and the model reads 25: expected a tokenizer no larger"),
+    ],
+)
+def test_bad_prompts_and_tokenizers_of_hugging_face_folders_are_refused(hf_folders, capsys, folder, prompt,
+                                                                         message) -> None:  # fmt: skip
+    assert main(["generate", "--model", str(hf_folders / folder), "--prompt", prompt]) == 2
+    err = capsys.readouterr().err
+    # transformers, imported by the fixture before the command could quiet it, may draw its loading bar first
+    lines = [line for line in err.splitlines() if line.strip() and "Loading weights" not in line]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+
+
+def test_a_hugging_face_folder_answers_its_prompts(hf_folders, capsys) -> None:
+    assert main(["generate", "--model", str(hf_folders / "fits"), "--prompt", "reverse ab:", "--max-new-tokens",
+                 "3"]) == 0  # fmt: skip
+    assert "reverse ab:" in capsys.readouterr().out

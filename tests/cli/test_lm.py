@@ -11,6 +11,7 @@ from iftgym.experiments.lm import SCHEMA, LMConfig
 
 TINY = ["--steps", "2", "--seeds", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "8",
         "--device", "cpu"]  # fmt: skip
+RUN = ["--steps", "2", "--seeds", "2", "--batch-size", "8", "--device", "cpu"]  # a Hugging Face model's: no shape
 
 
 def test_lm_trains_scores_and_writes_results_and_figures(tmp_path, capsys):
@@ -97,7 +98,58 @@ def test_bad_models_tokenizers_and_chat_data_are_refused_before_any_output(
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
     task = [] if "--data" in extra else ["--data", "reverse"]
-    assert main(["lm", *TINY, *task, *extra, "--out", "run"]) == 2
+    assert main(["lm", *RUN, *task, *extra, "--out", "run"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()  # not even the folder of the live log
+
+
+@pytest.mark.parametrize(
+    ("flags", "model", "message"),
+    [
+        (["--n-layer", "2"], "--model-config", "--n-layer has no effect with --model-config"),
+        (["--n-head", "2", "--n-embd", "16"], "--model-config", "--n-head, --n-embd have no effect with"),
+        (["--n-embd", "64"], "--pretrained", "--n-embd has no effect with --pretrained"),
+    ],
+)
+def test_tiny_gpt_shape_flags_beside_a_hugging_face_model_are_refused(tmp_path, capsys, monkeypatch, flags, model,
+                                                                      message):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.json").write_text('{"model_type": "gpt2", "n_layer": 1}')
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text('{"model_type": "gpt2"}')
+    value = "m.json" if model == "--model-config" else "base"
+    assert main(["lm", *RUN, "--data", "reverse", model, value, *flags, "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_huge_model_config_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+
+    def build(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config", build)
+    (tmp_path / "m.json").write_text('{"model_type": "gpt2", "n_layer": 10000, "vocab_size": 100000000}')
+    assert main(["lm", *RUN, "--data", "reverse", "--model-config", str(tmp_path / "m.json"),
+                 "--out", str(tmp_path / "run")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "a gpt2 config with 2 seeds" in err and "more than this machine's" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_characters_the_tokenizer_lacks_are_refused(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from iftgym.worlds.tokens.hf_tokenizer import character_tokenizer
+
+    character_tokenizer("abcdefghijklmnopqrstuvwxyz :").save(tmp_path / "tokenizer")
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"prompt": "reverse ab:", "completion": "ba"}\n{"prompt": "reverse Zé:", "completion": "éZ"}\n')
+    (tmp_path / "m.json").write_text('{"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 16}')
+    assert main(["lm", *RUN, "--data", str(data), "--model-config", str(tmp_path / "m.json"), "--tokenizer",
+                 str(tmp_path / "tokenizer"), "--out", str(tmp_path / "run")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "lacks characters of the data file" in err and "data.jsonl" in err and "'Z', 'é'" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()

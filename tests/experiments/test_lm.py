@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from iftgym.experiments.lm import SCHEMA, LMConfig, run_lm
 
@@ -50,3 +51,19 @@ def test_variants_and_controls_are_rows_of_an_lm_run() -> None:
         0,
         0.5,
     )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"n_head": 3, "n_embd": 8}, "n_embd=8 is not divisible by n_head=3"),
+        ({"n_layer": 0}, "n_layer=0 is out of range"),
+        ({"reward": "dense"}, "reward='dense' is not supported: expected one of 'end', 'token'"),
+        ({"model_config": {"model_type": "gpt2"}, "n_layer": 3}, "n_layer=3 has no effect with model_config"),
+    ],
+)
+def test_lm_configs_are_checked_when_made(settings, message) -> None:
+    if "model_config" in settings:
+        pytest.importorskip("transformers")
+    with pytest.raises(ValueError, match=message):
+        LMConfig(**settings)

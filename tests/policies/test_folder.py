@@ -63,3 +63,32 @@ def test_a_folder_that_is_not_a_model_is_neither_replaced_nor_read(tmp_path) -> 
     with pytest.raises(ValueError, match="is not an iftgym model description"):
         load_model(mine)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused(reverse, tmp_path) -> None:
+    pytest.importorskip("transformers")
+    from iftgym.policies.hf import HFPolicy
+    from iftgym.worlds.tokens.hf_tokenizer import character_tokenizer
+
+    tokenizer = character_tokenizer(reverse.task.alphabet)
+    small = HFPolicy({"model_type": "gpt2", "vocab_size": tokenizer.vocab_size - 5, "n_positions": 32, "n_embd": 16,
+                      "n_layer": 1, "n_head": 2}, seeds=[0], device="cpu")  # fmt: skip
+    small.models[0].save_pretrained(tmp_path / "plain")
+    tokenizer.save(tmp_path / "plain")
+    with pytest.raises(ValueError, match=f"has {tokenizer.vocab_size} tokens and the model reads "
+                       f"{tokenizer.vocab_size - 5}: expected a tokenizer no larger"):  # fmt: skip
+        load_model(tmp_path / "plain")
+
+
+def test_a_weights_file_that_is_not_safetensors_is_named(reverse, tmp_path) -> None:
+    pytest.importorskip("transformers")
+    from iftgym.policies.hf import HFPolicy
+    from iftgym.worlds.tokens.hf_tokenizer import character_tokenizer
+
+    tokenizer = character_tokenizer(reverse.task.alphabet)
+    policy = HFPolicy({"model_type": "gpt2", "vocab_size": tokenizer.vocab_size, "n_positions": 32, "n_embd": 16,
+                       "n_layer": 1, "n_head": 2}, seeds=[0], device="cpu")  # fmt: skip
+    folder = save_model(policy, tokenizer, tmp_path / "model")
+    (folder / "seed-0" / "model.safetensors").write_bytes(b"\x80\x04not a safetensors file")
+    with pytest.raises(ValueError, match=r"seed-0/model\.safetensors' is not a valid safetensors file"):
+        load_model(folder)

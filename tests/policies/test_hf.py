@@ -150,3 +150,59 @@ def test_a_pretrained_folder_starts_every_seed_from_its_weights(reverse, tmp_pat
 def test_bad_models_are_refused_in_one_line(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         HFPolicy(**kwargs, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings"),
+    [
+        ("gpt2", {"n_layer": 2, "n_embd": 32, "n_head": 4, "vocab_size": 50, "n_positions": 32}),
+        ("gpt2", {"n_layer": 3, "n_embd": 16, "n_head": 2, "vocab_size": 70, "n_positions": 24, "n_inner": 100,
+                  "tie_word_embeddings": False}),
+        ("llama", {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 80, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "vocab_size": 50}),
+        ("qwen2", {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 80, "num_attention_heads": 4,
+                   "vocab_size": 50}),
+        ("mixtral", {"num_hidden_layers": 1, "hidden_size": 16, "intermediate_size": 40, "num_attention_heads": 2,
+                     "num_key_value_heads": 2, "num_local_experts": 3, "vocab_size": 50}),
+    ],
+)  # fmt: skip
+def test_the_parameter_count_read_from_a_config_bounds_the_model_closely(kind, settings) -> None:
+    from iftgym.policies.hf import estimate_parameters, model_config
+
+    config = model_config({"model_type": kind, **settings})
+    actual = transformers.AutoModelForCausalLM.from_config(config).num_parameters()
+    assert actual <= estimate_parameters(config) <= 1.5 * actual
+
+
+def test_a_huge_config_is_refused_before_any_weights_are_built(monkeypatch) -> None:
+    def build(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config", build)
+    huge = {"model_type": "gpt2", "n_layer": 10_000, "vocab_size": 10**8}
+    with pytest.raises(ValueError, match=r"a gpt2 config with 3 seeds \([\d,]+ parameters\) needs about .* more than "
+                       "this machine's") as err:  # fmt: skip
+        HFPolicy(huge, seeds=3, device="cpu")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+def test_a_pickle_named_model_safetensors_is_refused_and_never_unpickled(reverse, tmp_path, monkeypatch) -> None:
+    import pickle
+
+    HFPolicy(gpt2(reverse), seeds=[0], device="cpu").models[0].save_pretrained(tmp_path / "model")
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "model" / "model.safetensors")  # a pickle under the name
+
+    def unpickle(*args, **kwargs):
+        raise AssertionError("a pickle was loaded")
+
+    monkeypatch.setattr(pickle, "load", unpickle)
+    monkeypatch.setattr(torch, "load", unpickle)
+    with pytest.raises(ValueError, match=r"model\.safetensors' is not a valid safetensors file") as err:
+        HFPolicy(pretrained=tmp_path / "model", device="cpu")
+    assert "\n" not in str(err.value)
+
+
+def test_a_config_error_echoes_a_short_part_of_the_config() -> None:
+    with pytest.raises(ValueError, match="cannot build a gpt2 config from") as err:
+        HFPolicy({"model_type": "gpt2", "n_layer": "two", "note": "x" * 50_000}, device="cpu")
+    assert len(str(err.value)) < 300
