@@ -1,4 +1,4 @@
-"""The exact Frozen Lake model: the one source of its dynamics, its solvers, demonstrations and the World contract.
+"""The exact Frozen Lake model: the one source of its dynamics, demonstrations and the World contract.
 
 ``FrozenLakeMDP.from_map`` builds exactly Gymnasium's ``FrozenLake-v1`` dynamics: states are ``row * ncol + col``,
 actions 0 LEFT, 1 DOWN, 2 RIGHT, 3 UP; a slippery move goes the intended way with ``success_rate`` and to each
@@ -7,44 +7,37 @@ perpendicular side with half the rest; holes and goals are absorbing; reward 1 o
 The dynamics are stored once, sparsely: each (state, action) has at most three successors (:attr:`next_cells`,
 ascending, with :attr:`next_probs` and their running sums :attr:`next_cdf`). Every stepper of the toolkit moves
 with :meth:`FrozenLakeMDP.step` (inverse-CDF sampling from one uniform): demonstrations, the batched on-policy
-sampler, the Gymnasium environment and the text task's walks. The exact solvers work on the same arrays: a
-policy's state-to-state chain is a sparse matrix with at most 12 entries a row (:meth:`FrozenLakeMDP.chain`), so
-policy evaluation, success probability and occupancy are sparse linear solves and value iteration is policy
-iteration on exact evaluations — milliseconds on 64 x 64 maps, seconds on 256 x 256. The dense ``P`` (S x A x S)
-exists only on demand, for small maps and tests.
+sampler, the Gymnasium environment and the text task's walks. The exact solvers (policy evaluation, success
+probability, occupancy, value iteration: :mod:`iftgym.worlds.frozen_lake.solvers`) work on the same arrays; the
+model's methods of the same names hand their work to its :attr:`FrozenLakeMDP.solver`. The dense ``P``
+(S x A x S) exists only on demand, for small maps and tests.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sparse
-import scipy.sparse.csgraph as csgraph
-import scipy.sparse.linalg as sparse_linalg
 import torch
 
-from iftgym.parallel import thread_map
 from iftgym.types import PairBatch, PreferencePair, StepBatch, TrainingData, Trajectory
 from iftgym.validate import at_least, between, fits_in_memory
 from iftgym.world import Actor
-from iftgym.worlds.frozen_lake.maps import MOVES, Map, MapLike, breadth_first, load_map, shortest_route
+from iftgym.worlds.frozen_lake.maps import MOVES, Map, MapLike, load_map, shortest_route
+from iftgym.worlds.frozen_lake.solvers import ExactSolver, check_gamma
+
+if TYPE_CHECKING:
+    import scipy.sparse as sparse
 
 ACTION_NAMES = ("LEFT", "DOWN", "RIGHT", "UP")
 ACTION_ARROWS = ("←", "↓", "→", "↑")
-SWEEPS = 20  # Bellman sweeps between two exact evaluations of policy iteration
 SAMPLE_BLOCK = 16  # steps of uniforms a seed draws at once when sampling episodes
-DENSE_STATES = 256  # up to this many cells, dense numpy linear algebra beats sparse (measured: 2.0 vs 1.8 ms)
 EXPLORED_THRESHOLD = 0.01  # a cell counts as explored from this many expected discounted visits
 SCORES = ("mse", "success", "greedy_success", "explored")
-
-
-def check_gamma(gamma: float) -> None:
-    """A discount in [0, 1) (the solvers need gamma < 1)."""
-    between("gamma", gamma, 0, 1, include_high=False)
 
 
 def _dynamics(desc: Map, slippery: bool, success_rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -322,7 +315,8 @@ class FrozenLakeMDP:
           its greedy (argmax) version;
         * ``explored``: cells with a discounted occupancy of at least ``EXPLORED_THRESHOLD`` (holes, G included).
 
-        On maps above ``DENSE_STATES`` cells the seeds are solved in ``threads`` threads (default: one per core).
+        On maps above ``solvers.DENSE_STATES`` cells the seeds are solved in ``threads`` threads (default: one per
+        core).
         """
         unknown = sorted(set(metrics) - set(SCORES))
         if unknown:
@@ -342,247 +336,8 @@ class FrozenLakeMDP:
         return {name: compute[name]() for name in metrics}
 
     def _matrices(self, policy: Actor | np.ndarray) -> np.ndarray:
-        """Policy matrices ``(K, S, A)`` as float64 numpy, from an :class:`Actor` or an array ``(S, A)`` or
-        ``(K, S, A)``; each row checked to be a probability distribution."""
-        if not isinstance(policy, np.ndarray):
-            policy = policy.action_probs(torch.float64).cpu().numpy()
-        matrices = np.asarray(policy, dtype=float)
-        if matrices.ndim not in (2, 3) or matrices.shape[-2:] != (self.n_states, self.n_actions):
-            raise ValueError(f"policy matrix has shape {matrices.shape}, expected (n_states, n_actions) = "
-                             f"({self.n_states}, {self.n_actions}), or K of them")  # fmt: skip
-        if (matrices < -1e-9).any() or (np.abs(matrices.sum(axis=-1) - 1.0) > 1e-6).any() or np.isnan(matrices).any():
-            raise ValueError("policy matrix rows must be probability distributions (non-negative, summing to 1)")
-        return matrices[None] if matrices.ndim == 2 else matrices
-
-    def _per_policy(
-        self, policy: np.ndarray, solve: Callable[[np.ndarray], np.ndarray | float], threads: int | None = None
-    ) -> np.ndarray | float:
-        """``solve(matrix)`` for a policy matrix ``(S, A)``, or stacked for each of ``(K, S, A)``; sparse solves (maps
-        above ``DENSE_STATES`` cells) in ``threads`` threads, as SuperLU releases the GIL while it factorises."""
-        matrices = self._matrices(policy)
-        results = thread_map(solve, matrices, threads if self.n_states > DENSE_STATES else 1)
-        return results[0] if np.ndim(policy) == 2 else np.stack(results)
-
-    # -- exact solvers ------------------------------------------------------------------------------------
-    def chain(self, policy: np.ndarray) -> np.ndarray | sparse.csr_matrix:
-        """The state-to-state matrix ``P_pi[s, s'] = sum_a policy[s, a] P[s, a, s']`` of a policy matrix: dense up
-        to ``DENSE_STATES`` cells (where numpy's dense solvers beat sparse ones' overhead), else sparse (at most 12
-        entries a row)."""
-        return self._chain(self._matrices(policy)[0])
-
-    def _chain(self, policy: np.ndarray) -> np.ndarray | sparse.csr_matrix:
-        n = self.n_states
-        if n <= DENSE_STATES:
-            return np.einsum("sa,sat->st", policy, self.P)
-        weights = (policy[:, :, None] * self.next_probs).ravel()
-        rows = np.repeat(np.arange(n), self.next_cells[0].size)
-        chain = sparse.csr_matrix((weights, (rows, self.next_cells.ravel())), shape=(n, n))
-        chain.eliminate_zeros()  # a move the policy never takes is no edge of the chain
-        return chain
-
-    def value_iteration(
-        self, gamma: float | None = None, tol: float = 1e-12, max_iter: int = 100_000
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Optimal ``V`` (S), ``Q`` (S x A) and policy matrix (S x A, ties split evenly) for discount ``gamma``
-        (default: the model's). Terminal states have value 0 and a uniform policy row.
-
-        Solved by policy iteration with exact sparse evaluations, started from the policy that walks the fewest
-        moves to a goal (optimal on deterministic maps, close to it on slippery ones). Between two evaluations,
-        ``SWEEPS`` Bellman sweeps (cheap sparse products) carry each improvement further across the map. It stops
-        when no state's action can be improved by more than ``tol`` on an exact evaluation (or after ``max_iter``
-        evaluations).
-
-        Solved once per setting: later calls return copies of the first solution.
-        """
-        gamma = self._gamma(gamma)
-        key = (gamma, tol, max_iter)
-        if key not in self._solutions:
-            self._solutions[key] = self._policy_iteration(gamma, tol, max_iter)
-        V, Q, policy = self._solutions[key]
-        return V.copy(), Q.copy(), policy.copy()
-
-    @functools.cached_property
-    def _solutions(self) -> dict[tuple[float, float, int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        return {}
-
-    def _policy_iteration(self, gamma: float, tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        alive = ~self.terminal
-        greedy = self._towards_goal()
-        for _ in range(max_iter):
-            V = self.evaluate(np.eye(self.n_actions)[greedy], gamma) * alive
-            Q = self._q_values(V, gamma)
-            best = Q.max(axis=1)
-            current = np.take_along_axis(Q, greedy[:, None], 1)[:, 0]
-            if not (alive & (best > current + tol * max(1.0, float(np.abs(best).max())))).any():
-                break
-            for _ in range(SWEEPS):
-                Q = self._q_values(Q.max(axis=1) * alive, gamma)
-            greedy = np.where(alive, Q.argmax(axis=1), greedy)
-        Q = self._q_values(V, gamma) * alive[:, None]
-        best = np.isclose(Q, Q.max(axis=1, keepdims=True), rtol=0.0, atol=1e-9)
-        policy = best / best.sum(axis=1, keepdims=True)
-        return V, Q, policy
-
-    def _q_values(self, V: np.ndarray, gamma: float) -> np.ndarray:
-        """``Q = R + gamma * sum_s' P[s, a, s'] V[s']`` over live successors: one sparse product."""
-        return self.R + gamma * (self._transitions @ (V * ~self.terminal)).reshape(self.R.shape)
-
-    @functools.cached_property
-    def _transitions(self) -> sparse.csr_matrix:
-        """``P`` as a sparse ``(S * A, S)`` matrix, row ``s * A + a`` the distribution after action a in s."""
-        n, A = self.n_states, self.n_actions
-        rows = np.repeat(np.arange(n * A), self.next_cells.shape[-1])
-        return sparse.csr_matrix((self.next_probs.ravel(), (rows, self.next_cells.ravel())), shape=(n * A, n))
-
-    def _towards_goal(self) -> np.ndarray:
-        """``(S,)`` the first action (LEFT, DOWN, RIGHT, UP) whose intended move leads to a cell fewer moves from a
-        goal, by breadth-first search back from the goals; 0 where no goal can be reached."""
-        n = self.n_states
-        intended = self.next_cells[np.arange(n)[:, None], np.arange(self.n_actions), 0]
-        live = ~self.terminal
-        moves = sparse.csr_matrix((np.ones(live.sum() * self.n_actions),
-                                   (np.repeat(np.flatnonzero(live), self.n_actions), intended[live].ravel())),
-                                  shape=(n, n))  # fmt: skip
-        distance = csgraph.shortest_path(moves.T, unweighted=True, indices=np.flatnonzero(self.goal_mask)).min(0)
-        step = distance[intended]  # (S, A): distance to a goal after each intended move
-        towards = step < distance[:, None]
-        return np.where(towards.any(1), towards.argmax(1), 0)
-
-    @functools.cached_property
-    def optimal_matrix(self) -> np.ndarray:
-        """The optimal policy matrix at the model's ``gamma``, ties split evenly (what ``mse`` is measured to)."""
-        return self.value_iteration()[2]
-
-    def evaluate(self, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
-        """Exact discounted value of a stochastic policy matrix (S x A), or of each of K (K x S x A): the linear
-        system ``(I - gamma P_pi) V = r_pi``."""
-        gamma = self._gamma(gamma)
-        return self._per_policy(policy, lambda m: self._solve(self._chain(m), gamma, (m * self.R).sum(axis=1)))
-
-    def success_probability(
-        self, policy: np.ndarray, state: int | str | None = None, threads: int | None = None
-    ) -> float | np.ndarray:
-        """Exact probability of ever reaching a goal from the start (or from ``state``, or from every state
-        when ``state="all"``) following ``policy``; undiscounted. Looping forever counts as failure.
-
-        ``policy`` is one matrix (S x A) or K of them (K x S x A: one probability per matrix, in ``threads``
-        threads on large maps).
-        """
-        if state is not None and state != "all":
-            at_least("state", state, 0, high=self.n_states - 1)
-        return self._per_policy(policy, lambda matrix: self._success(matrix, state), threads)
-
-    def _success(self, policy: np.ndarray, state: int | str | None) -> float | np.ndarray:
-        if self.deterministic and state != "all" and (policy.max(axis=1) == 1).all():
-            return self._walk_succeeds(policy.argmax(axis=1), self.start if state is None else state)
-        P_pi = self._chain(policy)
-        # Graph analysis first, as probabilistic model checkers do: 0 where no goal can be reached, 1 where no
-        # such state can be reached; the linear system only for the rest. It is non-singular there, and
-        # well-conditioned where a solve over every state would not be (a near-certain loop that ends in G).
-        never = ~_reaching(P_pi, self.goal_mask)
-        surely = ~_reaching(P_pi, never) if never.any() else np.ones(self.n_states, dtype=bool)
-        probs = surely.astype(float)
-        idx = np.flatnonzero(~never & ~surely)
-        if idx.size:
-            into_surely = np.asarray(_submatrix(P_pi, idx, np.flatnonzero(surely)).sum(axis=1)).ravel()
-            probs[idx] = self._solve(_submatrix(P_pi, idx, idx), 1.0, into_surely, idx)
-        if state == "all":
-            return probs
-        return float(probs[self.start if state is None else state])
-
-    def occupancy(self, policy: np.ndarray, gamma: float | None = None, threads: int | None = None) -> np.ndarray:
-        """Expected discounted number of visits of each state, starting at the start state, for a policy matrix
-        (S x A) or each of K (K x S x A, in ``threads`` threads on large maps).
-
-        A terminal state counts once when entered (the episode stops there).
-        """
-        gamma = self._gamma(gamma)
-        return self._per_policy(policy, lambda matrix: self._occupancy(matrix, gamma), threads)
-
-    def _occupancy(self, policy: np.ndarray, gamma: float) -> np.ndarray:
-        # Solved on the live cells only (nothing flows out of a terminal one; a fifth of the cells of a random map
-        # are holes): d_live = d0 + gamma P_live^T d_live, then each terminal cell gets what flows into it.
-        P_pi = self._chain(policy)
-        live = np.flatnonzero(~self.terminal)
-        start = np.zeros(self.n_states)
-        start[self.start] = 1.0
-        visits = start.copy()
-        visits[live] = self._solve(_submatrix(P_pi, live, live), gamma, start[live], live, transposed=True)
-        ends = np.flatnonzero(self.terminal)
-        visits[ends] += gamma * (_submatrix(P_pi, live, ends).T @ visits[live])
-        return visits
-
-    def _walk_succeeds(self, actions: np.ndarray, state: int) -> float:
-        """Whether a deterministic policy (an action per state) walks from ``state`` into a goal on a
-        deterministic map: it either enters a terminal cell or comes back to a cell it has seen (a loop)."""
-        seen = set()
-        while not self.terminal[state] and state not in seen:
-            seen.add(state)
-            state = int(self.next_cells[state, actions[state], 0])
-        return float(self.goal_mask[state])
-
-    def _solve(
-        self,
-        chain: np.ndarray | sparse.csr_matrix,
-        gamma: float,
-        rhs: np.ndarray,
-        states: np.ndarray | None = None,
-        transposed: bool = False,
-    ) -> np.ndarray:
-        """``x`` with ``(I - gamma chain) x = rhs`` (the transposed system when ``transposed``), for a chain over all
-        cells or over the cells ``states``: numpy's dense solve for a dense chain, else sparse LU factors with the
-        cells eliminated in nested-dissection order."""
-        if isinstance(chain, np.ndarray):
-            system = np.eye(len(chain)) - gamma * (chain.T if transposed else chain)
-            return np.linalg.solve(system, rhs)
-        order = self._elimination_order
-        if states is not None:
-            rank = np.empty(self.n_states, np.int64)
-            rank[order] = np.arange(order.size)
-            order = np.argsort(rank[states])
-        system = sparse.identity(chain.shape[0], format="csr") - gamma * chain
-        return _Factors(system, order).solve(rhs, transposed)
-
-    @functools.cached_property
-    def _elimination_order(self) -> np.ndarray:
-        """Nested dissection of the grid: split the longer side by a middle row or column, order both halves
-        recursively and the separator last. Moves only join neighbouring cells, so this keeps the LU fill of a
-        chain near its minimum (about n log n for n cells) — half the time of SuperLU's own orderings at 256 x 256."""
-        order: list[int] = []
-        pending = [(0, self.nrow, 0, self.ncol, False)]
-        while pending:  # (rows, cols, emit): a block to split, or a separator to emit once its halves are done
-            r0, r1, c0, c1, emit = pending.pop()
-            if emit or (r1 - r0) * (c1 - c0) <= 16:
-                order.extend(r * self.ncol + c for r in range(r0, r1) for c in range(c0, c1))
-            elif r1 - r0 >= c1 - c0:
-                mid = (r0 + r1) // 2
-                pending += [(mid, mid + 1, c0, c1, True), (mid + 1, r1, c0, c1, False), (r0, mid, c0, c1, False)]
-            else:
-                mid = (c0 + c1) // 2
-                pending += [(r0, r1, mid, mid + 1, True), (r0, r1, mid + 1, c1, False), (r0, r1, c0, mid, False)]
-        return np.array(order, dtype=np.int64)
-
-    def state_distributions(self, policy: np.ndarray, steps: int) -> np.ndarray:
-        """``steps + 1`` x S: the exact distribution of the state at time 0..steps (terminal states absorb)."""
-        P_pi = self.chain(policy)
-        dists = np.zeros((steps + 1, self.n_states))
-        dists[0, self.start] = 1.0
-        for t in range(steps):
-            dists[t + 1] = dists[t] @ P_pi
-        return dists
-
-    def first_arrival_times(self) -> np.ndarray:
-        """``(S,)``: the fewest moves from the start to each cell (NaN where no walk leads; holes and goals are
-        entered but never left)."""
-        times = np.full(self.n_states, np.nan)
-        for (row, col), distance in breadth_first(self.desc)[0].items():
-            times[row * self.ncol + col] = distance
-        return times
-
-    def _gamma(self, gamma: float | None) -> float:
-        gamma = self.gamma if gamma is None else gamma
-        check_gamma(gamma)
-        return gamma
+        """Policy matrices ``(K, S, A)``, checked (:meth:`ExactSolver.matrices`)."""
+        return self.solver.matrices(policy)
 
     def _check_policy(self, policy: np.ndarray) -> np.ndarray:
         """One policy matrix ``(S, A)``, checked."""
@@ -590,6 +345,51 @@ class FrozenLakeMDP:
             raise ValueError(f"policy matrix has shape {np.shape(policy)}, expected (n_states, n_actions) = "
                              f"({self.n_states}, {self.n_actions})")  # fmt: skip
         return self._matrices(policy)[0]
+
+    # -- exact solvers (worlds/frozen_lake/solvers.py) ----------------------------------------------------
+    @functools.cached_property
+    def solver(self) -> ExactSolver:
+        """This map's exact solvers; the methods below hand their work to it."""
+        return ExactSolver(self)
+
+    @functools.cached_property
+    def optimal_matrix(self) -> np.ndarray:
+        """The optimal policy matrix at the model's ``gamma``, ties split evenly (what ``mse`` is measured to)."""
+        return self.value_iteration()[2]
+
+    def chain(self, policy: np.ndarray) -> np.ndarray | sparse.csr_matrix:
+        """The state-to-state matrix ``P_pi`` of a policy matrix, dense or sparse (:meth:`ExactSolver.chain`)."""
+        return self.solver.chain(policy)
+
+    def evaluate(self, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
+        """Exact discounted value of a policy matrix (S x A), or of each of K (:meth:`ExactSolver.evaluate`)."""
+        return self.solver.evaluate(policy, gamma)
+
+    def success_probability(
+        self, policy: np.ndarray, state: int | str | None = None, threads: int | None = None
+    ) -> float | np.ndarray:
+        """Exact probability of ever reaching a goal from the start, ``state`` or every state (``"all"``) following
+        ``policy``, undiscounted (:meth:`ExactSolver.success_probability`)."""
+        return self.solver.success_probability(policy, state, threads)
+
+    def occupancy(self, policy: np.ndarray, gamma: float | None = None, threads: int | None = None) -> np.ndarray:
+        """Expected discounted visits of each state from the start (:meth:`ExactSolver.occupancy`)."""
+        return self.solver.occupancy(policy, gamma, threads)
+
+    def value_iteration(
+        self, gamma: float | None = None, tol: float = 1e-12, max_iter: int = 100_000
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Optimal ``V`` (S), ``Q`` (S x A) and policy matrix (S x A, ties split evenly), solved once per setting
+        and handed out as copies (:meth:`ExactSolver.value_iteration`)."""
+        return self.solver.value_iteration(gamma, tol, max_iter)
+
+    def state_distributions(self, policy: np.ndarray, steps: int) -> np.ndarray:
+        """``steps + 1`` x S: the exact distribution of the state at time 0..steps (terminal states absorb)."""
+        return self.solver.state_distributions(policy, steps)
+
+    def first_arrival_times(self) -> np.ndarray:
+        """``(S,)``: the fewest moves from the start to each cell (NaN where no walk leads)."""
+        return self.solver.first_arrival_times()
 
     # -- demonstrations -----------------------------------------------------------------------------------
     def rollout(
@@ -663,41 +463,3 @@ class FrozenLakeMDP:
             row, col = divmod(position, self.ncol)
             cells[row][col] = "*"
         return "\n".join("".join(row) for row in cells)
-
-
-def _submatrix(chain: np.ndarray | sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray):
-    """The block of ``chain`` at ``rows`` x ``cols``, dense or sparse like ``chain``."""
-    return chain[np.ix_(rows, cols)] if isinstance(chain, np.ndarray) else chain[rows][:, cols]
-
-
-def _reaching(chain: np.ndarray | sparse.csr_matrix, targets: np.ndarray) -> np.ndarray:
-    """``(S,)`` which states have a path of positive probability into ``targets`` (the targets included)."""
-    if isinstance(chain, np.ndarray):
-        seen = targets.copy()
-        while True:
-            grown = seen | (chain @ seen > 0)
-            if (grown == seen).all():
-                return seen
-            seen = grown
-    # one breadth-first search back from all targets at once, in C
-    steps = csgraph.dijkstra(chain.T, indices=np.flatnonzero(targets), min_only=True, unweighted=True)
-    return np.isfinite(steps)
-
-
-class _Factors:
-    """The LU factors of ``matrix = I - gamma P`` (P substochastic), its rows and columns taken in ``order``.
-
-    SuperLU factors the transpose: it is column diagonally dominant, so partial pivoting keeps the diagonal and the
-    fill stays that of ``order``.
-    """
-
-    def __init__(self, matrix: sparse.spmatrix, order: np.ndarray) -> None:
-        self.order = order
-        permuted = sparse.csr_matrix(matrix)[order][:, order]
-        self.lu = sparse_linalg.splu(sparse.csc_matrix(permuted.T), permc_spec="NATURAL")
-
-    def solve(self, rhs: np.ndarray, transposed: bool = False) -> np.ndarray:
-        """``matrix^-1 rhs`` (``matrix.T^-1 rhs`` when ``transposed``)."""
-        out = np.empty_like(rhs, dtype=float)
-        out[self.order] = self.lu.solve(np.asarray(rhs, dtype=float)[self.order], trans="N" if transposed else "T")
-        return out

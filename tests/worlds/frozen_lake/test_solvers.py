@@ -1,7 +1,8 @@
 """The sparse exact solvers against a dense reference: every catalogue map and 100 random maps, to 1e-10.
 
-The model switches to sparse solvers above ``DENSE_STATES`` cells; here the switch is set to 0, so the small maps
-go through the same sparse path as a 256 x 256 map would, and the references are computed densely, by other means.
+The solvers (``solvers.py``) switch to sparse linear algebra above ``DENSE_STATES`` cells; here the switch is set
+to 0, so the small maps go through the same sparse path as a 256 x 256 map would, and the references are computed
+densely, by other means.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import iftgym.worlds.frozen_lake.model as model_module
+import iftgym.worlds.frozen_lake.solvers as solvers_module
 from iftgym import FrozenLakeMDP, random_map
 from iftgym.worlds.frozen_lake.maps import catalogue
 
@@ -70,7 +71,7 @@ def reference_occupancy(model: FrozenLakeMDP, policy: np.ndarray, gamma: float) 
 
 @pytest.fixture
 def sparse_only(monkeypatch):
-    monkeypatch.setattr(model_module, "DENSE_STATES", 0)
+    monkeypatch.setattr(solvers_module, "DENSE_STATES", 0)
 
 
 @pytest.mark.parametrize(("name", "slippery", "rate"), CASES)
@@ -96,7 +97,7 @@ def test_dense_and_sparse_paths_agree(monkeypatch, name, slippery, rate):
     matrices = policies(model, seed=1)
     dense = model.scores(matrices)
     dense_vi = model.value_iteration(0.95)[0]
-    monkeypatch.setattr(model_module, "DENSE_STATES", 0)
+    monkeypatch.setattr(solvers_module, "DENSE_STATES", 0)
     sparse_model = build(name, slippery, rate)
     sparse = sparse_model.scores(matrices)
     for key in dense:
@@ -122,7 +123,7 @@ def test_value_iteration_is_solved_once_and_returns_copies():
     first[0][:] = -1.0  # a caller writing into the result does not change the next answer
     again = model.value_iteration()
     assert (again[0] >= 0).all()
-    assert len(model._solutions) == 1
+    assert len(model.solver._solutions) == 1
 
 
 @pytest.mark.parametrize("dense", [True, False])
@@ -130,7 +131,7 @@ def test_a_near_certain_loop_into_the_goal_succeeds_surely(monkeypatch, dense):
     # No holes: whatever the policy, G is reached with probability 1. Here each cell keeps its loop with
     # probability 1 - 1e-12, so a solve over all cells is ill-conditioned (condition ~1e14; it gave 1.0006).
     if not dense:
-        monkeypatch.setattr(model_module, "DENSE_STATES", 0)
+        monkeypatch.setattr(solvers_module, "DENSE_STATES", 0)
     model = FrozenLakeMDP.from_map(["SFF", "FFF", "FFG"])
     policy = np.full((9, 4), 1e-12)
     policy[[0, 1, 2, 3, 4, 5, 6, 7, 8], [2, 0, 3, 2, 0, 3, 2, 0, 3]] = 1 - 3e-12  # right-left and down-up loops
