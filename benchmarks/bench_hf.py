@@ -272,6 +272,7 @@ def rule_costs(make_policy: Callable[[], Policy], world: TokenWorld, args: argpa
 
     def step(name: str, i: int) -> None:
         policy, rule, batch, optimizer = contenders[name]
+        rule.collect(policy, i)  # as the loop does (nothing to collect for these rules)
         loss, _ = rule.loss(policy, batch, i)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()

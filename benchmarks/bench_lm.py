@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         return prepared[id(rule)]
 
     def step(rule: Rule, i: int) -> None:
+        rule.collect(policy, i)  # as the loop does (nothing to collect for these rules)
         loss, _ = rule.loss(policy, batch_of(rule), i)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()

@@ -279,6 +279,7 @@ def train(
             )
             for step in range(stage.steps):
                 minibatch = distributed.shard(_minibatch(batch, config.batch_size, data_order))
+                rule.collect(policy, step)
                 loss, metrics = stepper(minibatch, step)
                 mean_loss = distributed.mean_over_processes(loss.detach())
                 if not torch.isfinite(mean_loss).all():

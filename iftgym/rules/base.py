@@ -8,8 +8,12 @@ their gradients stay independent) and steps the optimiser. Writing a rule means 
   ``"pairs"`` (a :class:`PairBatch`) or ``"env"`` (it samples episodes from the world itself);
 * ``loss(policy, batch, step)``: the ``(K,)`` losses and a dict of ``(K,)`` metrics for one optimiser step;
 * optionally ``setup`` (once per stage), ``prepare`` (once per stage, on the stage's whole data: compute what
-  stays fixed, such as DPO's reference log-probabilities), ``after_step`` (after every optimiser step) and
-  ``parameters`` (weights the rule trains beside the policy's, such as a critic).
+  stays fixed, such as DPO's reference log-probabilities), ``collect`` (before every step's loss: sample what the
+  step trains on from the current policy, as PPO's and REINFORCE's rollouts), ``after_step`` (after every
+  optimiser step) and ``parameters`` (weights the rule trains beside the policy's, such as a critic).
+
+The loop calls, per stage: ``setup``, ``prepare``, then for each step ``collect``, ``loss``, the optimiser step and
+``after_step``.
 
 Every random draw a rule makes comes from ``self.generators[k]`` for seed k (handed over by ``setup``), so a seed
 trains the same whatever other seeds train beside it. Register the class with :func:`iftgym.register_rule` to use
@@ -68,6 +72,11 @@ class Rule:
         """Called once per stage after :meth:`setup` with the stage's whole data (on the policy's device); returns
         the data the stage's minibatches are drawn from (by default ``data`` itself)."""
         return data
+
+    def collect(self, policy: Policy, step: int) -> None:
+        """Called before the loss of every optimiser step ``step`` of the stage: sample what the step trains on
+        from the current policy and keep it on the rule, outside the loss's graph (PPO and REINFORCE collect their
+        rollouts here, PPO every ``update_epochs`` steps). Does nothing by default."""
 
     def loss(self, policy: Policy, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-seed loss ``(K,)`` and per-seed metrics for optimiser step ``step`` of the stage."""

@@ -1,5 +1,6 @@
 """What PPO and REINFORCE share: a critic, KL-shaped rewards, generalised advantage estimation and the rule
-base that sets them up."""
+base that sets them up. The rollouts are sampled in :meth:`CriticRule.collect` (``Rule.collect``: the loop calls it
+before every step's loss) and only read by the losses."""
 
 from __future__ import annotations
 
@@ -188,7 +189,8 @@ def normalized(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class CriticRule(Rule):
     """Base of the rules that train on their own rollouts: a critic trained beside the policy and, when the
     subclass's ``self.config.kl_coef > 0``, a frozen reference (the policy at the start of training) for the KL
-    penalty."""
+    penalty. A subclass's ``collect`` stores ``self.rollout`` (from :meth:`fresh_rollout`), its ``loss`` reads
+    :meth:`current_rollout`."""
 
     data = "env"
 
@@ -197,6 +199,14 @@ class CriticRule(Rule):
         table = policy.embedding_table()
         self.critic = ValueHead(policy.n_seeds, table.shape[-1]).to(table.device)
         self.reference = frozen_copy(policy) if self.config.kl_coef > 0 else None
+        self.rollout: Rollout | None = None  # what :meth:`collect` sampled last in this stage
+
+    def current_rollout(self) -> Rollout:
+        """The rollout the loss reads: the one :meth:`collect` sampled last."""
+        if self.rollout is None:
+            raise RuntimeError(f"rule {self.name!r} has no rollout: call collect(policy, step) before loss(), "
+                               "as the training loop does")  # fmt: skip
+        return self.rollout
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.critic.parameters())

@@ -47,11 +47,15 @@ class PPO(CriticRule):
     name = "ppo"
     config_class = PPOConfig
 
-    def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict]:
+    def collect(self, policy: Policy, step: int) -> None:
+        """Fresh rollouts every ``update_epochs`` steps (at step 0 of the stage, then each rollout is reused)."""
         c = self.config
         if step % c.update_epochs == 0:
             self.rollout = self.fresh_rollout(policy, c.gae_lambda, c.normalize_advantage)
-        r = self.rollout
+
+    def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict]:
+        c = self.config
+        r = self.current_rollout()
         log_probs = r.log_probs(policy)
         ratio = torch.exp(r.logps(log_probs) - r.old_logps)
         clipped = ratio.clamp(1 - c.clip_range, 1 + c.clip_range)

@@ -34,10 +34,13 @@ class REINFORCE(CriticRule):
     name = "reinforce"
     config_class = REINFORCEConfig
 
+    def collect(self, policy: Policy, step: int) -> None:
+        """Fresh episodes every step; GAE with lambda = 1 is exactly "return-to-go minus baseline"."""
+        self.rollout = self.fresh_rollout(policy, gae_lambda=1.0)
+
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict]:
         c = self.config
-        # gae with lambda = 1 is exactly "return-to-go minus baseline".
-        r = self.fresh_rollout(policy, gae_lambda=1.0)
+        r = self.current_rollout()
         policy_loss = -per_seed_sum(r.logps(r.log_probs(policy)) * (r.adv_pos + r.adv_neg))
         value_loss = r.value_loss(policy, self.critic)
         loss = policy_loss + c.vf_coef * value_loss

@@ -1,4 +1,4 @@
-"""PPO: the clipped surrogate objective and where its gradient vanishes."""
+"""PPO: the clipped surrogate objective, where its gradient vanishes, and when rollouts are collected."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP
+from iftgym import FrozenLakeMDP, TrainConfig, train
 from iftgym.policies import MLPPolicy
 from iftgym.rules import make_rule
 from iftgym.rules.onpolicy import collect
@@ -19,7 +19,7 @@ def ppo_setup(paper: FrozenLakeMDP, **overrides):
     policy = MLPPolicy(paper.n_states, 4, seeds=2)
     rule = make_rule("ppo", normalize_advantage=False, vf_coef=0.0, **overrides)
     rule.setup(policy, paper, seed_generators(0, policy.seeds))  # one generator per seed, as the loop does
-    rule.loss(policy, None, 0)  # collects the rollout
+    rule.collect(policy, 0)  # samples the rollout the losses read
     return policy, rule
 
 
@@ -58,7 +58,6 @@ def test_the_per_state_loss_equals_the_per_step_loss(name: str, slippery: bool) 
                           name == "ppo", per_state)  # fmt: skip
         assert rollout.per_state == per_state
         rule.rollout = rollout
-        rule.fresh_rollout = lambda *args, rollout=rollout, **kwargs: rollout
         with torch.no_grad():
             for p in rule.critic.parameters():  # a critic that predicts something
                 p.normal_(generator=torch.Generator().manual_seed(2))
@@ -71,3 +70,22 @@ def test_the_per_state_loss_equals_the_per_step_loss(name: str, slippery: bool) 
         torch.testing.assert_close(metrics_a[key], metrics_b[key], rtol=1e-5, atol=1e-6)
     for a, b in zip(grad_a, grad_b):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "options", "collected"), [("ppo", {"update_epochs": 3}, 3), ("reinforce", {}, 7)])
+def test_the_loop_collects_rollouts_before_the_loss(paper: FrozenLakeMDP, name, options, collected) -> None:
+    """``collect`` samples (PPO every ``update_epochs`` steps, REINFORCE every step); ``loss`` only reads."""
+    policy = MLPPolicy(paper.n_states, 4, seeds=2)
+    rule = make_rule(name, n_episodes=2, **options)
+    sampled = []
+    fresh = rule.fresh_rollout
+    rule.fresh_rollout = lambda *args, **kwargs: sampled.append(1) or fresh(*args, **kwargs)
+    train(policy, rule, paper, config=TrainConfig(steps=7, progress=False))
+    assert len(sampled) == collected
+    rule.setup(policy, paper, seed_generators(0, policy.seeds))
+    with pytest.raises(RuntimeError, match="call collect"):
+        rule.loss(policy, None, 0)
+    rule.collect(policy, 0)
+    assert len(sampled) == collected + 1
+    rule.loss(policy, None, 0)
+    assert len(sampled) == collected + 1
