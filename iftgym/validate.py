@@ -15,6 +15,8 @@ from collections.abc import Collection
 
 import numpy as np
 
+MAX_SETTING = 10**9  # the largest integer hyper-parameter (episodes, epochs, warm-up steps): beyond any run here
+
 
 def number(name: str, value: object) -> None:
     """A finite real number (a bool is not a number here)."""
@@ -71,10 +73,10 @@ def one_of(name: str, value: object, accepted: Collection) -> None:
         raise ValueError(f"{name}={value!r} is not supported: expected one of {', '.join(map(repr, accepted))}")
 
 
-def like_default(name: str, value: object, default: object) -> None:
+def like_default(name: str, value: object, default: object, high: int | None = None) -> None:
     """``value`` has the type of ``default``: a bool for a bool, an int for an int, a finite number for a float, a
     string for a string (other defaults, such as ``None``, accept anything), so a mistyped option fails with a clear
-    ``ValueError`` instead of a ``TypeError`` deep inside."""
+    ``ValueError`` instead of a ``TypeError`` deep inside; ``high`` bounds the size of an integer (either sign)."""
     if isinstance(default, bool):
         expected, ok = "true or false", isinstance(value, (bool, np.bool_))
     elif isinstance(default, int):
@@ -88,6 +90,8 @@ def like_default(name: str, value: object, default: object) -> None:
         return
     if not ok:
         raise ValueError(f"{name}={value!r} is {type(value).__name__}: expected {expected}")
+    if high is not None and isinstance(default, int) and not isinstance(default, bool) and abs(value) > high:
+        raise ValueError(f"{name}={value} is out of range: expected at most {high} in size")
 
 
 def memory_bytes() -> int:

@@ -60,3 +60,15 @@ from iftgym.rules.reinforce import REINFORCEConfig
 def test_out_of_range_values_name_the_field(factory, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         factory()
+
+
+def test_like_default_checks_types_and_bounds_integer_sizes() -> None:
+    from iftgym.validate import MAX_SETTING, like_default
+
+    like_default("steps", MAX_SETTING, 10, high=MAX_SETTING)
+    like_default("steps", 10**12, 10)  # no bound asked for
+    like_default("lam", 10**12, 0.5, high=MAX_SETTING)  # a float setting is only checked to be finite
+    with pytest.raises(ValueError, match="steps=1000000001 is out of range: expected at most 1000000000 in size"):
+        like_default("steps", MAX_SETTING + 1, 10, high=MAX_SETTING)
+    with pytest.raises(ValueError, match="steps=True is bool: expected an integer"):
+        like_default("steps", True, 10, high=MAX_SETTING)

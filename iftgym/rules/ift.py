@@ -81,8 +81,9 @@ class IFTConfig:
         one_of("norm", self.norm, NORMS)
         one_of("prediction", self.prediction, PREDICTIONS)
         one_of("embedding", self.embedding, EMBEDDINGS)
-        if self.schedule.startswith("linear") and self.lam_min > self.lam:
-            raise ValueError(f"lam_min={self.lam_min} exceeds lam={self.lam}: a linear schedule rises to lam")
+        if self.lam_min > self.lam:  # refused in every schedule: a setting that could never be right
+            raise ValueError(f"lam_min={self.lam_min} is out of range: expected lam_min <= lam={self.lam} (a linear "
+                             "schedule rises from lam_min to lam)")  # fmt: skip
         at_least("warmup_steps", self.warmup_steps, 1)
         non_negative("noise_std", self.noise_std)
 

@@ -21,7 +21,7 @@ from iftgym.rules.ppo import PPO
 from iftgym.rules.reinforce import REINFORCE
 from iftgym.rules.sft import SFT
 from iftgym.types import DATA_KINDS
-from iftgym.validate import like_default
+from iftgym.validate import MAX_SETTING, like_default
 
 
 def _check_rule(name: str, rule: object) -> None:
@@ -59,6 +59,9 @@ def make_rule(name: str, **overrides: Any) -> Rule:
     ``name`` may be a variant, ``"ift(lam=0, gamma=0.9)"``: the rule with those settings (they take precedence
     over ``overrides``), named by the variant text in every table, figure and ``results.json``.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name={name!r} is {type(name).__name__}: expected a rule name such as 'ift' or a variant "
+                        "such as 'ift(lam=0)'")  # fmt: skip
     base, settings = parse_variant(name)
     overrides = {**overrides, **settings}
     rule_cls = RULES.get(base)
@@ -69,7 +72,7 @@ def make_rule(name: str, **overrides: Any) -> Rule:
                          f"{', '.join(settable) or 'none'}")  # fmt: skip
     defaults = {f.name: f.default for f in dataclasses.fields(rule_cls.config_class)}
     for key, value in overrides.items():
-        like_default(f"{base}.{key}", value, defaults[key])
+        like_default(f"{base}.{key}", value, defaults[key], high=MAX_SETTING)
     rule = rule_cls(rule_cls.config_class(**{**overrides, **rule_cls.fixed}))
     rule.name = name.strip() if settings else base
     return rule

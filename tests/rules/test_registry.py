@@ -48,3 +48,21 @@ def test_bad_variants_are_refused_in_one_line(text: str, message: str) -> None:
 
     with pytest.raises(ValueError, match=f"^{message}"):
         make_rule(text)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: make_rule(5), TypeError, "name=5 is int: expected a rule name"),
+        (lambda: make_rule(None), TypeError, "name=None is NoneType"),
+        (lambda: make_rule("ppo", n_episodes=10**12), ValueError, r"ppo.n_episodes=1000000000000 is out of range"),
+        (lambda: make_rule("reinforce", n_episodes=-(10**30)), ValueError, "reinforce.n_episodes=.* is out of range"),
+        (lambda: make_rule("ppo", n_episodes=2.5), ValueError, "ppo.n_episodes=2.5 is float: expected an integer"),
+        (lambda: make_rule("ift", lam=0.1, lam_min=0.9), ValueError, "lam_min=0.9 is out of range: expected lam_min <= "
+         "lam=0.1"),
+        (lambda: make_rule("ift(lam=0.1, lam_min=0.9, schedule=linear)"), ValueError, "lam_min=0.9 is out of range"),
+    ],
+)  # fmt: skip
+def test_make_rule_checks_its_arguments_as_the_command_line_does(call, error, message) -> None:
+    with pytest.raises(error, match=message):
+        call()
