@@ -224,6 +224,54 @@ def stage_batches(
     return batches
 
 
+def _named(value: object) -> str:
+    """A value as an error message names it: its text cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def check_train_arguments(
+    policy: object,
+    algorithm: object,
+    world: object,
+    data: object,
+    config: object,
+    callback: object,
+    log: object,
+) -> None:
+    """:func:`train`'s arguments checked as the command line checks its own, before any work: each of the right type
+    (a ``TypeError`` naming the argument), and the policy sized for the world (its input ids and actions those of
+    the world, a ``ValueError`` naming both)."""
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy={_named(policy)} is {type(policy).__name__}: expected an iftgym Policy (such as "
+                        "TabularPolicy, MLPPolicy, TinyGPT)")  # fmt: skip
+    one = isinstance(algorithm, (str, Rule, Stage))
+    if not one and not (isinstance(algorithm, Sequence) and all(isinstance(p, (Rule, Stage)) for p in algorithm)):
+        raise TypeError(f"algorithm={_named(algorithm)} is {type(algorithm).__name__}: expected a rule or recipe name "
+                        "('ift', 'sft+ppo'), a Rule, a Stage, or a list of Rules and Stages")  # fmt: skip
+    sizes = {name: getattr(world, name, None) for name in ("n_ids", "n_actions")}
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in sizes.values()):
+        raise TypeError(f"world={_named(world)} is {type(world).__name__}, not a world: expected an iftgym World "
+                        "with integer n_ids and n_actions (such as FrozenLakeMDP, TokenWorld)")  # fmt: skip
+    if data is not None and not isinstance(data, TrainingData | StepBatch | PairBatch):
+        raise TypeError(f"data={_named(data)} is {type(data).__name__}: expected None (the world's own), "
+                        "TrainingData, a StepBatch or a PairBatch")  # fmt: skip
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config={_named(config)} is {type(config).__name__}: expected a TrainConfig or None, e.g. "
+                        "TrainConfig(steps=300, lr=1e-2)")  # fmt: skip
+    for name, function in (("callback", callback), ("log", log)):
+        if function is not None and not callable(function):
+            raise TypeError(f"{name}={_named(function)} is {type(function).__name__}: expected a function or None")
+    n_ids = getattr(policy, "n_ids", None)
+    if n_ids is None:  # the rows of its encoding table
+        with torch.no_grad():
+            n_ids = policy.embedding_table().shape[-2]
+    if (n_ids, policy.n_actions) != (sizes["n_ids"], sizes["n_actions"]):
+        raise ValueError(f"the policy reads {n_ids} input ids and has {policy.n_actions} actions, the world "
+                         f"{type(world).__name__} has {sizes['n_ids']} input ids and {sizes['n_actions']} actions: "
+                         "expected a policy sized for the world")  # fmt: skip
+
+
 def train(
     policy: Policy,
     algorithm: Algorithm,
@@ -247,7 +295,11 @@ def train(
             after the last.
         log: called after every optimiser step with ``{"step", "stage", "rule", metric: [one value per seed]...}``
             (under ``torchrun``, the metrics averaged over the processes).
+
+    Arguments of the wrong type raise ``TypeError``, and a policy not sized for the world ``ValueError``, before any
+    work (:func:`check_train_arguments`).
     """
+    check_train_arguments(policy, algorithm, world, data, config, callback, log)
     config = config or TrainConfig()
     stages = make_stages(algorithm, config.steps)
     if data is None and any(stage.rule.data != "env" for stage in stages):

@@ -234,3 +234,38 @@ def test_offline_dpo_reads_reference_log_probabilities_computed_once(paper: Froz
     fresh, _ = rule.loss(policy, data.pairs, 0)  # computed from the frozen reference on the spot
     torch.testing.assert_close(cached, fresh)
     assert prepared.select(torch.tensor([0])).reference.shape == (2, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"config": {}}, TypeError, "config={} is dict: expected a TrainConfig or None"),
+        ({"policy": "mlp"}, TypeError, "policy='mlp' is str: expected an iftgym Policy"),
+        ({"algorithm": 5}, TypeError, "algorithm=5 is int: expected a rule or recipe name"),
+        ({"algorithm": ["sft"]}, TypeError, r"algorithm=\['sft'\] is list"),
+        ({"world": object()}, TypeError, "is object, not a world: expected an iftgym World"),
+        ({"data": [1, 2]}, TypeError, r"data=\[1, 2\] is list: expected None"),
+        ({"callback": 3}, TypeError, "callback=3 is int: expected a function or None"),
+        ({"log": "log.jsonl"}, TypeError, "log='log.jsonl' is str: expected a function or None"),
+        ({"actions": 3}, ValueError, "the policy reads 36 input ids and has 3 actions, the world FrozenLakeMDP has 36 "
+         "input ids and 4 actions"),
+        ({"ids": 30}, ValueError, "the policy reads 30 input ids and has 4 actions, the world FrozenLakeMDP has 36"),
+    ],
+)  # fmt: skip
+def test_train_checks_its_arguments_and_the_policy_against_the_world(paper: FrozenLakeMDP, arguments, error,
+                                                                     message) -> None:  # fmt: skip
+    policy = MLPPolicy(arguments.pop("ids", paper.n_ids), arguments.pop("actions", paper.n_actions), hidden=8)
+    call = {"policy": policy, "algorithm": "sft", "world": paper, **arguments}
+    before = [p.detach().clone() for p in policy.parameters()]
+    with pytest.raises(error, match=message):
+        train(**call)
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))  # refused before any step
+
+
+def test_train_checks_a_token_policy_against_the_vocabulary(world: TokenWorld) -> None:
+    from iftgym.policies import TinyGPT
+
+    small = TinyGPT(world.n_ids - 1, world.block_size, n_layer=1, n_head=2, n_embd=8, device="cpu")
+    with pytest.raises(ValueError, match=f"the policy reads {world.n_ids - 1} input ids .* the world TokenWorld has "
+                       f"{world.n_ids} input ids"):  # fmt: skip
+        train(small, "sft", world)

@@ -170,6 +170,11 @@ class HFPolicy(Policy):
         return self
 
     @property
+    def n_ids(self) -> int:
+        """The input ids the model reads (its input embedding's rows), without stacking the seeds' tables."""
+        return self.models[0].get_input_embeddings().weight.shape[0]
+
+    @property
     def block_size(self) -> int | None:
         """The longest sequence the model reads (its config's ``max_position_embeddings``, as TinyGPT's
         ``block_size``), or ``None`` for a model without such a limit."""

@@ -206,3 +206,10 @@ def test_a_config_error_echoes_a_short_part_of_the_config() -> None:
     with pytest.raises(ValueError, match="cannot build a gpt2 config from") as err:
         HFPolicy({"model_type": "gpt2", "n_layer": "two", "note": "x" * 50_000}, device="cpu")
     assert len(str(err.value)) < 300
+
+
+def test_train_checks_a_hugging_face_policy_against_the_world(reverse) -> None:
+    policy = HFPolicy(gpt2(reverse, vocab_size=reverse.n_ids + 3), seeds=2, device="cpu")
+    assert policy.n_ids == reverse.n_ids + 3
+    with pytest.raises(ValueError, match=f"the policy reads {reverse.n_ids + 3} input ids"):
+        train(policy, "sft", reverse)
