@@ -54,6 +54,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from iftgym.decoding import generate
 from iftgym.loop import TrainConfig, train
 from iftgym.policies.base import Policy
 from iftgym.policies.hf import HFPolicy
@@ -62,7 +63,6 @@ from iftgym.rules import make_rule
 from iftgym.types import StepBatch
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens import TokenWorld
-from iftgym.worlds.tokens.generation import generate
 from iftgym.worlds.tokens.hf_tokenizer import character_tokenizer
 from iftgym.worlds.tokens.tasks import make_task
 

@@ -25,6 +25,7 @@ LAYERS = [
             "iftgym.registry",
             "iftgym.types",
             "iftgym.world",
+            "iftgym.decoding",
         ],
     ),
     ("worlds", ["iftgym.worlds"]),
@@ -127,6 +128,14 @@ def test_worlds_import_neither_policies_nor_the_loop(graph) -> None:
     for module, targets in graph.items():
         if module.startswith("iftgym.worlds"):
             assert not {t for t in targets if t.startswith(("iftgym.policies", "iftgym.rules", "iftgym.loop"))}
+
+
+def test_policies_import_no_world_but_its_tokenizers(graph) -> None:
+    # decoding is core (iftgym.decoding); what policies still read from the token world is its tokenizers
+    tokenizers = {"iftgym.worlds.tokens.tokenizer", "iftgym.worlds.tokens.hf_tokenizer"}
+    for module, targets in graph.items():
+        if module.startswith("iftgym.policies"):
+            assert not {t for t in targets if t.startswith("iftgym.worlds")} - tokenizers, module
 
 
 def test_experiments_and_explanations_never_print() -> None:

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iftgym.decoding import generate
 from iftgym.policies.base import Policy, check_parameter_memory, resolve_device
 from iftgym.validate import at_least
-from iftgym.worlds.tokens.generation import generate
 
 INIT_STD = 0.02
 KeyValues = tuple[torch.Tensor, torch.Tensor]  # one block's key and value buffers, (K*B, heads, block_size, D/heads)
@@ -196,7 +196,7 @@ class TinyGPT(Policy):
         """Logits ``(K, B, t, vocab)`` of ``t`` new input embeddings ``(K, B, t, D)`` after the cached ones (``state``,
         ``None`` at the start), with each token's ``positions (K, B, t)`` and which of all ``L`` tokens so far are
         real (``keys (K, B, L)``; padding is not attended to). Returns the logits and the new cache.
-        How :func:`iftgym.worlds.tokens.generation.generate` decodes in O(1) forward work per new token."""
+        How :func:`iftgym.decoding.generate` decodes in O(1) forward work per new token."""
         if int(positions.max()) >= self.block_size:
             raise ValueError(f"position {int(positions.max())} is beyond block_size={self.block_size}")
         x = self.seed_inputs(inputs)
@@ -232,7 +232,7 @@ class TinyGPT(Policy):
         """Greedy or sampled continuations ``(K, B, max_new_tokens)`` of right-padded prompts ``(B, P)``
         (``lengths``: their real lengths, default all ``P``); ``<pad>`` follows an ``<eos>``. Sampling takes one
         generator per seed (see :func:`iftgym.world.seed_generators`); ``options`` (``top_k``, ``top_p``, ``eos``,
-        ``pad``, ``cache``) are those of :func:`iftgym.worlds.tokens.generation.generate`."""
+        ``pad``, ``cache``) are those of :func:`iftgym.decoding.generate`."""
         if lengths is None:
             lengths = torch.full((prompts.shape[0],), prompts.shape[1], dtype=torch.long)
         return generate(self, prompts, lengths, max_new_tokens, greedy, temperature, generators, **options)

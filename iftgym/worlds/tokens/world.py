@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from iftgym.decoding import generate, pad_prompts
 from iftgym.types import PairBatch, StepBatch, TrainingData
 from iftgym.validate import at_least, fits_in_memory
 from iftgym.world import Actor, seed_generators
-from iftgym.worlds.tokens.generation import generate, pad_prompts
 from iftgym.worlds.tokens.tasks import Example, Task
 from iftgym.worlds.tokens.tokenizer import CharTokenizer, Prompt, Tokenizer, answer_tokens, prompt_tokens
 

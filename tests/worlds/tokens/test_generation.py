@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from iftgym.decoding import filter_logits, generate
 from iftgym.policies.base import Policy
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens import EOS, PAD
-from iftgym.worlds.tokens.generation import filter_logits, generate
 
 
 def test_batched_greedy_generation_matches_one_prompt_at_a_time(reverse, tiny):
@@ -87,3 +87,10 @@ def test_sampling_follows_the_filtered_distribution(reverse, tiny) -> None:
     first = generate(policy, prompts, lengths, 1, greedy=False, generators=seed_generators(0, [0]), top_k=3)[0, :, 0]
     top3 = policy.logits_at(prompts[:1])[0, 0, -1].topk(3).indices
     assert set(first.tolist()) <= set(top3.tolist()) and len(set(first.tolist())) == 3
+
+
+def test_decoding_pads_and_stops_by_default_as_the_character_tokenizer():
+    # iftgym.decoding is core and cannot import the token world: its defaults are written there again
+    from iftgym import decoding
+
+    assert (decoding.PAD, decoding.EOS) == (PAD, EOS)
