@@ -8,12 +8,17 @@ Pre-LayerNorm blocks (causal self-attention, then a GELU MLP), learned position 
 untied input embedding and output head, no dropout. The input embedding is the only encoding IFT mixes: the model
 takes token ids or input embeddings ``(K, B, T, D)`` (position embeddings are added after the mix, as in Hugging
 Face models fed ``inputs_embeds``). On CUDA the forward pass runs under bf16 autocast.
+
+The architecture is a :class:`TinyGPTConfig` (as nanoGPT's ``GPTConfig``): ``TinyGPT.from_config(config, seeds)``,
+or the sizes as arguments, ``TinyGPT(vocab_size, block_size, n_layer, n_head, n_embd, seeds=...)``. Answers are
+decoded by :func:`iftgym.decoding.generate`, with the key-value cache of :meth:`TinyGPT.decode`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -26,6 +31,37 @@ from iftgym.validate import at_least
 
 INIT_STD = 0.02
 KeyValues = tuple[torch.Tensor, torch.Tensor]  # one block's key and value buffers, (K*B, heads, block_size, D/heads)
+
+
+@dataclass(frozen=True)
+class TinyGPTConfig:
+    """The architecture of a :class:`TinyGPT` (one seed's; as nanoGPT's ``GPTConfig``), checked when built.
+
+    Args:
+        vocab_size: number of tokens (input ids and actions).
+        block_size: longest sequence the model reads (number of position embeddings).
+        n_layer, n_head, n_embd: depth, attention heads and width (``n_embd`` divisible by ``n_head``).
+    """
+
+    vocab_size: int
+    block_size: int
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            at_least(name, getattr(self, name), 1)
+            object.__setattr__(self, name, int(getattr(self, name)))  # a numpy integer too, so the spec is JSON
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: expected n_embd a "
+                             "multiple of n_head (each head reads n_embd / n_head dimensions)")  # fmt: skip
+
+    @property
+    def parameters_per_seed(self) -> int:
+        """Weights of one seed: embeddings, blocks (attention, MLP, two layer norms), final norm and head."""
+        per_block = 12 * self.n_embd * self.n_embd + 13 * self.n_embd
+        return (2 * self.vocab_size + self.block_size + 2) * self.n_embd + self.vocab_size + self.n_layer * per_block
 
 
 class SeedLinear(nn.Module):
@@ -62,10 +98,10 @@ class SeedLayerNorm(nn.Module):
 class Block(nn.Module):
     """``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
 
-    def __init__(self, n_seeds: int, n_embd: int, n_head: int, n_layer: int) -> None:
+    def __init__(self, n_seeds: int, config: TinyGPTConfig) -> None:
         super().__init__()
-        self.n_head = n_head
-        residual_std = INIT_STD / math.sqrt(2 * n_layer)  # GPT-2's scaled init of the residual projections
+        n_embd, self.n_head = config.n_embd, config.n_head
+        residual_std = INIT_STD / math.sqrt(2 * config.n_layer)  # GPT-2's scaled init of the residual projections
         self.ln_1 = SeedLayerNorm(n_seeds, n_embd)
         self.c_attn = SeedLinear(n_seeds, n_embd, 3 * n_embd)
         self.attn_proj = SeedLinear(n_seeds, n_embd, n_embd, residual_std)
@@ -110,9 +146,8 @@ class TinyGPT(Policy):
     """A causal transformer language model as a policy: one action per token.
 
     Args:
-        vocab_size: number of tokens (input ids and actions).
-        block_size: longest sequence the model reads (number of position embeddings).
-        n_layer, n_head, n_embd: depth, attention heads and width (``n_embd`` divisible by ``n_head``).
+        vocab_size, block_size, n_layer, n_head, n_embd: the architecture (:class:`TinyGPTConfig`, kept as
+            ``self.config``; :meth:`from_config` takes one).
         seeds: K seeds, or their count.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``...
     """
@@ -131,21 +166,16 @@ class TinyGPT(Policy):
         device: str | torch.device = "auto",
     ) -> None:
         super().__init__(seeds, vocab_size)
-        for name, value in (("vocab_size", vocab_size), ("block_size", block_size), ("n_layer", n_layer),
-                            ("n_head", n_head), ("n_embd", n_embd)):  # fmt: skip
-            at_least(name, value, 1)
-        if n_embd % n_head:
-            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        config = TinyGPTConfig(vocab_size, block_size, n_layer, n_head, n_embd)
         device = resolve_device(device)
-        per_block = 12 * n_embd * n_embd + 13 * n_embd  # attention, MLP and two layer norms
-        per_seed = (2 * vocab_size + block_size + 2) * n_embd + vocab_size + n_layer * per_block
         check_parameter_memory(f"TinyGPT with {self.n_seeds} seeds, n_layer={n_layer}, n_embd={n_embd}",
-                               self.n_seeds * per_seed, "lower seeds, n_layer or n_embd")  # fmt: skip
-        self.vocab_size, self.block_size = vocab_size, block_size
+                               self.n_seeds * config.parameters_per_seed, "lower seeds, n_layer or n_embd")  # fmt: skip
+        self.config = config
+        self.vocab_size, self.block_size = config.vocab_size, config.block_size
         K = self.n_seeds
         self.wte = nn.Parameter(torch.empty(K, vocab_size, n_embd))
         self.wpe = nn.Parameter(torch.empty(K, block_size, n_embd))
-        self.blocks = nn.ModuleList(Block(K, n_embd, n_head, n_layer) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(K, config) for _ in range(n_layer))
         self.ln_f = SeedLayerNorm(K, n_embd)
         self.head = SeedLinear(K, n_embd, vocab_size)
         linears = [m for m in self.modules() if isinstance(m, SeedLinear)]
@@ -157,16 +187,16 @@ class TinyGPT(Policy):
                 linear.init_seed(k, gen)
         self.to(device)
 
+    @classmethod
+    def from_config(
+        cls, config: TinyGPTConfig, seeds: int | Sequence[int] = 1, device: str | torch.device = "auto"
+    ) -> TinyGPT:
+        """K seeds of the architecture ``config``."""
+        return cls(**asdict(config), seeds=seeds, device=device)
+
     def spec(self) -> dict:
         """Constructor arguments that rebuild this architecture and seeds (the device is chosen on loading)."""
-        return {
-            "vocab_size": self.vocab_size,
-            "block_size": self.block_size,
-            "n_layer": len(self.blocks),
-            "n_head": self.blocks[0].n_head,
-            "n_embd": self.wte.shape[-1],
-            "seeds": list(self.seeds),
-        }
+        return {**asdict(self.config), "seeds": list(self.seeds)}
 
     def embedding_table(self) -> torch.Tensor:
         """The token embedding weights, one ``(vocab, D)`` table per seed."""

@@ -1,13 +1,16 @@
-"""TinyGPT: shapes, inputs as ids or embeddings, seeds, causality, generation, devices, checkpoints."""
+"""TinyGPT: its config, shapes, inputs as ids or embeddings, seeds, causality, generation, devices, checkpoints."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from iftgym.loop import TrainConfig, train
 from iftgym.policies.base import resolve_device
-from iftgym.policies.tiny_gpt import TinyGPT
+from iftgym.policies.tiny_gpt import TinyGPT, TinyGPTConfig
 from iftgym.rules import make_rule
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens import EOS, TokenWorld
@@ -73,6 +76,23 @@ def test_bad_shapes_and_settings():
         TinyGPT(V, T, n_head=3, n_embd=16, device="cpu")
     with pytest.raises(ValueError, match="n_layer=0"):
         TinyGPT(V, T, n_layer=0, device="cpu")
+
+
+def test_the_config_checks_its_sizes_and_builds_the_same_model_as_the_arguments():
+    config = TinyGPTConfig(V, T, n_layer=2, n_head=2, n_embd=16)
+    model = TinyGPT.from_config(config, seeds=2, device="cpu")
+    assert model.config == config and model.spec() == {**gpt().spec(), "seeds": [0, 1]}
+    for mine, theirs in zip(model.parameters(), gpt().parameters(), strict=True):
+        assert torch.equal(mine, theirs)
+    with pytest.raises(ValueError, match="n_embd=16 is not divisible by n_head=3"):
+        TinyGPTConfig(V, T, n_head=3, n_embd=16)
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        with pytest.raises(ValueError, match=f"{name}=0 is out of range"):
+            TinyGPTConfig(**{"vocab_size": V, "block_size": T, name: 0})
+    with pytest.raises(ValueError, match=r"n_layer=1\.5 is float"):
+        TinyGPTConfig(V, T, n_layer=1.5)
+    numpy_sizes = TinyGPTConfig(np.int64(V), np.int64(T), n_layer=np.int64(1))  # sizes read from arrays
+    assert json.loads(json.dumps(TinyGPT.from_config(numpy_sizes, device="cpu").spec()))["n_layer"] == 1
 
 
 def test_devices():
