@@ -8,7 +8,7 @@ from iftgym.policies.mlp import MLPPolicy
 from iftgym.policies.recurrent import GRUPolicy
 from iftgym.policies.registry import POLICIES, register_policy
 from iftgym.policies.tabular import TabularPolicy
-from iftgym.policies.tiny_gpt import TinyGPT
+from iftgym.policies.tiny_gpt import TinyGPT, TinyGPTConfig
 
-__all__ = ["POLICIES", "GRUPolicy", "HFPolicy", "MLPPolicy", "Policy", "TabularPolicy", "TinyGPT", "load_metadata",
-           "load_model", "load_policy", "register_policy", "save_model", "save_policy"]  # fmt: skip
+__all__ = ["POLICIES", "GRUPolicy", "HFPolicy", "MLPPolicy", "Policy", "TabularPolicy", "TinyGPT", "TinyGPTConfig",
+           "load_metadata", "load_model", "load_policy", "register_policy", "save_model", "save_policy"]  # fmt: skip
