@@ -24,12 +24,28 @@ from iftgym.explain.figures import explored_maps, preference_maps, training_curv
 from iftgym.explain.tables import compare_table
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
+from iftgym.validate import at_least
 from iftgym.worlds.frozen_lake.maps import catalogue, load_map, random_map, validate_map
 from iftgym.worlds.frozen_lake.model import ACTION_NAMES, FrozenLakeMDP
 
 TILES = "FHSG"  # a click on a cell cycles through them
 TILE_COLOURS = {"F": "#e8f1fb", "H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
 RULES = ("sft", "ift", "dpo", "orpo", "ppo", "reinforce", "dpo-online", "ift(lam=0)", "ift(gamma=0)")
+
+
+LIMITS = {"seeds": (2, 50), "steps": (10, 1000)}  # the sliders' ranges: a value outside would be clamped
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """User text as an error message echoes it: at most ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _in_range(name: str, value: object, low: int, high: int) -> None:
+    """An integer a slider can show: ``low <= value <= high`` (a slider would silently clamp anything else)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
+        raise ValueError(f"{name}={_cut(repr(value))} is out of range: expected an integer {low} <= {name} <= {high} "
+                         "(the explorer's slider)")  # fmt: skip
 
 
 def _slider(kind: type, description: str, **options: Any) -> widgets.Widget:
@@ -51,6 +67,13 @@ class FrozenLakeExplorer:
 
     def __init__(self, map: str = "paper", algos: tuple[str, ...] = ("sft", "ift", "dpo", "orpo", "ppo"),
                  seeds: int = 20, steps: int = 300, every: int = 10, train: bool = True) -> None:  # fmt: skip
+        for name, value in (("seeds", seeds), ("steps", steps)):
+            _in_range(name, value, *LIMITS[name])
+        at_least("every", every, 1, note="training steps between kept policies")
+        unknown = [algo for algo in algos if algo not in RULES] if isinstance(algos, tuple | list) else None
+        if unknown is None or unknown or not algos:
+            raise ValueError(f"algos={_cut(repr(algos))} is not supported: expected a non-empty tuple of the "
+                             f"explorer's rules ({', '.join(RULES)})")  # fmt: skip
         self.rows = list(load_map(map))
         self.every = every
         self.model: FrozenLakeMDP | None = None
@@ -60,6 +83,7 @@ class FrozenLakeExplorer:
         self.table_html = ""
         self.train_seconds = 0.0
         names = list(catalogue())
+        (min_seeds, max_seeds), (min_steps, max_steps) = LIMITS["seeds"], LIMITS["steps"]
         self.controls = {
             "map": widgets.Dropdown(options=names, value=map if map in names else None, description="map"),
             "random_seed": widgets.IntText(value=0, description="seed", layout={"width": "120px"}),
@@ -69,8 +93,8 @@ class FrozenLakeExplorer:
             "gamma": _slider(widgets.FloatSlider, "IFT gamma", value=0.95, min=0.0, max=1.0, step=0.05),
             "beta": _slider(widgets.FloatLogSlider, "DPO/ORPO beta", value=0.1, base=10, min=-2, max=0.5),
             "lr": _slider(widgets.FloatLogSlider, "learning rate", value=0.01, base=10, min=-4, max=-0.5),
-            "steps": _slider(widgets.IntSlider, "steps", value=steps, min=10, max=1000, step=10),
-            "seeds": _slider(widgets.IntSlider, "seeds", value=seeds, min=2, max=50),
+            "steps": _slider(widgets.IntSlider, "steps", value=steps, min=min_steps, max=max_steps, step=10),
+            "seeds": _slider(widgets.IntSlider, "seeds", value=seeds, min=min_seeds, max=max_seeds),
             "slippery": widgets.Checkbox(value=False, description="slippery"),
             "success_rate": _slider(widgets.FloatSlider, "success rate", value=1 / 3, min=0.05, max=1.0, step=0.05),
             "policy": widgets.Dropdown(options=["mlp", "tabular"], value="mlp", description="policy"),
@@ -95,8 +119,11 @@ class FrozenLakeExplorer:
     def cycle(self, index: int) -> None:
         """A click on cell ``index``: frozen -> hole -> start -> goal -> frozen, then retrain (an invalid map shows
         its message and keeps the last good figures)."""
-        ncol = len(self.rows[0])
-        row, col = divmod(index, ncol)
+        ncol, cells = len(self.rows[0]), len(self.rows) * len(self.rows[0])
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < cells:
+            raise IndexError(f"cell index={_cut(repr(index))} is not a cell of the map: expected an integer 0 <= "
+                             f"index < {cells} (the map's {len(self.rows)}x{ncol} cells, row by row)")  # fmt: skip
+        row, col = divmod(int(index), ncol)
         tile = self.rows[row][col]
         new = TILES[(TILES.index(tile) + 1) % len(TILES)]
         self.rows[row] = self.rows[row][:col] + new + self.rows[row][col + 1 :]
@@ -178,6 +205,9 @@ class FrozenLakeExplorer:
     def entry(self, step: int | None = None) -> dict[str, Any]:
         """The results of the last training in ``results.json``'s form, the policies as they were at ``step``."""
         model = self.model
+        if model is None:
+            raise RuntimeError("the explorer has not trained yet (built with train=False, or every map so far was "
+                               "invalid): call retrain() first")  # fmt: skip
         values, _, optimal = model.value_iteration()
         step = self.controls["step"].value if step is None else step
         algorithms: dict[str, Any] = {}

@@ -12,9 +12,11 @@ import ipywidgets as widgets
 import numpy as np
 
 from iftgym.explain.strips import draw_strips
-from iftgym.loop import TrainConfig, train
+from iftgym.loop import TrainConfig, check_algorithms, train
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
 from iftgym.policies import TinyGPT
+from iftgym.policies.base import MAX_SEEDS
+from iftgym.validate import at_least
 from iftgym.worlds.tokens import TokenWorld, make_task
 
 
@@ -24,6 +26,8 @@ class TinyLMExplorer:
 
     def __init__(self, task: str = "addition", algos: tuple[str, ...] = ("sft", "ift"), steps: int = 300,
                  seeds: int = 2, task_args: dict | None = None, train_now: bool = True) -> None:  # fmt: skip
+        at_least("seeds", seeds, 1, high=MAX_SEEDS)
+        check_algorithms(list(algos) if isinstance(algos, tuple) else algos, steps, {}, {})  # names, steps
         args = {"digits": 2, "n_train": 400, "n_test": 50} if task_args is None and task == "addition" else task_args
         self.world = TokenWorld(make_task(task, **(args or {})))
         self.algos, self.steps, self.seeds = algos, steps, seeds

@@ -72,3 +72,32 @@ def test_the_episode_player_and_the_bias_explorer(explorer: FrozenLakeExplorer) 
     text = bias.intervals.value
     assert "Monte Carlo, 2000 rollouts" in text and "exact inside the interval at" in text
     assert bias.intervals.value.count("<tr>") == 1 + len(explorer.model.optimal_demonstration().actions)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"seeds": 1}, r"seeds=1 is out of range: expected an integer 2 <= seeds <= 50"),
+        ({"seeds": 51}, r"seeds=51 is out of range: expected an integer 2 <= seeds <= 50"),
+        ({"seeds": 2.5}, r"seeds=2.5 is out of range: expected an integer"),
+        ({"steps": 5}, r"steps=5 is out of range: expected an integer 10 <= steps <= 1000"),
+        ({"every": 0}, r"every=0 is out of range: expected at least 1"),
+        ({"algos": ("sft", "kto")}, r"algos=\('sft', 'kto'\) is not supported: expected a non-empty tuple"),
+        ({"algos": ()}, r"algos=\(\) is not supported"),
+    ],
+)
+def test_settings_a_slider_would_clamp_are_refused(settings, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        FrozenLakeExplorer(**settings, train=False)
+
+
+def test_cells_outside_the_map_and_results_before_training_are_refused() -> None:
+    explorer = FrozenLakeExplorer(seeds=2, steps=10, train=False)
+    with pytest.raises(RuntimeError, match="has not trained yet"):
+        explorer.entry()
+    rows = list(explorer.rows)
+    for index in (-1, 36, 1.0, True):
+        with pytest.raises(IndexError, match=r"is not a cell of the map: expected an integer 0 <= index < 36 \(the "
+                           r"map's 6x6 cells"):  # fmt: skip
+            explorer.cycle(index)
+    assert explorer.rows == rows  # nothing edited

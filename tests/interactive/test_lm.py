@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from iftgym.interactive import TinyLMExplorer
 
 
@@ -17,3 +19,10 @@ def test_prompts_are_answered_by_every_rule_with_strips_for_the_task_s_own() -> 
     assert all(picture.value == b"" for picture in explorer.strips.values())
     explorer.prompt.value = "hello"
     assert "is not in the vocabulary" in explorer.answers.value
+
+
+def test_bad_settings_are_refused_before_training() -> None:
+    for settings, message in (({"seeds": 0}, "seeds=0 is out of range"), ({"steps": 0}, "steps=0 is out of range"),
+                              ({"algos": ("magic",)}, "unknown rule 'magic'")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            TinyLMExplorer(**settings, train_now=False)
