@@ -7,7 +7,9 @@ observation has a fixed size so that Stable-Baselines3 can consume it: ``{"token
 answer so far, right-padded with <pad> to the longest possible sequence, "length": its real length}``.
 
 Rendering: ``"ansi"`` gives the prompt and the answer so far as text; ``"rgb_array"`` the same sequence as an image
-(drawn with NumPy alone), which Stable-Baselines3's ``make_vec_env`` asks for and video recorders can save.
+(drawn with NumPy alone), which Stable-Baselines3's ``make_vec_env`` asks for and video recorders can save;
+``"human"`` shows that image in a matplotlib window, as ``iftgym/FrozenLake-v0`` does, and is refused at construction
+where no window can open (no display, or a non-interactive matplotlib backend).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from gymnasium import spaces
 
 from iftgym.validate import at_least, one_of
+from iftgym.worlds.frozen_lake.env import human_display_problem
 from iftgym.worlds.tokens.tasks import TASKS, Task, make_task
 from iftgym.worlds.tokens.tokenizer import BOS, EOS, PAD, SPECIAL_TOKENS
 from iftgym.worlds.tokens.world import TokenWorld
@@ -29,6 +32,7 @@ SPECIAL_COLOURS = {PAD: (110, 110, 110), BOS: (255, 255, 255), EOS: (0, 0, 0)}
 GRID_COLOUR = (60, 60, 60)
 PROMPT_MARK, ANSWER_MARK = (200, 200, 200), (230, 80, 60)
 GOLDEN = 0.618033988749895  # hue step between token ids: neighbouring characters get far-apart hues
+WINDOW_TITLE = "iftgym/TokenGen-v0"
 
 
 def token_colours(n_ids: int) -> np.ndarray:
@@ -47,13 +51,14 @@ class TokenGenEnv(gym.Env):
         task: a task name (``"addition"``, ``"sort"``, ``"frozen-lake"``, ``"jsonl"``) or a :class:`Task`.
         split: ``"train"`` or ``"test"``: the prompts an episode draws from (uniformly, with the env's RNG).
         reward: ``"end"`` (the task's reward on the last token) or ``"token"`` (per-token, see :class:`TokenWorld`).
-        render_mode: ``"ansi"`` (the prompt and the answer so far as text) or ``"rgb_array"`` (the same as an
-            image, see :meth:`render_rgb`).
+        render_mode: ``"ansi"`` (the prompt and the answer so far as text), ``"rgb_array"`` (the same as an
+            image, see :meth:`render_rgb`) or ``"human"`` (that image in a matplotlib window, updated on every reset
+            and step; refused at construction without a display and an interactive backend, as Frozen Lake's).
         **task_kwargs: passed to the task's constructor (``digits=2``, ``path="data.jsonl"``...) when ``task`` is
             a name.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
 
     def __init__(
         self,
@@ -64,7 +69,15 @@ class TokenGenEnv(gym.Env):
         **task_kwargs: Any,
     ) -> None:
         if render_mode is not None:
-            one_of("render_mode", render_mode, self.metadata["render_modes"])
+            one_of("render_mode", render_mode, TokenGenEnv.metadata["render_modes"])
+        problem = human_display_problem()
+        if render_mode == "human" and problem is not None:  # refused now, not at the first reset
+            raise ValueError(f"render_mode='human' is not supported: expected one of 'ansi', 'rgb_array' here, since "
+                             f"'human' needs an interactive matplotlib backend (a display) and {problem}; use "
+                             "render_mode='rgb_array' or 'ansi', or run where a display is available")  # fmt: skip
+        modes = [mode for mode in TokenGenEnv.metadata["render_modes"] if mode != "human" or problem is None]
+        self.metadata = {**TokenGenEnv.metadata, "render_modes": modes}  # what this env can use where it runs
+        self._window: tuple[Any, Any] | None = None  # human mode: the matplotlib figure and its image
         if isinstance(task, str):
             task = make_task(task, **task_kwargs)
         elif not isinstance(task, Task):
@@ -104,6 +117,8 @@ class TokenGenEnv(gym.Env):
                              f"(the split has {len(self.examples)} prompts)")  # fmt: skip
         prompt = self.examples[index].prompt
         self.state = (self.world.prompt_ids(prompt), ())
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), {"prompt": prompt}
 
     def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict]:
@@ -120,15 +135,44 @@ class TokenGenEnv(gym.Env):
         if ended:
             info = {"answer": self.world.tokenizer.decode(self.state[1]),
                     "success": self.world.final_reward(*self.state)}  # fmt: skip
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), reward, terminated, ended and not terminated, info
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode == "rgb_array":
             return self.render_rgb()
+        if self.render_mode == "human":
+            self._show(self.render_rgb())
         if self.render_mode != "ansi":
             return None
         prompt, answer = self.state
         return f"{self.world.tokenizer.decode(prompt[1:])}{self.world.tokenizer.decode(answer)}\n"
+
+    def _show(self, frame: np.ndarray) -> None:
+        """Draw ``frame`` in this env's window (one figure, updated in place; reopened if the user closed it)."""
+        import matplotlib.pyplot as plt  # only human rendering needs pyplot and its GUI event loop
+
+        if self._window is None or not plt.fignum_exists(self._window[0].number):
+            width = min(12.0, max(3.0, frame.shape[1] / 40))
+            figure, axes = plt.subplots(figsize=(width, max(1.0, width * frame.shape[0] / frame.shape[1] + 0.4)))
+            axes.set_axis_off()
+            figure.tight_layout(pad=0.2)
+            if figure.canvas.manager is not None:
+                figure.canvas.manager.set_window_title(WINDOW_TITLE)
+            self._window = (figure, axes.imshow(frame))
+        else:
+            plt.figure(self._window[0].number)  # plt.pause shows the active figure: make it this env's
+            self._window[1].set_data(frame)
+        plt.pause(1 / self.metadata["render_fps"])
+
+    def close(self) -> None:
+        if self._window is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._window[0])
+            self._window = None
+        super().close()
 
     def render_rgb(self, cell: int = 16) -> np.ndarray:
         """The observation's sequence as a ``(cell + cell // 4, block_size * cell, 3)`` uint8 image.

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import matplotlib
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import iftgym  # noqa: F401  (registers the environments)
 from iftgym.worlds.tokens import EOS, PAD
+from iftgym.worlds.tokens import env as env_module
 from iftgym.worlds.tokens.env import TokenGenEnv
+
+matplotlib.use("Agg")  # no test opens a window: render_mode="human" is refused here unless a test allows it
 
 SMALL = {"task": "sort", "length": 3, "n_train": 20, "n_test": 5}
 
@@ -168,9 +172,11 @@ def test_bad_arguments_end_in_one_clear_line():
     with pytest.raises(ValueError, match=r"^task options length only apply to a task given by name"):
         TokenGenEnv(task=SortTask(length=3, n_train=5, n_test=1), length=4)
     with pytest.raises(
-        ValueError, match=r"^render_mode='human' is not supported: expected one of 'ansi', 'rgb_array'$"
+        ValueError, match=r"^render_mode='human' is not supported: expected one of 'ansi', 'rgb_array' here"
     ):
         TokenGenEnv(render_mode="human", **SMALL)
+    with pytest.raises(ValueError, match=r"^render_mode='rgb' is not supported: expected one of 'ansi', 'rgb_array'"):
+        TokenGenEnv(render_mode="rgb", **SMALL)
     env = TokenGenEnv(**SMALL)
     for options in ({"index": -1}, {"index": True}):
         with pytest.raises(ValueError, match=r"^index=(-1|True) is out of range: expected an integer 0 <= index < 20"):
@@ -183,3 +189,56 @@ def test_bad_arguments_end_in_one_clear_line():
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"^action True is invalid: expected a token id in 0\.\.\d+$"):
         env.step(True)
+
+
+# -- human rendering: refused up front without a display, as Frozen Lake's; drawn in one figure with one -------------
+def test_human_mode_is_refused_when_made_not_at_reset(monkeypatch):
+    monkeypatch.setattr("iftgym.worlds.frozen_lake.env.sys.platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    message = (r"^render_mode='human' is not supported: expected one of 'ansi', 'rgb_array' here, since 'human' needs "
+               r"an interactive matplotlib backend \(a display\) and there is no display")  # fmt: skip
+    with pytest.raises(ValueError, match=message):  # Gymnasium hands 'human' to the env, no pygame wrapper
+        gym.make("iftgym/TokenGen-v0", render_mode="human", **SMALL)
+    assert TokenGenEnv(**SMALL).metadata["render_modes"] == ["ansi", "rgb_array"]
+    assert TokenGenEnv.metadata["render_modes"] == ["ansi", "rgb_array", "human"]
+
+
+@pytest.fixture
+def window(monkeypatch):
+    """Human mode allowed (the display check passes), drawn with Agg, and ``plt.pause`` recorded, not waited."""
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(env_module, "human_display_problem", lambda: None)
+    pauses: list[float] = []
+    monkeypatch.setattr(plt, "pause", pauses.append)
+    plt.close("all")
+    yield pauses
+    plt.close("all")
+
+
+def test_human_mode_draws_every_frame_in_one_figure(window):
+    import matplotlib.pyplot as plt
+
+    env = gym.make("iftgym/TokenGen-v0", render_mode="human", **SMALL)
+    assert env.unwrapped.metadata["render_modes"] == ["ansi", "rgb_array", "human"]
+    env.reset(seed=0)
+    figure, image = env.unwrapped._window
+    assert plt.get_fignums() == [figure.number] and window == [1 / 4]
+    env.step(EOS)
+    assert env.render() is None and len(window) == 3
+    assert plt.get_fignums() == [figure.number] and env.unwrapped._window[1] is image  # updated in place
+    np.testing.assert_array_equal(image.get_array(), env.unwrapped.render_rgb())
+    env.close()
+    env.close()  # closing twice is allowed, as Gymnasium asks
+    assert plt.get_fignums() == []
+
+
+def test_check_env_passes_with_human_mode_available(window):
+    import warnings
+
+    env = gym.make("iftgym/TokenGen-v0", **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)  # makes and renders an env in each mode, 'human' included
+    assert window  # the human env drew
