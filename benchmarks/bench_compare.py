@@ -34,8 +34,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from iftgym.experiments.baselines import SB3
 from iftgym.experiments.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm
+from iftgym.experiments.config import SB3
 
 TARGETS = {"first run": 20.0, "re-run": 8.0}
 

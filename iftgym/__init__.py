@@ -68,7 +68,7 @@ _MODULES = {
     "iftgym.loop": ["train", "TrainConfig", "TrainResult", "Stage", "make_stages"],
     "iftgym.metrics.testing": ["assert_estimator_bias", "check_estimator_bias"],
     "iftgym.experiments.compare": ["compare", "CompareConfig"],
-    "iftgym.experiments.lm": ["run_lm", "LMConfig"],
+    "iftgym.worlds.registry": ["register_world", "make_world", "world_names"],
     "iftgym.experiments.generate": ["generate_text", "GenerateConfig"],
     "iftgym.registry": ["load_plugin"],
 }
@@ -76,13 +76,13 @@ _EXPORTS = {name: module for module, names in _MODULES.items() for name in names
 
 __all__ = [
     "Actor", "CharTokenizer", "CompareConfig", "Example", "FrozenLakeEnv", "FrozenLakeMDP", "GenerateConfig",
-    "HFPolicy", "HFTokenizer", "LMConfig", "MLPPolicy", "Message", "PairBatch", "Policy", "PreferencePair", "Rule",
+    "HFPolicy", "HFTokenizer", "MLPPolicy", "Message", "PairBatch", "Policy", "PreferencePair", "Rule",
     "Stage", "StepBatch", "TabularPolicy", "Task", "TinyGPT", "TokenGenEnv", "TokenWorld", "TrainConfig",
     "TrainResult", "TrainingData", "Trajectory", "World", "__version__", "assert_estimator_bias", "catalogue",
     "check_estimator_bias", "compare", "generate_text", "load_map", "load_model", "load_plugin", "load_policy",
-    "load_rule", "load_tokenizer", "make_rule", "make_stages", "make_task", "parse_recipe", "random_map",
-    "register_policy", "register_rule", "register_task", "rule_names", "rule_spec", "run_lm", "save_model",
-    "save_policy", "seed_generators", "train", "validate_map",
+    "load_rule", "load_tokenizer", "make_rule", "make_stages", "make_task", "make_world", "parse_recipe",
+    "random_map", "register_policy", "register_rule", "register_task", "register_world", "rule_names", "rule_spec",
+    "save_model", "save_policy", "seed_generators", "train", "validate_map", "world_names",
 ]  # fmt: skip
 
 
@@ -101,7 +101,6 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers see the lazy names
     from iftgym.experiments.compare import CompareConfig, compare
     from iftgym.experiments.generate import GenerateConfig, generate_text
-    from iftgym.experiments.lm import LMConfig, run_lm
     from iftgym.loop import Stage, TrainConfig, TrainResult, make_stages, train
     from iftgym.metrics.testing import assert_estimator_bias, check_estimator_bias
     from iftgym.policies import (
@@ -121,6 +120,7 @@ if TYPE_CHECKING:  # static analysers see the lazy names
     from iftgym.types import PairBatch, PreferencePair, StepBatch, TrainingData, Trajectory
     from iftgym.world import Actor, World, seed_generators
     from iftgym.worlds.frozen_lake import FrozenLakeEnv, FrozenLakeMDP, catalogue, load_map, random_map, validate_map
+    from iftgym.worlds.registry import make_world, register_world, world_names
     from iftgym.worlds.tokens import (
         CharTokenizer,
         Example,

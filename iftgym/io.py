@@ -229,18 +229,27 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
 MAX_JSON_BYTES = 1 << 30
 
 
+def refuse_irregular(path: str | os.PathLike, what: str, info: os.stat_result | None = None,
+                     limit: int | None = None) -> None:  # fmt: skip
+    """Refuse, from its ``stat`` alone (the file is not opened, so a FIFO cannot hang the reader), a ``path`` that
+    is a folder, a FIFO, a socket or a device, or a file over ``limit`` bytes; a missing file is an ``OSError``."""
+    import stat
+
+    info = os.stat(path) if info is None else info
+    if stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"cannot read {what} {str(path)!r}: Is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"cannot read {what} {str(path)!r}: not a regular file (a FIFO, socket or device)")
+    if limit is not None and info.st_size > limit:
+        raise ValueError(f"{what} {str(path)!r} is {info.st_size:,} bytes: at most {limit:,} are read")
+
+
 def _read_regular_file(path: Path, what: str, limit: int) -> bytes:
     """The bytes of ``path``, a regular file of at most ``limit`` bytes; anything else (a folder, a FIFO, a device,
     a larger file) is refused before its data is read: a FIFO is never opened, so it cannot hang the reader."""
-    import stat
 
     def refuse(info: os.stat_result) -> None:
-        if stat.S_ISDIR(info.st_mode):
-            raise ValueError(f"cannot read {what} {str(path)!r}: Is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"cannot read {what} {str(path)!r}: not a regular file (a FIFO, socket or device)")
-        if info.st_size > limit:
-            raise ValueError(f"{what} {str(path)!r} is {info.st_size:,} bytes: at most {limit:,} are read")
+        refuse_irregular(path, what, info, limit)
 
     refuse(os.stat(path))
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
@@ -250,3 +259,25 @@ def _read_regular_file(path: Path, what: str, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"{what} {str(path)!r} is over {limit:,} bytes: at most {limit:,} are read")
     return data
+
+
+class LazyLog:
+    """A JSONL log at ``path`` that is created (with its folder) only when its first record is written — so a run
+    refused during its checks leaves nothing — then one record a line, flushed as written (a killed run keeps what it
+    measured)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file = None
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._file.write(json.dumps(strict(record)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file, if one was created."""
+        if self._file is not None:
+            self._file.close()

@@ -29,16 +29,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from iftgym import distributed
-from iftgym.errors import TrainingDiverged
+from iftgym.errors import RunFailed, TrainingDiverged
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
-from iftgym.rules.registry import base_name, make_rule, parse_recipe, rule_spec
+from iftgym.rules.registry import base_name, is_built_in, make_rule, parse_recipe, rule_spec
 from iftgym.types import PairBatch, StepBatch, TrainingData
-from iftgym.validate import at_least, non_negative, one_of, positive
+from iftgym.validate import MAX_STEPS, at_least, non_negative, one_of, positive
 from iftgym.world import World, seed_generators
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-MAX_STEPS = 10**9  # a billion optimiser steps: beyond any run on this workbench
 EvalCallback = Callable[[int, Policy], dict[str, np.ndarray]]
 StepLog = Callable[[dict[str, Any]], None]
 
@@ -211,6 +210,49 @@ def _stepper(policy: Policy, rule: Rule) -> nn.Module:
     return DistributedDataParallel(module, device_ids=devices, find_unused_parameters=frozen_inputs)
 
 
+def _rule_step(
+    rule: Rule, stepper: nn.Module, policy: Policy, batch: Any, step: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step of ``rule`` (its ``collect`` phase, then its loss). A rule that is not one of iftgym's own is held
+    to the Rule contract on every step — a ``(K,)`` loss with a gradient, a dict of ``(K,)`` or scalar numeric metrics
+    — and whatever it raises (``SystemExit`` included) ends the run in one line naming the rule
+    (:class:`~iftgym.errors.RunFailed`): a plugin's bug is reported, not shown as iftgym's traceback."""
+    if is_built_in(rule.name):
+        rule.collect(policy, step)
+        return stepper(batch, step)
+    try:
+        rule.collect(policy, step)
+        result = stepper(batch, step)
+    except (Exception, SystemExit) as err:  # a plugin's code can fail in any way
+        raise RunFailed(f"rule {rule.name!r} failed at step {step + 1}: {type(err).__name__}: "
+                        f"{str(err)[:200]}") from None  # fmt: skip
+    return _check_step(rule.name, result, policy.n_seeds)
+
+
+def _check_step(name: str, result: Any, k: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def broken(what: str) -> RunFailed:
+        return RunFailed(f"rule {name!r} breaks the Rule contract: {what} (docs/design.md §5)")
+
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise broken(f"loss() returned {type(result).__name__}, expected a (loss, metrics) pair")
+    loss, metrics = result
+    if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (k,):
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise broken(f"its loss is {shape}, expected one loss per seed, shape ({k},)")
+    if not loss.requires_grad:
+        raise broken("its loss has no gradient (computed without the policy, or detached)")
+    if not isinstance(metrics, dict):
+        raise broken(f"its metrics are {type(metrics).__name__}, expected a dict of tensors")
+    checked = {}
+    for key, value in metrics.items():
+        value = torch.as_tensor(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        if not (isinstance(key, str) and isinstance(value, torch.Tensor) and value.dtype.is_floating_point
+                and tuple(value.shape) in ((k,), ())):  # fmt: skip
+            raise broken(f"metric {str(key)[:40]!r} is not a ({k},) or scalar float tensor")
+        checked[key] = value.expand(k) if value.dim() == 0 else value
+    return loss, checked
+
+
 def stage_batches(
     stages: Sequence[Stage], data: TrainingData, batch_size: int | None
 ) -> list[StepBatch | PairBatch | None]:
@@ -331,8 +373,7 @@ def train(
             )
             for step in range(stage.steps):
                 minibatch = distributed.shard(_minibatch(batch, config.batch_size, data_order))
-                rule.collect(policy, step)
-                loss, metrics = stepper(minibatch, step)
+                loss, metrics = _rule_step(rule, stepper, policy, minibatch, step)
                 mean_loss = distributed.mean_over_processes(loss.detach())
                 if not torch.isfinite(mean_loss).all():
                     bad = [policy.seeds[k] for k in torch.nonzero(~torch.isfinite(mean_loss)).flatten().tolist()]

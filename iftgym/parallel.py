@@ -111,9 +111,13 @@ def in_background(tasks: Mapping[Key, Task], workers: int | None = None) -> Iter
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """End a pool's worker processes now, whatever they are running."""
+    """End a pool's worker processes now, whatever they are running, and wait (briefly) until they have ended: a worker
+    still starting up would otherwise find this process gone and print a traceback of its own."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     if hasattr(pool, "terminate_workers"):  # Python 3.14+
         pool.terminate_workers()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
+    else:
+        for process in processes:
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)

@@ -75,7 +75,8 @@ class Registry(Generic[T]):
         if name not in self._entries:
             self.load_entry_points()
         if name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}: expected one of {', '.join(self.names())}")
+            shown = repr(name[:60]) + "..." if isinstance(name, str) and len(name) > 60 else repr(name)
+            raise ValueError(f"unknown {self.kind} {shown}: expected one of {', '.join(self.names())}")
         return self._entries[name]
 
     def names(self) -> list[str]:
@@ -104,11 +105,26 @@ def load_plugin(spec: str) -> None:
     try:
         if path.suffix == ".py":
             name = f"iftgym_plugin_{path.stem}"
+            loaded = sys.modules.get(name)
+            if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+                return  # loaded already (a worker process and its parent load the same plugins)
             module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module
             module_spec.loader.exec_module(module)
         else:
             importlib.import_module(spec)
-    except Exception as err:  # user code can fail in any way: one line naming the plugin
-        raise ValueError(f"plugin {spec!r} failed to load: {type(err).__name__}: {err}") from None
+    except (Exception, SystemExit) as err:  # user code can fail in any way, exit included: one line naming it
+        raise ValueError(f"plugin {spec!r} failed to load: {type(err).__name__}: {str(err)[:200]}") from None
+
+
+def from_plugin(entry: object, plugins: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``entry`` (a class or function) was defined by one of ``plugins`` (files or module names as given to
+    :func:`load_plugin`), so that a process that loads the same plugins finds it under the same name."""
+    module = getattr(entry, "__module__", "") or ""
+    for spec in plugins:
+        path = Path(spec)
+        name = f"iftgym_plugin_{path.stem}" if path.suffix == ".py" else spec
+        if module == name or module.startswith(name + "."):
+            return True
+    return False

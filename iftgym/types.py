@@ -144,6 +144,18 @@ class StepBatch:
             rewards[b, :n] = torch.tensor(traj.rewards, dtype=torch.float32)
         return cls(ids, actions, mask, rewards)
 
+    @classmethod
+    def from_seeds(
+        cls, world: World, per_seed: Sequence[Sequence[Trajectory]], device: torch.device | str = "cpu"
+    ) -> StepBatch:
+        """Each seed's own trajectories, ``per_seed[k]`` (the same number for every seed), stacked into one
+        ``(K, B, T)`` batch padded to the longest of all, on ``device``: what a world's ``sample`` returns."""
+        if not per_seed or len({len(trajectories) for trajectories in per_seed}) != 1:
+            raise ValueError("per_seed must give every seed the same number of trajectories (at least one)")
+        length = max(len(traj) for trajectories in per_seed for traj in trajectories)
+        batches = [cls.from_trajectories(world, trajectories, length) for trajectories in per_seed]
+        return cls(*(torch.stack(parts).to(device) for parts in zip(*(b.tensors() for b in batches))))
+
 
 @dataclass
 class PairBatch:

@@ -25,7 +25,10 @@ State = Hashable
 
 @runtime_checkable
 class Actor(Protocol):
-    """What a world needs from a policy of K seeds (every :class:`iftgym.policies.Policy` is one)."""
+    """Everything a world (and the decoder, :mod:`iftgym.decoding`) calls on a policy of K seeds; every
+    :class:`iftgym.policies.Policy` is one. A policy with ``kv_cache = True`` also has ``decode(inputs, positions,
+    keys, state) -> (logits, state)``, which :func:`iftgym.decoding.generate` then uses to read one new token per
+    step (TinyGPT, Hugging Face models); without it, generation recomputes the whole prefix with ``logits_at``."""
 
     markov: bool  # logits at step t depend on the input at step t only (a policy matrix exists)
     seeds: list[int]  # the K seeds, each with its own initialisation and random stream
@@ -42,6 +45,15 @@ class Actor(Protocol):
 
     def action_probs(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """``(K, n_ids, A)``: a Markov policy's action distribution at every input id, computed in ``dtype``."""
+        ...
+
+    def embed(self, ids: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Each seed's encodings ``(K, B, T, D)`` of input ids ``(B, T)`` or ``(K, B, T)``."""
+        ...
+
+    def step(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One step of every sequence: logits ``(K, B, A)`` for step encodings ``(K, B, D)`` and the state before
+        (``None`` at the start), and the new state (how a world rolls out a policy with memory)."""
         ...
 
 

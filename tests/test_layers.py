@@ -26,6 +26,7 @@ LAYERS = [
             "iftgym.types",
             "iftgym.world",
             "iftgym.decoding",
+            "iftgym.settings",
         ],
     ),
     ("worlds", ["iftgym.worlds"]),

@@ -18,7 +18,7 @@ def test_the_public_api_is_at_the_top_level() -> None:
     for name in iftgym.__all__:
         assert getattr(iftgym, name) is not None, name
     assert {"train", "TrainConfig", "make_rule", "register_rule", "MLPPolicy", "TinyGPT", "FrozenLakeMDP",
-            "TokenWorld", "World", "compare", "run_lm"} <= set(iftgym.__all__)  # fmt: skip
+            "TokenWorld", "World", "compare", "register_world", "make_world"} <= set(iftgym.__all__)  # fmt: skip
     assert callable(iftgym.train) and iftgym.train.__module__ == "iftgym.loop"
     assert "train" in dir(iftgym)
 

@@ -67,3 +67,52 @@ def test_the_hugging_face_walk_through_names_real_files_and_valid_commands() -> 
     torchrun = shlex.split(lines[-1])
     assert "--nproc_per_node=2" in torchrun and shlex.split(lines[1])[1:] == [  # the same training, two processes
         word.replace("chat-ddp", "chat") for word in torchrun[torchrun.index("iftgym") + 1 :]]  # fmt: skip
+
+
+@pytest.fixture
+def world_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from iftgym.worlds.registry import WORLDS
+
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    WORLDS.unregister("corridor")
+
+
+def test_the_own_world_recipe_runs_as_written(world_in_tmp: Path) -> None:
+    """A world written from docs/design.md alone runs through compare and sweep with every built-in rule, with
+    reference rows, paired statistics and figures — the README's commands, exactly as written."""
+    (world_in_tmp / "my_world.py").write_text(block_after("own-world", "python") + "\n")
+    command = shlex.split(block_after("own-world-command", "bash"))
+    assert command[:2] == ["iftgym", "compare"] and main(command[1:]) == 0
+    out = world_in_tmp / command[command.index("--out") + 1]
+    results = json.loads((out / "results.json").read_text())
+    entry = results["maps"][0]
+    assert results["world"] == "corridor" and list(entry["references"]) == ["uniform", "untrained"]
+    from iftgym.rules.registry import BUILT_IN
+
+    assert set(entry["algorithms"]) == set(BUILT_IN)  # every built-in rule
+    assert all("per_seed" in run for run in entry["algorithms"].values())
+    assert entry["metrics"]["moves"]["lower_is_better"] and not entry["metrics"]["success"]["lower_is_better"]
+    assert set(entry["paired"]["rows"]["ift"]) == {"success", "moves"}
+    assert entry["algorithms"]["sft"]["summary"]["success"]["mean"] > 0.99  # the demonstration reaches the goal
+    assert {"curves.png", "results.json"} <= {p.name for p in out.iterdir()}
+    (world_in_tmp / "sweep.toml").write_text(block_after("own-world-sweep", "toml") + "\n")
+    sweep = shlex.split(block_after("own-world-sweep-command", "bash"))
+    assert sweep[:2] == ["iftgym", "sweep"] and main(sweep[1:]) == 0
+    cells = list((world_in_tmp / sweep[sweep.index("--out") + 1] / "cells").glob("*.json"))
+    assert len(cells) == 4 and all("results" in json.loads(cell.read_text()) for cell in cells)
+
+
+def test_the_readme_tables_are_what_the_results_files_give() -> None:
+    """Every generated table equals what ``docs/make_readme_tables.py`` renders from the committed results files,
+    every table it knows is in the README, and each results file's command is printed there."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "make_readme_tables.py"
+    spec = importlib.util.spec_from_file_location("make_readme_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert tables.render(README) == README, "run python docs/make_readme_tables.py"
+    assert {m.group("name") for m in tables.BLOCK.finditer(README)} == set(tables.TABLES)
+    for name, command in tables.COMMANDS.items():
+        assert (tables.RESULTS / name).is_file() and command in README, command

@@ -80,6 +80,13 @@ def _kept(args: argparse.Namespace | None) -> str:
     return f"; {out} was left as it was" if out else ""
 
 
+MAX_MESSAGE = 400  # an error line echoes at most this much: a user's 200 KB argument is cut, not printed back
+
+
 def _fail(message: str, status: int) -> int:
+    message = " ".join(message.split("\n"))  # one line, whatever the message's parts held
+    if len(message) > MAX_MESSAGE:
+        cut = len(message) - MAX_MESSAGE + 80
+        message = f"{message[: MAX_MESSAGE - 160]} [... {cut:,} characters cut ...] {message[-80:]}"
     print(f"iftgym: error: {message}" if status in (1, 2) else f"iftgym: {message}", file=sys.stderr)
     return status

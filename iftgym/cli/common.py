@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -70,12 +71,15 @@ def split_names(text: str) -> list[str]:
 
 def key_values(items: Sequence[str], flag: str, form: str = "KEY=VALUE") -> dict[str, Any]:
     """``["digits=2", "path=x"]`` -> ``{"digits": 2, "path": "x"}``: values parsed as JSON where they can be, else
-    kept as strings; ``form`` names the expected shape in the error message."""
+    kept as strings; ``form`` names the expected shape in the error message. A key given twice is refused (the
+    first value would be dropped without a word)."""
     values = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"{flag} {item!r} is malformed: expected {form}")
+            raise UsageError(f"{flag} {shorten(item)} is malformed: expected {form}")
+        if key in values:
+            raise UsageError(f"{flag} {shorten(key)} is given twice: expected each {form.split('=')[0]} once")
         try:
             values[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -94,6 +98,62 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise UsageError(f"--set {key}={value!r} is malformed: expected {form}")
         overrides.setdefault(rule, {})[param] = value
     return overrides
+
+
+def shorten(text: str, most: int = 60) -> str:
+    """``repr(text)``, cut to ``most`` characters with an ellipsis: what an error line echoes of the user's text."""
+    return repr(text[:most]) + ("..." if len(text) > most else "")
+
+
+def add_settings(
+    parser: argparse.ArgumentParser, config_class: type, skip: Sequence[str] = (), aliases: dict[str, str] | None = None
+) -> None:
+    """A flag for every setting of ``config_class`` (:func:`iftgym.settings.setting`) but ``skip``, generated from
+    its field: name, help, type and, in the help, its world; ``aliases`` adds another flag to a field. Every flag
+    defaults to *not given* (absent from the parsed namespace), so the config's own defaults apply and
+    :func:`given_settings` sees what the user typed."""
+    from iftgym.settings import base_type, field_type, flag_of, settings_of
+
+    for field in settings_of(config_class):
+        meta = field.metadata
+        if not meta["cli"] or field.name in skip:
+            continue
+        kind = base_type(field_type(config_class, field))
+        flags = [flag_of(field), *([aliases[field.name]] if aliases and field.name in aliases else [])]
+        world = f" [{meta['world']}]" if meta["world"] else ""
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if isinstance(default, list):
+            default = ",".join(map(str, default))
+        shown = "" if default in (None, "", {}) or kind is bool else f" (default: {default:g})" if isinstance(
+            default, float) else f" (default: {default})"
+        options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "metavar": meta["metavar"],
+                                   "help": meta["help"] + shown + world}  # fmt: skip
+        if kind is bool:
+            options.pop("metavar")
+            parser.add_argument(*flags, action="store_true", **options)
+        elif kind is list and field.name == "algos":
+            parser.add_argument(*flags, type=split_names, **options)
+        elif kind is list:
+            parser.add_argument(*flags, nargs="+", **options)
+        elif kind is dict and field.name != "model_config":
+            parser.add_argument(*flags, action="append", **options)
+        else:
+            parser.add_argument(*flags, type=kind if kind in (int, float) else str, **options)
+
+
+def given_settings(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The settings the user gave on the command line, as config keyword arguments (``KEY=VALUE`` lists parsed)."""
+    from iftgym.settings import base_type, field_type, flag_of, settings_of
+
+    given = {}
+    for field in settings_of(config_class):
+        if field.name not in vars(args):
+            continue
+        value = getattr(args, field.name)
+        if base_type(field_type(config_class, field)) is dict and field.name != "model_config":
+            value = key_values(value, flag_of(field))
+        given[field.name] = value
+    return given
 
 
 def quiet_hugging_face() -> None:

@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="local worker processes beside the main one (default: one per core but one)")  # fmt: skip
     parser.add_argument("--address", default=None, help="the Ray cluster's address (default: start a local one)")
-    parser.add_argument("--metric", default="mse", help="the metric of the report's heatmaps and curves (default: mse)")
+    parser.add_argument("--metric", default=None,
+                        help="the metric of the report's tables, heatmaps and curves (default: mse on frozen-lake, "
+                        "the world's first metric elsewhere, e.g. target_test on tokens)")  # fmt: skip
     parser.add_argument("--heatmap", nargs=2, default=None, metavar=("X", "Y"),
                         help="the two axes of the heatmap (default: the first two numeric axes)")  # fmt: skip
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -35,22 +37,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> None:
     """Run ``iftgym sweep`` with parsed ``args``, printing to ``console``."""
     from iftgym.errors import RunFailed
-    from iftgym.experiments.compare import METRICS
     from iftgym.experiments.sweep import finished, load_spec, ray_module
-    from iftgym.validate import one_of
 
     load_plugins(args.plugin)
-    one_of("--metric", args.metric, METRICS)
     if (args.spec is None) == (args.report is None):
         raise UsageError("give a sweep spec to run, or --report FOLDER to rebuild a report: exactly one of them")
     if args.report is not None:
         records = finished(args.report)
         if not records:
             raise UsageError(f"--report {args.report!r} has no finished cells: expected a sweep folder")
-        _report(console, records, args.report, args.metric, args.heatmap)
+        _report(console, records, args.report, _metric(args.metric, records), args.heatmap)
         return
     spec = load_spec(args.spec)
+    spec.base = {**spec.base, "plugins": list(args.plugin)}  # every cell, wherever it runs, loads them first
     cells = spec.cells()  # every cell checked before any runs
+    args.metric = _metric(args.metric, None, cells[0].config)
     _check_heatmap(args.heatmap, {*spec.grid, *spec.random})
     if args.backend == "ray":
         ray_module()
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     state = _run_with_progress(console, spec, out, args, len(cells))
     console.print(f"{state.done} cells done, {state.skipped} finished before and skipped, {state.failed} failed; "
                   f"cells in {escape(str(out))}/cells")  # fmt: skip
-    _report(console, finished(out), out, args.metric, args.heatmap)
+    _report(console, finished(out), out, _metric(args.metric, finished(out)), args.heatmap)
     if state.failed:
         raise RunFailed(f"{state.failed} of {state.total} cells failed (their errors are in {out}/cells)")
 
@@ -84,6 +85,28 @@ def _run_with_progress(console: Console, spec, out, args: argparse.Namespace, to
             progress.update(task, completed=state.skipped + state.done + state.failed, status=status)
 
         return run_sweep(spec, out, args.backend, args.workers, args.address, update)
+
+
+def _metric(metric: str | None, records, config=None) -> str:
+    """The report's metric: the one asked for, checked against what the cells measure (their world's metrics), else
+    the world's first (``mse`` on Frozen Lake)."""
+    from iftgym.experiments.compare import METRICS
+    from iftgym.experiments.worlds import TOKEN_METRICS
+    from iftgym.explain.sweep import metric_names
+
+    if records is not None:
+        measured = metric_names(records)
+    elif config.world == "frozen-lake":
+        measured = list(METRICS)
+    elif config.world == "tokens":
+        measured = list(TOKEN_METRICS)
+    else:
+        return metric  # a plugin world's metrics are known once a cell has run
+    if metric is None:
+        return "mse" if "mse" in measured else (measured or ["mse"])[0]
+    if measured and metric not in measured:
+        raise UsageError(f"--metric {metric!r} is not measured by these cells: expected one of {', '.join(measured)}")
+    return metric
 
 
 def _report(console: Console, records, folder, metric: str, heatmap) -> None:

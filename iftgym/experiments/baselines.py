@@ -43,8 +43,6 @@ from iftgym.validate import at_least
 from iftgym.version import __version__
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
-SB3 = "sb3-ppo"
-
 
 @contextmanager
 def _sb3_sandbox() -> Iterator[None]:
@@ -216,11 +214,15 @@ def _read_array(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...]) -> 
 
 def _run_and_cache(job: SB3Job, cache: Path | None) -> tuple[np.ndarray, float]:
     """Train ``job`` and, with a cache folder, save its result there atomically (a killed run keeps every seed it
-    finished)."""
+    finished). A cache entry that cannot be written (a folder in its place, a full disk) is skipped: the cache only
+    saves time, it never fails a run."""
     policy, seconds = job.run()
     if cache is not None:
-        with atomic_path(cache / f"{job.key()}.npz") as tmp, open(tmp, "wb") as file:
-            np.savez(file, policy=policy, seconds=np.float64(seconds))
+        try:
+            with atomic_path(cache / f"{job.key()}.npz") as tmp, open(tmp, "wb") as file:
+                np.savez(file, policy=policy, seconds=np.float64(seconds))
+        except OSError:
+            pass  # trained again next time
     return policy, seconds
 
 

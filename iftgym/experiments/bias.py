@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iftgym.loop import TrainConfig, make_stages, train
+from iftgym.experiments.runner import run_algorithm
+from iftgym.loop import TrainConfig, make_stages
 from iftgym.metrics.bias import bias_map
 from iftgym.metrics.estimators import PreferenceEstimates, demonstration_log_bias, preference_estimates
 from iftgym.policies import MLPPolicy
@@ -54,12 +55,16 @@ class BiasResult:
 
 
 def run_bias(config: BiasConfig) -> BiasResult:
-    """Train, then measure (see the module doc)."""
+    """Train (through the one runner), then measure (see the module doc); IFT's estimate uses the lambda of the IFT
+    that trained when one did (a variant's own, such as ``ift(lam=0)``), else ``config.lam``."""
     world = FrozenLakeMDP.from_map(config.map, config.slippery, config.success_rate, config.gamma)
     stages = make_stages(config.algo, config.steps, overrides={"ift": {"lam": config.lam}})
-    policy = MLPPolicy(world.n_states, world.n_actions, seeds=[config.seed])
-    train(policy, stages, world, world.training_data(), TrainConfig(steps=config.steps, seed=config.seed))
-    demo = world.optimal_demonstration(rng=0)
-    estimates = preference_estimates(policy, world, demo, lam=config.lam)
+    run = run_algorithm(config.algo, stages, world, world.training_data(),
+                        lambda: MLPPolicy(world.n_states, world.n_actions, seeds=[config.seed]),
+                        TrainConfig(steps=config.steps, seed=config.seed))  # fmt: skip
+    if run.skipped is not None:
+        raise ValueError(f"map {config.map!r}: {run.skipped}")
+    policy, demo = run.policy, world.optimal_demonstration(rng=0)
+    estimates = preference_estimates(policy, world, demo, lam=run.setting("ift", "lam", config.lam))
     total = float(demonstration_log_bias(world, policy, demo, estimates.reach)[0])
     return BiasResult(world, policy, demo, estimates, total, bias_map(policy, world))

@@ -16,105 +16,44 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from iftgym.experiments.baselines import SB3, SB3Job, sb3_tasks
+from iftgym.experiments import runner
+from iftgym.experiments.baselines import SB3Job, sb3_tasks
+from iftgym.experiments.config import FROZEN_LAKE, SB3, CompareConfig
+from iftgym.experiments.config import REFERENCES as WORLD_REFERENCES
 from iftgym.experiments.paired import paired_statistics, worse_than
+from iftgym.experiments.worlds import compare_world
 from iftgym.io import read_json
-from iftgym.loop import TrainConfig, check_algorithms, make_stages, train
+from iftgym.loop import StepLog, TrainConfig
 from iftgym.metrics.decompose import DECOMPOSED, decomposed_scores, demonstrated_cells
 from iftgym.metrics.estimators import demonstration_log_bias
 from iftgym.metrics.rollouts import rollout_scores
 from iftgym.metrics.stats import summarize
 from iftgym.parallel import Task, check_workers, in_background
-from iftgym.policies.base import MAX_SEEDS, Policy
-from iftgym.policies.registry import FROZEN_LAKE_POLICIES, frozen_lake_policy
-from iftgym.rules.registry import is_built_in, parse_recipe
+from iftgym.policies.base import Policy
+from iftgym.policies.registry import build_policy
+from iftgym.registry import from_plugin, load_plugin
+from iftgym.rules.registry import RULES, base_name, is_built_in, parse_recipe
 from iftgym.types import TrainingData
-from iftgym.validate import at_least, between, one_of, positive
+from iftgym.validate import between
 from iftgym.version import __version__
-from iftgym.worlds.frozen_lake.maps import MAX_SIDE, random_map, validate_map
+from iftgym.worlds.frozen_lake.maps import random_map, validate_map
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP, check_gamma
 
-DEFAULT_ALGOS = ("sft", "ift", "dpo", "orpo", "ppo", SB3)
 METRICS = ("mse", "success", "greedy_success", "explored", "bias", *DECOMPOSED)
 LOWER_IS_BETTER = {"mse": True, "success": False, "greedy_success": False, "explored": False, "bias": True,
                    "mse_demo": True, "mse_rest": True, "mse_optimal_visits": True, "mse_own_visits": True,
                    "optimal_mass": False, "optimal_mass_own_visits": False}  # fmt: skip
 # metrics that are probabilities: their confidence intervals are clipped to [0, 1]
 BOUNDS = {name: (0.0, 1.0) for name in ("success", "greedy_success", "optimal_mass", "optimal_mass_own_visits")}
-# rows every comparison carries beside its algorithms: what "not training" and "copying the data" score
-REFERENCES = ("uniform", "untrained", "demo-copy")
+REFERENCES = WORLD_REFERENCES[FROZEN_LAKE]
 SCHEMA = "iftgym.compare/1"
-MAX_RANDOM_MAPS = 10_000
-
-
-@dataclass
-class CompareConfig:
-    """Everything that defines a comparison run; saved in ``results.json`` so the run can be repeated.
-
-    ``algos`` are rule names, variants (``"ift(lam=0)"``), recipes (``"sft+ppo"``) or ``"sb3-ppo"``;
-    ``rule_overrides`` set rule hyper-parameters by rule name (``{"ift": {"lam": 0.3}}``) and ``stage_lrs`` the
-    learning rate of a rule's stage (default ``lr``). ``baseline`` is the row every other row is compared with,
-    seed by seed (default: ``sft`` when it runs, else the first algorithm); a reference row may be named.
-    ``policy`` is what every rule trains: ``"mlp"`` (the paper's), ``"gru"`` (with memory of the cells visited so
-    far; scored from its own rollouts, :mod:`iftgym.metrics.rollouts`) or ``"tabular"``.
-    """
-
-    maps: list[str] = field(default_factory=lambda: ["paper"])
-    algos: list[str] = field(default_factory=lambda: list(DEFAULT_ALGOS))
-    seeds: int = 20
-    steps: int = 300
-    lr: float = 1e-2
-    hidden: int = 64
-    gamma: float = 0.95
-    slippery: bool = False
-    success_rate: float = 1 / 3
-    demos: int = 1
-    eval_every: int = 10
-    sb3_timesteps: int = 5000
-    random_maps: int = 0
-    size: int = 6
-    p_hole: float = 0.25
-    rule_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stage_lrs: dict[str, float] = field(default_factory=dict)
-    baseline: str | None = None
-    policy: str = "mlp"
-    # The policies are tiny: torch's per-op threading overhead outweighs its gain (see benchmarks/).
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        if isinstance(self.maps, str) or not isinstance(self.maps, list | tuple):
-            raise ValueError(f"maps={self.maps!r} is {type(self.maps).__name__}: expected a list of map names or files")
-        for name in self.maps:
-            if not isinstance(name, str) or self.maps.count(name) > 1:
-                raise ValueError(f"map {name!r} is listed twice or is not a name: expected distinct map names or files")
-        if self.random_maps and list(self.maps) != ["paper"]:
-            raise ValueError("maps and random_maps exclude each other: give maps, or a number of random maps")
-        if not self.maps and not self.random_maps:
-            raise ValueError("no maps given: expected map names or files, or random_maps > 0")
-        check_algorithms(self.algos, self.steps, self.stage_lrs, self.rule_overrides, extra=(SB3,))
-        one_of("policy", self.policy, FROZEN_LAKE_POLICIES)
-        if self.baseline is None:
-            self.baseline = "sft" if "sft" in self.algos else self.algos[0]
-        one_of("baseline", self.baseline, [*self.algos, *REFERENCES])
-        at_least("seeds", self.seeds, 2, note="confidence intervals need two", high=MAX_SEEDS)
-        for name in ("steps", "hidden", "demos", "sb3_timesteps", "threads"):
-            at_least(name, getattr(self, name), 1)
-        at_least("random_maps", self.random_maps, 0, high=MAX_RANDOM_MAPS)
-        at_least("size", self.size, 2, high=MAX_SIDE)
-        at_least("eval_every", self.eval_every, 0)
-        positive("lr", self.lr)
-        between("gamma", self.gamma, 0, 1, include_high=False)
-        between("success_rate", self.success_rate, 0, 1, include_low=False)
-        between("p_hole", self.p_hole, 0, 1, include_high=False)
-        if not isinstance(self.slippery, bool):
-            raise ValueError(f"slippery={self.slippery!r} is {type(self.slippery).__name__}: expected true or false")
 
 
 def named_maps(config: CompareConfig) -> list[tuple[str, FrozenLakeMDP]]:
@@ -131,35 +70,27 @@ def named_maps(config: CompareConfig) -> list[tuple[str, FrozenLakeMDP]]:
 def run_algorithm(
     model: FrozenLakeMDP, algo: str, data: TrainingData, config: CompareConfig, seeds: list[int] | None = None
 ) -> dict[str, Any]:
-    """Train one rule or recipe on all seeds at once (``seeds``, default ``0..config.seeds-1``): ``{"policies":
-    (K, S, A), "curves": ..., "stages": [...]}``, or ``{"skipped": reason}`` when the map lacks its data."""
+    """Train one rule or recipe on all seeds at once (``seeds``, default ``0..config.seeds-1``) through the one
+    runner: ``{"policies": (K, S, A), "curves": ..., "stages": [...], "history": ...}``, or ``{"skipped": reason}``
+    when the map lacks its data."""
     seeds = list(range(config.seeds)) if seeds is None else seeds
-    stages = make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides)
-    lacking = [stage.rule.name for stage in stages if not data.has(stage.rule.data)]
-    if lacking:
-        return {"skipped": f"map has no sub-optimal route, so {', '.join(lacking)} in {algo!r} has no preference "
-                           "pairs to train on"}  # fmt: skip
-    policy = make_policy(model, config, seeds)
-    result = train(
-        policy,
-        stages,
-        model,
-        data,
-        TrainConfig(steps=config.steps, lr=config.lr, eval_every=config.eval_every),
+    run = runner.run_algorithm(
+        algo, config.stages(algo), model, data, lambda: make_policy(model, config, seeds),
+        TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+                    eval_every=config.eval_every),
         callback=lambda step, p: evaluate(model, p, data),
-    )
-    curves = {
-        "steps": [step for step, _ in result.evaluations],
-        **{key: np.stack([m[key] for _, m in result.evaluations], axis=1).tolist() for key in ("mse", "success")},
-    }
-    if not policy.markov:  # no policy matrix: scored from its own rollouts
-        return {"scores": rollout_scores(model, policy, data.demos), "curves": curves, "stages": result.stages}
-    return {"policies": policy.action_probs().numpy().astype(float), "curves": curves, "stages": result.stages}
+    )  # fmt: skip
+    if run.skipped is not None:
+        return {"skipped": "map has no sub-optimal route, so " + run.skipped.split(", so ", 1)[1]}
+    common = {"curves": run.curves(("mse", "success")), "stages": run.stage_specs(), "history": run.history_means()}
+    if not run.policy.markov:  # no policy matrix: scored from its own rollouts
+        return {"scores": rollout_scores(model, run.policy, data.demos), **common}
+    return {"policies": run.policy.action_probs().numpy().astype(float), **common}
 
 
 def make_policy(model: FrozenLakeMDP, config: CompareConfig, seeds: list[int]) -> Policy:
     """The run's policy kind (``config.policy``) for ``model``, one copy per seed."""
-    return frozen_lake_policy(config.policy, model.n_states, model.n_actions, config.hidden, seeds)
+    return build_policy(config.policy, model.n_states, model.n_actions, seeds, hidden=config.hidden)
 
 
 def evaluate(model: FrozenLakeMDP, policy: Policy, data: TrainingData) -> dict[str, np.ndarray]:
@@ -222,8 +153,13 @@ def compare(
     progress: Callable[[str], None] | None = None,
     cache: str | os.PathLike | None = None,
     workers: int | None = None,
+    log: StepLog | None = None,
+    save: str | os.PathLike | None = None,
+    bars: bool = False,
 ) -> dict[str, Any]:
-    """Run the comparison and return the results as a JSON-ready dict (see :data:`SCHEMA`).
+    """Run the comparison in ``config.world`` and return the results as a JSON-ready dict (see :data:`SCHEMA`):
+    Frozen Lake here (its maps, exact scores, SB3 and worker processes), any other world through
+    :func:`iftgym.experiments.worlds.compare_world` (the same rows, references and paired statistics).
 
     Args:
         config: what to run.
@@ -235,10 +171,16 @@ def compare(
             everything here. Results do not depend on it: every algorithm and seed trains with its own generators
             and ``config.threads`` threads wherever it runs.
 
+        log: receives every step's metrics (``{"algorithm", "step", "stage", "rule", metric: [per seed]}``).
+        save: a folder that receives each trained model (``save/<algorithm>``; the token world).
+        bars: show a progress bar per training stage.
+
     Torch and the BLAS libraries run with ``config.threads`` threads meanwhile (restored afterwards).
     """
     check_workers(workers)
     with math_threads(config.threads):
+        if config.world != FROZEN_LAKE:
+            return compare_world(config, progress or (lambda text: None), log, save, bars)
         return _compare(config, progress or (lambda text: None), cache, workers)
 
 
@@ -257,6 +199,8 @@ def math_threads(threads: int) -> Iterator[None]:
 def train_on_rows(rows: tuple[str, ...], algo: str, config: CompareConfig) -> tuple[dict[str, Any], float]:
     """:func:`run_algorithm` on the map ``rows`` with ``config``'s dynamics, and the seconds it took; what a worker
     process runs (it rebuilds the model and the data from plain values)."""
+    for plugin in config.plugins:  # a worker process registers what the caller's plugins register
+        load_plugin(plugin)
     with math_threads(config.threads):
         start = time.perf_counter()
         model = FrozenLakeMDP.from_map(list(rows), config.slippery, config.success_rate, config.gamma)
@@ -264,9 +208,10 @@ def train_on_rows(rows: tuple[str, ...], algo: str, config: CompareConfig) -> tu
         return run, time.perf_counter() - start
 
 
-def _in_worker(algo: str) -> bool:
-    """Whether every rule of ``algo`` is one a worker process knows by name."""
-    return all(is_built_in(name) for name in parse_recipe(algo))
+def _in_worker(algo: str, plugins: list[str]) -> bool:
+    """Whether every rule of ``algo`` is one a worker process knows by name: a built-in, or one that a ``--plugin``
+    (which every worker loads too) registers; a rule registered by the caller's own code trains here."""
+    return all(is_built_in(name) or from_plugin(RULES.get(base_name(name)), plugins) for name in parse_recipe(algo))
 
 
 def _compare(
@@ -280,8 +225,8 @@ def _compare(
     # every algorithm a worker can train starts now, the rules first and SB3's short seeds after them (they fill
     # the gaps); this process trains too while it waits, scores each result as it comes, and trains the caller's
     # own registered rules
-    tasks: dict[Any, Task] = {(name, algo): (train_on_rows, (tuple(model.desc), algo, config))
-                              for name, model in maps for algo in rules if _in_worker(algo)}  # fmt: skip
+    tasks: dict[Any, Task] = {(name, algo): (train_on_rows, (tuple(model.desc), algo, config)) for name, model in maps
+                              for algo in rules if _in_worker(algo, config.plugins)}  # fmt: skip
     with in_background({**tasks, **sb3_todo}, workers) as result:
         for name, model in maps:
             data = model.training_data(config.demos)

@@ -18,7 +18,14 @@ from iftgym.policies.folder import load_model
 from iftgym.validate import at_least, between, positive
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens.generation import generate, pad_prompts
-from iftgym.worlds.tokens.tokenizer import Message, Tokenizer, prompt_tokens, readable
+from iftgym.worlds.tokens.tokenizer import (
+    Message,
+    Tokenizer,
+    describe_characters,
+    prompt_tokens,
+    readable,
+    unknown_characters,
+)
 
 MAX_NEW_TOKENS = 4096
 DEFAULT_NEW_TOKENS = 64
@@ -63,23 +70,6 @@ class GenerateConfig:
         at_least("seed", self.seed, 0)
         if not self.sample and (self.temperature != 1.0 or self.top_k is not None or self.top_p != 1.0):
             raise ValueError("temperature, top_k and top_p only apply to sampling: add sample (--sample) or drop them")
-
-
-def unknown_characters(tokenizer: Tokenizer, text: str) -> list[str]:
-    """The characters of ``text`` that ``tokenizer`` can only write as its unknown token (a Hugging Face tokenizer
-    with an ``unk_token``; the character tokenizer refuses such characters itself), sorted."""
-    hf = getattr(tokenizer, "hf", None)
-    unknown = getattr(hf, "unk_token_id", None)
-    chars = sorted(set(text))
-    if unknown is None or not chars:
-        return []
-    return [c for c, ids in zip(chars, hf(chars, add_special_tokens=False)["input_ids"]) if unknown in ids]
-
-
-def describe_characters(chars: list[str], most: int = 8) -> str:
-    """``'A', 'B', 'C'``: characters for a message, at most ``most`` of them named."""
-    shown = ", ".join(repr(c) for c in chars[:most])
-    return shown + (f" and {len(chars) - most} more" if len(chars) > most else "")
 
 
 def encode_prompts(tokenizer: Tokenizer, prompts: list[str], chat: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -39,9 +41,10 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from iftgym.experiments.compare import CompareConfig, compare
+from iftgym.experiments.compare import SCHEMA, CompareConfig, compare
 from iftgym.io import atomic_path, read_json, remove_leftovers
 from iftgym.parallel import check_workers, in_background
+from iftgym.registry import load_plugin
 from iftgym.validate import at_least, one_of
 from iftgym.version import __version__
 
@@ -49,7 +52,7 @@ BACKENDS = ("local", "ray")
 CELLS = "cells"
 SPEC_FILE = "sweep.json"
 MAX_CELLS = 100_000
-CONFIG_FIELDS = {f.name for f in fields(CompareConfig)} - {"rule_overrides", "threads"}
+CONFIG_FIELDS = {f.name for f in fields(CompareConfig)} - {"rule_overrides", "threads", "plugins"}
 
 
 @dataclass(frozen=True)
@@ -75,15 +78,20 @@ class SweepSpec:
     samples: int = 0
     seed: int = 0
 
+    def size(self) -> int:
+        """The number of cells, from the axes' sizes (nothing is listed)."""
+        return math.prod(len(values) for values in self.grid.values()) * max(self.samples, 1)
+
     def cells(self) -> list[Cell]:
-        """Every cell, each checked (a bad value fails here, naming its axis, before anything runs)."""
+        """Every cell, each checked (a bad value fails here, naming its axis, before anything runs); the size is
+        checked against :data:`MAX_CELLS` before any cell is listed."""
+        if self.size() > MAX_CELLS:
+            raise ValueError(f"the sweep has {self.size():,} cells: expected at most {MAX_CELLS:,}")
         names = list(self.grid)
         combos = list(itertools.product(*self.grid.values())) if names else [()]
         rng = np.random.default_rng(self.seed)
         draws = [{axis: float(rng.uniform(low, high)) for axis, (low, high) in self.random.items()}
                  for _ in range(self.samples)] or [{}]  # fmt: skip
-        if len(combos) * len(draws) > MAX_CELLS:
-            raise ValueError(f"the sweep has {len(combos) * len(draws)} cells: expected at most {MAX_CELLS}")
         cells = []
         for combo in combos:
             for draw in draws:
@@ -162,6 +170,8 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"sweep spec {str(path)!r} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ValueError(f"sweep spec {str(path)!r} is nested too deeply to read: expected TOML") from None
     return parse_spec(data, f"sweep spec {str(path)!r}")
 
 
@@ -171,6 +181,8 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
     start = time.perf_counter()
     record: dict[str, Any] = {"key": cell.key(), "axes": dict(cell.axes), "version": __version__}
     try:
+        for plugin in cell.config.plugins:  # a worker process (or a Ray task) registers the caller's plugins too
+            load_plugin(plugin)
         record["results"] = compare(cell.config, workers=0)
     except Exception as err:
         record["error"] = f"{type(err).__name__}: {err}"
@@ -198,8 +210,8 @@ def _write_record(record: dict[str, Any], path: Path) -> None:
 
 
 def finished(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The records of a sweep folder's cells, by key (read as JSON, never unpickled; unreadable ones skipped: they
-    run again)."""
+    """The records of a sweep folder's cells, by key (read as JSON, never unpickled); a record that is unreadable,
+    does not match its name or is damaged (:func:`whole_record`) is left out: its cell runs again."""
     cells = Path(folder) / CELLS
     records = {}
     for path in sorted(cells.glob("*.json")) if cells.is_dir() else []:
@@ -207,9 +219,34 @@ def finished(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
             record = read_json(path, "sweep cell")
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("key") == path.stem:
+        if whole_record(record, path.stem):
             records[path.stem] = record
     return records
+
+
+def whole_record(record: Any, key: str) -> bool:
+    """Whether ``record`` is a cell's whole record: its key, its axes, and either an error or results whose every
+    map entry has its algorithms and their per-seed scores and summaries (what the report reads)."""
+    if not (isinstance(record, dict) and record.get("key") == key and isinstance(record.get("axes"), dict)):
+        return False
+    if "results" not in record:
+        return isinstance(record.get("error"), str)
+    results = record["results"]
+    if not (isinstance(results, dict) and results.get("schema") == SCHEMA and isinstance(results.get("maps"), list)
+            and results["maps"]):  # fmt: skip
+        return False
+    for entry in results["maps"]:
+        algorithms = entry.get("algorithms") if isinstance(entry, dict) else None
+        if not isinstance(algorithms, dict) or not algorithms:
+            return False
+        for run in algorithms.values():
+            if not isinstance(run, dict) or not ("skipped" in run or (isinstance(run.get("per_seed"), dict)
+                                                                      and isinstance(run.get("summary"), dict))):
+                return False
+            for stats in run.get("summary", {}).values():
+                if not (isinstance(stats, dict) and {"mean", "ci95_low", "ci95_high"} <= set(stats)):
+                    return False
+    return True
 
 
 @dataclass
@@ -274,6 +311,8 @@ def _ray_cells(
 ) -> Iterator[dict[str, Any]]:  # fmt: skip
     ray = ray_module()
     started_here = not ray.is_initialized()
+    if started_here and address is not None:
+        reachable(address)
     if started_here:
         try:
             ray.init(address=address, num_cpus=None if address else check_workers(workers) + 1,
@@ -301,6 +340,19 @@ def _ray_cell(cell: Cell) -> dict[str, Any]:
     torch.set_num_threads(1)
     with threadpool_limits(1):
         return compute_cell(cell)
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse, within ``timeout`` seconds, a Ray address ``host:port`` that nothing answers on (``ray.init`` would
+    wait minutes); other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ValueError(f"cannot reach the Ray cluster at {address!r}: {err.strerror or err} (waited "
+                         f"{timeout:g} s)") from None  # fmt: skip
 
 
 def ray_module() -> Any:

@@ -1,4 +1,5 @@
-"""Figures of a tiny-LM run, drawn from its ``results.json`` data: per-token preference strips and training curves.
+"""Figures of a comparison in a world other than Frozen Lake, drawn from its ``results.json`` data: training curves
+and, for tokens, per-token preference strips.
 
 Built with matplotlib's object API (no pyplot), saved atomically as PNG.
 """
@@ -39,30 +40,38 @@ def draw_strips(entry: dict[str, Any], algo: str, path: Path) -> Path:
 
 
 def draw_curves(results: dict[str, Any], path: Path) -> Path:
-    """Training loss and greedy test exact match against steps, one line per algorithm (means over seeds)."""
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    loss_ax, score_ax = fig.subplots(1, 2)
-    for algo, entry in results["algorithms"].items():
-        if "loss" in entry["history"]:
-            loss_ax.plot(np.arange(1, len(entry["history"]["loss"]) + 1), entry["history"]["loss"], label=algo)
-        curve = entry["curve"]
-        score_ax.plot(curve["steps"], np.mean(curve["greedy_test"], axis=1), marker="o", label=algo)
+    """The training loss and every curve metric (each world's evaluations: greedy exact match and the probability of
+    the target for tokens) against steps, one line per algorithm (means over seeds)."""
+    entry = results["maps"][0]
+    trained = {algo: run for algo, run in entry["algorithms"].items() if "curves" in run}
+    metrics = list(dict.fromkeys(key for run in trained.values() for key in run["curves"] if key != "steps"))
+    labels = {key: meta["label"] for key, meta in entry.get("metrics", {}).items()}
+    fig = Figure(figsize=(4.2 * (1 + len(metrics)), 3.6), layout="constrained")
+    loss_ax, *metric_axes = fig.subplots(1, 1 + len(metrics), squeeze=False)[0]
+    for algo, run in trained.items():
+        loss = run.get("history", {}).get("loss")
+        if loss:
+            loss_ax.plot(np.arange(1, len(loss) + 1), loss, label=algo)
+        for ax, key in zip(metric_axes, metrics):
+            if key in run["curves"]:
+                ax.plot(run["curves"]["steps"], np.mean(run["curves"][key], axis=0), marker="o", label=algo)
     loss_ax.set(xlabel="step", ylabel="loss (mean over seeds)", title="training loss")
-    score_ax.set(xlabel="step", ylabel="greedy test reward", title=f"{results['task']['name']}: exact match / success",
-                 ylim=(-0.02, 1.02))  # fmt: skip
-    for ax in (loss_ax, score_ax):
+    for ax, key in zip(metric_axes, metrics):
+        ax.set(xlabel="step", ylabel=labels.get(key, key), title=f"{entry['name']}: {labels.get(key, key)}")
+    for ax in (loss_ax, *metric_axes):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
 
-def draw_lm_figures(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """``curves.png`` and one ``strips_<algo>.png`` per algorithm in ``out_dir`` (its name made safe:
-    ``strips_sft-dpo.png``); returns the paths."""
+def draw_world_figures(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """A comparison in a world other than Frozen Lake: ``curves.png`` and, where the world draws them (tokens), one
+    ``strips_<algo>.png`` per algorithm (its name made safe: ``strips_sft-dpo.png``); returns the paths."""
     out = Path(out_dir)
     paths = [draw_curves(results, out / "curves.png")]
     stems: set[str] = set()
-    for algo, entry in results["algorithms"].items():
-        stems.add(stem := safe_name(f"strips_{algo}", stems))
-        paths.append(draw_strips(entry, algo, out / f"{stem}.png"))
+    for algo, run in results["maps"][0]["algorithms"].items():
+        if run.get("strips"):
+            stems.add(stem := safe_name(f"strips_{algo}", stems))
+            paths.append(draw_strips(run, algo, out / f"{stem}.png"))
     return paths

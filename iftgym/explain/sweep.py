@@ -3,6 +3,7 @@ paired difference to the baseline over two axes (non-significant cells marked) a
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,40 @@ from rich.table import Table
 from iftgym.experiments.compare import LOWER_IS_BETTER
 from iftgym.explain.figures import save_figure
 from iftgym.io import safe_name
+from iftgym.rules.registry import recipe_rules
 
 BUDGET_SEED = 0
 
 
 def _scored(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Finished cells with results, in a stable order, each with its single map entry's rows."""
-    cells = [r for r in records.values() if "results" in r]
+    """Finished cells with results, in a stable order, their axis values hashable (a list, such as a ``maps`` axis's
+    value, becomes its JSON text)."""
+    cells = [{**r, "axes": {axis: _hashable(value) for axis, value in r["axes"].items()}}
+             for r in records.values() if "results" in r]  # fmt: skip
     return sorted(cells, key=lambda r: [str(v) for v in r["axes"].values()])
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def lower_is_better(records: dict[str, dict[str, Any]], metric: str) -> bool:
+    """Whether ``metric`` is better lower: as the cells' world says (a world other than Frozen Lake lists its
+    metrics), else as Frozen Lake's."""
+    for record in _scored(records):
+        declared = record["results"]["maps"][0].get("metrics", {}).get(metric)
+        if declared is not None:
+            return bool(declared["lower_is_better"])
+    return LOWER_IS_BETTER.get(metric, False)
+
+
+def metric_names(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The metrics the cells measured (their first cell's, every algorithm and reference row alike)."""
+    for record in _scored(records):
+        rows = _rows(record)
+        if rows:
+            return list(next(iter(rows.values()))["summary"])
+    return []
 
 
 def _rows(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -73,7 +100,8 @@ def rule_tables(records: dict[str, dict[str, Any]], metric: str = "mse") -> list
         )
         for axis in axes:
             table.add_column(escape(axis), justify="right")
-        for column in (metric, "success", f"Δ {metric} vs baseline"):
+        second = ["success"] if "success" in metric_names(records) and metric != "success" else []
+        for column in (metric, *second, f"Δ {metric} vs baseline"):
             table.add_column(column, justify="right")
         for record in cells:
             if algo not in _rows(record):
@@ -83,7 +111,7 @@ def rule_tables(records: dict[str, dict[str, Any]], metric: str = "mse") -> list
                 f"{difference['mean']:+.4f} [{difference['ci95_low']:+.4f}, {difference['ci95_high']:+.4f}]"
                 + ("*" if (difference.get("p_holm") or 1) < 0.05 else ""))  # fmt: skip
             table.add_row(*(escape(str(v)) for v in record["axes"].values()), _interval(_summary(record, algo, metric)),
-                          _interval(_summary(record, algo, "success")), delta)  # fmt: skip
+                          *(_interval(_summary(record, algo, name)) for name in second), delta)  # fmt: skip
         tables.append(table)
     return tables
 
@@ -104,19 +132,20 @@ def equal_budget(records: dict[str, dict[str, Any]], metric: str = "mse") -> dic
     per_algo: dict[str, dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in cells:
         for algo in _rows(record):
-            rules = {part.partition("(")[0] for part in algo.split("+")}
+            rules = recipe_rules(algo)
             setting = tuple((axis, value) for axis, value in record["axes"].items()
                             if "." not in axis or axis.partition(".")[0] in rules)  # fmt: skip
             per_algo[algo][setting].append(_mean(record, algo, metric))
     if not per_algo:
         return {}
     budget = min(len(settings) for settings in per_algo.values())
+    lower = lower_is_better(records, metric)
     rng = np.random.default_rng(BUDGET_SEED)
     result = {}
     for algo, settings in per_algo.items():
         scores = np.array([np.mean(values) for values in settings.values()])
         chosen = scores[np.sort(rng.permutation(len(scores))[:budget])]
-        best = chosen.min() if LOWER_IS_BETTER[metric] else chosen.max()
+        best = chosen.min() if lower else chosen.max()
         result[algo] = {"settings": len(scores), "budget": budget, "best": float(best),
                         "median": float(np.median(chosen))}  # fmt: skip
     return result
@@ -165,7 +194,7 @@ def heatmaps(records: dict[str, dict[str, Any]], x: str, y: str, metric: str, pa
         grids[algo] = (grid, significant.astype(bool))
         bound = max(bound, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0)
     for ax, (algo, (grid, significant)) in zip(axes, grids.items()):
-        cmap = "RdBu_r" if LOWER_IS_BETTER[metric] else "RdBu"
+        cmap = "RdBu_r" if lower_is_better(records, metric) else "RdBu"
         image = ax.imshow(grid, cmap=cmap, vmin=-bound, vmax=bound, origin="lower", aspect="auto")
         rows, cols = np.nonzero(~significant & np.isfinite(grid))
         ax.scatter(cols, rows, marker="o", s=14, color="black", label="not significant")

@@ -60,10 +60,10 @@ def catalogue_table() -> Table:
 
 def format_interval(stats: dict[str, float | None], digits: int = 3, brackets: bool = False) -> str:
     """``mean ± half-width``, or ``mean [low, high]`` when ``brackets`` or where clipping to the metric's range made
-    the interval lopsided; a single seed has no interval and says so."""
+    the interval lopsided; a single seed has no interval and says so (``(no CI)``)."""
     mean, low, high = stats["mean"], stats["ci95_low"], stats["ci95_high"]
     if low is None or high is None:
-        return f"{mean:.{digits}f} (1 seed, no CI)"
+        return f"{mean:.{digits}f} (no CI)"
     if not brackets and np.isclose(mean - low, high - mean, rtol=0, atol=5 * 10 ** -(digits + 1)):
         return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
@@ -80,24 +80,32 @@ def compare_table(entry: dict[str, Any]) -> Table:
     reference rows (uniform, untrained, demo-copy) below, and any algorithm whose MSE is significantly worse than the
     untrained network's flagged."""
     scored = {a: r for a, r in entry["algorithms"].items() if "summary" in r}
-    optimum = entry["optimal"]["success"]
-    table = Table(title=f"{escape(entry['name'])}: mean ± 95% CI over seeds (optimal P(success) = {optimum:.3f}; "
-                  "MSE split into the demonstrated cells and the others)")  # fmt: skip
+    if "metrics" in entry:  # a world other than Frozen Lake says what it measures
+        columns = [(key, meta["label"]) for key, meta in entry["metrics"].items()]
+        lower = {key: meta["lower_is_better"] for key, meta in entry["metrics"].items()}
+        seeds = len(next(iter(entry["references"].values()))["per_seed"][columns[0][0]]) if columns else 0
+        title = f"{escape(entry['name'])}: mean ± 95% CI over {seeds} seeds" if seeds > 1 else (
+            f"{escape(entry['name'])}: (1 seed, no CI)")
+    else:
+        columns, lower = COMPARE_COLUMNS, LOWER_IS_BETTER
+        title = (f"{escape(entry['name'])}: mean ± 95% CI over seeds (optimal P(success) = "
+                 f"{entry['optimal']['success']:.3f}; MSE split into the demonstrated cells and the others)")
+    table = Table(title=title)
     table.add_column("algorithm")
-    for _, label in COMPARE_COLUMNS:
-        table.add_column(label, justify="right")
+    for _, label in columns:
+        table.add_column(escape(label), justify="right")
     table.add_column("wall s", justify="right")
     best = {}
-    for key, _ in COMPARE_COLUMNS:
+    for key, _ in columns:
         means = [m for r in scored.values() if (m := _mean(r["summary"].get(key))) is not None]
         if means:
-            best[key] = (min if LOWER_IS_BETTER[key] else max)(means)
+            best[key] = (min if lower[key] else max)(means)
     for algo, result in entry["algorithms"].items():
         if algo not in scored:
-            table.add_row(escape(algo), *["-"] * len(COMPARE_COLUMNS), f"skipped: {escape(result['skipped'])}")
+            table.add_row(escape(algo), *["-"] * len(columns), f"skipped: {escape(result['skipped'])}")
             continue
         cells = []
-        for key, _ in COMPARE_COLUMNS:
+        for key, _ in columns:
             mean = _mean(stats := result["summary"].get(key))
             text = "-" if mean is None else format_interval(stats)
             cells.append(f"[bold green]{text}[/]" if mean is not None and np.isclose(mean, best[key]) else text)
@@ -105,7 +113,7 @@ def compare_table(entry: dict[str, Any]) -> Table:
         table.add_row(escape(algo) + flag, *cells, f"{result['wall_time']:.1f}")
     for row, result in entry.get("references", {}).items():
         cells = ["-" if _mean(s := result["summary"].get(key)) is None else format_interval(s)
-                 for key, _ in COMPARE_COLUMNS]  # fmt: skip
+                 for key, _ in columns]  # fmt: skip
         table.add_row(f"[dim italic]{escape(row)}[/]", *(f"[dim]{c}[/]" for c in cells), "[dim]reference[/]")
     return table
 
@@ -116,13 +124,14 @@ def _mean(stats: dict[str, Any] | None) -> float | None:
     return None if mean is None or np.isnan(mean) else float(mean)
 
 
-def paired_table(paired: dict[str, Any], title: str) -> Table:
+def paired_table(paired: dict[str, Any], title: str, metrics: dict[str, Any] | None = None) -> Table:
     """Each row against the baseline: the paired difference of each metric, mean [95% CI], starred where its
     Holm-adjusted p-value is below 0.05, then for the first metric its p, the probability of improvement and the
     interquartile mean, each with its stratified-bootstrap interval. The metrics are the first four of MSE, MSE on
     other cells, mass on optimal, success and the two measured along the rows' own visits (all a policy with memory
-    has besides success) that some row was compared on."""
-    candidates = ("mse", "mse_rest", "optimal_mass", "success", "mse_own_visits", "optimal_mass_own_visits")
+    has besides success) that some row was compared on; in another world, the first four of its ``metrics``."""
+    candidates = tuple(metrics or ("mse", "mse_rest", "optimal_mass", "success", "mse_own_visits",
+                                   "optimal_mass_own_visits"))  # fmt: skip
     metrics = [m for m in candidates
                if any("difference" in row.get(m, {}) for row in paired["rows"].values())][:4]  # fmt: skip
     headline = metrics[0] if metrics else "mse"
@@ -171,21 +180,6 @@ def across_maps_table(results: dict[str, Any]) -> Table:
             stats = summary[metric].get(algo)
             cells.append("-" if stats is None else f"{format_interval(stats, 4, brackets=True)} ({stats['wins']} wins)")
         table.add_row(escape(algo), *cells)
-    return table
-
-
-def lm_table(results: dict[str, Any]) -> Table:
-    """A tiny-LM run: greedy and sampled test reward and greedy train reward per algorithm, mean [95% CI]."""
-    task = results["task"]
-    table = Table(title=f"{task['name']} ({task['n_train']} train / {task['n_test']} test prompts): "
-                  f"mean [95% CI] over {results['config']['seeds']} seeds")  # fmt: skip
-    table.add_column("algorithm")
-    for label in ("greedy test", "sampled test", "greedy train", "wall s"):
-        table.add_column(label, justify="right")
-    for algo, entry in results["algorithms"].items():
-        cells = [format_interval(entry["summary"][k], brackets=True) for k in ("greedy_test", "sampled_test",
-                                                                               "greedy_train")]  # fmt: skip
-        table.add_row(escape(algo), *cells, f"{entry['wall_time']:.1f}")
     return table
 
 

@@ -24,6 +24,7 @@ from iftgym.explain.figures import explored_maps, preference_maps, training_curv
 from iftgym.explain.tables import compare_table
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
+from iftgym.rules.registry import recipe_rules
 from iftgym.validate import at_least
 from iftgym.worlds.frozen_lake.maps import catalogue, load_map, random_map, validate_map
 from iftgym.worlds.frozen_lake.model import ACTION_NAMES, FrozenLakeMDP
@@ -175,7 +176,7 @@ class FrozenLakeExplorer:
         c = {name: getattr(widget, "value", None) for name, widget in self.controls.items()}
         overrides = {"ift": {"lam": c["lam"], "gamma": c["gamma"]}, "dpo": {"beta": c["beta"]},
                      "orpo": {"beta": c["beta"]}}  # fmt: skip
-        used = {name.partition("(")[0] for algo in c["algos"] for name in algo.split("+")}
+        used = {name for algo in c["algos"] for name in recipe_rules(algo)}
         return CompareConfig(maps=["edited"], algos=list(c["algos"]), seeds=c["seeds"], steps=c["steps"], lr=c["lr"],
                              slippery=c["slippery"], success_rate=c["success_rate"] if c["slippery"] else 1 / 3,
                              policy=c["policy"], eval_every=self.every,

@@ -11,8 +11,11 @@ from typing import Any
 import numpy as np
 
 from iftgym.experiments.compare import BOUNDS, CompareConfig, make_policy, score
-from iftgym.loop import TrainConfig, make_stages, train
+from iftgym.experiments.runner import run_algorithm
+from iftgym.loop import TrainConfig
 from iftgym.metrics.stats import summarize
+from iftgym.policies.base import Policy
+from iftgym.rules.registry import recipe_rules
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 
@@ -49,20 +52,23 @@ def train_rules(
             runs[algo] = cache[key]
             continue
         start = time.perf_counter()
-        stages = make_stages(algo, config.steps, config.stage_lrs, config.rule_overrides)
-        lacking = [stage.rule.name for stage in stages if not data.has(stage.rule.data)]
-        if lacking:
-            runs[algo] = RuleRun(skipped=f"this map has no second route, so {', '.join(lacking)} has no pairs")
-            continue
-        policy = make_policy(model, config, list(range(config.seeds)))
-        kept = {0: policy.action_probs().double().numpy()}
+        kept: dict[int, np.ndarray] = {}
 
-        def keep(step: int, p, kept: dict[int, np.ndarray] = kept) -> dict[str, np.ndarray]:
+        def starting_policy(kept: dict[int, np.ndarray] = kept) -> Policy:
+            policy = make_policy(model, config, list(range(config.seeds)))
+            kept[0] = policy.action_probs().double().numpy()
+            return policy
+
+        def keep(step: int, p: Policy, kept: dict[int, np.ndarray] = kept) -> dict[str, np.ndarray]:
             kept[step] = p.action_probs().double().numpy()
             return {}  # nothing to record: the snapshots are the record
 
-        train(policy, stages, model, data, TrainConfig(steps=config.steps, lr=config.lr, eval_every=every),
-              callback=keep)  # fmt: skip
+        run = run_algorithm(algo, config.stages(algo), model, data, starting_policy,
+                            TrainConfig(steps=config.steps, lr=config.lr, eval_every=every), callback=keep)  # fmt: skip
+        if run.skipped is not None:
+            runs[algo] = RuleRun(skipped="this map has no second route, so " + run.skipped.split(", so ", 1)[1])
+            continue
+        policy = run.policy
         kept[config.steps] = policy.action_probs().double().numpy()
         metrics = score(model, kept[config.steps], data)
         runs[algo] = RuleRun(
@@ -76,7 +82,7 @@ def train_rules(
 
 def _run_key(model: FrozenLakeMDP, config: CompareConfig, algo: str) -> str:
     """Everything one algorithm's run depends on, as text."""
-    rules = {name.partition("(")[0] for name in algo.split("+")}
+    rules = recipe_rules(algo)
     settings = {**asdict(config), "algos": [algo], "maps": list(model.desc),
                 "rule_overrides": {k: v for k, v in config.rule_overrides.items() if k in rules},
                 "stage_lrs": {k: v for k, v in config.stage_lrs.items() if k in rules}}  # fmt: skip

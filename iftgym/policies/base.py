@@ -16,9 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from iftgym.validate import at_least, fits_in_memory
-
-MAX_SEEDS = 100_000  # seeds train as one model: far more than any comparison needs, far less than memory allows
+from iftgym.validate import MAX_SEEDS, at_least, fits_in_memory
 
 
 def check_seeds(seeds: int | Sequence[int]) -> list[int]:

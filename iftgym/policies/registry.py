@@ -3,7 +3,9 @@ and those of installed plugins (entry-point group ``iftgym.policies``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from iftgym.policies.base import Policy
 from iftgym.policies.mlp import MLPPolicy
@@ -11,7 +13,6 @@ from iftgym.policies.recurrent import GRUPolicy
 from iftgym.policies.tabular import TabularPolicy
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.registry import Registry
-from iftgym.validate import one_of
 
 
 def _check_policy(name: str, policy: object) -> None:
@@ -32,13 +33,66 @@ for _policy in (MLPPolicy, GRUPolicy, TabularPolicy, TinyGPT):
     register_policy(_policy)
 
 
-FROZEN_LAKE_POLICIES = {"mlp": MLPPolicy, "gru": GRUPolicy, "tabular": TabularPolicy}
+PolicyBuilder = Callable[..., Policy]  # builder(n_ids, n_actions, seeds, **settings) -> K seeds of a policy
 
 
-def frozen_lake_policy(kind: str, n_ids: int, n_actions: int, hidden: int, seeds: Sequence[int]) -> Policy:
-    """A Frozen Lake policy by kind: ``"mlp"`` (the paper's two-layer network), ``"gru"`` (with memory of the
-    cells visited so far) or ``"tabular"`` (one softmax per cell; ``hidden`` does not apply)."""
-    one_of("policy", kind, FROZEN_LAKE_POLICIES)
-    if kind == "tabular":
-        return TabularPolicy(n_ids, n_actions, seeds=seeds)
-    return FROZEN_LAKE_POLICIES[kind](n_ids, n_actions, hidden=hidden, seeds=seeds)
+def _check_builder(name: str, builder: object) -> None:
+    if not callable(builder):
+        raise ValueError(f"policy kind {name!r} must be a callable that builds a policy, got {type(builder).__name__}")
+
+
+POLICY_KINDS: Registry[PolicyBuilder] = Registry("policy kind", "iftgym.policy_kinds", _check_builder)
+
+
+def register_policy_kind(name: str, builder: PolicyBuilder, *, replace: bool = False) -> PolicyBuilder:
+    """Make ``builder`` a choice of ``--policy``: ``builder(n_ids, n_actions, seeds, **settings)`` returns the K
+    seeds of a policy, taking the settings it names among ``hidden``, ``block_size``, ``n_layer``, ``n_head``,
+    ``n_embd``, ``device``... (the others are not passed to it)."""
+    return POLICY_KINDS.register(name, builder, replace=replace)
+
+
+def build_policy(kind: str, n_ids: int, n_actions: int, seeds: Sequence[int], **settings: Any) -> Policy:
+    """K seeds of the policy kind ``kind`` for ``n_ids`` inputs and ``n_actions`` actions, given those of
+    ``settings`` its builder takes."""
+    builder = POLICY_KINDS.get(kind)
+    accepted = inspect.signature(builder).parameters
+    return builder(n_ids, n_actions, seeds, **{key: value for key, value in settings.items() if key in accepted})
+
+
+def _tabular(n_ids: int, n_actions: int, seeds: Sequence[int]) -> Policy:
+    return TabularPolicy(n_ids, n_actions, seeds=seeds)
+
+
+def _mlp(n_ids: int, n_actions: int, seeds: Sequence[int], hidden: int = 64) -> Policy:
+    return MLPPolicy(n_ids, n_actions, hidden=hidden, seeds=seeds)
+
+
+def _gru(n_ids: int, n_actions: int, seeds: Sequence[int], hidden: int = 64) -> Policy:
+    return GRUPolicy(n_ids, n_actions, hidden=hidden, seeds=seeds)
+
+
+def _tiny_gpt(
+    n_ids: int, n_actions: int, seeds: Sequence[int], block_size: int, n_layer: int = 2, n_head: int = 4,
+    n_embd: int = 64, device: str = "auto",
+) -> Policy:  # fmt: skip
+    if n_actions != n_ids:
+        raise ValueError(f"tiny-gpt predicts its next input: expected as many actions as inputs, got {n_actions} "
+                         f"actions and {n_ids} inputs")  # fmt: skip
+    return TinyGPT(n_ids, block_size, n_layer, n_head, n_embd, seeds=seeds, device=device)
+
+
+def _hf(
+    n_ids: int, n_actions: int, seeds: Sequence[int], model_config: dict[str, Any] | None = None,
+    pretrained: str | None = None, device: str = "auto", special_ids: dict[str, int | None] | None = None,
+) -> Policy:  # fmt: skip
+    from iftgym.policies.hf import HFPolicy
+
+    if pretrained is not None:
+        return HFPolicy(pretrained=pretrained, seeds=seeds, device=device)
+    if model_config is None:
+        raise ValueError("policy 'hf' is built from model_config or pretrained: expected one of them")
+    return HFPolicy({"vocab_size": n_ids, **(special_ids or {}), **model_config}, seeds=seeds, device=device)
+
+
+for _name, _builder in (("tabular", _tabular), ("mlp", _mlp), ("gru", _gru), ("tiny-gpt", _tiny_gpt), ("hf", _hf)):
+    register_policy_kind(_name, _builder)

@@ -108,6 +108,12 @@ def base_name(name: str) -> str:
     return name.partition("(")[0].strip()
 
 
+def recipe_rules(recipe: str) -> set[str]:
+    """The base rules a recipe trains: ``"sft+ift(gamma=1e+0)"`` -> ``{"sft", "ift"}`` (split outside parentheses,
+    so a variant's value may hold ``+``)."""
+    return {base_name(name) for name in split_outside_parentheses(recipe, "+")}
+
+
 def split_outside_parentheses(text: str, separator: str) -> list[str]:
     """``text`` split at each ``separator`` that is not inside parentheses: ``"sft,ift(lam=0,gamma=0)"`` ->
     ``["sft", "ift(lam=0,gamma=0)"]``."""

@@ -127,7 +127,7 @@ def test_a_single_seed_has_no_interval_and_the_results_are_strict_json(tmp_path,
     assert "(1 seed, no CI)" in capsys.readouterr().out
     text = (out / "results.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
-    assert json.loads(text)["algorithms"]["sft"]["summary"]["greedy_test"]["ci95_low"] is None
+    assert json.loads(text)["maps"][0]["algorithms"]["sft"]["summary"]["greedy_test"]["ci95_low"] is None
 
 
 # -- generated bad arguments --------------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def test_a_gpt2_with_a_hugging_face_tokenizer_trains_on_chat_saves_and_answers(t
             "--device", "cpu", "--out", str(tmp_path / "run"), "--save", str(tmp_path / "models")]  # fmt: skip
     assert main(args) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["task"]["tokenizer"] == "HFTokenizer" and results["config"]["model_config"]["model_type"] == "gpt2"
+    task, config = results["maps"][0]["task"], results["config"]
+    assert task["tokenizer"] == "HFTokenizer" and config["model_config"]["model_type"] == "gpt2"
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and not (tmp_path / "run" / "metrics.live.jsonl").exists()
     capsys.readouterr()
@@ -99,7 +100,7 @@ def test_lm_trains_on_from_a_pretrained_hugging_face_folder(tmp_path) -> None:
     args = ["lm", "--data", "reverse", "--pretrained", str(tmp_path / "base"), "--algo", "sft", "--steps", "2",
             "--seeds", "2", "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "run")]  # fmt: skip
     assert main(args) == 0
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    results = json.loads((tmp_path / "run" / "results.json").read_text())["maps"][0]
     assert results["task"]["vocab_size"] == tokenizer.vocab_size + 6 and results["task"]["tokenizer"] == "HFTokenizer"
 
 

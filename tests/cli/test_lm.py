@@ -7,7 +7,8 @@ import json
 import pytest
 
 from iftgym.cli import main
-from iftgym.experiments.lm import SCHEMA, LMConfig
+from iftgym.experiments.compare import SCHEMA
+from iftgym.experiments.config import CompareConfig
 
 TINY = ["--steps", "2", "--seeds", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "8",
         "--device", "cpu"]  # fmt: skip
@@ -19,13 +20,14 @@ def test_lm_trains_scores_and_writes_results_and_figures(tmp_path, capsys):
     args = ["lm", "--task", "sort", "--task-arg", "length=3", "--train-size", "16", "--test-size", "4",
             "--algo", "sft,ift,sft+dpo", "--stage-lr", "dpo=1e-4"]  # fmt: skip
     assert main([*args, *TINY, "--out", str(out)]) == 0
-    results = json.loads((out / "results.json").read_text())
-    assert results["schema"] == SCHEMA and results["task"]["n_test"] == 4
-    assert list(results["algorithms"]) == ["sft", "ift", "sft+dpo"] and results["config"]["stage_lrs"] == {"dpo": 1e-4}
+    full = json.loads((out / "results.json").read_text())
+    results = full["maps"][0]
+    assert full["schema"] == SCHEMA and full["world"] == "tokens" and results["task"]["n_test"] == 4
+    assert list(results["algorithms"]) == ["sft", "ift", "sft+dpo"] and full["config"]["stage_lrs"] == {"dpo": 1e-4}
     chain = results["algorithms"]["sft+dpo"]
-    assert chain["curve"]["steps"] == [1, 2] and len(chain["history"]["loss"]) == 2
+    assert chain["curves"]["steps"] == [1, 2] and len(chain["history"]["loss"]) == 2
     entry = results["algorithms"]["ift"]
-    assert len(entry["scores"]["greedy_test"]) == 2 and set(entry["summary"]) == set(entry["scores"])
+    assert len(entry["per_seed"]["greedy_test"]) == 2 and set(entry["summary"]) == set(entry["per_seed"])
     strip = entry["strips"][0]
     assert strip["tokens"][-1] == "<eos>" and len(strip["on_policy"][0]) == len(strip["tokens"])
     for k in range(2):  # on-policy = running product of the teacher-forced probabilities
@@ -35,13 +37,14 @@ def test_lm_trains_scores_and_writes_results_and_figures(tmp_path, capsys):
             assert p_on == pytest.approx(running, rel=1e-4, abs=1e-7)
     assert {p.name for p in out.glob("*.png")} == {"curves.png", "strips_sft.png", "strips_ift.png",
                                                    "strips_sft-dpo.png"}  # fmt: skip
-    assert "greedy test" in capsys.readouterr().out
-    assert LMConfig(**results["config"]).algos == ["sft", "ift", "sft+dpo"]  # the saved config can be re-run
+    text = capsys.readouterr().out
+    assert "greedy held-out" in text and "difference to sft, paired by seeds" in text
+    assert CompareConfig(**full["config"]).algos == ["sft", "ift", "sft+dpo"]  # the saved config can be re-run
 
 
 def test_lm_on_user_jsonl_data(tmp_path):
     assert main(["lm", "--data", "reverse_preference", "--algo", "orpo", *TINY, "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text())["maps"][0]
     assert results["task"]["name"] == "jsonl" and results["task"]["n_train"] == 59
 
 

@@ -51,7 +51,7 @@ def test_a_sweep_runs_resumes_and_reports(spec: Path, tmp_path: Path, capsys) ->
         (["SPEC", "--report", "x"], "exactly one of them"),
         (["SPEC", "--address", "127.0.0.1:6379"], "--address is for --backend ray"),
         (["SPEC", "--workers", "-1"], "workers=-1 is out of range"),
-        (["SPEC", "--metric", "speed"], "--metric='speed' is not supported"),
+        (["SPEC", "--metric", "speed"], "--metric 'speed' is not measured by these cells"),
         (["SPEC", "--heatmap", "ift.lam", "lr"], "--heatmap axis 'lr' is not an axis of this sweep"),
         (["missing.toml"], "cannot read sweep spec 'missing.toml'"),
         (["--report", "EMPTY"], "has no finished cells: expected a sweep folder"),

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from iftgym.validate import at_least, between
+from iftgym.validate import MAX_SIDE, at_least, between
 
 Map = tuple[str, ...]
 MapLike = str | os.PathLike | Sequence[str]
 
 TILES = "SFHG"
-MAX_SIDE = 256
 MAX_MAP_FILE_BYTES = 1_000_000  # 256 rows of 256 tiles (66 kB), with room for comments; a bigger file is not a map
 # random_map draws at most this many maps, and at most MAP_DRAW_CELLS cells in all (about a second of work), before
 # it gives up on a hole probability that makes a solvable map too unlikely.

@@ -29,6 +29,7 @@ are refused by name.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import itertools
 import json
 import os
@@ -36,6 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from iftgym.io import refuse_irregular
 from iftgym.worlds.tokens.tasks import Example, Task, register_task
 from iftgym.worlds.tokens.tokenizer import ROLES, Conversation, Message
 
@@ -209,6 +211,8 @@ def load_jsonl(path: str | os.PathLike) -> list[Example]:
     parsed, so a huge or endless file is refused early. Errors name the file and the line.
     """
     _check_path("path", path)
+    with contextlib.suppress(OSError):  # a missing file is reported below, as before
+        refuse_irregular(path, "data file")  # a FIFO given as --data would hang the reader
     examples: list[Example] = []
     first, total = 0, 0
     try:

@@ -244,3 +244,20 @@ class CharTokenizer:
     def save(self, folder: str) -> None:
         """Write ``iftgym_tokenizer.json``: the alphabet (read back by :func:`iftgym.worlds.tokens.load_tokenizer`)."""
         write_json({"format": CHAR_TOKENIZER_FORMAT, "chars": self.chars}, Path(folder) / CHAR_TOKENIZER_FILE)
+
+
+def unknown_characters(tokenizer: Tokenizer, text: str) -> list[str]:
+    """The characters of ``text`` that ``tokenizer`` can only write as its unknown token (a Hugging Face tokenizer
+    with an ``unk_token``; the character tokenizer refuses such characters itself), sorted."""
+    hf = getattr(tokenizer, "hf", None)
+    unknown = getattr(hf, "unk_token_id", None)
+    chars = sorted(set(text))
+    if unknown is None or not chars:
+        return []
+    return [c for c, ids in zip(chars, hf(chars, add_special_tokens=False)["input_ids"]) if unknown in ids]
+
+
+def describe_characters(chars: list[str], most: int = 8) -> str:
+    """``'A', 'B', 'C'``: characters for a message, at most ``most`` of them named."""
+    shown = ", ".join(repr(c) for c in chars[:most])
+    return shown + (f" and {len(chars) - most} more" if len(chars) > most else "")

@@ -34,7 +34,7 @@ from iftgym.worlds.tokens.tasks import Example, Task
 from iftgym.worlds.tokens.tokenizer import CharTokenizer, Prompt, Tokenizer, answer_tokens, prompt_tokens
 
 REWARD_MODES = ("end", "token")
-SCORES = ("greedy_test", "sampled_test", "greedy_train")
+SCORES = ("greedy_test", "sampled_test", "greedy_train", "target_test", "target_train")
 BATCH_BYTES_PER_STEP = 8 + 8 + 1 + 4  # ids and actions (int64), mask (bool), rewards (float32)
 
 TokenState = tuple[tuple[int, ...], tuple[int, ...]]  # (prompt tokens, answer tokens so far)
@@ -241,15 +241,19 @@ class TokenWorld:
         return (logps.cumsum(-1) - logps).exp()
 
     def scores(self, policy: Actor, metrics: Sequence[str] = SCORES, seed: int = 0) -> dict[str, np.ndarray]:
-        """Mean task reward (exact match, or success for Frozen Lake as text), ``(K,)`` each:
-        ``greedy_test``, ``sampled_test`` (seed k sampling from its own generator, seeded by ``seed``) and
-        ``greedy_train``."""
+        """The world's measures, ``(K,)`` each: the mean task reward (exact match, or success for Frozen Lake as text)
+        of ``greedy_test``, ``sampled_test`` (seed k sampling from its own generator, seeded by ``seed``) and
+        ``greedy_train`` answers, and ``target_test``, ``target_train``: the exact probability of the reference
+        answer (:meth:`target_probability`)."""
         unknown = sorted(set(metrics) - set(SCORES))
         if unknown:
             raise ValueError(f"unknown score {', '.join(unknown)}: expected any of {', '.join(SCORES)}")
         out = {}
         for name in metrics:
             greedy, split = name.split("_")
+            if greedy == "target":
+                out[name] = self.target_probability(policy, split)
+                continue
             generators = None if greedy == "greedy" else seed_generators(seed, policy.seeds)
             out[name] = self.score(policy, split, greedy == "greedy", generators)
         return out
@@ -332,6 +336,21 @@ class TokenWorld:
         out = generate(policy, padded, lengths, self.max_answer_tokens, greedy, temperature, generators, eos=self.eos,
                        pad=self.pad).cpu()  # fmt: skip
         return [[_trim(row, self.eos) for row in seed] for seed in out.tolist()]
+
+    def target_probability(self, policy: Actor, split: str = "test", chunk: int = 256) -> np.ndarray:
+        """``(K,)``: the exact probability that the policy's own answer is the reference answer, a product of its
+        per-token probabilities along the reference (``<eos>`` included), averaged over the prompts of ``split``.
+        Unlike exact match, it moves with every change of the policy, so small differences between rules show."""
+        at_least("chunk", chunk, 1)
+        examples = self.task.split(split)
+        total = torch.zeros(policy.n_seeds, dtype=torch.float64)
+        with torch.no_grad():
+            for start in range(0, len(examples), chunk):
+                batch = self.step_batch([(ex.prompt, ex.completion) for ex in examples[start : start + chunk]])
+                batch = batch.to(policy.device)
+                logps = batch.logps(policy.logits_at(batch.ids), torch.float64)
+                total += logps.sum(-1).exp().sum(-1).cpu()
+        return (total / len(examples)).numpy()
 
     def score(
         self,

@@ -1,0 +1,165 @@
+"""Regenerate the README's tables of measured numbers from the results files of the commands printed beside them.
+
+A generated table sits in README.md between ``<!-- table: NAME -->`` and ``<!-- /table -->``; :data:`TABLES` maps
+NAME to the results file (committed under ``docs/results/``, each the ``results.json`` of the command named in
+:data:`COMMANDS`) and the function that renders it. No number in those tables is typed by hand.
+
+    python docs/make_readme_tables.py          # rewrite the tables in README.md
+    python docs/make_readme_tables.py --check  # exit 1 if README.md is not what the results files give
+
+To refresh a table, run its command and copy its ``results.json`` over the file in ``docs/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results"
+
+# each results file and the command that wrote it (its --out's results.json, copied here); the README prints each
+# command beside its tables (a test checks it)
+COMMANDS = {
+    "paper.json": "iftgym compare --out runs/compare",
+    "ablation.json": "iftgym compare --algos 'sft,ift,ift(lam=0),ift(gamma=0),ift(lam=0,gamma=0),"
+    "ift(detach_weights=true),ift(side=\"right\")' --out runs/ablation",
+    "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
+    "--steps 1500 --out runs/addition-sft-ift",
+    "tokens-addition-controls.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
+    "'sft,sft(embedding=\"frozen\"),ift(lam=0),ift(gamma=0),ift(embedding=\"live\")' --steps 1500 --out "
+    "runs/addition-controls",
+}
+
+GRID_COLUMNS = [("mse", "MSE", 3), ("mse_demo", "MSE demo cells", 3), ("mse_rest", "MSE other cells", 3),
+                ("optimal_mass", "mass on optimal", 3), ("success", "P(success)", 3), ("greedy_success", "greedy", 3),
+                ("explored", "cells visited", 1)]  # fmt: skip
+GRID_PAIRED = [("mse", "Δ MSE"), ("mse_rest", "Δ MSE other cells"), ("optimal_mass", "Δ mass on optimal"),
+               ("success", "Δ P(success)")]  # fmt: skip
+TOKEN_COLUMNS = [("target_test", "P(target) held-out", 3), ("greedy_test", "greedy held-out", 3),
+                 ("sampled_test", "sampled held-out", 3), ("target_train", "P(target) train", 3)]  # fmt: skip
+TOKEN_PAIRED = [("target_test", "Δ P(target) held-out"), ("greedy_test", "Δ greedy held-out"),
+                ("sampled_test", "Δ sampled held-out")]  # fmt: skip
+
+
+def interval(stats: dict[str, Any], digits: int) -> str:
+    """``mean ± half-width``, or ``mean [low, high]`` where clipping made the interval lopsided (as the console)."""
+    mean, low, high = stats["mean"], stats["ci95_low"], stats["ci95_high"]
+    if low is None:
+        return f"{mean:.{digits}f}"
+    if np.isclose(mean - low, high - mean, rtol=0, atol=5 * 10 ** -(digits + 1)):
+        return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def signed(stats: dict[str, Any]) -> str:
+    """A paired difference: ``+0.0904 [+0.0726, +0.1081]*`` (``*``: Holm-adjusted p < 0.05)."""
+    star = "*" if (stats.get("p_holm") if stats.get("p_holm") is not None else 1) < 0.05 else ""
+    return f"{stats['mean']:+.4f} [{stats['ci95_low']:+.4f}, {stats['ci95_high']:+.4f}]{star}"
+
+
+def bootstrap(stats: dict[str, Any], digits: int) -> str:
+    return f"{stats['value']:.{digits}f} [{stats['ci95_low']:.{digits}f}, {stats['ci95_high']:.{digits}f}]"
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name).read_text())
+
+
+def rows_table(name: str, columns: list[tuple[str, str, int]]) -> str:
+    """Every row of a comparison's first entry, mean ± 95% CI per metric; reference rows in italics."""
+    entry = load(name)["maps"][0]
+    rows = []
+    for algo, run in entry["algorithms"].items():
+        flag = " (worse than untrained)" if run.get("worse_than_untrained") else ""
+        rows.append([algo + flag, *(interval(run["summary"][key], digits) for key, _, digits in columns)])
+    for ref, run in entry["references"].items():
+        rows.append([f"*{ref}*", *(interval(run["summary"][key], digits) for key, _, digits in columns)])
+    return markdown(["row", *(label for _, label, _ in columns)], rows)
+
+
+def paired_table(name: str, columns: list[tuple[str, str]], code: bool = False, extras: bool = True) -> str:
+    """Every row against the baseline, paired by seed: the differences, Holm p, P(better) and (with ``extras``) the
+    IQM of the first metric."""
+    paired = load(name)["maps"][0]["paired"]
+    headline, label = columns[0][0], columns[0][1].removeprefix("Δ ")
+    rows = []
+    for row, metrics in paired["rows"].items():
+        if row == paired["baseline"] or (code and row in ("uniform", "untrained", "demo-copy")):
+            continue
+        first = metrics[headline]
+        cells = [signed(metrics[key]["difference"]) for key, _ in columns]
+        cells += [f"{first['difference']['p_holm']:.2g}", bootstrap(first["improvement"], 2)]
+        cells += [bootstrap(first["iqm"], 4)] if extras else []
+        rows.append([f"`{row}`" if code else row, *cells])
+    header = [f"row − {paired['baseline']}", *(title for _, title in columns), f"Holm p ({label})",
+              f"P(better {label})", *([f"IQM {label}"] if extras else [])]  # fmt: skip
+    return markdown(header, rows)
+
+
+def per_seed_table(name: str, metric: str) -> str:
+    """Each row's ``metric``, mean ± 95% CI, and its seeds' values (two decimals)."""
+    entry = load(name)["maps"][0]
+    rows = []
+    for algo, run in entry["algorithms"].items():
+        values = ", ".join(f"{v:.2f}" for v in run["per_seed"][metric])
+        rows.append([f"`{algo}`", interval(run["summary"][metric], 3), values])
+    return markdown(["row", metric, "per seed"], rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "paper": lambda: rows_table("paper.json", GRID_COLUMNS),
+    "paper-paired": lambda: paired_table("paper.json", GRID_PAIRED),
+    "ablation": lambda: paired_table("ablation.json", GRID_PAIRED, code=True, extras=False),
+    "tokens-addition": lambda: rows_table("tokens-addition.json", TOKEN_COLUMNS),
+    "tokens-addition-paired": lambda: paired_table("tokens-addition.json", TOKEN_PAIRED),
+    "tokens-addition-controls": lambda: rows_table("tokens-addition-controls.json", TOKEN_COLUMNS),
+    "tokens-addition-controls-paired": lambda: paired_table("tokens-addition-controls.json", TOKEN_PAIRED, code=True),
+    "tokens-addition-controls-seeds": lambda: per_seed_table("tokens-addition-controls.json", "greedy_test"),
+}
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table -->)", re.S)
+
+
+def render(text: str) -> str:
+    """``text`` with every generated table replaced by what its results file gives."""
+
+    def table(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise SystemExit(f"README.md names table {name!r}, which {Path(__file__).name} does not know")
+        return match.group(1) + TABLES[name]() + match.group(4)
+
+    return BLOCK.sub(table, text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md differs from what it should be")
+    args = parser.parse_args()
+    text = README.read_text()
+    new = render(text)
+    if args.check:
+        if new != text:
+            print("README.md's tables differ from docs/results: run python docs/make_readme_tables.py",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

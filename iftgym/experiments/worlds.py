@@ -1,0 +1,280 @@
+"""The comparison in a world other than Frozen Lake: the token world and any registered plugin world get the same
+rows, reference rows, paired statistics, curves, history and ``results.json`` as the grid.
+
+A world kind says what a comparison needs beyond the World contract: how its policy is built, which metrics it
+reports and which way each is better, its reference rows and what else an algorithm's entry carries. :class:`Tokens`
+is the token world's (TinyGPT or a Hugging Face model; exact match greedy and sampled, and the exact probability of
+the target answer, on training and held-out prompts; preference strips); :class:`PluginWorld` any other world's (a
+policy kind from the registry on its ids; the world's own ``scores``; which metrics are lower-is-better from the
+world's optional ``lower_is_better`` mapping).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iftgym import distributed
+from iftgym.experiments import runner
+from iftgym.experiments.config import TOKENS, CompareConfig
+from iftgym.experiments.paired import paired_statistics, worse_than
+from iftgym.io import read_json
+from iftgym.loop import StepLog, TrainConfig, stage_batches
+from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
+from iftgym.metrics.stats import summarize
+from iftgym.policies.base import Policy, resolve_device
+from iftgym.policies.folder import model_folder, save_model
+from iftgym.policies.registry import build_policy
+from iftgym.policies.tabular import TabularPolicy
+from iftgym.rules.ift import IFTConfig
+from iftgym.version import __version__
+from iftgym.world import World
+from iftgym.worlds.registry import make_world
+from iftgym.worlds.tokens.tasks import Example
+from iftgym.worlds.tokens.tokenizer import prompt_text
+from iftgym.worlds.tokens.world import SCORES, TokenWorld
+
+SCHEMA = "iftgym.compare/1"
+TOKEN_METRICS = {  # name: (label, lower is better)
+    "target_test": ("P(target) held-out", False),
+    "greedy_test": ("greedy held-out", False),
+    "sampled_test": ("sampled held-out", False),
+    "target_train": ("P(target) train", False),
+    "greedy_train": ("greedy train", False),
+}
+TOKEN_PAIRED = ("target_test", "greedy_test", "sampled_test", "target_train")
+
+
+class PluginWorld:
+    """A registered world of the user's, through the World contract alone."""
+
+    def __init__(self, config: CompareConfig) -> None:
+        self.config = config
+        self.world: World = make_world(config.world, **config.world_args)
+        self.name = config.world
+        lower = getattr(self.world, "lower_is_better", {}) or {}
+        self.lower_is_better: dict[str, bool] = {str(k): bool(v) for k, v in dict(lower).items()}
+
+    def policy(self, seeds: list[int]) -> Policy:
+        """K seeds of the configured policy kind on the world's ids."""
+        return build_policy(self.config.policy, self.world.n_ids, self.world.n_actions, seeds,
+                            hidden=self.config.hidden)  # fmt: skip
+
+    def scores(self, policy: Any) -> dict[str, np.ndarray]:
+        """The world's own measures, checked: each ``(K,)`` and numeric."""
+        scores = self.world.scores(policy)
+        k = policy.n_seeds
+        if not isinstance(scores, dict) or not scores:
+            raise ValueError(f"world {self.name!r} breaks the World contract: scores returned {type(scores).__name__}, "
+                             "expected a non-empty dict of (K,) arrays")  # fmt: skip
+        if "steps" in scores:
+            raise ValueError(f"world {self.name!r}: a score may not be named 'steps' (the curves' step axis): "
+                             "rename it")  # fmt: skip
+        out = {}
+        for key, value in scores.items():
+            array = np.asarray(value, dtype=float) if _numeric(value) else None
+            if array is None or array.shape != (k,):
+                raise ValueError(f"world {self.name!r} breaks the World contract: scores[{str(key)[:40]!r}] is not a "
+                                 f"({k},) array of numbers")  # fmt: skip
+            out[str(key)] = array
+        return out
+
+    def evaluate(self, policy: Policy) -> dict[str, np.ndarray]:
+        """What the curves show: every score."""
+        return self.scores(policy)
+
+    def metrics(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each metric's label and direction (higher is better unless the world says otherwise)."""
+        return {name: {"label": name, "lower_is_better": self.lower_is_better.get(name, False)} for name in names}
+
+    def extras(self, run: runner.AlgorithmRun) -> dict[str, Any]:
+        """Nothing beyond the shared fields."""
+        return {}
+
+    def info(self) -> dict[str, Any]:
+        """What the entry says about the world."""
+        return {"world": {"name": self.name, "n_ids": self.world.n_ids, "n_actions": self.world.n_actions}}
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        return np.asarray(value).dtype.kind in "biuf"
+    except (TypeError, ValueError):
+        return False
+
+
+class Tokens:
+    """The token world: its task with its tokenizer, TinyGPT or a Hugging Face model."""
+
+    def __init__(self, config: CompareConfig) -> None:
+        self.config = config
+        vocab = None  # a model's vocabulary larger than the tokenizer's widens the world's ids
+        if config.pretrained is not None:
+            vocab = read_json(Path(config.pretrained) / "config.json", "model config").get("vocab_size")
+        elif config.model_config is not None:
+            vocab = config.model_config.get("vocab_size")
+
+        def build(vocab_size: int | None) -> TokenWorld:
+            return make_world(TOKENS, task=config.task, data=config.data, task_args=config.task_args,
+                              n_train=config.n_train, n_test=config.n_test,
+                              tokenizer=config.tokenizer or config.pretrained, reward=config.reward,
+                              vocab_size=vocab_size)  # fmt: skip
+
+        self.world = build(None)
+        if isinstance(vocab, int) and vocab > self.world.n_ids:
+            self.world = build(vocab)
+        self.name = config.task
+        self.lower_is_better = {name: lower for name, (_, lower) in TOKEN_METRICS.items()}
+        self.device = str(distributed.local_device(resolve_device(config.device)))
+
+    def policy(self, seeds: list[int]) -> Policy:
+        """K seeds of TinyGPT, or of the Hugging Face model, whose vocabulary and context must hold the world's."""
+        world, config, tokenizer = self.world, self.config, self.world.tokenizer
+        special = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
+        policy = build_policy(config.policy, world.n_ids, world.n_actions, seeds, block_size=world.block_size,
+                              n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd, device=self.device,
+                              hidden=config.hidden, model_config=config.model_config, pretrained=config.pretrained,
+                              special_ids=special)  # fmt: skip
+        context = getattr(policy, "block_size", None)
+        if policy.n_actions < world.tokenizer.vocab_size or (context is not None and context < world.block_size):
+            raise ValueError(f"the model reads {policy.n_actions} token ids and {context} positions: the task needs "
+                             f"{world.tokenizer.vocab_size} ids and {world.block_size} positions")  # fmt: skip
+        return policy
+
+    def scores(self, policy: Any) -> dict[str, np.ndarray]:
+        """Exact match (greedy, sampled) and the exact probability of the target, held-out and train."""
+        return self.world.scores(policy, SCORES, seed=self.config.seed)
+
+    def evaluate(self, policy: Policy) -> dict[str, np.ndarray]:
+        """What the curves show: greedy exact match and the probability of the target, held-out."""
+        return self.world.scores(policy, ("greedy_test", "target_test"))
+
+    def metrics(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each metric's label and direction."""
+        return {name: {"label": TOKEN_METRICS[name][0], "lower_is_better": TOKEN_METRICS[name][1]} for name in names}
+
+    def extras(self, run: runner.AlgorithmRun) -> dict[str, Any]:
+        """The preference strips, with IFT's lambda read from the rule that trained (if one did)."""
+        lam = run.setting("ift", "lam", IFTConfig.lam)
+        return {"strips": preference_strips(run.policy, self.world, self.world.task.test[: self.config.strips], lam)}
+
+    def info(self) -> dict[str, Any]:
+        """The task's sizes and tokenizer."""
+        world = self.world
+        return {"task": {"name": self.config.task, "vocab_size": world.n_ids, "block_size": world.block_size,
+                         "n_train": len(world.task.train), "n_test": len(world.task.test),
+                         "tokenizer": type(world.tokenizer).__name__,
+                         "chars": getattr(world.tokenizer, "chars", None)}}  # fmt: skip
+
+
+def world_kind(config: CompareConfig) -> Tokens | PluginWorld:
+    """The kind of ``config.world`` (Frozen Lake has its own path, :func:`iftgym.experiments.compare.compare`)."""
+    return Tokens(config) if config.world == TOKENS else PluginWorld(config)
+
+
+def preference_strips(policy: Policy, world: TokenWorld, examples: Sequence[Example], lam: float) -> list:
+    """For each example, the three estimates at every answer position, ``(K, n)`` lists per estimate."""
+    if not examples:
+        return []
+    batch = world.step_batch([(ex.prompt, ex.completion) for ex in examples])
+    estimates = {
+        "teacher_forced": teacher_forced(policy, world, batch),
+        "ift": ift_estimate(policy, world, batch, lam),
+        "on_policy": on_policy_exact(policy, world, batch, reach="path"),
+    }
+    strips = []
+    for b, ex in enumerate(examples):
+        steps = batch.mask[b].nonzero().squeeze(-1).numpy()
+        tokens = [world.tokenizer.decode([i]) for i in world.answer_ids(ex.completion, ex.prompt)]
+        strips.append({
+            "prompt": prompt_text(ex.prompt), "answer": ex.completion, "tokens": tokens, "lam": lam,
+            **{name: values[:, b, steps].tolist() for name, values in estimates.items()},
+        })  # fmt: skip
+    return strips
+
+
+def scored(metrics: dict[str, np.ndarray], bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """Per-seed values and their summaries, as ``results.json`` keeps them."""
+    bounds = bounds or {}
+    return {
+        "per_seed": {key: value.tolist() for key, value in metrics.items()},
+        "summary": {key: summarize(value, bounds.get(key)) for key, value in metrics.items()},
+    }
+
+
+def compare_world(
+    config: CompareConfig,
+    progress: Callable[[str], None],
+    log: StepLog | None = None,
+    save: str | None = None,
+    bars: bool = False,
+) -> dict[str, Any]:
+    """The comparison in ``config.world`` (not Frozen Lake): every algorithm through the one runner, scored by the
+    world, the reference rows, paired statistics against the baseline; a JSON-ready dict of the same schema as the
+    grid's (one entry in ``maps``: the world). ``log`` receives every step's metrics, ``save`` is a folder that
+    receives each trained model (``save/<algorithm>``; the token world), ``bars`` shows a progress bar per stage."""
+    start = time.perf_counter()
+    kind = world_kind(config)
+    world, seeds = kind.world, list(range(config.seeds))
+    data = world.training_data()
+    probe = kind.policy(seeds[:1])
+    runner.check_world_samples(world, probe, config.world)
+    stages = {algo: config.stages(algo) for algo in config.algos}
+    for algo_stages in stages.values():  # every algorithm finds its data before any trains (a plugin world without
+        if config.world == TOKENS or not runner.lacking_data(algo_stages, data):  # pairs skips the pair rules, as
+            stage_batches(algo_stages, data, config.batch_size)  # a map without a second route does)
+    bounds = {name: (0.0, 1.0) for name in TOKEN_METRICS} if config.world == TOKENS else {}
+    entry: dict[str, Any] = {"name": kind.name, **kind.info(), "algorithms": {}}
+    loop = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+                       eval_every=config.eval_every, progress=bars)  # fmt: skip
+    for algo in config.algos:
+        progress(f"training {algo} on {kind.name} x{config.seeds} seeds")
+        run = runner.run_algorithm(algo, stages[algo], world, data, lambda: kind.policy(seeds), loop,
+                                   callback=lambda step, p: kind.evaluate(p),
+                                   log=None if log is None else lambda record, a=algo: log({"algorithm": a,
+                                                                                            **record}))  # fmt: skip
+        if run.skipped is not None:
+            entry["algorithms"][algo] = {"skipped": run.skipped}
+            continue
+        if save is not None and distributed.is_main():
+            save_model(run.policy, world.tokenizer, model_folder(save, algo), {"algorithm": algo,
+                                                                               "config": asdict(config)})  # fmt: skip
+        entry["algorithms"][algo] = {
+            "wall_time": run.wall_time, "stages": run.stage_specs(), **scored(kind.scores(run.policy), bounds),
+            "curves": run.curves(), "history": run.history_means(), **kind.extras(run),
+        }  # fmt: skip
+    references = {"uniform": TabularPolicy(world.n_ids, world.n_actions, seeds=seeds), "untrained": kind.policy(seeds)}
+    entry["references"] = {name: scored(kind.scores(actor), bounds) for name, actor in references.items()}
+    measured = list(next(iter(entry["references"].values()))["per_seed"])
+    names = [name for name in TOKEN_METRICS if name in measured] if config.world == TOKENS else measured
+    entry["metrics"] = kind.metrics(names)
+    lower = {name: meta["lower_is_better"] for name, meta in entry["metrics"].items()}
+    paired_names = TOKEN_PAIRED if config.world == TOKENS else tuple(names)
+    entry["paired"] = paired_statistics([entry], config.baseline, lower, paired_names)
+    headline = paired_names[0]
+    against = paired_statistics([entry], "untrained", lower, (headline,))
+    for algo, result in entry["algorithms"].items():
+        if "per_seed" in result and against is not None:
+            result["worse_than_untrained"] = worse_than(against, algo, headline, lower[headline])
+    return {"schema": SCHEMA, "version": __version__, "world": config.world, "config": asdict(config),
+            "device": kind.device if isinstance(kind, Tokens) else "cpu", "processes": distributed.world_size(),
+            "maps": [entry], "wall_time": time.perf_counter() - start}  # fmt: skip
+
+
+def write_log(path: str | Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+    """A JSONL log at ``path`` (created now, with its folder): a writer of one record a line, flushed as written, and
+    its closer."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (the caller closes it)
+
+    def write(record: dict[str, Any]) -> None:
+        file.write(json.dumps(record) + "\n")
+        file.flush()
+
+    return write, file.close
