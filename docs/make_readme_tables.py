@@ -7,7 +7,10 @@ NAME to the results file (committed under ``docs/results/``, each the ``results.
     python docs/make_readme_tables.py          # rewrite the tables in README.md
     python docs/make_readme_tables.py --check  # exit 1 if README.md is not what the results files give
 
-To refresh a table, run its command and copy its ``results.json`` over the file in ``docs/results/``.
+To refresh a table, run its command and take its ``results.json`` in (only what the tables read is kept: the
+configuration, and per row the per-seed values, summaries, paired statistics and flags — not the policies):
+
+    python docs/make_readme_tables.py --take runs/compare/results.json paper.json
 """
 
 from __future__ import annotations
@@ -145,10 +148,30 @@ def render(text: str) -> str:
     return BLOCK.sub(table, text)
 
 
+KEPT_ROW = ("per_seed", "summary", "worse_than_untrained", "wall_time", "skipped")
+
+
+def take(source: str, name: str) -> None:
+    """Copy what the tables read of the results file ``source`` into ``docs/results/name``."""
+    results = json.loads(Path(source).read_text())
+    kept = {key: results[key] for key in ("schema", "version", "world", "config") if key in results}
+    kept["maps"] = [{
+        "name": entry["name"], "metrics": entry.get("metrics"), "paired": entry["paired"],
+        "algorithms": {algo: {k: v for k, v in run.items() if k in KEPT_ROW} for algo, run in entry["algorithms"].items()},
+        "references": {ref: {k: v for k, v in run.items() if k in KEPT_ROW} for ref, run in entry["references"].items()},
+    } for entry in results["maps"]]  # fmt: skip
+    (RESULTS / name).write_text(json.dumps(kept, indent=1) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md differs from what it should be")
+    parser.add_argument("--take", nargs=2, metavar=("RESULTS_JSON", "NAME"),
+                        help="keep what the tables read of a run's results.json as docs/results/NAME")  # fmt: skip
     args = parser.parse_args()
+    if args.take:
+        take(*args.take)
+        return 0
     text = README.read_text()
     new = render(text)
     if args.check:

@@ -185,3 +185,72 @@ def test_an_interrupt_is_one_line_and_leaves_no_trace(signum, status, said, tmp_
     err = process.communicate(timeout=60)[1]
     assert process.returncode == status and err == f"iftgym: {said}; {out} was left as it was\n"
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+# -- plugins that break the contract, settings that would be replaced, long echoes (issue 23) ----------------------
+BROKEN_RULES = {
+    "shape": ("return loss[:, None].expand(-1, 2), metrics", "its loss is (2, 2), expected one loss per seed"),
+    "no-grad": ("return loss.detach(), metrics", "its loss has no gradient"),
+    "no-pair": ("return loss", "loss() returned Tensor, expected a (loss, metrics) pair"),
+    "text-metric": ("return loss, {'note': 'hello'}", "metric 'note' is not a (2,) or scalar float tensor"),
+    "raises": ("raise KeyError('boom')", "rule 'broken' failed at step 1: KeyError: 'boom'"),
+    "exits": ("raise SystemExit(0)", "rule 'broken' failed at step 1: SystemExit: 0"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_RULES))
+@pytest.mark.parametrize("command", ["compare", "lm"])
+def test_a_plugin_rule_that_breaks_the_contract_is_one_line(kind, command, tmp_path, capsys) -> None:
+    body, message = BROKEN_RULES[kind]
+    plugin = tmp_path / f"broken_{kind.replace('-', '_')}_{command}.py"
+    plugin.write_text("import iftgym\nfrom iftgym.rules.sft import SFT\n\n\nclass Broken(SFT):\n"
+                      "    def loss(self, policy, batch, step):\n        loss, metrics = super().loss(policy, batch, step)\n"
+                      f"        {body}\n\n\niftgym.register_rule('broken', Broken, replace=True)\n")  # fmt: skip
+    base = TINY_COMPARE if command == "compare" else [*TINY_LM, "--seeds", "2"]
+    algos = "--algos" if command == "compare" else "--algo"
+    out = tmp_path / "out"
+    try:
+        status, err = run([command, *base, "--plugin", str(plugin), algos, "broken", "--out", str(out)], capsys)
+    finally:
+        from iftgym.rules.registry import RULES
+
+        RULES.unregister("broken")
+    assert status == 1 and message in err, err
+    assert_one_line(err)
+    assert not out.exists() or not (out / "results.json").exists()
+
+
+def test_a_plugin_that_exits_while_loading_is_an_error(tmp_path, capsys) -> None:
+    plugin = tmp_path / "leaves.py"
+    plugin.write_text("import sys\nsys.exit(0)\n")
+    status, err = run(["compare", *TINY_COMPARE, "--plugin", str(plugin), "--out", str(tmp_path / "out")], capsys)
+    assert status == 2 and "plugin" in err and "failed to load: SystemExit" in err
+    assert_one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--random-maps", "1", "--size", "0"], "size=0 is out of range: expected at least 2"),
+        (["--algos", "sft,sb3-ppo", "--sb3-timesteps", "0"], "sb3_timesteps=0 is out of range"),
+        (["--set", "ift.lam=0.1", "--set", "ift.lam=0.3", "--algos", "ift"], "--set 'ift.lam' is given twice"),
+        (["--algos", "x" * 200_000], "characters cut"),
+        (["--task", "sort"], "--task is a setting of world 'tokens', not of 'frozen-lake'"),
+        (["--world", "tokens", "--map", "4x4"], "--map is a setting of world 'frozen-lake', not of 'tokens'"),
+        (["--world", "nowhere"], "unknown world 'nowhere': expected one of frozen-lake, tokens"),
+        (["--world", "tokens", "--no-cache"], "--no-cache is an option of world 'frozen-lake', not of 'tokens'"),
+    ],
+)
+def test_settings_are_never_silently_replaced_and_echoes_are_short(args, message, tmp_path, capsys) -> None:
+    status, err = run(["compare", *TINY_COMPARE, *args, "--out", str(tmp_path / "out")], capsys)
+    assert status == 2 and message in err, err
+    assert_one_line(err) and len(err) < 600
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_fifo_given_as_data_is_refused_without_hanging(tmp_path, capsys) -> None:
+    fifo = tmp_path / "data.jsonl"
+    os.mkfifo(fifo)
+    status, err = run(["lm", "--steps", "2", "--seeds", "1", "--data", str(fifo), "--out", str(tmp_path / "out")],
+                      capsys)  # fmt: skip
+    assert status == 2 and "not a regular file" in err, err

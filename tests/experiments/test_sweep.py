@@ -127,3 +127,80 @@ def test_the_local_workers_and_ray_give_the_same_cells(tmp_path) -> None:
 
     assert numbers(tmp_path / "here") == numbers(tmp_path / "workers") == numbers(tmp_path / "ray")
     assert json.loads((tmp_path / "ray" / "sweep.json").read_text())["grid"] == {"ift.lam": [0.0, 0.5]}
+
+
+# -- hostile inputs (issue 23) ---------------------------------------------------------------------------------
+def test_a_maps_axis_reaches_the_report(tmp_path) -> None:
+    """The module's own documented example, a ``maps`` axis, is reported (its values are lists)."""
+    from iftgym.explain.sweep import equal_budget, rule_tables
+
+    spec = parse_spec({"base": {"algos": ["sft", "ift"], "seeds": 2, "steps": 2},
+                       "grid": {"maps": [["paper"], ["4x4"]]}})  # fmt: skip
+    run_sweep(spec, tmp_path, workers=0)
+    records = finished(tmp_path)
+    assert len(records) == 2 and len(rule_tables(records)) == 2 and set(equal_budget(records)) == {"sft", "ift"}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda r: {**r, "results": {"schema": "iftgym.compare/1", "maps": []}},
+     lambda r: {**r, "results": {"schema": "other"}},
+     lambda r: {**r, "results": {**r["results"], "maps": [{"algorithms": {"sft": {"per_seed": {}}}}]}},
+     lambda r: {key: value for key, value in r.items() if key != "axes"},
+     lambda r: {"key": r["key"]}],
+)  # fmt: skip
+def test_a_damaged_cell_with_the_right_key_runs_again(tmp_path, damage) -> None:
+    spec = parse_spec({"base": {"algos": ["sft"], "seeds": 2, "steps": 2}, "grid": {"lr": [0.01, 0.02]}})
+    run_sweep(spec, tmp_path, workers=0)
+    path = sorted((tmp_path / CELLS).glob("*.json"))[0]
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    assert len(finished(tmp_path)) == 1  # not counted as finished: the report does not read it
+    state = run_sweep(spec, tmp_path, workers=0)
+    assert (state.skipped, state.done) == (1, 1) and len(finished(tmp_path)) == 2
+
+
+def test_the_cell_cap_is_checked_from_the_axis_sizes_before_any_cell_is_listed(monkeypatch) -> None:
+    def never(*args, **kwargs):
+        raise AssertionError("the grid was listed")
+
+    monkeypatch.setattr(sweep_module.itertools, "product", never)
+    spec = parse_spec({"base": {"algos": ["sft"]}, "grid": {f"ift.x{i}": list(range(10)) for i in range(6)}})
+    with pytest.raises(ValueError, match="the sweep has 1,000,000 cells: expected at most 100,000"):
+        spec.cells()
+
+
+def test_deep_toml_is_refused_in_one_line(tmp_path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ValueError, match="nested too deeply|not valid TOML"):
+        sweep_module.load_spec(deep)
+
+
+def test_an_unreachable_ray_address_is_refused_within_seconds() -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:1'"):
+        sweep_module.reachable("127.0.0.1:1", timeout=2)
+    assert time.perf_counter() - start < 5
+
+
+def test_plugin_rules_train_in_every_worker(tmp_path) -> None:
+    """A --plugin rule is known to the spawned worker processes: every cell finishes."""
+    plugin = tmp_path / "half_sft.py"
+    plugin.write_text("import iftgym\nfrom iftgym.rules.sft import SFT\n\n\nclass HalfSFT(SFT):\n"
+                      "    def loss(self, policy, batch, step):\n        loss, metrics = super().loss(policy, batch, step)\n"
+                      "        return loss / 2, metrics\n\n\niftgym.register_rule('half-sft', HalfSFT)\n")  # fmt: skip
+    from iftgym.registry import load_plugin
+    from iftgym.rules.registry import RULES
+
+    load_plugin(str(plugin))  # as iftgym sweep --plugin does, which also puts it in every cell's settings
+    spec = parse_spec({"base": {"algos": ["sft", "half-sft"], "seeds": 2, "steps": 2},
+                       "grid": {"lr": [0.01, 0.02, 0.03]}})  # fmt: skip
+    spec.base = {**spec.base, "plugins": [str(plugin)]}
+    try:
+        state = run_sweep(spec, tmp_path, workers=1)
+    finally:
+        RULES.unregister("half-sft")
+    assert (state.done, state.failed) == (3, 0)
+    assert all("half-sft" in r["results"]["maps"][0]["algorithms"] for r in finished(tmp_path).values())
