@@ -36,10 +36,11 @@ COMMANDS = {
     "ablation.json": "iftgym compare --algos 'sft,ift,ift(lam=0),ift(gamma=0),ift(lam=0,gamma=0),"
     "ift(detach_weights=true),ift(side=\"right\")' --out runs/ablation",
     "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
-    "--steps 1500 --out runs/addition-sft-ift",
-    "tokens-addition-controls.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
-    "'sft,sft(embedding=\"frozen\"),ift(lam=0),ift(gamma=0),ift(embedding=\"live\")' --steps 1500 --out "
-    "runs/addition-controls",
+    "--steps 1500 --out runs/addition",
+    "tokens-addition-controls-1.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
+    "'sft(embedding=\"frozen\"),ift(gamma=0)' --steps 1500 --out runs/addition-controls-1",
+    "tokens-addition-controls-2.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
+    "'ift(lam=0),ift(embedding=\"live\")' --steps 1500 --out runs/addition-controls-2",
 }
 
 GRID_COLUMNS = [("mse", "MSE", 3), ("mse_demo", "MSE demo cells", 3), ("mse_rest", "MSE other cells", 3),
@@ -78,11 +79,27 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def load(name: str) -> dict[str, Any]:
-    return json.loads((RESULTS / name).read_text())
+def load(name: str | tuple[str, ...]) -> dict[str, Any]:
+    """A results file; several (the same world and seeds, run in parts) are one comparison: their rows side by side,
+    the first file's reference rows, and the paired statistics computed again over all rows (seed i of every run
+    starts from the same network, so rows of different runs pair by seed as rows of one run do)."""
+    if isinstance(name, str):
+        return json.loads((RESULTS / name).read_text())
+    from iftgym.experiments.paired import paired_statistics
+
+    parts = [json.loads((RESULTS / part).read_text()) for part in name if (RESULTS / part).is_file()]
+    configs = [{k: v for k, v in part["config"].items() if k not in ("algos", "baseline")} for part in parts]
+    if any(config != configs[0] for config in configs):
+        raise SystemExit(f"{', '.join(name)} are not runs of one comparison: their settings differ")
+    entry = dict(parts[0]["maps"][0])
+    entry["algorithms"] = {algo: run for part in parts for algo, run in part["maps"][0]["algorithms"].items()}
+    lower = {key: meta["lower_is_better"] for key, meta in entry["metrics"].items()}
+    paired_metrics = tuple(parts[0]["maps"][0]["paired"]["rows"][parts[0]["config"]["baseline"]])
+    entry["paired"] = paired_statistics([entry], parts[0]["config"]["baseline"], lower, paired_metrics)
+    return {**parts[0], "maps": [entry]}
 
 
-def rows_table(name: str, columns: list[tuple[str, str, int]]) -> str:
+def rows_table(name: str | tuple[str, ...], columns: list[tuple[str, str, int]]) -> str:
     """Every row of a comparison's first entry, mean ± 95% CI per metric; reference rows in italics."""
     entry = load(name)["maps"][0]
     rows = []
@@ -94,7 +111,9 @@ def rows_table(name: str, columns: list[tuple[str, str, int]]) -> str:
     return markdown(["row", *(label for _, label, _ in columns)], rows)
 
 
-def paired_table(name: str, columns: list[tuple[str, str]], code: bool = False, extras: bool = True) -> str:
+def paired_table(
+    name: str | tuple[str, ...], columns: list[tuple[str, str]], code: bool = False, extras: bool = True
+) -> str:
     """Every row against the baseline, paired by seed: the differences, Holm p, P(better) and (with ``extras``) the
     IQM of the first metric."""
     paired = load(name)["maps"][0]["paired"]
@@ -113,7 +132,7 @@ def paired_table(name: str, columns: list[tuple[str, str]], code: bool = False, 
     return markdown(header, rows)
 
 
-def per_seed_table(name: str, metric: str) -> str:
+def per_seed_table(name: str | tuple[str, ...], metric: str) -> str:
     """Each row's ``metric``, mean ± 95% CI, and its seeds' values (two decimals)."""
     entry = load(name)["maps"][0]
     rows = []
@@ -123,15 +142,15 @@ def per_seed_table(name: str, metric: str) -> str:
     return markdown(["row", metric, "per seed"], rows)
 
 
+# the token world's addition runs: SFT and IFT, then the controls, run in parts as one comparison
+ADDITION = ("tokens-addition.json", "tokens-addition-controls-1.json", "tokens-addition-controls-2.json")
 TABLES: dict[str, Callable[[], str]] = {
     "paper": lambda: rows_table("paper.json", GRID_COLUMNS),
     "paper-paired": lambda: paired_table("paper.json", GRID_PAIRED),
     "ablation": lambda: paired_table("ablation.json", GRID_PAIRED, code=True, extras=False),
-    "tokens-addition": lambda: rows_table("tokens-addition.json", TOKEN_COLUMNS),
-    "tokens-addition-paired": lambda: paired_table("tokens-addition.json", TOKEN_PAIRED),
-    "tokens-addition-controls": lambda: rows_table("tokens-addition-controls.json", TOKEN_COLUMNS),
-    "tokens-addition-controls-paired": lambda: paired_table("tokens-addition-controls.json", TOKEN_PAIRED, code=True),
-    "tokens-addition-controls-seeds": lambda: per_seed_table("tokens-addition-controls.json", "greedy_test"),
+    "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
+    "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
+    "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
 }
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table -->)", re.S)
 
@@ -155,11 +174,12 @@ def take(source: str, name: str) -> None:
     """Copy what the tables read of the results file ``source`` into ``docs/results/name``."""
     results = json.loads(Path(source).read_text())
     kept = {key: results[key] for key in ("schema", "version", "world", "config") if key in results}
-    kept["maps"] = [{
-        "name": entry["name"], "metrics": entry.get("metrics"), "paired": entry["paired"],
-        "algorithms": {algo: {k: v for k, v in run.items() if k in KEPT_ROW} for algo, run in entry["algorithms"].items()},
-        "references": {ref: {k: v for k, v in run.items() if k in KEPT_ROW} for ref, run in entry["references"].items()},
-    } for entry in results["maps"]]  # fmt: skip
+    def rows(runs: dict[str, Any]) -> dict[str, Any]:
+        return {name: {k: v for k, v in run.items() if k in KEPT_ROW} for name, run in runs.items()}
+
+    kept["maps"] = [{"name": entry["name"], "metrics": entry.get("metrics"), "paired": entry["paired"],
+                     "algorithms": rows(entry["algorithms"]), "references": rows(entry["references"])}
+                    for entry in results["maps"]]  # fmt: skip
     (RESULTS / name).write_text(json.dumps(kept, indent=1) + "\n")
 
 

@@ -204,7 +204,8 @@ def test_a_plugin_rule_that_breaks_the_contract_is_one_line(kind, command, tmp_p
     body, message = BROKEN_RULES[kind]
     plugin = tmp_path / f"broken_{kind.replace('-', '_')}_{command}.py"
     plugin.write_text("import iftgym\nfrom iftgym.rules.sft import SFT\n\n\nclass Broken(SFT):\n"
-                      "    def loss(self, policy, batch, step):\n        loss, metrics = super().loss(policy, batch, step)\n"
+                      "    def loss(self, policy, batch, step):\n"
+                      "        loss, metrics = super().loss(policy, batch, step)\n"
                       f"        {body}\n\n\niftgym.register_rule('broken', Broken, replace=True)\n")  # fmt: skip
     base = TINY_COMPARE if command == "compare" else [*TINY_LM, "--seeds", "2"]
     algos = "--algos" if command == "compare" else "--algo"

@@ -172,7 +172,7 @@ def test_the_cell_cap_is_checked_from_the_axis_sizes_before_any_cell_is_listed(m
 def test_deep_toml_is_refused_in_one_line(tmp_path) -> None:
     deep = tmp_path / "deep.toml"
     deep.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    with pytest.raises(ValueError, match="nested too deeply|not valid TOML"):
+    with pytest.raises(ValueError, match=r"nested too deeply|not valid TOML"):
         sweep_module.load_spec(deep)
 
 
@@ -189,7 +189,8 @@ def test_plugin_rules_train_in_every_worker(tmp_path) -> None:
     """A --plugin rule is known to the spawned worker processes: every cell finishes."""
     plugin = tmp_path / "half_sft.py"
     plugin.write_text("import iftgym\nfrom iftgym.rules.sft import SFT\n\n\nclass HalfSFT(SFT):\n"
-                      "    def loss(self, policy, batch, step):\n        loss, metrics = super().loss(policy, batch, step)\n"
+                      "    def loss(self, policy, batch, step):\n"
+                      "        loss, metrics = super().loss(policy, batch, step)\n"
                       "        return loss / 2, metrics\n\n\niftgym.register_rule('half-sft', HalfSFT)\n")  # fmt: skip
     from iftgym.registry import load_plugin
     from iftgym.rules.registry import RULES

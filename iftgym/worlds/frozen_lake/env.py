@@ -22,6 +22,7 @@ from gymnasium import spaces
 from iftgym.validate import at_least, one_of
 from iftgym.worlds.frozen_lake.maps import MapLike
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+from iftgym.worlds.window import FrameWindow
 
 TILE_COLOURS = {"S": (120, 170, 230), "F": (225, 240, 250), "H": (40, 50, 80), "G": (90, 200, 110)}
 AGENT_COLOUR = (230, 80, 60)
@@ -140,7 +141,7 @@ class FrozenLakeEnv(gym.Env):
         self.render_mode = render_mode
         self.state = self.model.start
         self.steps = 0
-        self._window: tuple[Any, Any] | None = None  # human mode: the matplotlib figure and its image
+        self._window = FrameWindow(WINDOW_TITLE, self.metadata["render_fps"])  # human mode's figure
         self._transitions: dict[int, dict[int, float]] = {}  # model.transition(s, a) at key 4 s + a, on first use
 
     def _obs(self) -> Any:
@@ -191,27 +192,11 @@ class FrozenLakeEnv(gym.Env):
         return None
 
     def _show(self, frame: np.ndarray) -> None:
-        """Draw ``frame`` in this env's window (one figure, updated in place; reopened if the user closed it)."""
-        import matplotlib.pyplot as plt  # only human rendering needs pyplot and its GUI event loop
-
-        if self._window is None or not plt.fignum_exists(self._window[0].number):
-            figure, axes = plt.subplots(figsize=(max(3.0, self.model.ncol * 0.5), max(3.0, self.model.nrow * 0.5)))
-            axes.set_axis_off()
-            figure.tight_layout(pad=0.2)
-            if figure.canvas.manager is not None:
-                figure.canvas.manager.set_window_title(WINDOW_TITLE)
-            self._window = (figure, axes.imshow(frame))
-        else:
-            plt.figure(self._window[0].number)  # plt.pause shows the active figure: make it this env's
-            self._window[1].set_data(frame)
-        plt.pause(1 / self.metadata["render_fps"])
+        """Draw ``frame`` in this env's window, sized to the map."""
+        self._window.show(frame, (max(3.0, self.model.ncol * 0.5), max(3.0, self.model.nrow * 0.5)))
 
     def close(self) -> None:
-        if self._window is not None:
-            import matplotlib.pyplot as plt
-
-            plt.close(self._window[0])
-            self._window = None
+        self._window.close()
         super().close()
 
     def render_rgb(self, cell: int = 32) -> np.ndarray:

@@ -26,6 +26,7 @@ from iftgym.worlds.frozen_lake.env import human_display_problem
 from iftgym.worlds.tokens.tasks import TASKS, Task, make_task
 from iftgym.worlds.tokens.tokenizer import BOS, EOS, PAD, SPECIAL_TOKENS
 from iftgym.worlds.tokens.world import TokenWorld
+from iftgym.worlds.window import FrameWindow
 
 # rgb_array colours: padding (also the background) grey, <bos> white, <eos> black; characters get saturated hues
 SPECIAL_COLOURS = {PAD: (110, 110, 110), BOS: (255, 255, 255), EOS: (0, 0, 0)}
@@ -77,7 +78,7 @@ class TokenGenEnv(gym.Env):
                              "render_mode='rgb_array' or 'ansi', or run where a display is available")  # fmt: skip
         modes = [mode for mode in TokenGenEnv.metadata["render_modes"] if mode != "human" or problem is None]
         self.metadata = {**TokenGenEnv.metadata, "render_modes": modes}  # what this env can use where it runs
-        self._window: tuple[Any, Any] | None = None  # human mode: the matplotlib figure and its image
+        self._window = FrameWindow(WINDOW_TITLE, self.metadata["render_fps"])  # human mode's figure
         if isinstance(task, str):
             task = make_task(task, **task_kwargs)
         elif not isinstance(task, Task):
@@ -150,28 +151,12 @@ class TokenGenEnv(gym.Env):
         return f"{self.world.tokenizer.decode(prompt[1:])}{self.world.tokenizer.decode(answer)}\n"
 
     def _show(self, frame: np.ndarray) -> None:
-        """Draw ``frame`` in this env's window (one figure, updated in place; reopened if the user closed it)."""
-        import matplotlib.pyplot as plt  # only human rendering needs pyplot and its GUI event loop
-
-        if self._window is None or not plt.fignum_exists(self._window[0].number):
-            width = min(12.0, max(3.0, frame.shape[1] / 40))
-            figure, axes = plt.subplots(figsize=(width, max(1.0, width * frame.shape[0] / frame.shape[1] + 0.4)))
-            axes.set_axis_off()
-            figure.tight_layout(pad=0.2)
-            if figure.canvas.manager is not None:
-                figure.canvas.manager.set_window_title(WINDOW_TITLE)
-            self._window = (figure, axes.imshow(frame))
-        else:
-            plt.figure(self._window[0].number)  # plt.pause shows the active figure: make it this env's
-            self._window[1].set_data(frame)
-        plt.pause(1 / self.metadata["render_fps"])
+        """Draw ``frame`` in this env's window, sized to the sequence's strip."""
+        width = min(12.0, max(3.0, frame.shape[1] / 40))
+        self._window.show(frame, (width, max(1.0, width * frame.shape[0] / frame.shape[1] + 0.4)))
 
     def close(self) -> None:
-        if self._window is not None:
-            import matplotlib.pyplot as plt
-
-            plt.close(self._window[0])
-            self._window = None
+        self._window.close()
         super().close()
 
     def render_rgb(self, cell: int = 16) -> np.ndarray:

@@ -271,37 +271,8 @@ def test_interactive_backends_with_a_display_allow_human_mode(monkeypatch, backe
     assert env_module.human_display_problem() == "matplotlib's backend 'pdf' is non-interactive"
 
 
-@pytest.fixture
-def window(monkeypatch):
-    """Human mode allowed (the display check passes), drawn with Agg, and ``plt.pause`` recorded, not waited."""
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setattr(env_module, "human_display_problem", lambda: None)
-    pauses: list[float] = []
-    monkeypatch.setattr(plt, "pause", pauses.append)
-    plt.close("all")
-    yield pauses
-    plt.close("all")
-
-
-def test_human_mode_draws_every_frame_in_one_figure(window):
-    import matplotlib.pyplot as plt
-
-    env = gym.make(ENV_ID, map="bridge-3x8", render_mode="human")
-    assert env.unwrapped.metadata["render_modes"] == ["ansi", "rgb_array", "human"]
-    env.reset(seed=0)  # Gymnasium's convention: human mode draws on reset and on every step
-    figure, image = env.unwrapped._window
-    assert plt.get_fignums() == [figure.number] and window == [1 / 4]
-    env.step(RIGHT)
-    assert env.render() is None and len(window) == 3 and window[-1] == 1 / FrozenLakeEnv.metadata["render_fps"]
-    assert plt.get_fignums() == [figure.number] and env.unwrapped._window[1] is image  # updated in place
-    np.testing.assert_array_equal(image.get_array(), env.unwrapped.render_rgb())
-    plt.close(figure)  # the user closes the window: the next frame opens a new one
-    env.step(RIGHT)
-    assert len(plt.get_fignums()) == 1 and env.unwrapped._window[0] is not figure
-    env.close()
-    env.close()  # closing twice is allowed, as Gymnasium asks
-    assert plt.get_fignums() == []
+def test_human_mode_draws_every_frame_in_one_figure(draws_in_one_window):
+    draws_in_one_window(gym.make(ENV_ID, map="bridge-3x8", render_mode="human"), RIGHT)
 
 
 def test_check_env_passes_with_human_mode_available(window):

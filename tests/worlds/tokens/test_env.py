@@ -10,7 +10,6 @@ from gymnasium.utils.env_checker import check_env
 
 import iftgym  # noqa: F401  (registers the environments)
 from iftgym.worlds.tokens import EOS, PAD
-from iftgym.worlds.tokens import env as env_module
 from iftgym.worlds.tokens.env import TokenGenEnv
 
 matplotlib.use("Agg")  # no test opens a window: render_mode="human" is refused here unless a test allows it
@@ -204,34 +203,8 @@ def test_human_mode_is_refused_when_made_not_at_reset(monkeypatch):
     assert TokenGenEnv.metadata["render_modes"] == ["ansi", "rgb_array", "human"]
 
 
-@pytest.fixture
-def window(monkeypatch):
-    """Human mode allowed (the display check passes), drawn with Agg, and ``plt.pause`` recorded, not waited."""
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setattr(env_module, "human_display_problem", lambda: None)
-    pauses: list[float] = []
-    monkeypatch.setattr(plt, "pause", pauses.append)
-    plt.close("all")
-    yield pauses
-    plt.close("all")
-
-
-def test_human_mode_draws_every_frame_in_one_figure(window):
-    import matplotlib.pyplot as plt
-
-    env = gym.make("iftgym/TokenGen-v0", render_mode="human", **SMALL)
-    assert env.unwrapped.metadata["render_modes"] == ["ansi", "rgb_array", "human"]
-    env.reset(seed=0)
-    figure, image = env.unwrapped._window
-    assert plt.get_fignums() == [figure.number] and window == [1 / 4]
-    env.step(EOS)
-    assert env.render() is None and len(window) == 3
-    assert plt.get_fignums() == [figure.number] and env.unwrapped._window[1] is image  # updated in place
-    np.testing.assert_array_equal(image.get_array(), env.unwrapped.render_rgb())
-    env.close()
-    env.close()  # closing twice is allowed, as Gymnasium asks
-    assert plt.get_fignums() == []
+def test_human_mode_draws_every_frame_in_one_figure(draws_in_one_window):
+    draws_in_one_window(gym.make("iftgym/TokenGen-v0", render_mode="human", **SMALL), 3)  # a token, not <eos>
 
 
 def test_check_env_passes_with_human_mode_available(window):
