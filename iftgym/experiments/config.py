@@ -214,9 +214,9 @@ class CompareConfig:
         if (self.task == "jsonl") != (self.data is not None):
             raise ValueError("task 'jsonl' reads --data FILE.jsonl, and only it does: give both or neither")
         resolve_device(self.device)
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: expected n_embd a "
-                             "multiple of n_head (each head reads n_embd / n_head dimensions)")  # fmt: skip
+        from iftgym.policies.tiny_gpt import TinyGPTConfig
+
+        TinyGPTConfig(1, 1, self.n_layer, self.n_head, self.n_embd)  # its shape checks, in one place
         if self.model_config is not None and self.pretrained is not None:
             raise ValueError("model_config and pretrained both choose the model: expected at most one of them")
         if isinstance(self.model_config, (str, os.PathLike)):

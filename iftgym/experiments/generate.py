@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
+from iftgym.decoding import generate, pad_prompts
 from iftgym.policies.folder import load_model
 from iftgym.validate import at_least, between, positive
 from iftgym.world import seed_generators
-from iftgym.worlds.tokens.generation import generate, pad_prompts
 from iftgym.worlds.tokens.tokenizer import (
     Message,
     Tokenizer,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from iftgym.decoding import generate
 from iftgym.loop import TrainConfig, make_stages, train
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules import make_rule
 from iftgym.world import seed_generators
 from iftgym.worlds.tokens import TokenWorld
-from iftgym.worlds.tokens.generation import generate
 
 transformers = pytest.importorskip("transformers")
 from iftgym.policies.hf import HFPolicy  # noqa: E402  (needs transformers)
