@@ -11,7 +11,6 @@ world's optional ``lower_is_better`` mapping).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -265,16 +264,3 @@ def compare_world(
     return {"schema": SCHEMA, "version": __version__, "world": config.world, "config": asdict(config),
             "device": kind.device if isinstance(kind, Tokens) else "cpu", "processes": distributed.world_size(),
             "maps": [entry], "wall_time": time.perf_counter() - start}  # fmt: skip
-
-
-def write_log(path: str | Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
-    """A JSONL log at ``path`` (created now, with its folder): a writer of one record a line, flushed as written, and
-    its closer."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (the caller closes it)
-
-    def write(record: dict[str, Any]) -> None:
-        file.write(json.dumps(record) + "\n")
-        file.flush()
-
-    return write, file.close
