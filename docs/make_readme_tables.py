@@ -139,7 +139,8 @@ def per_seed_table(name: str | tuple[str, ...], metric: str) -> str:
     for algo, run in entry["algorithms"].items():
         values = ", ".join(f"{v:.2f}" for v in run["per_seed"][metric])
         rows.append([f"`{algo}`", interval(run["summary"][metric], 3), values])
-    return markdown(["row", metric, "per seed"], rows)
+    label = (entry.get("metrics") or {}).get(metric, {}).get("label", metric)
+    return markdown(["row", label, "per seed"], rows)
 
 
 # the token world's addition runs: SFT and IFT, then the controls, run in parts as one comparison
@@ -152,7 +153,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
 }
-BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table -->)", re.S)
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>(?:(?!<!-- table:).)*?)\n?(<!-- /table -->)", re.S)
 
 
 def render(text: str) -> str:
@@ -162,7 +163,7 @@ def render(text: str) -> str:
         name = match.group("name")
         if name not in TABLES:
             raise SystemExit(f"README.md names table {name!r}, which {Path(__file__).name} does not know")
-        return match.group(1) + TABLES[name]() + match.group(4)
+        return match.group(1) + TABLES[name]() + "\n" + match.group(4)
 
     return BLOCK.sub(table, text)
 

@@ -7,6 +7,8 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+
 from iftgym.policies.base import Policy
 from iftgym.policies.mlp import MLPPolicy
 from iftgym.policies.recurrent import GRUPolicy
@@ -56,7 +58,35 @@ def build_policy(kind: str, n_ids: int, n_actions: int, seeds: Sequence[int], **
     ``settings`` its builder takes."""
     builder = POLICY_KINDS.get(kind)
     accepted = inspect.signature(builder).parameters
-    return builder(n_ids, n_actions, seeds, **{key: value for key, value in settings.items() if key in accepted})
+    chosen = {key: value for key, value in settings.items() if key in accepted}
+    if kind in BUILT_IN_KINDS and POLICY_KINDS.get(kind) is BUILT_IN_KINDS[kind]:
+        return builder(n_ids, n_actions, seeds, **chosen)
+    return _checked(kind, builder, n_ids, n_actions, list(seeds), chosen)
+
+
+def _checked(kind: str, builder: PolicyBuilder, n_ids: int, n_actions: int, seeds: list[int],
+             settings: dict[str, Any]) -> Policy:  # fmt: skip
+    """A plugin kind's policy, held to the Policy contract on first use: built without error (``SystemExit``
+    included), a :class:`Policy` of ``len(seeds)`` seeds, and logits of shape ``(K, 1, 1, n_actions)`` for one id;
+    anything else is one ``ValueError`` naming the kind."""
+
+    def broken(what: str) -> ValueError:
+        return ValueError(f"policy kind {kind!r} breaks the Policy contract: {what} (docs/design.md §5)")
+
+    try:
+        policy = builder(n_ids, n_actions, seeds, **settings)
+        logits = policy.logits_at(torch.zeros(1, 1, dtype=torch.long)) if isinstance(policy, Policy) else None
+    except (Exception, SystemExit) as err:  # a plugin's code can fail in any way
+        raise broken(f"building it failed: {type(err).__name__}: {str(err)[:200]}") from None
+    if not isinstance(policy, Policy):
+        raise broken(f"its builder returned {type(policy).__name__}, expected an iftgym.Policy")
+    if policy.n_seeds != len(seeds):
+        raise broken(f"it has {policy.n_seeds} seeds, expected {len(seeds)}")
+    expected = (len(seeds), 1, 1, n_actions)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise broken(f"logits_at of one id gave {shape}, expected {expected}")
+    return policy
 
 
 def _tabular(n_ids: int, n_actions: int, seeds: Sequence[int]) -> Policy:
@@ -94,5 +124,7 @@ def _hf(
     return HFPolicy({"vocab_size": n_ids, **(special_ids or {}), **model_config}, seeds=seeds, device=device)
 
 
-for _name, _builder in (("tabular", _tabular), ("mlp", _mlp), ("gru", _gru), ("tiny-gpt", _tiny_gpt), ("hf", _hf)):
+BUILT_IN_KINDS: dict[str, PolicyBuilder] = {"tabular": _tabular, "mlp": _mlp, "gru": _gru, "tiny-gpt": _tiny_gpt,
+                                             "hf": _hf}  # fmt: skip
+for _name, _builder in BUILT_IN_KINDS.items():
     register_policy_kind(_name, _builder)

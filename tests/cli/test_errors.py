@@ -255,3 +255,27 @@ def test_a_fifo_given_as_data_is_refused_without_hanging(tmp_path, capsys) -> No
     status, err = run(["lm", "--steps", "2", "--seeds", "1", "--data", str(fifo), "--out", str(tmp_path / "out")],
                       capsys)  # fmt: skip
     assert status == 2 and "not a regular file" in err, err
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("return TabularPolicy(n_ids, n_actions + 1, seeds=seeds)", "logits_at of one id gave (2, 1, 1, 5)"),
+     ("return 'a policy'", "its builder returned str, expected an iftgym.Policy"),
+     ("raise SystemExit(3)", "building it failed: SystemExit: 3")],
+)  # fmt: skip
+def test_a_plugin_policy_kind_that_breaks_the_contract_is_one_line(body, message, tmp_path, capsys) -> None:
+    plugin = tmp_path / "broken_kind.py"
+    plugin.write_text("from iftgym.policies.registry import register_policy_kind\n"
+                      "from iftgym.policies.tabular import TabularPolicy\n\n\n"
+                      f"def build(n_ids, n_actions, seeds):\n    {body}\n\n\n"
+                      "register_policy_kind('broken', build, replace=True)\n")  # fmt: skip
+    from iftgym.policies.registry import POLICY_KINDS
+
+    try:
+        status, err = run(["compare", *TINY_COMPARE, "--plugin", str(plugin), "--policy", "broken",
+                           "--out", str(tmp_path / "out")], capsys)  # fmt: skip
+    finally:
+        POLICY_KINDS.unregister("broken")
+    assert status == 2 and "policy kind 'broken' breaks the Policy contract" in err and message in err, err
+    assert_one_line(err)
+    assert not (tmp_path / "out").exists()
