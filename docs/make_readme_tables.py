@@ -79,12 +79,14 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def load(name: str | tuple[str, ...]) -> dict[str, Any]:
+def load(name: str | tuple[str, ...], baseline: str | None = None) -> dict[str, Any]:
     """A results file; several (the same world and seeds, run in parts) are one comparison: their rows side by side,
     the first file's reference rows, and the paired statistics computed again over all rows (seed i of every run
-    starts from the same network, so rows of different runs pair by seed as rows of one run do)."""
-    if isinstance(name, str):
+    starts from the same network, so rows of different runs pair by seed as rows of one run do); ``baseline``
+    pairs them with another row than the runs' own baseline."""
+    if isinstance(name, str) and baseline is None:
         return json.loads((RESULTS / name).read_text())
+    name = (name,) if isinstance(name, str) else name
     from iftgym.experiments.paired import paired_statistics
 
     parts = [json.loads((RESULTS / part).read_text()) for part in name if (RESULTS / part).is_file()]
@@ -95,7 +97,7 @@ def load(name: str | tuple[str, ...]) -> dict[str, Any]:
     entry["algorithms"] = {algo: run for part in parts for algo, run in part["maps"][0]["algorithms"].items()}
     lower = {key: meta["lower_is_better"] for key, meta in entry["metrics"].items()}
     paired_metrics = tuple(parts[0]["maps"][0]["paired"]["rows"][parts[0]["config"]["baseline"]])
-    entry["paired"] = paired_statistics([entry], parts[0]["config"]["baseline"], lower, paired_metrics)
+    entry["paired"] = paired_statistics([entry], baseline or parts[0]["config"]["baseline"], lower, paired_metrics)
     return {**parts[0], "maps": [entry]}
 
 
@@ -112,15 +114,18 @@ def rows_table(name: str | tuple[str, ...], columns: list[tuple[str, str, int]])
 
 
 def paired_table(
-    name: str | tuple[str, ...], columns: list[tuple[str, str]], code: bool = False, extras: bool = True
-) -> str:
-    """Every row against the baseline, paired by seed: the differences, Holm p, P(better) and (with ``extras``) the
-    IQM of the first metric."""
-    paired = load(name)["maps"][0]["paired"]
+    name: str | tuple[str, ...], columns: list[tuple[str, str]], code: bool = False, extras: bool = True,
+    baseline: str | None = None, rows_only: tuple[str, ...] | None = None,
+) -> str:  # fmt: skip
+    """Every row (or ``rows_only``) against the baseline (the run's, or ``baseline``), paired by seed: the
+    differences, Holm p, P(better) and (with ``extras``) the IQM of the first metric."""
+    paired = load(name, baseline)["maps"][0]["paired"]
     headline, label = columns[0][0], columns[0][1].removeprefix("Δ ")
     rows = []
     for row, metrics in paired["rows"].items():
         if row == paired["baseline"] or (code and row in ("uniform", "untrained", "demo-copy")):
+            continue
+        if rows_only is not None and row not in rows_only:
             continue
         first = metrics[headline]
         cells = [signed(metrics[key]["difference"]) for key, _ in columns]
@@ -152,6 +157,10 @@ TABLES: dict[str, Callable[[], str]] = {
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
+    # IFT and its parts against SFT reading the same frozen copy of the embedding: what IFT adds to that
+    "tokens-addition-frozen": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True, extras=False,
+                                                   baseline='sft(embedding="frozen")',
+                                                   rows_only=("ift", "ift(lam=0)", "ift(gamma=0)")),
 }
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>(?:(?!<!-- table:).)*?)\n?(<!-- /table -->)", re.S)
 
