@@ -20,6 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lm = sub.add_parser("lm", help="train language models on a token task with any rule (iftgym compare --world "
                         "tokens): exact match, paired statistics, preference strips, saved models")  # fmt: skip
     grid = [f.name for f in settings_of(CompareConfig) if f.metadata["world"] == FROZEN_LAKE]
-    add_settings(lm, CompareConfig, skip=["world", "world_args", *grid], aliases={"algos": "--algo"})
+    add_settings(lm, CompareConfig, skip=["world", "world_args", "hidden", *grid], aliases={"algos": "--algo"})
     add_run_arguments(lm, "runs/lm", grid=False)
     lm.set_defaults(run=run, fixed={"world": "tokens"})

@@ -209,6 +209,9 @@ class CompareConfig:
         from iftgym.worlds.tokens.world import REWARD_MODES
 
         one_of("reward", self.reward, REWARD_MODES)
+        if self.hidden != CompareConfig.hidden:
+            raise ValueError(f"hidden={self.hidden} has no effect on world 'tokens': the width of the token world's "
+                             "models is n_embd (TinyGPT) or their own config")  # fmt: skip
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}: expected one of {', '.join(TASKS.names())}")
         if (self.task == "jsonl") != (self.data is not None):
