@@ -35,6 +35,8 @@ COMMANDS = {
     "paper.json": "iftgym compare --out runs/compare",
     "ablation.json": "iftgym compare --algos 'sft,ift,ift(lam=0),ift(gamma=0),ift(lam=0,gamma=0),"
     "ift(detach_weights=true),ift(side=\"right\")' --out runs/ablation",
+    "random-ift.json": "iftgym compare --random-maps 10 --size 6 --seeds 20 --algos 'sft,ift,ift(lam=0),ift(gamma=0)' "
+    "--out runs/random-ift",
     "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
     "--steps 1500 --out runs/addition",
     "tokens-addition-controls-1.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
@@ -115,11 +117,13 @@ def rows_table(name: str | tuple[str, ...], columns: list[tuple[str, str, int]])
 
 def paired_table(
     name: str | tuple[str, ...], columns: list[tuple[str, str]], code: bool = False, extras: bool = True,
-    baseline: str | None = None, rows_only: tuple[str, ...] | None = None,
+    baseline: str | None = None, rows_only: tuple[str, ...] | None = None, across: bool = False,
 ) -> str:  # fmt: skip
-    """Every row (or ``rows_only``) against the baseline (the run's, or ``baseline``), paired by seed: the
-    differences, Holm p, P(better) and (with ``extras``) the IQM of the first metric."""
-    paired = load(name, baseline)["maps"][0]["paired"]
+    """Every row (or ``rows_only``) against the baseline (the run's, or ``baseline``), paired by seed (``across``:
+    by map, each map's mean over its seeds): the differences, Holm p, P(better) and (with ``extras``) the IQM of the
+    first metric."""
+    results = load(name, baseline)
+    paired = results["paired_across_maps"] if across else results["maps"][0]["paired"]
     headline, label = columns[0][0], columns[0][1].removeprefix("Δ ")
     rows = []
     for row, metrics in paired["rows"].items():
@@ -154,6 +158,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "paper": lambda: rows_table("paper.json", GRID_COLUMNS),
     "paper-paired": lambda: paired_table("paper.json", GRID_PAIRED),
     "ablation": lambda: paired_table("ablation.json", GRID_PAIRED, code=True, extras=False),
+    "random-ift": lambda: paired_table("random-ift.json", GRID_PAIRED, code=True, extras=False, across=True),
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
@@ -183,14 +188,17 @@ KEPT_ROW = ("per_seed", "summary", "worse_than_untrained", "wall_time", "skipped
 def take(source: str, name: str) -> None:
     """Copy what the tables read of the results file ``source`` into ``docs/results/name``."""
     results = json.loads(Path(source).read_text())
-    kept = {key: results[key] for key in ("schema", "version", "world", "config") if key in results}
+    kept = {key: results[key] for key in ("schema", "version", "world", "config", "paired_across_maps")
+            if key in results}  # fmt: skip
     def rows(runs: dict[str, Any]) -> dict[str, Any]:
         return {name: {k: v for k, v in run.items() if k in KEPT_ROW} for name, run in runs.items()}
 
     kept["maps"] = [{"name": entry["name"], "metrics": entry.get("metrics"), "paired": entry["paired"],
                      "algorithms": rows(entry["algorithms"]), "references": rows(entry["references"])}
                     for entry in results["maps"]]  # fmt: skip
-    (RESULTS / name).write_text(json.dumps(kept, indent=1) + "\n")
+    if len(kept["maps"]) > 1:  # a comparison across maps: the tables read its paired statistics across them
+        kept["maps"] = [{k: v for k, v in entry.items() if k != "paired"} for entry in kept["maps"]]
+    (RESULTS / name).write_text(json.dumps(kept, separators=(",", ":")) + "\n")
 
 
 def main() -> int:
