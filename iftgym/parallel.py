@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -114,10 +115,31 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
     """End a pool's worker processes now, whatever they are running, and wait (briefly) until they have ended: a worker
     still starting up would otherwise find this process gone and print a traceback of its own."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    if hasattr(pool, "terminate_workers"):  # Python 3.14+
-        pool.terminate_workers()
-    else:
+    previous = threading.excepthook
+    threading.excepthook = _quiet_cancelled(previous)
+    try:
+        if hasattr(pool, "terminate_workers"):  # Python 3.14+
+            pool.terminate_workers()
+        else:
+            for process in processes:
+                process.terminate()
         for process in processes:
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
+            process.join(timeout=5)
+        manager = getattr(pool, "_executor_manager_thread", None)
+        if manager is not None:  # it marks the pool broken now that its workers are gone: let it finish quietly
+            manager.join(timeout=5)
+    finally:
+        threading.excepthook = previous
+
+
+def _quiet_cancelled(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``hook`` but for the ``InvalidStateError`` that Python 3.11's process pool raises in its manager thread when it
+    marks as broken a future this process had cancelled (to run that task itself): a known CPython bug, harmless
+    here, which would otherwise print a traceback after "interrupted"."""
+
+    def hook_but_cancelled(args: Any) -> None:
+        if args.exc_type is not None and args.exc_type.__name__ == "InvalidStateError":
+            return
+        hook(args)
+
+    return hook_but_cancelled
