@@ -27,7 +27,7 @@ from iftgym.experiments import runner
 from iftgym.experiments.baselines import SB3Job, sb3_tasks
 from iftgym.experiments.config import FROZEN_LAKE, SB3, CompareConfig
 from iftgym.experiments.config import REFERENCES as WORLD_REFERENCES
-from iftgym.experiments.paired import paired_statistics, worse_than
+from iftgym.experiments.paired import flag_worse_than_untrained, paired_statistics, scored
 from iftgym.experiments.worlds import compare_world
 from iftgym.io import read_json
 from iftgym.loop import StepLog, TrainConfig
@@ -53,6 +53,7 @@ LOWER_IS_BETTER = {"mse": True, "success": False, "greedy_success": False, "expl
 # metrics that are probabilities: their confidence intervals are clipped to [0, 1]
 BOUNDS = {name: (0.0, 1.0) for name in ("success", "greedy_success", "optimal_mass", "optimal_mass_own_visits")}
 REFERENCES = WORLD_REFERENCES[FROZEN_LAKE]
+NO_SECOND_ROUTE = "map has no sub-optimal route"  # why a pair rule is skipped on a map
 SCHEMA = "iftgym.compare/1"
 
 
@@ -78,10 +79,10 @@ def run_algorithm(
         algo, config.stages(algo), model, data, lambda: make_policy(model, config, seeds),
         TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                     eval_every=config.eval_every),
-        callback=lambda step, p: evaluate(model, p, data),
+        callback=lambda step, p: evaluate(model, p, data), no_pairs=NO_SECOND_ROUTE,
     )  # fmt: skip
     if run.skipped is not None:
-        return {"skipped": "map has no sub-optimal route, so " + run.skipped.split(", so ", 1)[1]}
+        return {"skipped": run.skipped}
     common = {"curves": run.curves(("mse", "success")), "stages": run.stage_specs(), "history": run.history_means()}
     if not run.policy.markov:  # no policy matrix: scored from its own rollouts
         return {"scores": rollout_scores(model, run.policy, data.demos), **common}
@@ -121,10 +122,10 @@ def reference_rows(model: FrozenLakeMDP, data: TrainingData, config: CompareConf
     copy = np.where(seen, counts / np.maximum(counts.sum(-1, keepdims=True), 1), 1 / model.n_actions)
     untrained = make_policy(model, config, list(range(config.seeds)))
     return {
-        "uniform": scored(score(model, np.full(shape, 1 / model.n_actions), data)),
+        "uniform": scored(score(model, np.full(shape, 1 / model.n_actions), data), BOUNDS),
         "untrained": scored(score(model, untrained.action_probs().numpy().astype(float), data) if untrained.markov
-                            else complete(rollout_scores(model, untrained, data.demos))),
-        "demo-copy": scored(score(model, np.broadcast_to(copy, shape).copy(), data)),
+                            else complete(rollout_scores(model, untrained, data.demos)), BOUNDS),
+        "demo-copy": scored(score(model, np.broadcast_to(copy, shape).copy(), data), BOUNDS),
     }  # fmt: skip
 
 
@@ -132,14 +133,6 @@ def complete(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``metrics`` with every one of :data:`METRICS`, NaN where not measured (in :data:`METRICS`' order)."""
     k = len(next(iter(metrics.values())))
     return {name: metrics.get(name, np.full(k, np.nan)) for name in METRICS}
-
-
-def scored(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Per-seed values and their summaries, as ``results.json`` keeps them."""
-    return {
-        "per_seed": {key: value.tolist() for key, value in metrics.items()},
-        "summary": {key: summarize(value, BOUNDS.get(key)) for key, value in metrics.items()},
-    }
 
 
 def sb3_jobs(config: CompareConfig, model: FrozenLakeMDP) -> list[SB3Job]:
@@ -265,27 +258,18 @@ def _compare(
                 entry["algorithms"][algo] = {
                     "wall_time": wall,
                     "stages": run["stages"],
-                    **scored(metrics),
+                    **scored(metrics, BOUNDS),
                     **matrices,
                     "curves": run["curves"],
                 }
             entry["references"] = reference_rows(model, data, config)
             entry["paired"] = paired_statistics([entry], config.baseline, LOWER_IS_BETTER)
-            _flag_worse_than_untrained(entry)
+            flag_worse_than_untrained(entry, LOWER_IS_BETTER, "mse")
             results["maps"].append(entry)
     if len(results["maps"]) > 1:
         results["across_maps"] = across_maps(results)
         results["paired_across_maps"] = paired_statistics(results["maps"], config.baseline, LOWER_IS_BETTER)
     return results
-
-
-def _flag_worse_than_untrained(entry: dict[str, Any]) -> None:
-    """Mark each algorithm whose MSE is significantly worse (paired, 95%) than the untrained network's: training
-    made it further from the optimum than not training at all."""
-    against = paired_statistics([entry], "untrained", LOWER_IS_BETTER, ("mse",))
-    for algo, run in entry["algorithms"].items():
-        if "per_seed" in run and against is not None:
-            run["worse_than_untrained"] = worse_than(against, algo, "mse", lower_is_better=True)
 
 
 def across_maps(results: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from iftgym.metrics.stats import holm, improvement_interval, iqm_interval, paired_difference
+from iftgym.metrics.stats import holm, improvement_interval, iqm_interval, paired_difference, summarize
 
 PAIRED_METRICS = ("mse", "mse_rest", "optimal_mass", "mse_own_visits", "optimal_mass_own_visits", "success", "explored")
 
@@ -78,3 +78,22 @@ def worse_than(statistics: dict[str, Any], row: str, metric: str, lower_is_bette
     if difference is None or difference["ci95_low"] is None:
         return None
     return bool(difference["ci95_low"] > 0 if lower_is_better else difference["ci95_high"] < 0)
+
+
+def scored(metrics: dict[str, np.ndarray], bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """Per-seed values and their summaries (intervals clipped to ``bounds[metric]`` where given), as ``results.json``
+    keeps them."""
+    bounds = bounds or {}
+    return {
+        "per_seed": {key: value.tolist() for key, value in metrics.items()},
+        "summary": {key: summarize(value, bounds.get(key)) for key, value in metrics.items()},
+    }
+
+
+def flag_worse_than_untrained(entry: dict[str, Any], lower_is_better: dict[str, bool], metric: str) -> None:
+    """Mark each algorithm of ``entry`` whose ``metric`` is significantly worse (paired, 95%) than the untrained
+    model's: training took it further from the goal than not training at all."""
+    against = paired_statistics([entry], "untrained", lower_is_better, (metric,))
+    for algo, run in entry["algorithms"].items():
+        if "per_seed" in run and against is not None:
+            run["worse_than_untrained"] = worse_than(against, algo, metric, lower_is_better[metric])

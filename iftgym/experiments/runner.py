@@ -76,14 +76,16 @@ def run_algorithm(
     config: TrainConfig,
     callback: EvalCallback | None = None,
     log: StepLog | None = None,
+    no_pairs: str = "the data holds no preference pairs",
 ) -> AlgorithmRun:
     """Train ``stages`` (the algorithm ``algorithm``, parsed once by the caller) on a fresh policy from
     ``make_policy`` in ``world`` with ``data``; ``callback`` evaluates it every ``config.eval_every`` steps and at the
-    end, ``log`` receives every step's metrics. A world without the data a stage needs gives a skipped run."""
+    end, ``log`` receives every step's metrics. A world without the pairs a stage needs gives a skipped run, its
+    reason ``no_pairs`` (the world's words for it, such as a map without a second route)."""
     lacking = lacking_data(stages, data)
     if lacking:
-        return AlgorithmRun(algorithm, stages, skipped=f"no preference pairs here, so {', '.join(lacking)} in "
-                                                       f"{algorithm!r} has nothing to train on")  # fmt: skip
+        return AlgorithmRun(algorithm, stages, skipped=f"{no_pairs}, so {', '.join(lacking)} in {algorithm!r} has no "
+                                                       "preference pairs to train on")  # fmt: skip
     policy = make_policy()
     result = train(policy, stages, world, data, config, callback=callback, log=log)
     return AlgorithmRun(algorithm, stages, policy, result.history, result.evaluations, result.wall_time)

@@ -22,11 +22,10 @@ import numpy as np
 from iftgym import distributed
 from iftgym.experiments import runner
 from iftgym.experiments.config import TOKENS, CompareConfig
-from iftgym.experiments.paired import paired_statistics, worse_than
+from iftgym.experiments.paired import flag_worse_than_untrained, paired_statistics, scored
 from iftgym.io import read_json
 from iftgym.loop import StepLog, TrainConfig, stage_batches
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
-from iftgym.metrics.stats import summarize
 from iftgym.policies.base import Policy, resolve_device
 from iftgym.policies.folder import model_folder, save_model
 from iftgym.policies.registry import build_policy
@@ -198,15 +197,6 @@ def preference_strips(policy: Policy, world: TokenWorld, examples: Sequence[Exam
     return strips
 
 
-def scored(metrics: dict[str, np.ndarray], bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
-    """Per-seed values and their summaries, as ``results.json`` keeps them."""
-    bounds = bounds or {}
-    return {
-        "per_seed": {key: value.tolist() for key, value in metrics.items()},
-        "summary": {key: summarize(value, bounds.get(key)) for key, value in metrics.items()},
-    }
-
-
 def compare_world(
     config: CompareConfig,
     progress: Callable[[str], None],
@@ -222,8 +212,8 @@ def compare_world(
     kind = world_kind(config)
     world, seeds = kind.world, list(range(config.seeds))
     data = world.training_data()
-    probe = kind.policy(seeds[:1])
-    runner.check_world_samples(world, probe, config.world)
+    untrained = kind.policy(seeds)  # the reference row, and the policy the world's samples are checked with
+    runner.check_world_samples(world, untrained, config.world)
     stages = {algo: config.stages(algo) for algo in config.algos}
     for algo_stages in stages.values():  # every algorithm finds its data before any trains (a plugin world without
         if config.world == TOKENS or not runner.lacking_data(algo_stages, data):  # pairs skips the pair rules, as
@@ -248,7 +238,7 @@ def compare_world(
             "wall_time": run.wall_time, "stages": run.stage_specs(), **scored(kind.scores(run.policy), bounds),
             "curves": run.curves(), "history": run.history_means(), **kind.extras(run),
         }  # fmt: skip
-    references = {"uniform": TabularPolicy(world.n_ids, world.n_actions, seeds=seeds), "untrained": kind.policy(seeds)}
+    references = {"uniform": TabularPolicy(world.n_ids, world.n_actions, seeds=seeds), "untrained": untrained}
     entry["references"] = {name: scored(kind.scores(actor), bounds) for name, actor in references.items()}
     measured = list(next(iter(entry["references"].values()))["per_seed"])
     names = [name for name in TOKEN_METRICS if name in measured] if config.world == TOKENS else measured
@@ -256,11 +246,7 @@ def compare_world(
     lower = {name: meta["lower_is_better"] for name, meta in entry["metrics"].items()}
     paired_names = TOKEN_PAIRED if config.world == TOKENS else tuple(names)
     entry["paired"] = paired_statistics([entry], config.baseline, lower, paired_names)
-    headline = paired_names[0]
-    against = paired_statistics([entry], "untrained", lower, (headline,))
-    for algo, result in entry["algorithms"].items():
-        if "per_seed" in result and against is not None:
-            result["worse_than_untrained"] = worse_than(against, algo, headline, lower[headline])
+    flag_worse_than_untrained(entry, lower, paired_names[0])
     return {"schema": SCHEMA, "version": __version__, "world": config.world, "config": asdict(config),
             "device": kind.device if isinstance(kind, Tokens) else "cpu", "processes": distributed.world_size(),
             "maps": [entry], "wall_time": time.perf_counter() - start}  # fmt: skip

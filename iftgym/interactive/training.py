@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from iftgym.experiments.compare import BOUNDS, CompareConfig, make_policy, score
+from iftgym.experiments.compare import BOUNDS, NO_SECOND_ROUTE, CompareConfig, make_policy, score
 from iftgym.experiments.runner import run_algorithm
 from iftgym.loop import TrainConfig
 from iftgym.metrics.stats import summarize
@@ -64,9 +64,10 @@ def train_rules(
             return {}  # nothing to record: the snapshots are the record
 
         run = run_algorithm(algo, config.stages(algo), model, data, starting_policy,
-                            TrainConfig(steps=config.steps, lr=config.lr, eval_every=every), callback=keep)  # fmt: skip
+                            TrainConfig(steps=config.steps, lr=config.lr, eval_every=every), callback=keep,
+                            no_pairs=NO_SECOND_ROUTE)  # fmt: skip
         if run.skipped is not None:
-            runs[algo] = RuleRun(skipped="this map has no second route, so " + run.skipped.split(", so ", 1)[1])
+            runs[algo] = RuleRun(skipped=run.skipped)
             continue
         policy = run.policy
         kept[config.steps] = policy.action_probs().double().numpy()
