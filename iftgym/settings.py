@@ -19,8 +19,6 @@ from typing import Any
 
 from iftgym.validate import at_least, between, one_of
 
-MISSING = dataclasses.MISSING
-
 
 def setting(
     default: Any,
@@ -49,6 +47,11 @@ def setting(
 def flag_of(field: dataclasses.Field) -> str:
     """The command-line flag of a setting: its ``flag``, else ``--`` and its name with dashes."""
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def default_of(field: dataclasses.Field) -> Any:
+    """A field's default value (a fresh one where the field has a default factory)."""
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()
 
 
 def settings_of(cls: type) -> list[dataclasses.Field]:

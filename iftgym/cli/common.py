@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import tempfile
@@ -112,7 +111,7 @@ def add_settings(
     its field: name, help, type and, in the help, its world; ``aliases`` adds another flag to a field. Every flag
     defaults to *not given* (absent from the parsed namespace), so the config's own defaults apply and
     :func:`given_settings` sees what the user typed."""
-    from iftgym.settings import base_type, field_type, flag_of, settings_of
+    from iftgym.settings import base_type, default_of, field_type, flag_of, settings_of
 
     for field in settings_of(config_class):
         meta = field.metadata
@@ -121,7 +120,7 @@ def add_settings(
         kind = base_type(field_type(config_class, field))
         flags = [flag_of(field), *([aliases[field.name]] if aliases and field.name in aliases else [])]
         world = f" [{meta['world']}]" if meta["world"] else ""
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        default = default_of(field)
         if isinstance(default, list):
             default = ",".join(map(str, default))
         shown = "" if default in (None, "", {}) or kind is bool else f" (default: {default:g})" if isinstance(

@@ -10,7 +10,6 @@ Settings whose best value depends on the world (``algos``, ``steps``, ``lr``, ``
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from iftgym.io import read_json
 from iftgym.registry import load_plugin
-from iftgym.settings import check_settings, setting, settings_of
+from iftgym.settings import check_settings, default_of, setting, settings_of
 from iftgym.validate import MAX_SEEDS, MAX_SIDE, MAX_STEPS, one_of
 
 if TYPE_CHECKING:
@@ -155,8 +154,7 @@ class CompareConfig:
             owner = field.metadata["world"]
             if owner is None or owner == self.world:
                 continue
-            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            if getattr(self, field.name) != default:
+            if getattr(self, field.name) != default_of(field):
                 raise ValueError(f"{field.name} is a setting of world {owner!r}, not of {self.world!r}: drop it or "
                                  f"run --world {owner}")  # fmt: skip
         if self.world_args and self.world in (FROZEN_LAKE, TOKENS):
@@ -180,7 +178,7 @@ class CompareConfig:
                              f"{', '.join(map(repr, accepted))}")  # fmt: skip
         if self.baseline is None:
             self.baseline = "sft" if "sft" in self.algos else self.algos[0]
-        rows = [*self.algos, *REFERENCES.get(self.world, GENERIC_REFERENCES)]
+        rows = [*self.algos, *self.references()]
         if self.baseline not in rows:
             raise ValueError(f"baseline={self.baseline!r} is not supported: expected one of "
                              f"{', '.join(map(repr, rows))}")  # fmt: skip
