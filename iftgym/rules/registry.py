@@ -14,6 +14,7 @@ from typing import Any
 
 from iftgym.registry import Registry
 from iftgym.rules.base import Rule
+from iftgym.rules.dft import DFT
 from iftgym.rules.dpo import DPO, OnlineDPO
 from iftgym.rules.ift import IFT
 from iftgym.rules.orpo import ORPO
@@ -158,7 +159,7 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 
 
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
-                                   "reinforce": REINFORCE, "ift": IFT}  # fmt: skip
+                                   "reinforce": REINFORCE, "ift": IFT, "dft": DFT}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 

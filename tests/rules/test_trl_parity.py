@@ -1,4 +1,4 @@
-"""Parity with TRL: iftgym's SFT, DPO and ORPO losses on a tiny Hugging Face GPT-2 equal the losses TRL's own
+"""Parity with TRL: iftgym's SFT, DFT, DPO and ORPO losses on a tiny Hugging Face GPT-2 equal the losses TRL's own
 trainers compute on the same model and the same batch (and where a normalisation genuinely differs, the difference
 is pinned down exactly).
 
@@ -130,7 +130,7 @@ def assert_grads_close(got: list[torch.Tensor], expected: list[torch.Tensor]) ->
 # -- SFT -----------------------------------------------------------------------------------------------------------
 
 
-def trl_sft(world: TokenWorld, model, examples: list[Example]):
+def trl_sft(world: TokenWorld, model, examples: list[Example], loss_type: str | None = None):
     """TRL's SFT loss and per-token log-probabilities on prompt-completion examples.
 
     Dataset preparation (trl/trainer/sft_trainer.py, ``_prepare_dataset``): ``input_ids`` = prompt + completion
@@ -139,7 +139,8 @@ def trl_sft(world: TokenWorld, model, examples: list[Example]):
     here); ``DataCollatorForLanguageModeling`` pads (labels with -100); ``SFTTrainer.compute_loss`` runs the model
     with its fused LM head and divides the summed negative log-likelihood by the number of label tokens of the
     whole batch (lines 1611-1618; ``num_items_in_batch``, which ``Trainer`` passes as the same count for a single
-    batch without gradient accumulation, is left ``None``)."""
+    batch without gradient accumulation, is left ``None``). ``loss_type="dft"`` weights each token's loss by its
+    detached probability (lines 1613-1615) before that division."""
     features = []
     for ex in examples:
         prompt, completion = world.prompt_ids(ex.prompt), world.answer_ids(ex.completion, ex.prompt)
@@ -149,7 +150,8 @@ def trl_sft(world: TokenWorld, model, examples: list[Example]):
         features.append({"input_ids": input_ids, "labels": labels})
     inputs = sft_trainer.DataCollatorForLanguageModeling(pad_token_id=world.pad)(features)
     trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))  # as SFTTrainer.__init__ does
-    args = SimpleNamespace(loss_type=_default(sft_config.SFTConfig, "loss_type"), average_tokens_across_devices=False)
+    loss_type = _default(sft_config.SFTConfig, "loss_type") if loss_type is None else loss_type
+    args = SimpleNamespace(loss_type=loss_type, average_tokens_across_devices=False)
     trainer = bare_trainer(sft_trainer.SFTTrainer, model, args=args, compute_loss_func=None, label_smoother=None)
     loss = trainer.compute_loss(model, dict(inputs))
     with torch.no_grad():
@@ -206,6 +208,33 @@ def test_sft_normalisation_differs_from_trl_on_unequal_lengths_unless_asked_to_a
     assert abs(loss.item() - trl_loss.item()) > 1e-3
     token_loss, _ = iftgym_sft(world, policy, examples, average="token")
     torch.testing.assert_close(token_loss.detach(), trl_loss.detach().reshape(1), rtol=RTOL, atol=ATOL)
+
+
+# -- DFT -----------------------------------------------------------------------------------------------------------
+
+
+def test_dft_matches_trl_sft_with_loss_type_dft(world: TokenWorld) -> None:
+    """``dft(average="token")`` is ``SFTTrainer.compute_loss`` with ``SFTConfig(loss_type="dft")`` (the batch's sum of
+    ``-sg(p_t) log p_t`` over its token count), on completions of 6 and 7 tokens: loss and gradient. iftgym's
+    default ``average="sequence"`` is checked against its formula on TRL's per-token log-probabilities."""
+    examples = [*world.task.train[:4], *world.task.train[7:11]]
+    policy = make_policy(world)
+    perturb(policy, 1.0, seed=5)  # probabilities spread far from uniform, so the weights matter
+    model = policy.models[0]
+    batch = world.step_batch([(ex.prompt, ex.completion) for ex in examples])
+    assert batch.lengths.tolist() == [6] * 4 + [7] * 4
+    rule = make_rule('dft(average="token")')
+    rule.setup(policy, world, seed_generators(0, policy.seeds))
+    loss, _ = rule.loss(policy, rule.prepare(policy, batch), 0)
+    trl_loss, per_token, label_mask = trl_sft(world, model, examples, loss_type="dft")
+    torch.testing.assert_close(loss, trl_loss.reshape(1), rtol=RTOL, atol=ATOL)
+    assert_grads_close(grads(model, loss.sum()), grads(model, trl_loss))
+
+    token_losses = -per_token.exp() * per_token * label_mask
+    sequence_mean = (token_losses.sum(-1) / label_mask.sum(-1)).mean()
+    sequence_loss, _ = make_rule("dft").loss(policy, batch, 0)
+    torch.testing.assert_close(sequence_loss.detach(), sequence_mean.reshape(1), rtol=RTOL, atol=ATOL)
+    assert abs(sequence_loss.item() / trl_loss.item() - 1) > 0.01  # the two averages differ on unequal lengths
 
 
 # -- DPO -----------------------------------------------------------------------------------------------------------
