@@ -1,0 +1,321 @@
+"""Update fields: what one optimiser step of a rule does to log π(a|s) at every state and action, and why.
+
+For a rule, a policy (K seeds) and the rule's data, :func:`update_field` measures and predicts the change one
+optimiser step makes to ``log pi(a|s)`` at every probed state (by default every input id: on Frozen Lake every cell):
+
+* **measured**: the step applied to a deep copy of the policy, the rule and the optimiser state (the original is left
+  untouched), ``log pi'(a|s) - log pi(a|s)``;
+* **predicted**, to first order: ``J(s, a) . delta``, ``J`` the gradient of ``log pi(a|s)`` in the policy's weights and
+  ``delta`` the weight change the optimiser actually made (``-lr g`` for plain SGD; for Adam its preconditioned step,
+  about ``lr sign(g)`` on a fresh optimiser), computed exactly with forward-mode differentiation;
+* **contributions**: the prediction split by the loss term each part of the gradient comes from. The rule's gradient
+  enters the network through the logits of every position it reads, ``g = sum_p (dz_p/dtheta)^T dL/dz_p``, exactly
+  (the chain rule); grouping the positions by their input id (the cell the action is taken in) gives one term per
+  source cell, ``g_c``. For SFT ``g_c`` is the gradient of that cell's loss terms; for IFT it also carries what
+  flows through the propagation weights into that position. Each term moves the weights by the optimiser's linear
+  response at fixed preconditioner, ``-P * g_c`` (:func:`gradient_scale`: ``lr`` for SGD; for Adam ``lr (1 - beta1) /
+  (1 - beta1^t) / (sqrt(v_t / (1 - beta2^t)) + eps)`` with the step's own second moment ``v_t``), so the terms are
+  linear in the gradient and sum to the step's gradient part; ``rest`` is what the step does apart from this
+  step's gradient (momentum from earlier steps, weight decay; zero up to rounding on a fresh optimiser without
+  weight decay). ``contributions.sum(1) + rest == predicted`` holds to float64 rounding by construction.
+
+On the tabular policy each cell has its own logits, so a term moves only its own cell (exact locality); an MLP or GRU
+carries it to other cells, which is what :meth:`UpdateField.carried` shows. IFT's temporal residual connection mixes
+a predicted successor's encoding into a step's input, so even on the tabular policy its terms reach the successor
+cells of wrong predictions.
+
+:func:`mse_change_shares` turns a field into the first-order change of the MSE to the optimal policy on the cells
+no demonstration acts in (``mse_rest`` of :mod:`iftgym.metrics.decompose`), split by source cell;
+:func:`alignment` is the cosine between two rules' fields; :func:`draw_update_map` draws a field.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+from iftgym.loop import OPTIMIZERS
+from iftgym.policies.base import Policy
+from iftgym.rules.base import Rule
+from iftgym.rules.registry import make_rule
+from iftgym.types import PairBatch, StepBatch, TrainingData
+from iftgym.validate import non_negative, one_of, positive
+from iftgym.world import World, seed_generators
+
+FIELDS = ("predicted", "measured")
+
+
+@dataclass(frozen=True)
+class UpdateField:
+    """One optimiser step's change of ``log pi(a|s)``, seed by seed (see the module doc). Arrays are float64.
+
+    Attributes:
+        rule, optimizer, lr: what took the step (``optimizer`` the class name, ``lr`` its first group's rate).
+        seeds: the policy's seeds (axis 0 of every array).
+        states: ``(N, T)`` input ids of the probed states; the field is read at each one's last step (for a Markov
+            policy ``T = 1``: the state is its id).
+        logps: ``(K, N, A)`` ``log pi(a|s)`` before the step.
+        measured: ``(K, N, A)`` the change the step made, measured on a copy.
+        predicted: ``(K, N, A)`` its first-order prediction ``J . delta``.
+        sources: ``(C,)`` the input ids (cells) whose loss terms moved the weights, ascending; empty when the
+            field was computed without the split.
+        contributions: ``(K, C, N, A)`` the part of ``predicted`` from each source's term.
+        rest: ``(K, N, A)`` the part from anything but this step's gradient (momentum, weight decay, rounding).
+    """
+
+    rule: str
+    optimizer: str
+    lr: float
+    seeds: tuple[int, ...]
+    states: np.ndarray
+    logps: np.ndarray
+    measured: np.ndarray
+    predicted: np.ndarray
+    sources: np.ndarray
+    contributions: np.ndarray
+    rest: np.ndarray
+
+    def values(self, which: str = "predicted") -> np.ndarray:
+        """``(K, N, A)``: the ``"predicted"`` or the ``"measured"`` change."""
+        one_of("which", which, FIELDS)
+        return self.predicted if which == "predicted" else self.measured
+
+    def own(self) -> np.ndarray:
+        """``(K, N, A)``: the part of each state's predicted change that comes from its own input id's loss terms
+        (zero where that id is no source)."""
+        index = {int(c): i for i, c in enumerate(self.sources)}
+        own = np.zeros_like(self.predicted)
+        for n, state in enumerate(self.states[:, -1]):
+            if int(state) in index:
+                own[:, n] = self.contributions[:, index[int(state)], n]
+        return own
+
+    def carried(self) -> np.ndarray:
+        """``(K, N, A)``: the part of each state's predicted change carried from other ids' loss terms (the
+        network's generalisation; zero on the tabular policy, apart from IFT's mixed inputs)."""
+        return self.contributions.sum(1) - self.own()
+
+
+# -- the optimiser's linear response -----------------------------------------------------------------------------
+def gradient_scale(optimizer: torch.optim.Optimizer, fresh: set[int]) -> dict[int, torch.Tensor]:
+    """``{id(param): P}``: after a step of ``optimizer``, the factor by which that step moved each weight per unit of
+    its gradient, at the step's own preconditioner (``delta = -P * g + rest``). ``fresh`` holds the ids of the
+    weights that had no optimiser state before the step (SGD's first momentum step is undamped). Plain and
+    momentum SGD (not Nesterov), Adam and AdamW (also AMSGrad) are known; anything else is a ``ValueError``."""
+    scales: dict[int, torch.Tensor] = {}
+    kind = type(optimizer)
+    if kind not in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
+        raise ValueError(f"optimizer {kind.__name__} is not supported: expected SGD, Adam or AdamW")
+    for group in optimizer.param_groups:
+        if group.get("maximize") or group.get("nesterov"):
+            raise ValueError("an optimizer with maximize=True or nesterov=True is not supported")
+        lr = float(group["lr"])
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if param.grad is None or (kind is not torch.optim.SGD and not state):
+                continue
+            if kind is torch.optim.SGD:
+                momentum, dampening = group["momentum"], group["dampening"]
+                factor = 1.0 if momentum == 0 or id(param) in fresh else 1.0 - dampening
+                scales[id(param)] = torch.full_like(param, lr * factor)
+                continue
+            beta1, beta2 = group["betas"]
+            t = float(state["step"])
+            second = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+            denom = second.sqrt() / (1 - beta2**t) ** 0.5 + group["eps"]
+            scales[id(param)] = lr * (1 - beta1) / (1 - beta1**t) / denom
+    return scales
+
+
+# -- the field ---------------------------------------------------------------------------------------------------
+class _Readout(nn.Module):
+    """``log pi(a|s)`` at the last step of each probed state, as a module (for :func:`torch.func.functional_call`)."""
+
+    def __init__(self, policy: Policy, states: torch.Tensor) -> None:
+        super().__init__()
+        self.policy, self.states = policy, states
+
+    def forward(self) -> torch.Tensor:
+        logits = self.policy.logits_at(self.states)[:, :, -1]
+        return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float64)), dim=-1)
+
+
+def _directional(policy: Policy, states: torch.Tensor, directions: Sequence[dict[str, torch.Tensor]]) -> list:
+    """``log pi`` at the states and, for each direction (a tangent per named weight), its derivative along it."""
+    readout = _Readout(policy, states)
+    names = [name for name, _ in policy.named_parameters()]
+    primals = tuple(param.detach() for _, param in policy.named_parameters())
+
+    def logps(*weights: torch.Tensor) -> torch.Tensor:
+        return functional_call(readout, {f"policy.{n}": w for n, w in zip(names, weights)}, ())
+
+    with torch.no_grad():
+        base = logps(*primals)
+    changes = []
+    with warnings.catch_warnings():  # torch's first forward-mode pass loads decompositions with torch.jit.script
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=DeprecationWarning)
+        for direction in directions:
+            tangents = tuple(direction.get(name, torch.zeros_like(p)).to(p.dtype) for name, p in zip(names, primals))
+            changes.append(jvp(logps, primals, tangents)[1])
+    return [base, *changes]
+
+
+def _one_hot_table(policy: Policy) -> bool:
+    with torch.no_grad():
+        table = policy.embedding_table()
+    rows, width = table.shape[-2:]
+    return rows == width and bool(torch.equal(table, torch.eye(rows, dtype=table.dtype, device=table.device)
+                                              .expand_as(table)))  # fmt: skip
+
+
+def update_field(
+    rule: str | Rule,
+    policy: Policy,
+    world: World,
+    data: TrainingData | StepBatch | PairBatch | None = None,
+    *,
+    lr: float | None = None,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    weight_decay: float = 0.0,
+    states: torch.Tensor | None = None,
+    step: int = 0,
+    seed: int = 0,
+    split: bool = True,
+) -> UpdateField:
+    """The change one optimiser step of ``rule`` makes to ``log pi(a|s)`` of ``policy``, measured, predicted to
+    first order and split by source cell (see the module doc). ``policy`` is left untouched.
+
+    Args:
+        rule: a rule name or variant (``"ift(lam=0)"``), or a :class:`Rule`; a rule not yet set up is set up on a copy
+            of the policy as :func:`iftgym.train` sets up its first stage (DPO's reference is then the policy
+            itself); a set-up rule (a training run's, its reference kept) is copied as it is.
+        policy: K seeds of a policy; a float64 policy gives float64-accurate fields.
+        world: the world the rule trains in.
+        data: demonstrations and/or pairs (``None``: ``world.training_data()``); the rule takes its kind, all of it.
+        lr: the learning rate (default 0.01, or the given optimiser's own).
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (a fresh optimiser, as at the start of a stage), or a
+            torch optimiser over ``policy``'s weights (and the rule's), whose state is copied: a step in the middle
+            of training.
+        weight_decay: for a fresh optimiser.
+        states: ``(N, T)`` input ids whose last step is probed (default: every input id, ``(n_ids, 1)``; for a
+            policy with memory that is each cell as an episode's first step).
+        step: the stage's optimiser step the rule believes it is at (IFT's lambda schedule).
+        seed: the run seed the rule's generators are drawn from (as :func:`iftgym.train` does for stage 1).
+        split: also split the prediction by source cell (needs a one-hot encoding table, as every Frozen Lake
+            policy has).
+    """
+    if lr is not None:
+        positive("lr", lr)
+    non_negative("weight_decay", weight_decay)
+    rule = make_rule(rule) if isinstance(rule, str) else rule
+    if not isinstance(rule, Rule):
+        raise TypeError(f"rule={rule!r} is {type(rule).__name__}: expected a rule name or an iftgym Rule")
+    if split and not _one_hot_table(policy):
+        raise ValueError(f"split=True names each loss term by its input id, which needs a one-hot encoding table; "
+                         f"{type(policy).__name__} has a learned one: pass split=False")  # fmt: skip
+    given = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
+    if given is None:
+        one_of("optimizer", optimizer, OPTIMIZERS)
+    with torch.no_grad():
+        n_ids = policy.embedding_table().shape[-2]
+    states = torch.arange(n_ids)[:, None] if states is None else torch.as_tensor(states, dtype=torch.long)
+    if states.dim() != 2 or states.numel() == 0 or states.min() < 0 or states.max() >= n_ids:
+        raise ValueError(f"states must be (N, T) input ids in [0, {n_ids}), got shape {tuple(states.shape)}")
+    states = states.to(policy.device)
+
+    copied, rule, given = copy.deepcopy((policy, rule, given))
+    if not hasattr(rule, "generators"):  # not yet set up: as train() sets up its first stage
+        rule.setup(copied, world, seed_generators(seed, copied.seeds, 0))
+    if rule.data == "env":
+        batch = None
+    else:
+        data = world.training_data() if data is None else data
+        if not isinstance(data, TrainingData):
+            data = TrainingData(pairs=data) if isinstance(data, PairBatch) else TrainingData(demos=data)
+        batch = data.for_kind(rule.data, rule.name).to(copied.device)
+    batch = rule.prepare(copied, batch)
+    weights = [*copied.parameters(), *rule.parameters()]
+    if given is None:
+        given = OPTIMIZERS[optimizer](weights, lr=1e-2 if lr is None else lr, weight_decay=weight_decay)
+    elif lr is not None:
+        for group in given.param_groups:
+            group["lr"] = lr
+
+    outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, input encodings) of every forward with grad
+
+    def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if output.requires_grad:
+            outputs.append((output, args[0]))
+
+    hook = copied.register_forward_hook(record)
+    try:
+        rule.collect(copied, step)
+        loss, _ = rule.loss(copied, batch, step)
+    finally:
+        hook.remove()
+    if not (isinstance(loss, torch.Tensor) and loss.shape == (copied.n_seeds,) and loss.requires_grad):
+        raise ValueError(f"rule {rule.name!r} gave no (K,) loss with a gradient")
+
+    names = {id(p): name for name, p in copied.named_parameters()}
+    params = list(copied.parameters())
+    terms: dict[int, dict[str, torch.Tensor]] = {}
+    if split:
+        terms = _source_gradients(loss, outputs, params, names)
+    given.zero_grad(set_to_none=True)
+    fresh = {id(p) for p in weights if not given.state.get(p)}
+    before = {name: p.detach().clone() for name, p in copied.named_parameters()}
+    loss.sum().backward()
+    given.step()
+    rule.after_step(copied)
+    delta = {name: p.detach() - before[name] for name, p in copied.named_parameters()}
+    scale = gradient_scale(given, fresh)
+    directions = [delta]
+    for gradients in terms.values():
+        directions.append({names[pid]: -scale[pid] * g for pid, g in gradients.items() if pid in scale})
+    base, predicted, *parts = _directional(policy, states, directions)
+    with torch.no_grad():
+        after = _Readout(copied, states)()
+    K, N, A = base.shape
+    contributions = torch.stack(parts, 1) if parts else base.new_zeros(K, 0, N, A)
+    group = given.param_groups[0]
+    return UpdateField(
+        rule=rule.name, optimizer=type(given).__name__, lr=float(group["lr"]), seeds=tuple(policy.seeds),
+        states=states.cpu().numpy(), logps=_numpy(base), measured=_numpy(after - base), predicted=_numpy(predicted),
+        sources=np.array(sorted(terms), dtype=int), contributions=_numpy(contributions),
+        rest=_numpy(predicted) - _numpy(contributions).sum(1),
+    )  # fmt: skip
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to(torch.float64).cpu().numpy()
+
+
+def _source_gradients(
+    loss: torch.Tensor,
+    outputs: list[tuple[torch.Tensor, torch.Tensor]],
+    params: list[nn.Parameter],
+    names: dict[int, str],
+) -> dict[int, dict[int, torch.Tensor]]:
+    """``{source id: {id(param): g_c}}``: the gradient split by the input id of the position it enters through
+    (each forward's logits; a position's id is the one with the largest weight in its one-hot encoding mix)."""
+    if not outputs:
+        return {}
+    logits = [out for out, _ in outputs]
+    cotangents = torch.autograd.grad(loss.sum(), logits, retain_graph=True, allow_unused=True)
+    labelled = [(out, cot, inputs.argmax(-1)) for (out, inputs), cot in zip(outputs, cotangents) if cot is not None]
+    sources = sorted({int(c) for _, cot, label in labelled
+                      for c in label.expand(cot.shape[:-1])[cot.abs().amax(-1) > 0].unique().tolist()})  # fmt: skip
+    gradients: dict[int, dict[int, torch.Tensor]] = {}
+    for source in sources:
+        weights = [cot * (label == source).unsqueeze(-1).to(cot.dtype) for _, cot, label in labelled]
+        grads = torch.autograd.grad([out for out, _, _ in labelled], params, weights, retain_graph=True,
+                                    allow_unused=True)  # fmt: skip
+        gradients[source] = {id(p): g for p, g in zip(params, grads) if g is not None and id(p) in names}
+    return gradients
