@@ -68,6 +68,7 @@ class UpdateField:
             field was computed without the split.
         contributions: ``(K, C, N, A)`` the part of ``predicted`` from each source's term.
         rest: ``(K, N, A)`` the part from anything but this step's gradient (momentum, weight decay, rounding).
+        markov: whether the policy is Markov (its field over cells is its whole policy's change).
     """
 
     rule: str
@@ -81,6 +82,7 @@ class UpdateField:
     sources: np.ndarray
     contributions: np.ndarray
     rest: np.ndarray
+    markov: bool = True
 
     def values(self, which: str = "predicted") -> np.ndarray:
         """``(K, N, A)``: the ``"predicted"`` or the ``"measured"`` change."""
@@ -289,7 +291,7 @@ def update_field(
         rule=rule.name, optimizer=type(given).__name__, lr=float(group["lr"]), seeds=tuple(policy.seeds),
         states=states.cpu().numpy(), logps=_numpy(base), measured=_numpy(after - base), predicted=_numpy(predicted),
         sources=np.array(sorted(terms), dtype=int), contributions=_numpy(contributions),
-        rest=_numpy(predicted) - _numpy(contributions).sum(1),
+        rest=_numpy(predicted) - _numpy(contributions).sum(1), markov=policy.markov,
     )  # fmt: skip
 
 
