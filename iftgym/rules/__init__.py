@@ -1,10 +1,11 @@
 """Policy-update rules, one per file (``sft.py``, ``dpo.py``, ``orpo.py``, ``ppo.py``, ``reinforce.py``, ``ift.py``,
-``dft.py``), and the registry of the names they go by (:mod:`iftgym.rules.registry`)."""
+``dft.py``, ``grpo.py``), and the registry of the names they go by (:mod:`iftgym.rules.registry`)."""
 
 from iftgym.rules.base import NoConfig, Rule
 from iftgym.rules.common import masked_mean, sequence_logps, step_logps
 from iftgym.rules.dft import DFT, DFTConfig
 from iftgym.rules.dpo import DPO, DPOConfig, OnlineDPO
+from iftgym.rules.grpo import GRPO, GRPOConfig
 from iftgym.rules.ift import IFT, IFTConfig
 from iftgym.rules.orpo import ORPO, ORPOConfig
 from iftgym.rules.ppo import PPO, PPOConfig
@@ -22,8 +23,8 @@ from iftgym.rules.reinforce import REINFORCE, REINFORCEConfig
 from iftgym.rules.sft import SFT, SFTConfig
 
 __all__ = [
-    "DFT", "DPO", "IFT", "ORPO", "PPO", "REINFORCE", "RULES", "SFT",
-    "DFTConfig", "DPOConfig", "IFTConfig", "NoConfig", "ORPOConfig", "OnlineDPO", "PPOConfig", "REINFORCEConfig",
-    "Rule", "SFTConfig", "config_fields", "load_rule", "make_rule", "masked_mean", "parse_recipe", "register_rule",
-    "rule_names", "rule_spec", "sequence_logps", "step_logps",
+    "DFT", "DPO", "GRPO", "IFT", "ORPO", "PPO", "REINFORCE", "RULES", "SFT",
+    "DFTConfig", "DPOConfig", "GRPOConfig", "IFTConfig", "NoConfig", "ORPOConfig", "OnlineDPO", "PPOConfig",
+    "REINFORCEConfig", "Rule", "SFTConfig", "config_fields", "load_rule", "make_rule", "masked_mean", "parse_recipe",
+    "register_rule", "rule_names", "rule_spec", "sequence_logps", "step_logps",
 ]  # fmt: skip

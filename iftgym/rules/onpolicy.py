@@ -1,6 +1,7 @@
 """What PPO and REINFORCE share: a critic, KL-shaped rewards, generalised advantage estimation and the rule
 base that sets them up. The rollouts are sampled in :meth:`CriticRule.collect` (``Rule.collect``: the loop calls it
-before every step's loss) and only read by the losses."""
+before every step's loss) and only read by the losses. The group-relative rules (GRPO, RLOO) sample their groups
+with :func:`sample_groups` and read log-probabilities of sampled episodes with :func:`sampled_logps`."""
 
 from __future__ import annotations
 
@@ -127,10 +128,10 @@ def collect(
     per (state, action) unless ``per_state`` is False. Seed k's episodes come from ``generators[k]``."""
     with torch.no_grad():
         batch = world.sample(policy, n_episodes, generators)
-        old_logps, old_table = _sampled_logps(policy, batch)
+        old_logps, old_table = sampled_logps(policy, batch)
         rewards = batch.rewards
         if reference is not None and kl_coef > 0:
-            rewards = rewards - kl_coef * (old_logps - _sampled_logps(reference, batch)[0]) * batch.mask
+            rewards = rewards - kl_coef * (old_logps - sampled_logps(reference, batch)[0]) * batch.mask
         values = _sampled_values(policy, critic, batch)
         advantages = gae(rewards, values, batch.mask, gamma, gae_lambda)
         returns = advantages + values
@@ -147,14 +148,27 @@ def collect(
         return Rollout(batch, True, *per_pair.view(-1, 3, n_ids, n_actions).unbind(1), old_table, *per_id.unbind(1))
 
 
-def _sampled_logps(policy: Policy, batch: StepBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(K, B, T)`` log-probabilities of the sampled actions, and for a Markov policy the ``(K, S, A)`` table they
-    are read from (cheaper than a softmax per step); ``None`` for a sequence policy."""
+def sampled_logps(policy: Policy, batch: StepBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(K, B, T)`` log-probabilities of the sampled actions (0 on padding), and for a Markov policy the
+    ``(K, S, A)`` table they are read from (cheaper than a softmax per step); ``None`` for a sequence policy. Called
+    with gradients on, the log-probabilities carry them."""
     if not policy.markov:
         return step_logps(policy, batch), None
     table = torch.log_softmax(policy(policy.embedding_table().unsqueeze(1)).float(), -1)[:, 0]
     seeds = torch.arange(policy.n_seeds, device=batch.ids.device)[:, None, None]
     return table[seeds, batch.ids, batch.actions] * batch.mask, table
+
+
+def sample_groups(
+    policy: Policy, world: World, n_groups: int, group_size: int, generators: Sequence[torch.Generator]
+) -> StepBatch:
+    """``n_groups * group_size`` on-policy episodes per seed, a ``(K, n_groups * group_size, T)`` batch whose
+    episodes ``g * group_size ... (g + 1) * group_size - 1`` share one start (a prompt): what GRPO and RLOO compare
+    a completion with. The starts are drawn as :meth:`World.sample` draws them (one step of ``n_groups`` episodes;
+    a prompt uniformly from the task, the grid's start cell), then each is answered ``group_size`` times
+    (:meth:`World.sample_like`). Seed k draws from ``generators[k]`` alone."""
+    starts = world.sample(policy, n_groups, generators, max_steps=1)
+    return world.sample_like(policy, starts, group_size, generators)
 
 
 def _sampled_values(policy: Policy, critic: ValueHead, batch: StepBatch) -> torch.Tensor:

@@ -16,6 +16,7 @@ from iftgym.registry import Registry
 from iftgym.rules.base import Rule
 from iftgym.rules.dft import DFT
 from iftgym.rules.dpo import DPO, OnlineDPO
+from iftgym.rules.grpo import GRPO
 from iftgym.rules.ift import IFT
 from iftgym.rules.orpo import ORPO
 from iftgym.rules.ppo import PPO
@@ -159,7 +160,7 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 
 
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
-                                   "reinforce": REINFORCE, "ift": IFT, "dft": DFT}  # fmt: skip
+                                   "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 

@@ -1,19 +1,23 @@
-"""Parity with TRL: iftgym's SFT, DFT, DPO and ORPO losses on a tiny Hugging Face GPT-2 equal the losses TRL's own
-trainers compute on the same model and the same batch (and where a normalisation genuinely differs, the difference
-is pinned down exactly).
+"""Parity with TRL: iftgym's SFT, DFT, DPO, ORPO, GRPO and RLOO losses on a tiny Hugging Face GPT-2 equal the losses
+TRL's own trainers compute on the same model and the same batch (and where a normalisation genuinely differs, the
+difference is pinned down exactly).
 
-TRL's loss code is called as TRL ships it: ``SFTTrainer.compute_loss``, ``DPOTrainer._compute_loss`` and
-``ORPOTrainer.get_batch_loss_metrics`` run on a trainer instance whose ``__init__`` is skipped (building a real
-trainer needs a tokenizer, a ``datasets`` pipeline and an accelerator) and which holds only the attributes those
-methods read, set the way the trainers' ``__init__`` sets them from their configs' defaults. The model gets TRL's
-fused LM head (``trl.trainer.utils.add_fused_lm_head``, as ``SFTTrainer``/``DPOTrainer.__init__`` patch it), and the
-batches come from TRL's own collators (``DataCollatorForLanguageModeling``, ``DataCollatorForPreference``,
-``DPODataCollatorWithPadding``) fed with the token ids of iftgym's world, so the test also pins iftgym's
-``StepBatch`` layout (ids, shifted actions, completion mask) against TRL's labels.
+TRL's loss code is called as TRL ships it: ``SFTTrainer.compute_loss``, ``DPOTrainer._compute_loss``,
+``ORPOTrainer.get_batch_loss_metrics``, ``GRPOTrainer._compute_loss`` and ``RLOOTrainer._compute_loss`` run on a
+trainer instance whose ``__init__`` is skipped (building a real trainer needs a tokenizer, a ``datasets`` pipeline
+and an accelerator) and which holds only the attributes those methods read, set the way the trainers' ``__init__``
+sets them from their configs' defaults. The model gets TRL's fused LM head (``trl.trainer.utils.add_fused_lm_head``,
+as the trainers' ``__init__`` patch it), and the batches come from TRL's own collators
+(``DataCollatorForLanguageModeling``, ``DataCollatorForPreference``, ``DPODataCollatorWithPadding``) fed with the
+token ids of iftgym's world, so the test also pins iftgym's ``StepBatch`` layout (ids, shifted actions, completion
+mask) against TRL's labels. GRPO and RLOO score the groups iftgym's rule sampled: TRL's per-token log-probabilities
+of the current, sampling and reference models come from its own ``_get_per_token_logps_and_entropies``; its
+advantages, computed inside its sampling code, are written out line by line with TRL's ``nanstd``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -24,6 +28,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from iftgym import TrainConfig, train
 from iftgym.policies.hf import HFPolicy
 from iftgym.rules import make_rule
 from iftgym.rules.common import step_logps
@@ -39,6 +44,10 @@ sft_trainer = pytest.importorskip("trl.trainer.sft_trainer")
 sft_config = pytest.importorskip("trl.trainer.sft_config")
 dpo_trainer = pytest.importorskip("trl.trainer.dpo_trainer")
 dpo_config = pytest.importorskip("trl.trainer.dpo_config")
+grpo_trainer = pytest.importorskip("trl.trainer.grpo_trainer")
+grpo_config = pytest.importorskip("trl.trainer.grpo_config")
+rloo_trainer = pytest.importorskip("trl.trainer.rloo_trainer")
+rloo_config = pytest.importorskip("trl.trainer.rloo_config")
 
 RTOL, ATOL = 1e-5, 1e-6  # float32 throughout
 CPU = torch.device("cpu")
@@ -87,6 +96,7 @@ class _Accelerator:
 
     device = CPU
     num_processes = 1
+    is_main_process = True
     parallelism_config = None
 
     @staticmethod
@@ -94,6 +104,14 @@ class _Accelerator:
         return tensor
 
     gather_for_metrics = gather
+
+    @staticmethod
+    def reduce(tensor, reduction="sum"):
+        return tensor
+
+    @staticmethod
+    def autocast():
+        return contextlib.nullcontext()
 
 
 def _default(config_class, name: str):
@@ -374,3 +392,129 @@ def test_orpo_odds_ratio_term_matches_trl_and_nll_normalisation_differs(world: T
     assert metrics["nll_loss"].item() == pytest.approx(per_sequence.item(), **close)
     assert trl_metrics["nll_loss"] == pytest.approx(token_mean.item(), **close)
     assert abs(metrics["nll_loss"].item() - trl_metrics["nll_loss"]) > 1e-2
+
+
+# -- GRPO and RLOO: iftgym's sampled groups scored by TRL's loss code ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def addition() -> TokenWorld:
+    """Two-digit sums, rewarded per correct token: every prompt has the same length, so TRL's left-padded prompts
+    need no padding and the sequences TRL's model reads are iftgym's, position for position."""
+    return TokenWorld(make_task("addition", digits=2, n_train=40, n_test=10, seed=1), reward="token")
+
+
+@pytest.fixture(scope="module")
+def warm(addition: TokenWorld) -> dict[str, torch.Tensor]:
+    """The weights of a policy after a few SFT steps: its completions differ in reward within a group."""
+    policy = make_policy(addition)
+    train(policy, "sft", addition, config=TrainConfig(steps=30, lr=1e-2))
+    return copy.deepcopy(policy.state_dict())
+
+
+def trl_group_inputs(batch: StepBatch) -> dict[str, torch.Tensor]:
+    """The first seed's sampled episodes as TRL's ``_generate_and_score_completions`` hands them to the loss
+    (trl/trainer/grpo_trainer.py): ``prompt_ids``/``prompt_mask`` (left-padded, here all one length) and
+    ``completion_ids``/``completion_mask`` (right-padded with 0s); a step batch's answer is its masked actions, its
+    prompt the inputs up to the first answer step."""
+    ids, actions, mask = batch.ids[0], batch.actions[0], batch.mask[0]
+    first = mask.float().argmax(-1)
+    prompts = [ids[b, : first[b] + 1] for b in range(batch.size)]
+    assert len({len(p) for p in prompts}) == 1
+    completions = [actions[b][mask[b]] for b in range(batch.size)]
+    longest = max(len(c) for c in completions)
+    completion_ids = torch.stack([torch.nn.functional.pad(c, (0, longest - len(c))) for c in completions])
+    completion_mask = (torch.arange(longest) < torch.tensor([len(c) for c in completions])[:, None]).long()
+    prompt_ids = torch.stack(prompts)
+    return {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids),
+            "completion_ids": completion_ids, "completion_mask": completion_mask}  # fmt: skip
+
+
+def trl_per_token_logps(trainer, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """TRL's own ``_get_per_token_logps_and_entropies`` of the completions under ``model`` (with TRL's fused head)."""
+    input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+    attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+    with torch.no_grad():
+        return trainer._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
+                                                          inputs["completion_ids"].size(1))[0]  # fmt: skip
+
+
+def sampled_and_moved(world: TokenWorld, warm: dict[str, torch.Tensor], rule_name: str, **settings):
+    """A policy whose reference (the policy at ``setup``), sampling policy (at ``collect``) and current policy (at the
+    loss) all differ, so that the KL, the ratios and the clipping all act; TRL's copies of the three models, taken
+    independently of iftgym's, and iftgym's loss at the second iteration on the collected groups."""
+    policy = make_policy(world)
+    policy.load_state_dict(warm)
+    perturb(policy, 0.02, seed=11)
+    model = policy.models[0]
+    rule = make_rule(rule_name, **settings)
+    rule.setup(policy, world, seed_generators(0, policy.seeds))
+    ref_model = copy.deepcopy(model).eval()
+    perturb(policy, 0.05, seed=12)  # the sampling policy moves away from the reference
+    rule.collect(policy, 0)
+    old_model = copy.deepcopy(model).eval()
+    perturb(policy, 0.05, seed=13)  # an optimiser step's worth: ratios around 1, some outside the clip range
+    loss, metrics = rule.loss(policy, None, 1)
+    models = {"model": model, "old": old_model, "ref": ref_model}
+    for name, m in models.items():
+        trl_utils.add_fused_lm_head(m, outputs=("log_probs", "entropy") if name == "model" else ("log_probs",))
+    return rule, loss, metrics, models
+
+
+def test_grpo_defaults_are_trl_s() -> None:
+    from iftgym.rules.grpo import GRPOConfig
+
+    for name in ("num_generations", "loss_type", "epsilon", "epsilon_high", "beta", "scale_rewards", "num_iterations"):
+        assert getattr(GRPOConfig(), name) == _default(grpo_config.GRPOConfig, name), name
+
+
+# TRL's disable_gradient_checkpointing reads model.is_gradient_checkpointing, which transformers 5 deprecates.
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo"])
+@pytest.mark.parametrize("scale_rewards", ["group", "batch", "none"])
+def test_grpo_matches_trl(addition: TokenWorld, warm: dict, loss_type: str, scale_rewards: str) -> None:
+    """iftgym's GRPO on its own sampled groups (8 completions in groups of 4, mu = 2, beta > 0) against
+    ``GRPOTrainer._compute_loss`` (trl/trainer/grpo_trainer.py, line 3020) on the same completions, TRL computing
+    the per-token, old and reference log-probabilities itself from copies of the three models: loss and gradient.
+    The advantages are TRL's lines 2764-2788 (``sum_then_normalize``) written out with TRL's ``nanstd``."""
+    epsilon_high = 1.05 if loss_type == "cispo" else 0.28
+    rule, loss, metrics, models = sampled_and_moved(
+        addition, warm, "grpo", n_episodes=8, num_generations=4, loss_type=loss_type, beta=0.04,
+        epsilon_high=epsilon_high, scale_rewards=scale_rewards, num_iterations=2, max_completion_length=6,
+    )  # fmt: skip
+    samples = rule.samples
+    inputs = trl_group_inputs(samples.batch)
+    assert inputs["completion_mask"].sum(-1).unique().numel() > 1 or loss_type != "grpo"  # lengths differ
+
+    rewards = samples.batch.rewards[0].sum(-1)
+    grouped = rewards.view(-1, 4)
+    mean = grouped.mean(1).repeat_interleave(4)
+    if scale_rewards == "batch":
+        std = trl_utils.nanstd(rewards).expand_as(rewards)
+    else:
+        std = trl_utils.nanstd(grouped, dim=1).repeat_interleave(4)
+    advantages = rewards - mean if scale_rewards == "none" else (rewards - mean) / (std + 1e-4)
+    torch.testing.assert_close(samples.advantages[0], advantages)
+    assert advantages.abs().max() > 0  # some group has a reward signal
+
+    model = models["model"]
+    trainer = bare_trainer(
+        grpo_trainer.GRPOTrainer, model,
+        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+        loss_type=loss_type, beta=0.04, epsilon_low=0.2, epsilon_high=epsilon_high, max_completion_length=6,
+        importance_sampling_level="token", top_entropy_quantile=1.0, off_policy_mask_threshold=None, use_vllm=False,
+        current_gradient_accumulation_steps=1, _entropy_bonus_enabled=False,
+    )  # fmt: skip
+    inputs["old_per_token_logps"] = trl_per_token_logps(trainer, models["old"], inputs)
+    inputs["ref_per_token_logps"] = trl_per_token_logps(trainer, models["ref"], inputs)
+    inputs["advantages"] = advantages
+    inputs["num_items_in_batch"] = inputs["completion_mask"].sum()
+    trl_loss = trainer._compute_loss(model, inputs)
+
+    torch.testing.assert_close(loss, trl_loss.reshape(1), rtol=RTOL, atol=ATOL)
+    assert_grads_close(grads(model, loss.sum()), grads(model, trl_loss))
+    logged = trainer._metrics["eval"]
+    assert metrics["kl"].item() == pytest.approx(logged["kl"][-1], rel=1e-5, abs=1e-6)
+    clip_key = "cispo_clip_ratio" if loss_type == "cispo" else "clip_ratio/region_mean"
+    assert metrics["clip_ratio"].item() == pytest.approx(logged[clip_key][-1], rel=1e-5, abs=1e-6)
+    assert logged[clip_key][-1] > 0  # the clipping acts on some tokens

@@ -1,0 +1,244 @@
+"""GRPO: group advantages, every loss type's token loss and aggregation on hand-made logits, when groups are sampled,
+seed independence, every policy kind in both worlds, and a run on the 4x4 map."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from iftgym import FrozenLakeMDP, TrainConfig, train
+from iftgym.policies import GRUPolicy, HFPolicy, MLPPolicy, TabularPolicy, TinyGPT
+from iftgym.rules import make_rule
+from iftgym.rules.grpo import GroupSamples, group_advantages
+from iftgym.types import StepBatch
+from iftgym.world import seed_generators
+from iftgym.worlds.tokens import TokenWorld
+from iftgym.worlds.tokens.tasks import AdditionTask
+
+# -- advantages ----------------------------------------------------------------------------------------------------
+
+
+def test_group_advantages_are_relative_to_the_group() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0, 2.0, 4.0, 6.0, 8.0]])  # groups of 4
+    # group 1: mean 1/4, Bessel std sqrt(((3/4)^2 + 3 (1/4)^2) / 3) = 1/2; group 2: mean 5, std sqrt(20/3)
+    std2 = math.sqrt(20 / 3)
+    expected = [0.75 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001,
+                -3 / (std2 + 1e-4), -1 / (std2 + 1e-4), 1 / (std2 + 1e-4), 3 / (std2 + 1e-4)]  # fmt: skip
+    torch.testing.assert_close(group_advantages(rewards, 4, "group"), torch.tensor([expected]))
+    centred = torch.tensor([[0.75, -0.25, -0.25, -0.25, -3.0, -1.0, 1.0, 3.0]])
+    torch.testing.assert_close(group_advantages(rewards, 4, "none"), centred)
+    batch_std = rewards.std().item()  # Bessel over all 8
+    torch.testing.assert_close(group_advantages(rewards, 4, "batch"), centred / (batch_std + 1e-4))
+    # an all-equal group has advantage 0 (no signal), not NaN
+    assert group_advantages(torch.ones(1, 4), 2).abs().max() == 0
+
+
+# -- the loss on hand-made logits ------------------------------------------------------------------------------------
+
+# pi(.|0) = (1/4, 3/4), pi(.|1) = (2/3, 1/3), pi(.|2) = (1/2, 1/2); the reference: pi_ref(.|i) = (1/2, 1/2)
+ROWS = [[0.0, math.log(3)], [math.log(2), 0.0], [0.0, 0.0]]
+# Two groups of two episodes: lengths 3, 1 | 2, 2 (padding after), rewards 1, 0 | 0, 1
+IDS = [[0, 1, 2], [0, 0, 0], [1, 2, 0], [2, 0, 0]]
+ACTIONS = [[1, 0, 1], [0, 0, 0], [1, 0, 0], [1, 1, 0]]
+LENGTHS = [3, 1, 2, 2]
+PROBS = [[3 / 4, 2 / 3, 1 / 2], [1 / 4], [1 / 3, 1 / 2], [1 / 2, 3 / 4]]
+RATIOS = [[1.5, 0.5, 1.1], [0.7], [1.3, 0.9], [2.0, 0.6]]  # pi / pi_old per token, hand-chosen across the clip range
+REWARDS = [1.0, 0.0, 0.0, 1.0]
+
+
+def tabular(rows: list[list[float]]) -> TabularPolicy:
+    policy = TabularPolicy(len(rows), len(rows[0]))
+    with torch.no_grad():
+        policy.logits.copy_(torch.tensor([rows]))
+    return policy
+
+
+def hand_samples() -> GroupSamples:
+    mask = torch.tensor([[t < n for t in range(3)] for n in LENGTHS])
+    rewards = torch.zeros(4, 3)
+    for b, n in enumerate(LENGTHS):
+        rewards[b, n - 1] = REWARDS[b]
+    batch = StepBatch(torch.tensor(IDS)[None], torch.tensor(ACTIONS)[None], mask[None], rewards[None])
+    old = torch.zeros(1, 4, 3)
+    ref = torch.zeros(1, 4, 3)
+    for b, n in enumerate(LENGTHS):
+        for t in range(n):
+            old[0, b, t] = math.log(PROBS[b][t] / RATIOS[b][t])
+            ref[0, b, t] = math.log(1 / 2)
+    total = torch.tensor([REWARDS])
+    return GroupSamples(batch, total, group_advantages(total, 2), old, ref)
+
+
+def hand_loss(loss_type: str, beta: float, eps_low: float, eps_high: float, max_length: float) -> float:
+    """TRL's formulas, written out token by token in plain Python."""
+    a = (1 - 0.5) / (math.sqrt(0.5) + 1e-4)  # each group is (1, 0) or (0, 1): advantages +-a
+    advantages = [a, -a, -a, a]
+    per_sequence = []
+    for b, n in enumerate(LENGTHS):
+        tokens = []
+        for t in range(n):
+            p, r, adv = PROBS[b][t], RATIOS[b][t], advantages[b]
+            if loss_type == "cispo":
+                value = -min(r, eps_high) * adv * math.log(p)
+            else:
+                value = -min(r * adv, min(max(r, 1 - eps_low), 1 + eps_high) * adv)
+            log_ref_over_pi = math.log(0.5 / p)
+            value += beta * (math.exp(log_ref_over_pi) - log_ref_over_pi - 1)
+            tokens.append(value)
+        per_sequence.append(tokens)
+    total, n_tokens = sum(map(sum, per_sequence)), sum(LENGTHS)
+    if loss_type == "grpo":
+        return sum(sum(tokens) / len(tokens) for tokens in per_sequence) / 4
+    if loss_type == "dr_grpo":
+        return total / (4 * max_length)
+    return total / n_tokens  # dapo, bnpo, cispo on one process
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo"])
+@pytest.mark.parametrize("beta", [0.0, 0.1])
+def test_each_loss_type_is_trl_s_formula(loss_type: str, beta: float) -> None:
+    policy = tabular(ROWS)
+    eps_high = 1.25 if loss_type == "cispo" else 0.28
+    rule = make_rule("grpo", n_episodes=4, num_generations=2, loss_type=loss_type, beta=beta, epsilon_high=eps_high,
+                     num_iterations=2)  # fmt: skip
+    rule.samples = hand_samples()
+    loss, metrics = rule.loss(policy, None, 1)
+    expected = hand_loss(loss_type, beta, 0.2, eps_high, max_length=3)  # the batch's longest completion
+    assert loss.shape == (1,)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert ("kl" in metrics) == (beta > 0)
+    rule.config.max_completion_length = 10
+    assert rule.loss(policy, None, 1)[0].item() == pytest.approx(
+        hand_loss(loss_type, beta, 0.2, eps_high, max_length=10), rel=1e-5
+    )
+
+
+def test_a_clipped_token_gets_no_gradient_and_cispo_s_cap_does() -> None:
+    """Ratio 1.5 with a positive advantage: outside PPO's clip range, so no gradient; CISPO caps the ratio's weight
+    but keeps ``-sg(min(r, eps)) A grad log p``."""
+    policy = tabular(ROWS)
+    samples = hand_samples()
+    keep = torch.zeros_like(samples.batch.mask)
+    keep[0, 0, 0] = True  # only the first token (ratio 1.5, advantage > 0)
+    samples.batch = StepBatch(samples.batch.ids, samples.batch.actions, keep, samples.batch.rewards)
+    for loss_type, zero in (("dapo", True), ("cispo", False)):
+        rule = make_rule("grpo", n_episodes=4, num_generations=2, loss_type=loss_type, num_iterations=2,
+                         epsilon_high=1.25 if loss_type == "cispo" else None)  # fmt: skip
+        rule.samples = samples
+        loss, metrics = rule.loss(policy, None, 1)
+        (grad,) = torch.autograd.grad(loss.sum(), [policy.logits])
+        assert metrics["clip_ratio"].item() == 1.0
+        if zero:
+            assert grad.abs().max() == 0
+        else:
+            a = 0.5 / (math.sqrt(0.5) + 1e-4)
+            expected = -1.25 * a * (torch.tensor([0.0, 1.0]) - torch.tensor([1 / 4, 3 / 4]))
+            torch.testing.assert_close(grad[0, 0], expected)
+
+
+def test_with_one_iteration_the_ratio_is_one_and_the_gradient_is_the_policy_gradient() -> None:
+    """``num_iterations=1``: TRL's old log-probabilities are the current ones detached, so the loss's gradient is
+    ``-sum_t A_i grad log p_t / n`` (dapo) whatever was stored."""
+    policy = tabular(ROWS)
+    rule = make_rule("grpo", n_episodes=4, num_generations=2)
+    samples = hand_samples()
+    samples.old_logps = None
+    rule.samples = samples
+    loss, metrics = rule.loss(policy, None, 0)
+    assert metrics["clip_ratio"].item() == 0
+    (grad,) = torch.autograd.grad(loss.sum(), [policy.logits])
+    logits = policy.logits.detach().clone().requires_grad_(True)
+    logps = torch.log_softmax(logits[0], -1)[samples.batch.ids[0], samples.batch.actions[0]] * samples.batch.mask[0]
+    surrogate = -(samples.advantages[0, :, None] * logps).sum() / sum(LENGTHS)
+    (expected,) = torch.autograd.grad(surrogate, [logits])
+    torch.testing.assert_close(grad, expected)
+
+
+# -- sampling, seeds and runs ----------------------------------------------------------------------------------------
+
+
+def test_groups_share_their_start_and_are_resampled_every_num_iterations_steps() -> None:
+    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
+    policy = TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=2, device="cpu")
+    rule = make_rule("grpo", n_episodes=8, num_generations=4, num_iterations=2)
+    rule.setup(policy, world, seed_generators(0, policy.seeds))
+    rule.collect(policy, 0)
+    first = rule.samples
+    batch = first.batch
+    assert batch.ids.shape[:2] == (2, 8) and first.old_logps is not None
+    for k in range(2):
+        starts = batch.mask[k].float().argmax(-1)  # the first answer step: its input is the prompt's last token
+        prompts = [tuple(batch.ids[k, b, : starts[b] + 1].tolist()) for b in range(8)]
+        assert len(set(prompts[:4])) == 1 and len(set(prompts[4:])) == 1
+    rule.collect(policy, 1)
+    assert rule.samples is first  # reused for num_iterations steps
+    rule.collect(policy, 2)
+    assert rule.samples is not first
+
+
+def test_a_seed_trains_the_same_alone_and_beside_other_seeds_in_the_token_world() -> None:
+    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
+    config = TrainConfig(steps=4, lr=1e-2, seed=2)
+    histories = []
+    for seeds in ([5], [2, 5, 11]):
+        policy = TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=seeds, device="cpu")
+        result = train(policy, make_rule("grpo", n_episodes=8, num_generations=4, beta=0.1), world, config=config)
+        histories.append({key: values[:, seeds.index(5)] for key, values in result.history.items()})
+    alone, together = histories
+    for key in alone:
+        torch.testing.assert_close(torch.tensor(alone[key]), torch.tensor(together[key]), rtol=1e-4, atol=1e-5)
+
+
+def _token_policy(kind: str, world: TokenWorld):
+    if kind == "tiny-gpt":
+        return TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=2, device="cpu")
+    if kind == "gru":
+        return GRUPolicy(world.n_ids, world.n_actions, hidden=16, seeds=2)
+    config = {"model_type": "gpt2", "vocab_size": world.n_ids, "n_positions": 32, "n_embd": 16, "n_layer": 1,
+              "n_head": 2, "bos_token_id": world.tokenizer.bos_id, "eos_token_id": world.eos}  # fmt: skip
+    return HFPolicy(config, seeds=2, device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["tabular", "mlp", "gru"])
+def test_every_grid_policy_trains(kind: str) -> None:
+    world = FrozenLakeMDP.from_map("4x4", slippery=True)
+    policy = {"tabular": TabularPolicy(world.n_states, 4, seeds=2), "mlp": MLPPolicy(world.n_states, 4, hidden=8,
+              seeds=2), "gru": GRUPolicy(world.n_states, 4, hidden=8, seeds=2)}[kind]  # fmt: skip
+    result = train(policy, "sft+grpo(beta=0.05, num_iterations=2)", world, config=TrainConfig(steps=4))
+    assert result.history["kl"].shape == (2, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+
+
+@pytest.mark.parametrize("kind", ["tiny-gpt", "gru", "hf"])
+def test_every_token_policy_trains(kind: str) -> None:
+    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
+    policy = _token_policy(kind, world)
+    rule = make_rule("grpo", n_episodes=4, num_generations=2, beta=0.05, loss_type="dr_grpo")
+    result = train(policy, rule, world, config=TrainConfig(steps=2))
+    assert result.history["loss"].shape == (2, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "cispo"])
+def test_a_run_raises_success_on_the_4x4_map(loss_type: str) -> None:
+    world = FrozenLakeMDP.from_map("4x4")
+    policy = TabularPolicy(world.n_states, 4, seeds=2)
+    before = world.scores(policy, ["success"])["success"]
+    options = ", epsilon_high=5.0" if loss_type == "cispo" else ""
+    result = train(policy, f'grpo(loss_type="{loss_type}"{options})', world, config=TrainConfig(steps=100, lr=0.1))
+    after = world.scores(policy, ["success"])["success"]
+    assert (after > before + 0.5).all()
+    assert (result.history["reward"][-10:].mean(0) > result.history["reward"][:10].mean(0)).all()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"n_episodes": 12, "num_generations": 8}, "not a multiple of num_generations"),
+     ({"num_generations": 1}, "num_generations=1 is out of range"),
+     ({"loss_type": "sapo"}, "loss_type='sapo' is not supported"),
+     ({"scale_rewards": "std"}, "scale_rewards='std' is not supported"),
+     ({"epsilon_high": -1.0}, "epsilon_high=-1.0 is out of range")],
+)  # fmt: skip
+def test_bad_settings_are_one_clear_error(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_rule("grpo", **settings)
