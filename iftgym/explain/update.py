@@ -32,22 +32,32 @@ no demonstration acts in (``mse_rest`` of :mod:`iftgym.metrics.decompose`), spli
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import PatchCollection
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 from torch import nn
 from torch.func import functional_call, jvp
 
+from iftgym.explain.figures import ARROWS, _panels, draw_tiles
 from iftgym.loop import OPTIMIZERS
+from iftgym.metrics.decompose import cell_errors, demonstrated_cells
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.registry import make_rule
 from iftgym.types import PairBatch, StepBatch, TrainingData
 from iftgym.validate import non_negative, one_of, positive
 from iftgym.world import World, seed_generators
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 FIELDS = ("predicted", "measured")
 
@@ -321,3 +331,230 @@ def _source_gradients(
                                     allow_unused=True)  # fmt: skip
         gradients[source] = {id(p): g for p, g in zip(params, grads) if g is not None and id(p) in names}
     return gradients
+
+
+# -- numbers -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MSEChange:
+    """The first-order change one step makes to the MSE to the optimal policy on the untrained cells (``mse_rest``:
+    the non-terminal cells no demonstration acts in), split by the source cells of an :class:`UpdateField`.
+
+    Attributes:
+        sources: ``(C,)`` the field's source cells; ``demonstrated``: ``(C,)`` which of them a demonstration acts in.
+        change: ``(K,)`` the whole first-order change; ``by_source``: ``(K, C)`` each source's part; ``rest``:
+            ``(K,)`` the part from anything but the step's gradient (``by_source.sum(1) + rest == change``).
+        measured: ``(K,)`` the change the measured step made (first and higher orders).
+    """
+
+    sources: np.ndarray
+    demonstrated: np.ndarray
+    change: np.ndarray
+    by_source: np.ndarray
+    rest: np.ndarray
+    measured: np.ndarray
+
+    @property
+    def shares(self) -> np.ndarray:
+        """``(C,)``: each source's share of the change summed over seeds (NaN when the change is 0, as on the
+        tabular policy under SFT)."""
+        total = self.change.sum()
+        return self.by_source.sum(0) / total if total != 0 else np.full(len(self.sources), np.nan)
+
+    def as_json(self) -> dict:
+        """JSON-ready: the means over seeds, each source's share by cell, and the per-seed changes."""
+        return {
+            "mse_rest_change": float(self.change.mean()),
+            "mse_rest_change_measured": float(self.measured.mean()),
+            "shares": {str(int(c)): _finite(s) for c, s in zip(self.sources, self.shares)},
+            "demonstrated": [int(c) for c in self.sources[self.demonstrated]],
+            "per_seed": {"change": self.change.tolist(), "by_source": self.by_source.tolist()},
+        }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _cell_field(field: UpdateField, model: FrozenLakeMDP) -> None:
+    """Refuse a field that is not over every cell of ``model`` for a Markov policy."""
+    if not field.markov:
+        raise ValueError("the field's policy has memory: it has no policy matrix, so no MSE to the optimal one")
+    if not np.array_equal(field.states, np.arange(model.n_states)[:, None]):
+        raise ValueError(f"the field probes {len(field.states)} states: expected every cell of the map, in order "
+                         "(the default states)")  # fmt: skip
+
+
+def mse_change_shares(
+    field: UpdateField, model: FrozenLakeMDP, demos: StepBatch | TrainingData | None = None
+) -> MSEChange:
+    """The first-order change of ``mse_rest`` (:func:`iftgym.metrics.decompose.decomposed_scores`) along the field,
+    and each source cell's part (``demos``: what defines the demonstrated cells; default the model's own).
+
+    A change ``d log pi`` moves the policy by ``d pi = pi * d log pi`` to first order; the error of a cell
+    (:func:`~iftgym.metrics.decompose.cell_errors`) is quadratic in ``pi``, so its change along ``d pi`` is exactly
+    the central difference ``(e(pi + t d pi) - e(pi - t d pi)) / 2t`` for any ``t`` (taken so that the perturbation is
+    of order 1), linear in ``d pi``: the parts sum to the whole.
+    """
+    _cell_field(field, model)
+    demos = model.training_data().demos if demos is None else demos
+    demos = demos.demos if isinstance(demos, TrainingData) else demos
+    demonstrated = demonstrated_cells(model, demos)
+    untrained = ~model.terminal & ~demonstrated
+    if not untrained.any():
+        raise ValueError("the demonstrations act in every non-terminal cell: no cell is untrained")
+    probs = np.exp(field.logps)
+
+    def mse_rest(policies: np.ndarray) -> np.ndarray:
+        return cell_errors(model, policies)[..., untrained].mean(-1)
+
+    def first_order(change: np.ndarray) -> np.ndarray:
+        step = probs * change
+        size = float(np.abs(step).max()) or 1.0  # exact for any size: differences of order 1 lose no digits
+        return (mse_rest(probs + step / size) - mse_rest(probs - step / size)) * size / 2
+
+    by_source = np.stack([first_order(field.contributions[:, i]) for i in range(len(field.sources))], 1)
+    by_source = by_source.reshape(len(probs), len(field.sources))
+    measured = mse_rest(np.exp(field.logps + field.measured)) - mse_rest(probs)
+    return MSEChange(
+        sources=field.sources, demonstrated=demonstrated[field.sources], change=first_order(field.predicted),
+        by_source=by_source, rest=first_order(field.rest), measured=measured,
+    )  # fmt: skip
+
+
+def alignment(
+    first: UpdateField, second: UpdateField, cells: np.ndarray | None = None, which: str = "predicted"
+) -> np.ndarray:
+    """``(K,)``: per seed, the cosine between two fields' changes of ``log pi`` over every action of the ``cells``
+    (a boolean mask over the probed states; default all of them). NaN for a seed whose change is zero there."""
+    if first.seeds != second.seeds or not np.array_equal(first.states, second.states):
+        raise ValueError(f"fields of rules {first.rule!r} and {second.rule!r} are not over the same seeds and states")
+    cells = np.ones(len(first.states), bool) if cells is None else np.asarray(cells, bool)
+    a = first.values(which)[:, cells].reshape(len(first.seeds), -1)
+    b = second.values(which)[:, cells].reshape(len(first.seeds), -1)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, (a * b).sum(-1) / norms, np.nan)
+
+
+def update_numbers(
+    fields: Mapping[str, UpdateField], model: FrozenLakeMDP, demos: StepBatch | TrainingData | None = None
+) -> dict:
+    """JSON-ready numbers of several rules' fields on one map (``results.json``): per rule the :class:`MSEChange`
+    (:meth:`MSEChange.as_json`), and per pair of rules the mean over seeds of the cosine :func:`alignment` of their
+    predicted fields over the non-terminal cells (``all``) and the untrained ones (``untrained``)."""
+    demos = model.training_data().demos if demos is None else demos
+    demos = demos.demos if isinstance(demos, TrainingData) else demos
+    alive = ~model.terminal
+    untrained = alive & ~demonstrated_cells(model, demos)
+    pairs = {}
+    for (a, first), (b, second) in itertools.combinations(fields.items(), 2):
+        pairs[f"{a} | {b}"] = {name: _finite(np.nanmean(alignment(first, second, cells)))
+                               for name, cells in (("all", alive), ("untrained", untrained))}  # fmt: skip
+    return {"mse": {rule: mse_change_shares(field, model, demos).as_json() for rule, field in fields.items()},
+            "alignment": pairs}  # fmt: skip
+
+
+# -- pictures ----------------------------------------------------------------------------------------------------
+OWN_COLOUR, CARRIED_COLOUR = "#34495e", "#e67e22"
+MIN_ARROW = 0.02  # changes below this fraction of the panel's largest are not drawn
+
+
+def _mean_or_seed(values: np.ndarray, seed: int | None) -> np.ndarray:
+    return values.mean(0) if seed is None else values[seed]
+
+
+def draw_update_field(
+    ax: Axes,
+    field: UpdateField,
+    model: FrozenLakeMDP,
+    demonstrated: np.ndarray,
+    which: str = "predicted",
+    seed: int | None = None,
+    scale: float | None = None,
+) -> ScalarMappable:
+    """Draw one field on ``ax`` (see :func:`draw_update_map`); ``scale`` is the largest change of the colour scale
+    (default this field's). Returns what a colour bar reads."""
+    _cell_field(field, model)
+    values = _mean_or_seed(field.values(which), seed)
+    alive = ~model.terminal
+    scale = scale or float(np.abs(values[alive]).max()) or 1.0
+    norm = Normalize(-scale, scale)
+    ax.imshow(np.ones((model.nrow, model.ncol, 3)), zorder=0)
+    draw_tiles(ax, model, label=False)  # S filled rather than lettered: its arrows stay visible
+    shown = (np.abs(values) >= MIN_ARROW * scale) & (values != 0) & alive[:, None]
+    for name, sign in (("reinforced", 1), ("suppressed", -1)):
+        cell, action = np.nonzero(shown & (np.sign(values) == sign))
+        rows, cols = np.divmod(cell, model.ncol)
+        length = 0.42 * np.abs(values[cell, action]) / scale
+        dx, dy = np.array(ARROWS, dtype=float)[action].T
+        # reinforced: out of the centre towards the action's side; suppressed: from that side back to the centre
+        start = 0.0 if sign > 0 else 1.0
+        quiver = ax.quiver(cols + start * dx * length, rows + start * dy * length, sign * dx * length,
+                           sign * dy * length, values[cell, action], cmap="RdBu_r", norm=norm, angles="xy",
+                           scale_units="xy", scale=1, units="xy", width=0.035, headwidth=4, headlength=2.9,
+                           headaxislength=2.9, minlength=0, zorder=3)  # fmt: skip
+        quiver.set_gid(name)
+    own = np.abs(_mean_or_seed(field.own(), seed)).sum(-1)
+    carried = np.abs(_mean_or_seed(field.carried(), seed)).sum(-1)
+    total = own + carried
+    cells = np.flatnonzero(alive & (total > 0))
+    rows, cols = np.divmod(cells, model.ncol)
+    share = own[cells] / total[cells]
+    parts = (("own", cols - 0.45, 0.9 * share, OWN_COLOUR),
+             ("carried", cols - 0.45 + 0.9 * share, 0.9 * (1 - share), CARRIED_COLOUR))  # fmt: skip
+    for name, left, width, colour in parts:
+        bars = PatchCollection([Rectangle((x, r + 0.36), w, 0.08) for x, r, w in zip(left, rows, width)],
+                               facecolor=colour, edgecolor="none", zorder=4)  # fmt: skip
+        bars.set_gid(name)
+        ax.add_collection(bars)
+    rows, cols = np.divmod(np.flatnonzero(demonstrated), model.ncol)
+    outline = PatchCollection([Rectangle((c - 0.45, r - 0.45), 0.9, 0.9) for r, c in zip(rows, cols)],
+                              facecolor="none", edgecolor="black", linewidth=1.6, zorder=3)  # fmt: skip
+    outline.set_gid("demonstrated")
+    ax.add_collection(outline)
+    overall = own[alive].sum() / total[alive].sum() if total[alive].sum() > 0 else float("nan")
+    ax.set_title(f"{field.rule}: {100 * overall:.0f}% own, {100 * (1 - overall):.0f}% carried", fontsize=9)
+    return ScalarMappable(norm=norm, cmap="RdBu_r")
+
+
+def draw_update_map(
+    field: UpdateField | Mapping[str, UpdateField],
+    model: FrozenLakeMDP,
+    demos: StepBatch | TrainingData | None = None,
+    which: str = "predicted",
+    seed: int | None = None,
+    title: str | None = None,
+) -> Figure:
+    """An update map: per non-terminal cell, one arrow per action whose ``log pi`` the step raises (reinforced:
+    pointing out of the centre, red) or lowers (suppressed: pointing back into it, blue), length and colour by
+    the size of the change (mean over seeds, or ``seed``'s; changes below 2% of the largest are left out); the
+    demonstrated cells outlined; under each cell a bar splitting its change (summed over actions, in absolute
+    value) into the part from its own loss terms (dark) and the part carried from other cells' (orange).
+
+    ``field`` is one :class:`UpdateField` or several by label (one panel each, on one colour scale); ``demos``
+    define the demonstrated cells (default the model's own). Returns the figure; the caller saves it
+    (:func:`iftgym.explain.figures.save_figure`).
+    """
+    fields = {field.rule: field} if isinstance(field, UpdateField) else dict(field)
+    if not fields:
+        raise ValueError("no update field to draw: expected at least one")
+    one_of("which", which, FIELDS)
+    demos = model.training_data().demos if demos is None else demos
+    demonstrated = demonstrated_cells(model, demos.demos if isinstance(demos, TrainingData) else demos)
+    alive = ~model.terminal
+    for f in fields.values():
+        _cell_field(f, model)
+    scale = max(float(np.abs(_mean_or_seed(f.values(which), seed)[alive]).max()) for f in fields.values()) or 1.0
+    fig, axes = _panels(len(fields))
+    for ax, (label, f) in zip(axes, fields.items()):
+        mappable = draw_update_field(ax, f, model, demonstrated, which, seed, scale)
+        ax.set_title(ax.get_title().replace(f"{f.rule}:", f"{label}:", 1), fontsize=9)
+    fig.colorbar(mappable, ax=axes, shrink=0.7, label=f"{which} change of log π(a|s)")
+    fig.legend(handles=[Patch(color=OWN_COLOUR, label="from the cell's own loss"),
+                        Patch(color=CARRIED_COLOUR, label="carried from other cells")],
+               loc="lower center", ncol=2, fontsize=8, frameon=False)  # fmt: skip
+    first = next(iter(fields.values()))
+    who = "mean over seeds" if seed is None else f"seed {first.seeds[seed]}"
+    fig.suptitle(title or f"one {first.optimizer} step (lr {first.lr:g}): change of log π per cell and action\n"
+                 f"({who}; outlined: demonstrated cells)", fontsize=10)  # fmt: skip
+    return fig
