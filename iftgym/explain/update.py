@@ -160,7 +160,9 @@ class _Readout(nn.Module):
 
 
 def _directional(policy: Policy, states: torch.Tensor, directions: Sequence[dict[str, torch.Tensor]]) -> list:
-    """``log pi`` at the states and, for each direction (a tangent per named weight), its derivative along it."""
+    """``log pi`` at the states and, for each direction (a tangent per named weight), its derivative along it: one
+    forward-mode pass per direction, or, where an operation has no forward-mode derivative (the CPU's fused
+    attention of TinyGPT), one reverse-mode pass per probed output."""
     readout = _Readout(policy, states)
     names = [name for name, _ in policy.named_parameters()]
     primals = tuple(param.detach() for _, param in policy.named_parameters())
@@ -170,13 +172,35 @@ def _directional(policy: Policy, states: torch.Tensor, directions: Sequence[dict
 
     with torch.no_grad():
         base = logps(*primals)
-    changes = []
-    with warnings.catch_warnings():  # torch's first forward-mode pass loads decompositions with torch.jit.script
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=DeprecationWarning)
-        for direction in directions:
-            tangents = tuple(direction.get(name, torch.zeros_like(p)).to(p.dtype) for name, p in zip(names, primals))
-            changes.append(jvp(logps, primals, tangents)[1])
-    return [base, *changes]
+    tangents = [tuple(d.get(name, torch.zeros_like(p)).to(p.dtype) for name, p in zip(names, primals))
+                for d in directions]  # fmt: skip
+    try:
+        with warnings.catch_warnings():  # torch's first forward-mode pass loads decompositions with torch.jit.script
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=DeprecationWarning)
+            return [base, *(jvp(logps, primals, tangent)[1] for tangent in tangents)]
+    except NotImplementedError:
+        return [base, *_reverse_directional(policy, readout, tangents)]
+
+
+def _reverse_directional(policy: Policy, readout: _Readout, tangents: list[tuple[torch.Tensor, ...]]) -> list:
+    """:func:`_directional`'s derivatives by reverse mode: the gradient of each probed ``log pi(a|s)`` summed over
+    the seeds (seed k's weights, slice k of every weight, reach only seed k's outputs), dotted with each tangent."""
+    params = list(policy.parameters())
+    K = policy.n_seeds
+    if any(p.dim() == 0 or p.shape[0] != K for p in params):
+        raise ValueError(f"{type(policy).__name__} has a weight without a leading seed axis: its field needs "
+                         "forward-mode derivatives, which one of its operations lacks")  # fmt: skip
+    with torch.enable_grad():
+        out = readout()
+        flat = out.sum(0).reshape(-1)
+        changes = [torch.zeros_like(out.detach()) for _ in tangents]
+        for i in range(flat.numel()):
+            grads = torch.autograd.grad(flat[i], params, retain_graph=True, allow_unused=True)
+            n, a = divmod(i, out.shape[-1])
+            for change, tangent in zip(changes, tangents):
+                change[:, n, a] = sum((g.to(t.dtype) * t).reshape(K, -1).sum(-1).to(change.dtype)
+                                      for g, t in zip(grads, tangent) if g is not None)  # fmt: skip
+    return changes
 
 
 def _one_hot_table(policy: Policy) -> bool:
@@ -361,11 +385,13 @@ class MSEChange:
         return self.by_source.sum(0) / total if total != 0 else np.full(len(self.sources), np.nan)
 
     def as_json(self) -> dict:
-        """JSON-ready: the means over seeds, each source's share by cell, and the per-seed changes."""
+        """JSON-ready: the means over seeds, each source's share and mean change by cell (where parts of opposite
+        signs nearly cancel, shares are large: read them with the changes), and the per-seed changes."""
         return {
             "mse_rest_change": float(self.change.mean()),
             "mse_rest_change_measured": float(self.measured.mean()),
             "shares": {str(int(c)): _finite(s) for c, s in zip(self.sources, self.shares)},
+            "by_source": {str(int(c)): float(v) for c, v in zip(self.sources, self.by_source.mean(0))},
             "demonstrated": [int(c) for c in self.sources[self.demonstrated]],
             "per_seed": {"change": self.change.tolist(), "by_source": self.by_source.tolist()},
         }

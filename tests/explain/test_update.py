@@ -283,3 +283,15 @@ def test_update_maps_of_several_rules_share_one_scale(paper):
         assert quiver.norm.vmax == pytest.approx(scale)
     with pytest.raises(ValueError, match="at least one"):
         draw_update_map({}, paper)
+
+
+def test_a_tiny_gpt_field_on_tokens_by_reverse_mode(world, tiny):
+    """TinyGPT's fused attention has no forward-mode derivative on the CPU: the prediction falls back to reverse
+    mode and still matches the measured step; its learned token table cannot name loss terms by input id."""
+    policy = tiny(world).double()
+    states = world.training_data().demos.ids[:3, :5]  # three prompts' first five tokens
+    field = update_field("sft", policy, world, lr=1e-5, optimizer="sgd", states=states, split=False)
+    assert field.predicted.shape == (2, 3, world.n_actions) and field.sources.size == 0
+    assert slope(field) == pytest.approx(1.0, abs=1e-3) and relative_error(field) < 1e-3
+    with pytest.raises(ValueError, match="one-hot"):
+        update_field("sft", policy, world)
