@@ -553,9 +553,9 @@ def draw_update_map(
 ) -> Figure:
     """An update map: per non-terminal cell, one arrow per action whose ``log pi`` the step raises (reinforced:
     pointing out of the centre, red) or lowers (suppressed: pointing back into it, blue), length and colour by
-    the size of the change (mean over seeds, or ``seed``'s; changes below 2% of the largest are left out); the
-    demonstrated cells outlined; under each cell a bar splitting its change (summed over actions, in absolute
-    value) into the part from its own loss terms (dark) and the part carried from other cells' (orange).
+    the size of the change (mean over seeds, or the seed at index ``seed``; changes under 2% of the largest are left
+    out); the demonstrated cells outlined; under each cell a bar splitting its change (summed over actions, in
+    absolute value) into the part from its own loss terms (dark) and the part carried from other cells' (orange).
 
     ``field`` is one :class:`UpdateField` or several by label (one panel each, on one colour scale); ``demos``
     define the demonstrated cells (default the model's own). Returns the figure; the caller saves it
