@@ -21,6 +21,7 @@ from iftgym.rules.ift import IFT
 from iftgym.rules.orpo import ORPO
 from iftgym.rules.ppo import PPO
 from iftgym.rules.reinforce import REINFORCE
+from iftgym.rules.rloo import RLOO
 from iftgym.rules.sft import SFT
 from iftgym.types import DATA_KINDS
 from iftgym.validate import MAX_SETTING, like_default
@@ -160,7 +161,8 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 
 
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
-                                   "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO}  # fmt: skip
+                                   "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO,
+                                   "rloo": RLOO}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 

@@ -518,3 +518,54 @@ def test_grpo_matches_trl(addition: TokenWorld, warm: dict, loss_type: str, scal
     clip_key = "cispo_clip_ratio" if loss_type == "cispo" else "clip_ratio/region_mean"
     assert metrics["clip_ratio"].item() == pytest.approx(logged[clip_key][-1], rel=1e-5, abs=1e-6)
     assert logged[clip_key][-1] > 0  # the clipping acts on some tokens
+
+
+def test_rloo_defaults_are_trl_s() -> None:
+    from iftgym.rules.rloo import RLOOConfig
+
+    for name in ("num_generations", "beta", "epsilon", "epsilon_high", "num_iterations", "normalize_advantages"):
+        assert getattr(RLOOConfig(), name) == _default(rloo_config.RLOOConfig, name), name
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize(("beta", "normalize"), [(0.05, False), (0.05, True), (0.0, False)])
+def test_rloo_matches_trl(addition: TokenWorld, warm: dict, beta: float, normalize: bool) -> None:
+    """iftgym's RLOO on its own sampled groups (8 completions in groups of 4, two iterations) against
+    ``RLOOTrainer._compute_loss`` (trl/trainer/rloo_trainer.py, line 1794: the clipped surrogate on each completion's
+    summed log-probability, averaged over completions): loss, gradient and clip ratio. The advantages are TRL's lines
+    1664-1699 written out: the reward minus ``beta`` times the summed ``log pi_old - log pi_ref`` of the completion,
+    the leave-one-out baseline, optionally standardised with TRL's ``nanstd``."""
+    rule, loss, metrics, models = sampled_and_moved(
+        addition, warm, "rloo", n_episodes=8, num_generations=4, beta=beta, epsilon_high=0.28, num_iterations=2,
+        normalize_advantages=normalize,
+    )  # fmt: skip
+    samples = rule.samples
+    inputs = trl_group_inputs(samples.batch)
+    model = models["model"]
+    trainer = bare_trainer(rloo_trainer.RLOOTrainer, model, epsilon_low=0.2, epsilon_high=0.28)
+    old_per_token_logps = trl_per_token_logps(trainer, models["old"], inputs)
+    completion_mask = inputs["completion_mask"]
+    rewards = samples.batch.rewards[0].sum(-1)
+    if beta != 0.0:
+        ref_per_token_logps = trl_per_token_logps(trainer, models["ref"], inputs)
+        kl = ((old_per_token_logps - ref_per_token_logps) * completion_mask).sum(-1)
+        rewards = rewards - beta * kl
+        torch.testing.assert_close(samples.kl[0], kl, rtol=RTOL, atol=1e-5)
+    grouped = rewards.view(-1, 4)
+    baselines = ((grouped.sum(1, keepdim=True) - grouped) / (4 - 1)).view(-1)
+    advantages = rewards - baselines
+    if normalize:
+        advantages = (advantages - advantages.mean()) / (trl_utils.nanstd(advantages) + 1e-4)
+    torch.testing.assert_close(samples.advantages[0], advantages, rtol=RTOL, atol=1e-5)
+    assert advantages.abs().max() > 0
+
+    inputs["old_logps"] = (old_per_token_logps * completion_mask).sum(1)
+    inputs["advantages"] = advantages
+    trl_loss = trainer._compute_loss(model, inputs)
+    torch.testing.assert_close(loss, trl_loss.reshape(1), rtol=RTOL, atol=ATOL)
+    assert_grads_close(grads(model, loss.sum()), grads(model, trl_loss))
+    logged = trainer._metrics["eval"]
+    assert metrics["clip_ratio"].item() == pytest.approx(logged["clip_ratio/region_mean"][-1], rel=1e-5, abs=1e-6)
+    assert 0 < logged["clip_ratio/region_mean"][-1] < 1  # some completions clipped, some not
+    if beta != 0.0:
+        assert metrics["kl"].item() == pytest.approx((kl.sum() / completion_mask.sum()).item(), rel=1e-5, abs=1e-6)
