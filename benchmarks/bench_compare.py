@@ -36,6 +36,7 @@ from rich.table import Table
 
 from iftgym.experiments.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm
 from iftgym.experiments.config import SB3
+from iftgym.experiments.results import CompareResult, load_results
 
 TARGETS = {"first run": 20.0, "re-run": 8.0}
 
@@ -68,7 +69,7 @@ def median_seconds(function: Callable[[], object], rounds: int = 5) -> float:
     return statistics.median(times)
 
 
-def startup_and_figures(results: dict[str, Any], console: Console) -> None:
+def startup_and_figures(results: CompareResult, console: Console) -> None:
     from iftgym.explain.figures import draw_figures
 
     help_seconds = median_seconds(lambda: subprocess.run([sys.executable, "-m", "iftgym", "--help"], check=True,
@@ -94,7 +95,7 @@ def whole_command(seeds: int, console: Console) -> dict[str, Any]:
             "SB3 seeds in turn": run_command(in_turn, seeds, "--workers", "0", "--no-cache"),
         }
         same = numbers(cached) == numbers(in_turn)
-        results = json.loads((cached / "results.json").read_text())
+        results = load_results(cached / "results.json")
     table = Table(title=f"`iftgym compare --seeds {seeds}` (all rows, SB3 included), whole command")
     for column in ("run", "seconds", "target", "SB3 in turn / this"):
         table.add_column(column, justify="right")
@@ -114,7 +115,7 @@ def batched_against_sequential(seeds: int, console: Console) -> None:
     ((_, model),) = named_maps(config)
     data = model.training_data(config.demos)
     rules = [algo for algo in DEFAULT_ALGOS if algo != SB3]
-    batched = compare(CompareConfig(seeds=seeds, algos=rules), workers=0)["maps"][0]["algorithms"]  # one process
+    batched = compare(CompareConfig(seeds=seeds, algos=rules), workers=0).maps[0].algorithms  # one process
     sequential = {}
     for algo in rules:
         start = time.perf_counter()
@@ -125,9 +126,9 @@ def batched_against_sequential(seeds: int, console: Console) -> None:
     for column in ("algorithm", "batched s", "one seed at a time s", "ratio"):
         table.add_column(column, justify="right")
     for algo in rules:
-        seconds = batched[algo]["wall_time"]
+        seconds = batched[algo].wall_time
         table.add_row(algo, f"{seconds:.2f}", f"{sequential[algo]:.2f}", f"{sequential[algo] / seconds:.1f}x")
-    total, total_sequential = sum(batched[a]["wall_time"] for a in rules), sum(sequential.values())
+    total, total_sequential = sum(batched[a].wall_time for a in rules), sum(sequential.values())
     table.add_row("total", f"{total:.2f}", f"{total_sequential:.2f}", f"{total_sequential / total:.1f}x")
     console.print(table)
 

@@ -16,6 +16,7 @@ configuration, and per row the per-seed values, summaries, paired statistics and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -24,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from iftgym.experiments.paired import paired_statistics
+from iftgym.experiments.results import AlgorithmResult, CompareResult, load_results
+from iftgym.explain.sweep import REPORT_SCHEMA as SWEEP_REPORT
+from iftgym.io import strict
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -37,6 +43,13 @@ COMMANDS = {
     "ift(detach_weights=true),ift(side=\"right\")' --out runs/ablation",
     "random-ift.json": "iftgym compare --random-maps 10 --size 6 --seeds 20 --algos 'sft,ift,ift(lam=0),ift(gamma=0)' "
     "--out runs/random-ift",
+    "gru.json": "iftgym compare --policy gru --algos \"sft,ift,ift(lam=0),ift(gamma=0),ift(detach_weights=true)\" "
+    "--out runs/gru",
+    "gru-early.json": "iftgym compare --policy gru --steps 40 --algos \"sft,ift,ift(lam=0),ift(gamma=0)\" "
+    "--out runs/gru-early",
+    "gru-slippery.json": "iftgym compare --policy gru --slippery --algos \"sft,ift,ift(lam=0),ift(gamma=0)\" "
+    "--out runs/gru-slippery",
+    "sweep-equal-budget.json": "iftgym sweep examples/sweeps/equal-budget.toml --out runs/sweep-equal-budget",
     "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
     "--steps 1500 --out runs/addition",
     "tokens-addition-controls-1.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
@@ -81,37 +94,36 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def load(name: str | tuple[str, ...], baseline: str | None = None) -> dict[str, Any]:
+def load(name: str | tuple[str, ...], baseline: str | None = None) -> CompareResult:
     """A results file; several (the same world and seeds, run in parts) are one comparison: their rows side by side,
     the first file's reference rows, and the paired statistics computed again over all rows (seed i of every run
     starts from the same network, so rows of different runs pair by seed as rows of one run do); ``baseline``
     pairs them with another row than the runs' own baseline."""
     if isinstance(name, str) and baseline is None:
-        return json.loads((RESULTS / name).read_text())
+        return load_results(RESULTS / name)
     name = (name,) if isinstance(name, str) else name
-    from iftgym.experiments.paired import paired_statistics
-
-    parts = [json.loads((RESULTS / part).read_text()) for part in name if (RESULTS / part).is_file()]
-    configs = [{k: v for k, v in part["config"].items() if k not in ("algos", "baseline")} for part in parts]
+    parts = [load_results(RESULTS / part) for part in name if (RESULTS / part).is_file()]
+    configs = [{k: v for k, v in part.config.items() if k not in ("algos", "baseline")} for part in parts]
     if any(config != configs[0] for config in configs):
         raise SystemExit(f"{', '.join(name)} are not runs of one comparison: their settings differ")
-    entry = dict(parts[0]["maps"][0])
-    entry["algorithms"] = {algo: run for part in parts for algo, run in part["maps"][0]["algorithms"].items()}
-    lower = {key: meta["lower_is_better"] for key, meta in entry["metrics"].items()}
-    paired_metrics = tuple(parts[0]["maps"][0]["paired"]["rows"][parts[0]["config"]["baseline"]])
-    entry["paired"] = paired_statistics([entry], baseline or parts[0]["config"]["baseline"], lower, paired_metrics)
-    return {**parts[0], "maps": [entry]}
+    first = parts[0].maps[0]
+    entry = dataclasses.replace(first, algorithms={algo: run for part in parts
+                                                   for algo, run in part.maps[0].algorithms.items()})  # fmt: skip
+    paired_metrics = tuple(first.paired["rows"][parts[0].config["baseline"]])
+    entry.paired = paired_statistics([entry], baseline or parts[0].config["baseline"], entry.lower_is_better(),
+                                     paired_metrics)  # fmt: skip
+    return dataclasses.replace(parts[0], maps=[entry])
 
 
 def rows_table(name: str | tuple[str, ...], columns: list[tuple[str, str, int]]) -> str:
     """Every row of a comparison's first entry, mean ± 95% CI per metric; reference rows in italics."""
-    entry = load(name)["maps"][0]
+    entry = load(name).maps[0]
     rows = []
-    for algo, run in entry["algorithms"].items():
-        flag = " (worse than untrained)" if run.get("worse_than_untrained") else ""
-        rows.append([algo + flag, *(interval(run["summary"][key], digits) for key, _, digits in columns)])
-    for ref, run in entry["references"].items():
-        rows.append([f"*{ref}*", *(interval(run["summary"][key], digits) for key, _, digits in columns)])
+    for algo, run in entry.trained().items():
+        flag = " (worse than untrained)" if run.worse_than_untrained else ""
+        rows.append([algo + flag, *(interval(run.summary[key], digits) for key, _, digits in columns)])
+    for ref, run in entry.references.items():
+        rows.append([f"*{ref}*", *(interval(run.summary[key], digits) for key, _, digits in columns)])
     return markdown(["row", *(label for _, label, _ in columns)], rows)
 
 
@@ -123,7 +135,7 @@ def paired_table(
     by map, each map's mean over its seeds): the differences, Holm p, P(better) and (with ``extras``) the IQM of the
     first metric."""
     results = load(name, baseline)
-    paired = results["paired_across_maps"] if across else results["maps"][0]["paired"]
+    paired = results.paired_across_maps if across else results.maps[0].paired
     headline, label = columns[0][0], columns[0][1].removeprefix("Δ ")
     rows = []
     for row, metrics in paired["rows"].items():
@@ -143,13 +155,42 @@ def paired_table(
 
 def per_seed_table(name: str | tuple[str, ...], metric: str) -> str:
     """Each row's ``metric``, mean ± 95% CI, and its seeds' values (two decimals)."""
-    entry = load(name)["maps"][0]
+    entry = load(name).maps[0]
     rows = []
-    for algo, run in entry["algorithms"].items():
-        values = ", ".join(f"{v:.2f}" for v in run["per_seed"][metric])
-        rows.append([f"`{algo}`", interval(run["summary"][metric], 3), values])
-    label = (entry.get("metrics") or {}).get(metric, {}).get("label", metric)
+    for algo, run in entry.trained().items():
+        values = ", ".join(f"{v:.2f}" for v in run.per_seed[metric])
+        rows.append([f"`{algo}`", interval(run.summary[metric], 3), values])
+    label = entry.metrics[metric].label if metric in entry.metrics else metric
     return markdown(["row", label, "per seed"], rows)
+
+
+def gru_table() -> str:
+    """The GRU runs: each IFT row against SFT on the run's headline metric, paired by seed, with its Holm p."""
+    runs = [("paper map, 300 steps (`runs/gru`), P(success)", "gru.json", "success"),
+            ("paper map, 40 steps (`runs/gru-early`), P(success)", "gru-early.json", "success"),
+            ("slippery paper map (`runs/gru-slippery`), MSE along own visits", "gru-slippery.json", "mse_own_visits")]
+    rows_shown = ("ift", "ift(lam=0)", "ift(gamma=0)")
+    rows = []
+    for label, name, metric in runs:
+        paired = load(name).maps[0].paired
+        cells = []
+        for row in rows_shown:
+            difference = paired["rows"][row][metric]["difference"]
+            cells.append(f"{signed(difference)}, Holm p {difference['p_holm']:.2g}")
+        rows.append([label, *cells])
+    return markdown(["run", *(f"`{row}` − `sft`" for row in rows_shown)], rows)
+
+
+def budget_table(name: str) -> str:
+    """A sweep's equal-budget result (its ``report.json``): per algorithm the settings swept and the best and median
+    of the metric over the same number of settings for every algorithm."""
+    report = json.loads((RESULTS / name).read_text())
+    if report.get("schema") != SWEEP_REPORT:
+        raise SystemExit(f"{name} is not a sweep report (expected schema {SWEEP_REPORT})")
+    metric = report["metric"].upper() if report["metric"] == "mse" else report["metric"]
+    rows = [[algo, str(row["settings"]), f"{row['best']:.4f}", f"{row['median']:.4f}"]
+            for algo, row in report["equal_budget"].items()]  # fmt: skip
+    return markdown(["algorithm", "settings swept", f"best {metric}", f"median {metric}"], rows)
 
 
 # the token world's addition runs: SFT and IFT, then the controls, run in parts as one comparison
@@ -159,6 +200,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "paper-paired": lambda: paired_table("paper.json", GRID_PAIRED),
     "ablation": lambda: paired_table("ablation.json", GRID_PAIRED, code=True, extras=False),
     "random-ift": lambda: paired_table("random-ift.json", GRID_PAIRED, code=True, extras=False, across=True),
+    "gru": gru_table,
+    "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
@@ -182,23 +225,20 @@ def render(text: str) -> str:
     return BLOCK.sub(table, text)
 
 
-KEPT_ROW = ("per_seed", "summary", "worse_than_untrained", "wall_time", "skipped")
-
-
 def take(source: str, name: str) -> None:
-    """Copy what the tables read of the results file ``source`` into ``docs/results/name``."""
-    results = json.loads(Path(source).read_text())
-    kept = {key: results[key] for key in ("schema", "version", "world", "config", "paired_across_maps")
-            if key in results}  # fmt: skip
-    def rows(runs: dict[str, Any]) -> dict[str, Any]:
-        return {name: {k: v for k, v in run.items() if k in KEPT_ROW} for name, run in runs.items()}
-
-    kept["maps"] = [{"name": entry["name"], "metrics": entry.get("metrics"), "paired": entry["paired"],
-                     "algorithms": rows(entry["algorithms"]), "references": rows(entry["references"])}
-                    for entry in results["maps"]]  # fmt: skip
-    if len(kept["maps"]) > 1:  # a comparison across maps: the tables read its paired statistics across them
-        kept["maps"] = [{k: v for k, v in entry.items() if k != "paired"} for entry in kept["maps"]]
-    (RESULTS / name).write_text(json.dumps(kept, separators=(",", ":")) + "\n")
+    """Keep what the tables read of the results file ``source`` as ``docs/results/name``: a results file of its own
+    (it reads back with :func:`load_results`) without the policy matrices, curves, histories and strips."""
+    if json.loads(Path(source).read_text()).get("schema") == SWEEP_REPORT:  # a sweep's report: kept whole
+        (RESULTS / name).write_text(Path(source).read_text())
+        return
+    results = load_results(source)
+    for entry in results.maps:
+        if len(results.maps) > 1:  # a comparison across maps: the tables read its statistics paired by map
+            entry.paired = None
+        entry.algorithms = {algo: dataclasses.replace(run, policies=None, curves={}, history={}, strips=None)
+                            if isinstance(run, AlgorithmResult) else run
+                            for algo, run in entry.algorithms.items()}  # fmt: skip
+    (RESULTS / name).write_text(json.dumps(strict(results.to_json()), separators=(",", ":")) + "\n")
 
 
 def main() -> int:

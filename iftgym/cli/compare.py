@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from iftgym.experiments.compare import compare
     from iftgym.experiments.config import FROZEN_LAKE, TOKENS
     from iftgym.explain.figures import draw_figures
-    from iftgym.explain.tables import across_maps_table, compare_table, paired_table
+    from iftgym.explain.tables import comparison_tables
     from iftgym.io import LazyLog
     from iftgym.policies.folder import check_model_destination, model_folder
     from iftgym.worlds.frozen_lake.maps import load_map
@@ -155,14 +155,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
             log.close()
     if not main:
         return
-    for entry in results["maps"]:
-        console.print(compare_table(entry))
-        if entry["paired"] is not None:
-            console.print(paired_table(entry["paired"], entry["name"], entry.get("metrics")))
-    if "across_maps" in results:
-        console.print(across_maps_table(results))
-        if results["paired_across_maps"] is not None:
-            console.print(paired_table(results["paired_across_maps"], "across maps"))
+    for table in comparison_tables(results):
+        console.print(table)
     inputs = [*config.maps, config.data, args.model_config if "model_config" in vars(args) else None]
 
     def outputs(folder: Path) -> list[Path]:
@@ -174,7 +168,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
             shutil.copyfile(log.path, folder / LOG)
         return draw_world_figures(results, folder)
 
-    save_outputs(console, out, outputs, results, inputs=inputs)
+    save_outputs(console, out, outputs, results.to_json(), inputs=inputs)
     if log is not None:
         log.path.unlink(missing_ok=True)  # now metrics.jsonl
     if args.save is not None:

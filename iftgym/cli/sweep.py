@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
 from iftgym.cli.common import UsageError, load_plugins, writable_dir
+
+REPORT = "report.json"  # the report's numbers, beside its figures
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -110,7 +113,8 @@ def _metric(metric: str | None, records, config=None) -> str:
 
 
 def _report(console: Console, records, folder, metric: str, heatmap) -> None:
-    from iftgym.explain.sweep import budget_table, draw_report, equal_budget, rule_tables
+    from iftgym.explain.sweep import budget_table, draw_report, equal_budget, report_data, rule_tables
+    from iftgym.io import write_json
 
     _check_heatmap(heatmap, {axis for record in records.values() for axis in record.get("axes", {})})
 
@@ -120,7 +124,8 @@ def _report(console: Console, records, folder, metric: str, heatmap) -> None:
     if budget:
         console.print(budget_table(budget, metric))
     figures = draw_report(records, folder, metric, tuple(heatmap) if heatmap else None)
-    console.print(f"report: {len(figures)} figures in {escape(str(folder))}/")
+    write_json(report_data(records, metric), Path(folder) / REPORT)
+    console.print(f"report: {REPORT} and {len(figures)} figures in {escape(str(folder))}/")
 
 
 def _check_heatmap(heatmap: list[str] | None, axes: set[str]) -> None:

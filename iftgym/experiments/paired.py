@@ -14,19 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from iftgym.experiments.results import Row, WorldResult
 from iftgym.metrics.stats import holm, improvement_interval, iqm_interval, paired_difference, summarize
 
 PAIRED_METRICS = ("mse", "mse_rest", "optimal_mass", "mse_own_visits", "optimal_mass_own_visits", "success", "explored")
 
 
-def scored_rows(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A map's rows that have per-seed scores: its algorithms (those not skipped), then its reference rows."""
-    rows = {name: run for name, run in entry["algorithms"].items() if "per_seed" in run}
-    return {**rows, **entry.get("references", {})}
-
-
 def paired_statistics(
-    entries: list[dict[str, Any]],
+    entries: list[WorldResult],
     baseline: str,
     lower_is_better: dict[str, bool],
     metrics: tuple[str, ...] = PAIRED_METRICS,
@@ -35,9 +30,9 @@ def paired_statistics(
     "rows": {row: {metric: {"difference": {mean, ci95_low, ci95_high, p_value, p_holm}, "improvement": {value,
     ci95_low, ci95_high}, "iqm": {...}}}}}``, counting only the maps where every row ran (``maps`` of
     ``maps_total``); ``None`` when no map has them all, or nothing to compare."""
-    wanted = [name for entry in entries for name in scored_rows(entry)]
+    wanted = [name for entry in entries for name in entry.scored_rows()]
     wanted = list(dict.fromkeys(wanted))  # every row of the run, in order
-    usable = [entry for entry in entries if set(wanted) <= set(scored_rows(entry))]
+    usable = [entry.scored_rows() for entry in entries if set(wanted) <= set(entry.scored_rows())]
     if not usable or baseline not in wanted or len(wanted) < 2:
         return None
     order = wanted
@@ -46,11 +41,11 @@ def paired_statistics(
     for name in order:
         rows[name] = {}
         for metric in metrics:
-            values = [np.asarray(scored_rows(e)[name]["per_seed"][metric], float) for e in usable]
+            values = [np.asarray(rows_of[name].per_seed[metric], float) for rows_of in usable]
             if any(np.isnan(v).any() for v in values):
                 continue  # the metric is undefined here (a set of cells is empty)
             result: dict[str, Any] = {"iqm": iqm_interval(values)}
-            base = [np.asarray(scored_rows(e)[baseline]["per_seed"][metric], float) for e in usable]
+            base = [np.asarray(rows_of[baseline].per_seed[metric], float) for rows_of in usable]
             if name != baseline and not any(np.isnan(b).any() for b in base):
                 units = (
                     (values[0], base[0]) if len(usable) == 1 else ([v.mean() for v in values], [b.mean() for b in base])
@@ -80,20 +75,19 @@ def worse_than(statistics: dict[str, Any], row: str, metric: str, lower_is_bette
     return bool(difference["ci95_low"] > 0 if lower_is_better else difference["ci95_high"] < 0)
 
 
-def scored(metrics: dict[str, np.ndarray], bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
-    """Per-seed values and their summaries (intervals clipped to ``bounds[metric]`` where given), as ``results.json``
-    keeps them."""
+def scored(metrics: dict[str, np.ndarray], bounds: dict[str, tuple[float, float]] | None = None) -> Row:
+    """Per-seed values and their summaries (intervals clipped to ``bounds[metric]`` where given)."""
     bounds = bounds or {}
-    return {
-        "per_seed": {key: value.tolist() for key, value in metrics.items()},
-        "summary": {key: summarize(value, bounds.get(key)) for key, value in metrics.items()},
-    }
+    return Row({key: value.tolist() for key, value in metrics.items()},
+               {key: summarize(value, bounds.get(key)) for key, value in metrics.items()})  # fmt: skip
 
 
-def flag_worse_than_untrained(entry: dict[str, Any], lower_is_better: dict[str, bool], metric: str) -> None:
+def flag_worse_than_untrained(entry: WorldResult, metric: str) -> None:
     """Mark each algorithm of ``entry`` whose ``metric`` is significantly worse (paired, 95%) than the untrained
     model's: training took it further from the goal than not training at all."""
-    against = paired_statistics([entry], "untrained", lower_is_better, (metric,))
-    for algo, run in entry["algorithms"].items():
-        if "per_seed" in run and against is not None:
-            run["worse_than_untrained"] = worse_than(against, algo, metric, lower_is_better[metric])
+    lower = entry.lower_is_better()
+    against = paired_statistics([entry], "untrained", lower, (metric,))
+    if against is None:
+        return
+    for algo, run in entry.trained().items():
+        run.worse_than_untrained = worse_than(against, algo, metric, lower[metric])

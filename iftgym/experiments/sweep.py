@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from iftgym.experiments.compare import SCHEMA, CompareConfig, compare
+from iftgym.experiments.compare import CompareConfig, compare
+from iftgym.experiments.results import CompareResult
 from iftgym.io import atomic_path, read_json, remove_leftovers
 from iftgym.parallel import check_workers, in_background
 from iftgym.registry import load_plugin
@@ -183,7 +184,7 @@ def compute_cell(cell: Cell) -> dict[str, Any]:
     try:
         for plugin in cell.config.plugins:  # a worker process (or a Ray task) registers the caller's plugins too
             load_plugin(plugin)
-        record["results"] = compare(cell.config, workers=0)
+        record["results"] = compare(cell.config, workers=0).to_json()
     except Exception as err:
         record["error"] = f"{type(err).__name__}: {err}"
         record["traceback"] = traceback.format_exc(limit=5)
@@ -210,8 +211,9 @@ def _write_record(record: dict[str, Any], path: Path) -> None:
 
 
 def finished(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The records of a sweep folder's cells, by key (read as JSON, never unpickled); a record that is unreadable,
-    does not match its name or is damaged (:func:`whole_record`) is left out: its cell runs again."""
+    """The records of a sweep folder's cells, by key (read as JSON, never unpickled), their ``results`` typed
+    (:class:`CompareResult`); a record that is unreadable, does not match its name or is damaged
+    (:func:`whole_record`) is left out: its cell runs again."""
     cells = Path(folder) / CELLS
     records = {}
     for path in sorted(cells.glob("*.json")) if cells.is_dir() else []:
@@ -219,34 +221,29 @@ def finished(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
             record = read_json(path, "sweep cell")
         except ValueError:
             continue
-        if whole_record(record, path.stem):
-            records[path.stem] = record
+        typed = read_record(record, path.stem)
+        if typed is not None:
+            records[path.stem] = typed
     return records
 
 
-def whole_record(record: Any, key: str) -> bool:
-    """Whether ``record`` is a cell's whole record: its key, its axes, and either an error or results whose every
-    map entry has its algorithms and their per-seed scores and summaries (what the report reads)."""
+def read_record(record: Any, key: str) -> dict[str, Any] | None:
+    """``record`` with its results typed, when it is a cell's whole record (its key, its axes, and either an error
+    or results that read back whole: :meth:`CompareResult.from_json` checks every field the report reads); else
+    ``None``."""
     if not (isinstance(record, dict) and record.get("key") == key and isinstance(record.get("axes"), dict)):
-        return False
+        return None
     if "results" not in record:
-        return isinstance(record.get("error"), str)
-    results = record["results"]
-    if not (isinstance(results, dict) and results.get("schema") == SCHEMA and isinstance(results.get("maps"), list)
-            and results["maps"]):  # fmt: skip
-        return False
-    for entry in results["maps"]:
-        algorithms = entry.get("algorithms") if isinstance(entry, dict) else None
-        if not isinstance(algorithms, dict) or not algorithms:
-            return False
-        for run in algorithms.values():
-            if not isinstance(run, dict) or not ("skipped" in run or (isinstance(run.get("per_seed"), dict)
-                                                                      and isinstance(run.get("summary"), dict))):
-                return False
-            for stats in run.get("summary", {}).values():
-                if not (isinstance(stats, dict) and {"mean", "ci95_low", "ci95_high"} <= set(stats)):
-                    return False
-    return True
+        return record if isinstance(record.get("error"), str) else None
+    try:
+        return {**record, "results": CompareResult.from_json(record["results"])}
+    except ValueError:
+        return None
+
+
+def whole_record(record: Any, key: str) -> bool:
+    """Whether ``record`` is a cell's whole record (:func:`read_record`)."""
+    return read_record(record, key) is not None
 
 
 @dataclass

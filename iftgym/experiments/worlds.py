@@ -23,6 +23,7 @@ from iftgym import distributed
 from iftgym.experiments import runner
 from iftgym.experiments.config import TOKENS, CompareConfig
 from iftgym.experiments.paired import flag_worse_than_untrained, paired_statistics, scored
+from iftgym.experiments.results import AlgorithmResult, CompareResult, Metric, Skipped, WorldResult
 from iftgym.io import read_json
 from iftgym.loop import StepLog, TrainConfig, stage_batches
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
@@ -31,14 +32,12 @@ from iftgym.policies.folder import model_folder, save_model
 from iftgym.policies.registry import build_policy
 from iftgym.policies.tabular import TabularPolicy
 from iftgym.rules.ift import IFTConfig
-from iftgym.version import __version__
 from iftgym.world import World
 from iftgym.worlds.registry import make_world
 from iftgym.worlds.tokens.tasks import Example
 from iftgym.worlds.tokens.tokenizer import prompt_text
 from iftgym.worlds.tokens.world import SCORES, TokenWorld
 
-SCHEMA = "iftgym.compare/1"
 TOKEN_METRICS = {  # name: (label, lower is better)
     "target_test": ("P(target) held-out", False),
     "greedy_test": ("greedy held-out", False),
@@ -87,13 +86,13 @@ class PluginWorld:
         """What the curves show: every score."""
         return self.scores(policy)
 
-    def metrics(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def metrics(self, names: Sequence[str]) -> dict[str, Metric]:
         """Each metric's label and direction (higher is better unless the world says otherwise)."""
-        return {name: {"label": name, "lower_is_better": self.lower_is_better.get(name, False)} for name in names}
+        return {name: Metric(name, self.lower_is_better.get(name, False)) for name in names}
 
-    def extras(self, run: runner.AlgorithmRun) -> dict[str, Any]:
-        """Nothing beyond the shared fields."""
-        return {}
+    def strips(self, run: runner.AlgorithmRun) -> None:
+        """No preference strips: a plugin world's steps have no tokens to label."""
+        return None
 
     def info(self) -> dict[str, Any]:
         """What the entry says about the world."""
@@ -153,14 +152,14 @@ class Tokens:
         """What the curves show: greedy exact match and the probability of the target, held-out."""
         return self.world.scores(policy, ("greedy_test", "target_test"))
 
-    def metrics(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def metrics(self, names: Sequence[str]) -> dict[str, Metric]:
         """Each metric's label and direction."""
-        return {name: {"label": TOKEN_METRICS[name][0], "lower_is_better": TOKEN_METRICS[name][1]} for name in names}
+        return {name: Metric(*TOKEN_METRICS[name]) for name in names}
 
-    def extras(self, run: runner.AlgorithmRun) -> dict[str, Any]:
+    def strips(self, run: runner.AlgorithmRun) -> list[dict[str, Any]]:
         """The preference strips, with IFT's lambda read from the rule that trained (if one did)."""
         lam = run.setting("ift", "lam", IFTConfig.lam)
-        return {"strips": preference_strips(run.policy, self.world, self.world.task.test[: self.config.strips], lam)}
+        return preference_strips(run.policy, self.world, self.world.task.test[: self.config.strips], lam)
 
     def info(self) -> dict[str, Any]:
         """The task's sizes and tokenizer."""
@@ -203,9 +202,9 @@ def compare_world(
     log: StepLog | None = None,
     save: str | None = None,
     bars: bool = False,
-) -> dict[str, Any]:
+) -> CompareResult:
     """The comparison in ``config.world`` (not Frozen Lake): every algorithm through the one runner, scored by the
-    world, the reference rows, paired statistics against the baseline; a JSON-ready dict of the same schema as the
+    world, the reference rows, paired statistics against the baseline; typed results of the same form as the
     grid's (one entry in ``maps``: the world). ``log`` receives every step's metrics, ``save`` is a folder that
     receives each trained model (``save/<algorithm>``; the token world), ``bars`` shows a progress bar per stage."""
     start = time.perf_counter()
@@ -219,7 +218,7 @@ def compare_world(
         if config.world == TOKENS or not runner.lacking_data(algo_stages, data):  # pairs skips the pair rules, as
             stage_batches(algo_stages, data, config.batch_size)  # a map without a second route does)
     bounds = {name: (0.0, 1.0) for name in TOKEN_METRICS} if config.world == TOKENS else {}
-    entry: dict[str, Any] = {"name": kind.name, **kind.info(), "algorithms": {}}
+    entry = WorldResult(kind.name, {}, info=kind.info())
     loop = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                        eval_every=config.eval_every, progress=bars)  # fmt: skip
     for algo in config.algos:
@@ -229,24 +228,24 @@ def compare_world(
                                    log=None if log is None else lambda record, a=algo: log({"algorithm": a,
                                                                                             **record}))  # fmt: skip
         if run.skipped is not None:
-            entry["algorithms"][algo] = {"skipped": run.skipped}
+            entry.algorithms[algo] = Skipped(run.skipped)
             continue
         if save is not None and distributed.is_main():
             save_model(run.policy, world.tokenizer, model_folder(save, algo), {"algorithm": algo,
                                                                                "config": asdict(config)})  # fmt: skip
-        entry["algorithms"][algo] = {
-            "wall_time": run.wall_time, "stages": run.stage_specs(), **scored(kind.scores(run.policy), bounds),
-            "curves": run.curves(), "history": run.history_means(), **kind.extras(run),
-        }  # fmt: skip
+        row = scored(kind.scores(run.policy), bounds)
+        entry.algorithms[algo] = AlgorithmResult(
+            row.per_seed, row.summary, run.wall_time, run.stage_specs(), run.curves(), run.history_means(),
+            strips=kind.strips(run),
+        )  # fmt: skip
     references = {"uniform": TabularPolicy(world.n_ids, world.n_actions, seeds=seeds), "untrained": untrained}
-    entry["references"] = {name: scored(kind.scores(actor), bounds) for name, actor in references.items()}
-    measured = list(next(iter(entry["references"].values()))["per_seed"])
+    entry.references = {name: scored(kind.scores(actor), bounds) for name, actor in references.items()}
+    measured = list(next(iter(entry.references.values())).per_seed)
     names = [name for name in TOKEN_METRICS if name in measured] if config.world == TOKENS else measured
-    entry["metrics"] = kind.metrics(names)
-    lower = {name: meta["lower_is_better"] for name, meta in entry["metrics"].items()}
+    entry.metrics = kind.metrics(names)
     paired_names = TOKEN_PAIRED if config.world == TOKENS else tuple(names)
-    entry["paired"] = paired_statistics([entry], config.baseline, lower, paired_names)
-    flag_worse_than_untrained(entry, lower, paired_names[0])
-    return {"schema": SCHEMA, "version": __version__, "world": config.world, "config": asdict(config),
-            "device": kind.device if isinstance(kind, Tokens) else "cpu", "processes": distributed.world_size(),
-            "maps": [entry], "wall_time": time.perf_counter() - start}  # fmt: skip
+    entry.paired = paired_statistics([entry], config.baseline, entry.lower_is_better(), paired_names)
+    flag_worse_than_untrained(entry, paired_names[0])
+    device = kind.device if isinstance(kind, Tokens) else "cpu"
+    return CompareResult(config.world, asdict(config), [entry], device=device, processes=distributed.world_size(),
+                         wall_time=time.perf_counter() - start)  # fmt: skip

@@ -14,10 +14,10 @@ Holes are dark, S is blue and G green in every panel; panels of a figure share o
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -26,6 +26,7 @@ from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from iftgym.experiments.results import CompareResult, WorldResult
 from iftgym.io import atomic_path, safe_name
 from iftgym.metrics.stats import mean_ci
 from iftgym.worlds.frozen_lake.maps import MOVES
@@ -41,6 +42,13 @@ def save_figure(fig: Figure, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (for a widget or a web page: nothing is written to disk)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def draw_tiles(ax: Axes, model: FrozenLakeMDP, label: bool = True) -> None:
@@ -91,13 +99,14 @@ def _panels(n: int) -> tuple[Figure, list[Axes]]:
     return fig, list(axes.flat[:n])
 
 
-def _trained(entry: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {a: np.array(r["policies"]) for a, r in entry["algorithms"].items() if "policies" in r}
+def _trained(entry: WorldResult) -> dict[str, np.ndarray]:
+    """Each algorithm's policy matrices ``(K, S, A)``, where it has them."""
+    return {a: np.array(r.policies) for a, r in entry.trained().items() if r.policies is not None}
 
 
-def preference_maps(entry: dict[str, Any], model: FrozenLakeMDP, path: Path) -> Path:
+def preference_maps(entry: WorldResult, model: FrozenLakeMDP) -> Figure:
     """What each algorithm's policy prefers in every cell (mean over seeds), beside the optimal policy."""
-    policies = {"optimal (DP)": np.array(entry["optimal"]["policy"]),
+    policies = {"optimal (DP)": np.array(entry.grid.optimal_policy),
                 **{a: p.mean(0) for a, p in _trained(entry).items()}}  # fmt: skip
     fig, axes = _panels(len(policies))
     for ax, (name, policy) in zip(axes, policies.items()):
@@ -105,13 +114,13 @@ def preference_maps(entry: dict[str, Any], model: FrozenLakeMDP, path: Path) -> 
         draw_tiles(ax, model)
         draw_arrows(ax, model, policy)
         ax.set_title(name)
-    fig.suptitle(f"{entry['name']}: action probabilities per cell (arrow length = probability, mean over seeds)")
-    return save_figure(fig, path)
+    fig.suptitle(f"{entry.name}: action probabilities per cell (arrow length = probability, mean over seeds)")
+    return fig
 
 
-def value_maps(entry: dict[str, Any], model: FrozenLakeMDP, gamma: float, path: Path) -> Path:
+def value_maps(entry: WorldResult, model: FrozenLakeMDP, gamma: float) -> Figure:
     """Exact V of each learned policy (mean over seeds) with greedy arrows, beside V* on the same scale."""
-    panels = {"V* (optimal)": (np.array(entry["optimal"]["values"]), np.array(entry["optimal"]["policy"]))}
+    panels = {"V* (optimal)": (np.array(entry.grid.optimal_values), np.array(entry.grid.optimal_policy))}
     for algo, policies in _trained(entry).items():
         values = np.mean([model.evaluate(p, gamma) for p in policies], axis=0)
         panels[algo] = (values, policies.mean(0))
@@ -123,13 +132,13 @@ def value_maps(entry: dict[str, Any], model: FrozenLakeMDP, gamma: float, path: 
         draw_arrows(ax, model, policy, greedy_only=True)
         ax.set_title(f"{name}  V(S)={values[model.start]:.3f}")
     fig.colorbar(image, ax=axes, shrink=0.7, label=f"V (gamma={gamma})")
-    fig.suptitle(f"{entry['name']}: exact state values with greedy actions")
-    return save_figure(fig, path)
+    fig.suptitle(f"{entry.name}: exact state values with greedy actions")
+    return fig
 
 
-def explored_maps(entry: dict[str, Any], model: FrozenLakeMDP, gamma: float, path: Path) -> Path:
+def explored_maps(entry: WorldResult, model: FrozenLakeMDP, gamma: float) -> Figure:
     """Discounted occupancy of each policy (mean over seeds), one logarithmic colour scale for all panels."""
-    panels = {"optimal (DP)": model.occupancy(np.array(entry["optimal"]["policy"]), gamma)}
+    panels = {"optimal (DP)": model.occupancy(np.array(entry.grid.optimal_policy), gamma)}
     for algo, policies in _trained(entry).items():
         panels[algo] = np.mean([model.occupancy(p, gamma) for p in policies], axis=0)
     vmax = max(float(o.max()) for o in panels.values())
@@ -141,22 +150,22 @@ def explored_maps(entry: dict[str, Any], model: FrozenLakeMDP, gamma: float, pat
         draw_tiles(ax, model, label=True)
         ax.set_title(f"{name}  ({int((occupancy >= EXPLORED_THRESHOLD).sum())} cells)")
     fig.colorbar(image, ax=axes, shrink=0.7, label="discounted visits")
-    fig.suptitle(f"{entry['name']}: explored grid (expected discounted visits per cell)")
-    return save_figure(fig, path)
+    fig.suptitle(f"{entry.name}: explored grid (expected discounted visits per cell)")
+    return fig
 
 
-def why_maps(entry: dict[str, Any], model: FrozenLakeMDP, baseline: str, path: Path) -> Path | None:
+def why_maps(entry: WorldResult, model: FrozenLakeMDP, baseline: str) -> Figure | None:
     """Where each algorithm wins or loses against ``baseline``: per cell, its share of the MSE difference (mean
     over seeds of the cell's squared-error difference, over the number of non-terminal cells, so the cells sum to
     the difference of the MSEs), demonstrated cells outlined. ``None`` when there is nothing to compare."""
     trained = _trained(entry)
     if baseline not in trained or len(trained) < 2:
         return None
-    optimal, alive = np.array(entry["optimal"]["policy"]), ~model.terminal
+    optimal, alive = np.array(entry.grid.optimal_policy), ~model.terminal
     errors = {a: ((p - optimal) ** 2).mean(-1).mean(0) * alive / alive.sum() for a, p in trained.items()}
     shares = {a: e - errors[baseline] for a, e in errors.items() if a != baseline}
     bound = max(float(np.abs(share).max()) for share in shares.values()) or 1.0
-    demonstrated = entry.get("demonstrated", [])
+    demonstrated = entry.grid.demonstrated
     fig, axes = _panels(len(shares))
     for ax, (algo, share) in zip(axes, shares.items()):
         image = ax.imshow(share.reshape(model.nrow, model.ncol), cmap="RdBu_r", vmin=-bound, vmax=bound, zorder=0)
@@ -167,18 +176,18 @@ def why_maps(entry: dict[str, Any], model: FrozenLakeMDP, baseline: str, path: P
         ax.set_title(f"{algo}: ΔMSE {share.sum():+.4f}", fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.7, label="share of ΔMSE (red: worse than the baseline)")
     fig.suptitle(
-        f"{entry['name']}: where each rule gains (blue) or loses (red) MSE against {baseline}, per cell "
+        f"{entry.name}: where each rule gains (blue) or loses (red) MSE against {baseline}, per cell "
         "(outlined: demonstrated cells)"
     )
-    return save_figure(fig, path)
+    return fig
 
 
-def training_curves(entry: dict[str, Any], path: Path) -> Path:
+def training_curves(entry: WorldResult) -> Figure:
     """MSE to the optimal policy and success probability during training, mean and 95% CI over seeds."""
     fig = Figure(figsize=(11, 4))
     ax_mse, ax_success = fig.subplots(1, 2)
-    for algo, result in entry["algorithms"].items():
-        curves = result.get("curves") or {}
+    for algo, result in entry.trained().items():
+        curves = result.curves
         if not curves.get("steps"):
             continue
         steps = np.array(curves["steps"])
@@ -190,8 +199,8 @@ def training_curves(entry: dict[str, Any], path: Path) -> Path:
     ax_mse.set(xlabel="optimiser step", ylabel="MSE to optimal policy", yscale="log", title="policy error")
     ax_success.set(xlabel="optimiser step", ylabel="P(reach G)", ylim=(-0.02, 1.02), title="success probability")
     ax_success.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{entry['name']}: training curves (mean, 95% CI over seeds)")
-    return save_figure(fig, path)
+    fig.suptitle(f"{entry.name}: training curves (mean, 95% CI over seeds)")
+    return fig
 
 
 def file_stem(name: str, taken: set[str] = frozenset()) -> str:
@@ -201,23 +210,24 @@ def file_stem(name: str, taken: set[str] = frozenset()) -> str:
     return safe_name(re.sub(r"\.txt$", "", Path(name).name), taken, default="map")
 
 
-def draw_figures(results: dict[str, Any], out_dir: str | os.PathLike, max_maps: int = 3) -> list[Path]:
-    """Every figure of a comparison, for its first ``max_maps`` maps; returns the PNG paths."""
+def draw_figures(results: CompareResult, out_dir: str | os.PathLike, max_maps: int = 3) -> list[Path]:
+    """Every figure of a Frozen Lake comparison, for its first ``max_maps`` maps, saved in ``out_dir``; returns the
+    PNG paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = results["config"]
+    config = results.config
     written: list[Path] = []
     stems: set[str] = set()
-    for entry in results["maps"][:max_maps]:
-        model = FrozenLakeMDP.from_map(entry["rows"], config["slippery"], config["success_rate"], config["gamma"])
-        name = file_stem(entry["name"], stems)
+    for entry in results.maps[:max_maps]:
+        model = FrozenLakeMDP.from_map(entry.grid.rows, config["slippery"], config["success_rate"], config["gamma"])
+        name = file_stem(entry.name, stems)
         stems.add(name)
-        written += [
-            preference_maps(entry, model, out / f"{name}-preference.png"),
-            value_maps(entry, model, config["gamma"], out / f"{name}-values.png"),
-            explored_maps(entry, model, config["gamma"], out / f"{name}-explored.png"),
-            training_curves(entry, out / f"{name}-curves.png"),
-        ]
-        why = why_maps(entry, model, config.get("baseline") or "sft", out / f"{name}-why.png")
-        written += [why] if why is not None else []
+        figures = {
+            "preference": preference_maps(entry, model),
+            "values": value_maps(entry, model, config["gamma"]),
+            "explored": explored_maps(entry, model, config["gamma"]),
+            "curves": training_curves(entry),
+            "why": why_maps(entry, model, config.get("baseline") or "sft"),
+        }
+        written += [save_figure(fig, out / f"{name}-{kind}.png") for kind, fig in figures.items() if fig is not None]
     return written

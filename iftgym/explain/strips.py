@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from iftgym.experiments.results import CompareResult, WorldResult
 from iftgym.explain.figures import save_figure
 from iftgym.io import safe_name
 
@@ -19,9 +20,8 @@ ESTIMATES = ("teacher_forced", "ift", "on_policy")
 ESTIMATE_LABELS = {"teacher_forced": "teacher-forced", "ift": "IFT estimate", "on_policy": "on-policy"}
 
 
-def draw_strips(entry: dict[str, Any], algo: str, path: Path) -> Path:
+def draw_strips(strips: list[dict[str, Any]], algo: str) -> Figure:
     """One panel per example: the three estimates (mean over seeds) at each answer token, on one 0-1 scale."""
-    strips = entry["strips"]
     width = max(len(s["tokens"]) for s in strips)
     fig = Figure(figsize=(1.2 + 0.55 * width, 1.3 * len(strips) + 0.6), layout="constrained")
     axes = fig.subplots(len(strips), 1, squeeze=False)[:, 0]
@@ -36,42 +36,44 @@ def draw_strips(entry: dict[str, Any], algo: str, path: Path) -> Path:
         ax.set_title(f"prompt {strip['prompt']!r}", fontsize=9, loc="left")
     fig.colorbar(image, ax=list(axes), label="probability of the target token", shrink=0.8)
     fig.suptitle(f"{algo}: per-token preference estimates (mean over seeds)", fontsize=10)
-    return save_figure(fig, path)
+    return fig
 
 
-def draw_curves(results: dict[str, Any], path: Path) -> Path:
+def draw_curves(entry: WorldResult) -> Figure:
     """The training loss and every curve metric (each world's evaluations: greedy exact match and the probability of
     the target for tokens) against steps, one line per algorithm (means over seeds)."""
-    entry = results["maps"][0]
-    trained = {algo: run for algo, run in entry["algorithms"].items() if "curves" in run}
-    metrics = list(dict.fromkeys(key for run in trained.values() for key in run["curves"] if key != "steps"))
-    labels = {key: meta["label"] for key, meta in entry.get("metrics", {}).items()}
+    trained = entry.trained()
+    metrics = list(dict.fromkeys(key for run in trained.values() for key in run.curves if key != "steps"))
+    labels = {key: metric.label for key, metric in entry.metrics.items()}
     fig = Figure(figsize=(4.2 * (1 + len(metrics)), 3.6), layout="constrained")
     loss_ax, *metric_axes = fig.subplots(1, 1 + len(metrics), squeeze=False)[0]
     for algo, run in trained.items():
-        loss = run.get("history", {}).get("loss")
+        loss = run.history.get("loss")
         if loss:
             loss_ax.plot(np.arange(1, len(loss) + 1), loss, label=algo)
         for ax, key in zip(metric_axes, metrics):
-            if key in run["curves"]:
-                ax.plot(run["curves"]["steps"], np.mean(run["curves"][key], axis=0), marker="o", label=algo)
+            if key in run.curves:
+                ax.plot(run.curves["steps"], np.mean(run.curves[key], axis=0), marker="o", label=algo)
     loss_ax.set(xlabel="step", ylabel="loss (mean over seeds)", title="training loss")
     for ax, key in zip(metric_axes, metrics):
-        ax.set(xlabel="step", ylabel=labels.get(key, key), title=f"{entry['name']}: {labels.get(key, key)}")
+        ax.set(xlabel="step", ylabel=labels.get(key, key), title=f"{entry.name}: {labels.get(key, key)}")
     for ax in (loss_ax, *metric_axes):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return fig
 
 
-def draw_world_figures(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """A comparison in a world other than Frozen Lake: ``curves.png`` and, where the world draws them (tokens), one
-    ``strips_<algo>.png`` per algorithm (its name made safe: ``strips_sft-dpo.png``); returns the paths."""
+def draw_world_figures(results: CompareResult, out_dir: str | Path) -> list[Path]:
+    """A comparison in a world other than Frozen Lake, saved in ``out_dir``: ``curves.png`` and, where the world
+    draws them (tokens), one ``strips_<algo>.png`` per algorithm (its name made safe: ``strips_sft-dpo.png``);
+    returns the paths."""
     out = Path(out_dir)
-    paths = [draw_curves(results, out / "curves.png")]
+    out.mkdir(parents=True, exist_ok=True)
+    entry = results.maps[0]
+    paths = [save_figure(draw_curves(entry), out / "curves.png")]
     stems: set[str] = set()
-    for algo, run in results["maps"][0]["algorithms"].items():
-        if run.get("strips"):
+    for algo, run in entry.trained().items():
+        if run.strips:
             stems.add(stem := safe_name(f"strips_{algo}", stems))
-            paths.append(draw_strips(run, algo, out / f"{stem}.png"))
+            paths.append(save_figure(draw_strips(run.strips, algo), out / f"{stem}.png"))
     return paths

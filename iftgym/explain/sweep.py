@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from iftgym.experiments.compare import LOWER_IS_BETTER
+from iftgym.experiments.results import AlgorithmResult
 from iftgym.explain.figures import save_figure
 from iftgym.io import safe_name
 from iftgym.rules.registry import recipe_rules
@@ -37,9 +38,9 @@ def lower_is_better(records: dict[str, dict[str, Any]], metric: str) -> bool:
     """Whether ``metric`` is better lower: as the cells' world says (a world other than Frozen Lake lists its
     metrics), else as Frozen Lake's."""
     for record in _scored(records):
-        declared = record["results"]["maps"][0].get("metrics", {}).get(metric)
+        declared = record["results"].maps[0].metrics.get(metric)
         if declared is not None:
-            return bool(declared["lower_is_better"])
+            return declared.lower_is_better
     return LOWER_IS_BETTER.get(metric, False)
 
 
@@ -48,23 +49,22 @@ def metric_names(records: dict[str, dict[str, Any]]) -> list[str]:
     for record in _scored(records):
         rows = _rows(record)
         if rows:
-            return list(next(iter(rows.values()))["summary"])
+            return list(next(iter(rows.values())).summary)
     return []
 
 
-def _rows(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _rows(record: dict[str, Any]) -> dict[str, AlgorithmResult]:
     """The algorithms of a cell (first map; a cell over several maps is summarised by its first), those not skipped."""
-    entry = record["results"]["maps"][0]
-    return {name: run for name, run in entry["algorithms"].items() if "per_seed" in run}
+    return record["results"].maps[0].trained()
 
 
 def _summary(record: dict[str, Any], algo: str, metric: str) -> dict[str, Any]:
     """The metric's mean and 95% interval in a cell: over its seeds on one map; over its maps' means (those where
     every algorithm ran) when the cell compares several maps."""
-    across = record["results"].get("across_maps", {}).get(metric, {})
+    across = (record["results"].across_maps or {}).get(metric, {})
     if algo in across:
         return across[algo]
-    return _rows(record)[algo]["summary"][metric]
+    return _rows(record)[algo].summary[metric]
 
 
 def _mean(record: dict[str, Any], algo: str, metric: str) -> float:
@@ -75,7 +75,7 @@ def _mean(record: dict[str, Any], algo: str, metric: str) -> float:
 def _paired(record: dict[str, Any]) -> dict[str, Any]:
     """A cell's paired statistics: across its maps (paired by map) when it has several, else over its seeds."""
     results = record["results"]
-    return results.get("paired_across_maps") or results["maps"][0].get("paired") or {}
+    return results.paired_across_maps or results.maps[0].paired or {}
 
 
 def algorithms(records: dict[str, dict[str, Any]]) -> list[str]:
@@ -162,7 +162,26 @@ def budget_table(budget: dict[str, dict[str, Any]], metric: str = "mse") -> Tabl
     return table
 
 
-def heatmaps(records: dict[str, dict[str, Any]], x: str, y: str, metric: str, path: Path) -> Path | None:
+REPORT_SCHEMA = "iftgym.sweep-report/1"
+
+
+def report_data(records: dict[str, dict[str, Any]], metric: str = "mse") -> dict[str, Any]:
+    """The report's numbers as ``report.json`` keeps them (:data:`REPORT_SCHEMA`): the metric and its direction, the
+    equal-budget result, and per finished cell its axes and each algorithm's mean [95% CI] of the metric (over
+    seeds, or over maps) with its paired difference to the baseline where there is one."""
+    cells = []
+    for record in _scored(records):
+        paired = _paired(record)
+        rows = {}
+        for algo in _rows(record):
+            difference = paired.get("rows", {}).get(algo, {}).get(metric, {}).get("difference")
+            rows[algo] = {"summary": _summary(record, algo, metric), "difference": difference}
+        cells.append({"key": record["key"], "axes": record["axes"], "baseline": paired.get("baseline"), "rows": rows})
+    return {"schema": REPORT_SCHEMA, "metric": metric, "lower_is_better": lower_is_better(records, metric),
+            "cells": cells, "equal_budget": equal_budget(records, metric)}  # fmt: skip
+
+
+def heatmaps(records: dict[str, dict[str, Any]], x: str, y: str, metric: str) -> Figure | None:
     """For each algorithm but the baseline, the mean paired difference of ``metric`` to the baseline over axes
     ``x`` and ``y`` (averaged over the other axes), a dot where it is not significant (Holm-adjusted p >= 0.05 in
     any of the cells averaged)."""
@@ -203,10 +222,10 @@ def heatmaps(records: dict[str, dict[str, Any]], x: str, y: str, metric: str, pa
         ax.set(xlabel=x, ylabel=y, title=f"{algo} − {baseline}")
     fig.colorbar(image, ax=list(axes), label=f"Δ {metric} (red: worse)")
     fig.suptitle(f"paired difference of {metric} to {baseline} (dots: not significant, Holm p >= 0.05)")
-    return save_figure(fig, path)
+    return fig
 
 
-def curves(records: dict[str, dict[str, Any]], axis: str, metric: str, path: Path) -> Path | None:
+def curves(records: dict[str, dict[str, Any]], axis: str, metric: str) -> Figure | None:
     """Each algorithm's ``metric`` over one axis: mean over the cells at each value (and over seeds), with the 95%
     interval of one cell where only one cell has that value, else the spread of the cells' means (± 1.96 SE)."""
     cells = [r for r in _scored(records) if axis in r["axes"]]
@@ -235,7 +254,7 @@ def curves(records: dict[str, dict[str, Any]], axis: str, metric: str, path: Pat
         ax.fill_between(values, lows, highs, color=line.get_color(), alpha=0.2)
     ax.set(xlabel=axis, ylabel=metric, title=f"{metric} over {axis} (mean, 95% interval)")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return fig
 
 
 def draw_report(records: dict[str, dict[str, Any]], folder: str | Path, metric: str = "mse",
@@ -248,14 +267,10 @@ def draw_report(records: dict[str, dict[str, Any]], folder: str | Path, metric: 
     if not cells:
         return []
     numeric = [a for a in cells[0]["axes"] if all(isinstance(r["axes"].get(a), int | float) for r in cells)]
-    written = []
+    figures: dict[str, Figure | None] = {}
     pair = heatmap or (tuple(numeric[:2]) if len(numeric) >= 2 else None)
     if pair is not None:
-        figure = heatmaps(
-            records, pair[0], pair[1], metric, out / f"heatmap-{safe_name(pair[0])}-{safe_name(pair[1])}.png"
-        )
-        written += [figure] if figure else []
+        figures[f"heatmap-{safe_name(pair[0])}-{safe_name(pair[1])}.png"] = heatmaps(records, *pair, metric)
     for axis in numeric:
-        figure = curves(records, axis, metric, out / f"curve-{safe_name(axis)}.png")
-        written += [figure] if figure else []
-    return written
+        figures[f"curve-{safe_name(axis)}.png"] = curves(records, axis, metric)
+    return [save_figure(fig, out / name) for name, fig in figures.items() if fig is not None]

@@ -6,6 +6,7 @@ command line, notebooks and tests render the same objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from iftgym.experiments.bias import BiasResult
-from iftgym.experiments.compare import LOWER_IS_BETTER
+from iftgym.experiments.results import CompareResult, Skipped, WorldResult
 from iftgym.worlds.frozen_lake.maps import catalogue, catalogue_description
 from iftgym.worlds.frozen_lake.model import ACTION_ARROWS, ACTION_NAMES, FrozenLakeMDP
 
@@ -69,27 +70,26 @@ def format_interval(stats: dict[str, float | None], digits: int = 3, brackets: b
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-COMPARE_COLUMNS = [("mse", "MSE to optimal"), ("mse_demo", "MSE demo cells"), ("mse_rest", "MSE other cells"),
-                   ("optimal_mass", "mass on optimal"), ("success", "P(success)"),
-                   ("greedy_success", "P(success) greedy"), ("explored", "cells visited"),
-                   ("bias", "SFT log-bias")]  # fmt: skip
+GRID_COLUMNS = ("mse", "mse_demo", "mse_rest", "optimal_mass", "success", "greedy_success", "explored", "bias")
 
 
-def compare_table(entry: dict[str, Any]) -> Table:
-    """One map's results: mean ± 95% CI half-width over seeds per algorithm, the best of each column in green, the
-    reference rows (uniform, untrained, demo-copy) below, and any algorithm whose MSE is significantly worse than the
-    untrained network's flagged."""
-    scored = {a: r for a, r in entry["algorithms"].items() if "summary" in r}
-    if "metrics" in entry:  # a world other than Frozen Lake says what it measures
-        columns = [(key, meta["label"]) for key, meta in entry["metrics"].items()]
-        lower = {key: meta["lower_is_better"] for key, meta in entry["metrics"].items()}
-        seeds = len(next(iter(entry["references"].values()))["per_seed"][columns[0][0]]) if columns else 0
-        title = f"{escape(entry['name'])}: mean ± 95% CI over {seeds} seeds" if seeds > 1 else (
-            f"{escape(entry['name'])}: (1 seed, no CI)")
+def compare_table(entry: WorldResult) -> Table:
+    """One map's or world's results: mean ± 95% CI half-width over seeds per algorithm, the best of each column in
+    green, the reference rows (uniform, untrained, demo-copy) below, and any algorithm whose headline metric is
+    significantly worse than the untrained network's flagged. A Frozen Lake map shows :data:`GRID_COLUMNS`, any
+    other world every metric it measured."""
+    scored = entry.trained()
+    names = GRID_COLUMNS if entry.grid is not None else tuple(entry.metrics)
+    columns = [(key, entry.metrics[key].label) for key in names if key in entry.metrics]
+    lower = entry.lower_is_better()
+    if entry.grid is not None:
+        success = entry.grid.optimal_success
+        title = (f"{escape(entry.name)}: mean ± 95% CI over seeds (optimal P(success) = {success:.3f}; MSE split "
+                 "into the demonstrated cells and the others)")  # fmt: skip
     else:
-        columns, lower = COMPARE_COLUMNS, LOWER_IS_BETTER
-        title = (f"{escape(entry['name'])}: mean ± 95% CI over seeds (optimal P(success) = "
-                 f"{entry['optimal']['success']:.3f}; MSE split into the demonstrated cells and the others)")
+        seeds = next(iter(entry.references.values())).seeds if entry.references else 0
+        title = (f"{escape(entry.name)}: mean ± 95% CI over {seeds} seeds" if seeds > 1 else
+                 f"{escape(entry.name)}: (1 seed, no CI)")  # fmt: skip
     table = Table(title=title)
     table.add_column("algorithm")
     for _, label in columns:
@@ -97,22 +97,22 @@ def compare_table(entry: dict[str, Any]) -> Table:
     table.add_column("wall s", justify="right")
     best = {}
     for key, _ in columns:
-        means = [m for r in scored.values() if (m := _mean(r["summary"].get(key))) is not None]
+        means = [m for r in scored.values() if (m := _mean(r.summary.get(key))) is not None]
         if means:
             best[key] = (min if lower[key] else max)(means)
-    for algo, result in entry["algorithms"].items():
-        if algo not in scored:
-            table.add_row(escape(algo), *["-"] * len(columns), f"skipped: {escape(result['skipped'])}")
+    for algo, result in entry.algorithms.items():
+        if isinstance(result, Skipped):
+            table.add_row(escape(algo), *["-"] * len(columns), f"skipped: {escape(result.skipped)}")
             continue
         cells = []
         for key, _ in columns:
-            mean = _mean(stats := result["summary"].get(key))
+            mean = _mean(stats := result.summary.get(key))
             text = "-" if mean is None else format_interval(stats)
             cells.append(f"[bold green]{text}[/]" if mean is not None and np.isclose(mean, best[key]) else text)
-        flag = " [red](worse than untrained)[/]" if result.get("worse_than_untrained") else ""
-        table.add_row(escape(algo) + flag, *cells, f"{result['wall_time']:.1f}")
-    for row, result in entry.get("references", {}).items():
-        cells = ["-" if _mean(s := result["summary"].get(key)) is None else format_interval(s)
+        flag = " [red](worse than untrained)[/]" if result.worse_than_untrained else ""
+        table.add_row(escape(algo) + flag, *cells, f"{result.wall_time:.1f}")
+    for row, result in entry.references.items():
+        cells = ["-" if _mean(s := result.summary.get(key)) is None else format_interval(s)
                  for key, _ in columns]  # fmt: skip
         table.add_row(f"[dim italic]{escape(row)}[/]", *(f"[dim]{c}[/]" for c in cells), "[dim]reference[/]")
     return table
@@ -124,12 +124,13 @@ def _mean(stats: dict[str, Any] | None) -> float | None:
     return None if mean is None or np.isnan(mean) else float(mean)
 
 
-def paired_table(paired: dict[str, Any], title: str, metrics: dict[str, Any] | None = None) -> Table:
+def paired_table(paired: dict[str, Any], title: str, metrics: Sequence[str] | None = None) -> Table:
     """Each row against the baseline: the paired difference of each metric, mean [95% CI], starred where its
     Holm-adjusted p-value is below 0.05, then for the first metric its p, the probability of improvement and the
     interquartile mean, each with its stratified-bootstrap interval. The metrics are the first four of MSE, MSE on
     other cells, mass on optimal, success and the two measured along the rows' own visits (all a policy with memory
-    has besides success) that some row was compared on; in another world, the first four of its ``metrics``."""
+    has besides success) that some row was compared on; in another world, the first four of its ``metrics``
+    (names)."""
     candidates = tuple(metrics or ("mse", "mse_rest", "optimal_mass", "success", "mse_own_visits",
                                    "optimal_mass_own_visits"))  # fmt: skip
     metrics = [m for m in candidates
@@ -165,22 +166,37 @@ def _bootstrap(stats: dict[str, float], digits: int) -> str:
     return f"{stats['value']:.{digits}f} [{stats['ci95_low']:.{digits}f}, {stats['ci95_high']:.{digits}f}]"
 
 
-def across_maps_table(results: dict[str, Any]) -> Table:
+def across_maps_table(results: CompareResult) -> Table:
     """A sweep over maps: per-map means, then mean and 95% CI over maps, with how often each algorithm won."""
-    summary = results["across_maps"]
-    used, total = summary.get("maps", len(results["maps"])), summary.get("maps_total", len(results["maps"]))
+    summary = results.across_maps or {}
+    used, total = summary.get("maps", len(results.maps)), summary.get("maps_total", len(results.maps))
     table = Table(title=f"across the {used} of {total} maps where every algorithm ran: per-map means, then mean "
                   "[95% CI] over maps (wins)")  # fmt: skip
     table.add_column("algorithm")
     for metric in ("mse", "success", "explored"):
         table.add_column(metric, justify="right")
-    for algo in results["config"]["algos"]:
+    for algo in results.config["algos"]:
         cells = []
         for metric in ("mse", "success", "explored"):
             stats = summary[metric].get(algo)
             cells.append("-" if stats is None else f"{format_interval(stats, 4, brackets=True)} ({stats['wins']} wins)")
         table.add_row(escape(algo), *cells)
     return table
+
+
+def comparison_tables(results: CompareResult) -> list[Table]:
+    """Every table of a comparison: per map or world its results and its paired statistics, then (over several
+    maps) the summary across maps and the statistics paired by map."""
+    tables = []
+    for entry in results.maps:
+        tables.append(compare_table(entry))
+        if entry.paired is not None:
+            tables.append(paired_table(entry.paired, entry.name, None if entry.grid else list(entry.metrics)))
+    if results.across_maps is not None:
+        tables.append(across_maps_table(results))
+        if results.paired_across_maps is not None:
+            tables.append(paired_table(results.paired_across_maps, "across maps"))
+    return tables
 
 
 def generation_heading(results: dict[str, Any]) -> str:

@@ -10,9 +10,7 @@ calls ``button.click()`` and reads the state. Heavy work runs only when a contro
 from __future__ import annotations
 
 import io
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -20,7 +18,8 @@ import numpy as np
 from rich.console import Console
 
 from iftgym.experiments.compare import CompareConfig
-from iftgym.explain.figures import explored_maps, preference_maps, training_curves, value_maps
+from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, Grid, Skipped, WorldResult
+from iftgym.explain.figures import explored_maps, figure_png, preference_maps, training_curves, value_maps
 from iftgym.explain.tables import compare_table
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
@@ -52,14 +51,6 @@ def _in_range(name: str, value: object, low: int, high: int) -> None:
 def _slider(kind: type, description: str, **options: Any) -> widgets.Widget:
     """A slider that reports its value only when released."""
     return kind(description=description, continuous_update=False, style={"description_width": "initial"}, **options)
-
-
-def _png(draw, *args) -> bytes:
-    """Draw with one of :mod:`iftgym.explain.figures`' functions into a temporary PNG and return its bytes."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "figure.png"
-        draw(*args, path)
-        return path.read_bytes()
 
 
 class FrozenLakeExplorer:
@@ -203,27 +194,28 @@ class FrozenLakeExplorer:
         step.value = config.steps
         self.redraw()
 
-    def entry(self, step: int | None = None) -> dict[str, Any]:
-        """The results of the last training in ``results.json``'s form, the policies as they were at ``step``."""
+    def entry(self, step: int | None = None) -> WorldResult:
+        """The results of the last training, as a comparison's map entry, the policies as they were at ``step``."""
         model = self.model
         if model is None:
             raise RuntimeError("the explorer has not trained yet (built with train=False, or every map so far was "
                                "invalid): call retrain() first")  # fmt: skip
         values, _, optimal = model.value_iteration()
         step = self.controls["step"].value if step is None else step
-        algorithms: dict[str, Any] = {}
+        algorithms: dict[str, AlgorithmResult | Skipped] = {}
         for algo, run in self.runs.items():
             if run.skipped:
-                algorithms[algo] = {"skipped": run.skipped}
+                algorithms[algo] = Skipped(run.skipped)
                 continue
             curves = model.scores(run.snapshots.reshape(-1, *run.snapshots.shape[2:]), ("mse", "success"))
             n = len(run.steps)
-            algorithms[algo] = {
-                "policies": run.at(step), "summary": run.summary, "wall_time": run.seconds, "stages": [],
-                "curves": {"steps": run.steps, **{k: v.reshape(n, -1).T.tolist() for k, v in curves.items()}},
-            }  # fmt: skip
-        best = {"policy": optimal, "values": values, "success": model.success_probability(optimal)}
-        return {"name": f"step {step}", "rows": list(model.desc), "algorithms": algorithms, "optimal": best}
+            algorithms[algo] = AlgorithmResult(
+                {k: v.tolist() for k, v in run.metrics.items()}, run.summary, run.seconds,
+                curves={"steps": run.steps, **{k: v.reshape(n, -1).T.tolist() for k, v in curves.items()}},
+                policies=run.at(step),
+            )  # fmt: skip
+        grid = Grid(list(model.desc), optimal, values, model.success_probability(optimal))
+        return WorldResult(f"step {step}", algorithms, metrics=dict(GRID_METRICS), grid=grid)
 
     def redraw(self) -> None:
         """Redraw the figures and the table for the selected training step."""
@@ -232,10 +224,10 @@ class FrozenLakeExplorer:
         entry = self.entry()
         gamma = self.model.gamma
         self.images = {
-            "preference": _png(preference_maps, entry, self.model),
-            "values": _png(value_maps, entry, self.model, gamma),
-            "explored": _png(explored_maps, entry, self.model, gamma),
-            "curves": _png(training_curves, entry),
+            "preference": figure_png(preference_maps(entry, self.model)),
+            "values": figure_png(value_maps(entry, self.model, gamma)),
+            "explored": figure_png(explored_maps(entry, self.model, gamma)),
+            "curves": figure_png(training_curves(entry)),
         }
         for name, picture in self.pictures.items():
             picture.value = self.images[name]
@@ -281,7 +273,7 @@ class EpisodePlayer:
         """The map with the agent at the current step, and its cell's action probabilities."""
         from matplotlib.figure import Figure
 
-        from iftgym.explain.figures import draw_arrows, draw_tiles, save_figure
+        from iftgym.explain.figures import draw_arrows, draw_tiles
 
         state = self.states[self.step.value]
         fig = Figure(figsize=(7, 3.2), layout="constrained")
@@ -294,8 +286,7 @@ class EpisodePlayer:
         grid.set_title(f"step {self.step.value}: cell {state} ({self.model.tile(state)})")
         bars.bar(ACTION_NAMES, self.policy[state], color="#5b8fd1")
         bars.set(ylim=(0, 1), title="action probabilities here")
-        with tempfile.TemporaryDirectory() as folder:
-            self.picture.value = save_figure(fig, Path(folder) / "step.png").read_bytes()
+        self.picture.value = figure_png(fig)
 
     @property
     def widget(self) -> widgets.Widget:
@@ -323,8 +314,6 @@ class BiasExplorer:
         """The three estimates (mean over seeds) at each step of the demonstration, and the log-bias."""
         from matplotlib.figure import Figure
 
-        from iftgym.explain.figures import save_figure
-
         policy = self.run.at(self.step.value)
         self.estimates = {
             "teacher-forced (SFT)": teacher_forced(policy, self.model, self.demo),
@@ -344,8 +333,7 @@ class BiasExplorer:
         bias.plot(prefix.mean(0), ls="--", label="accumulated prefix loss")
         bias.set(xlabel="demonstration step", title=f"training step {self.step.value}")
         bias.legend(fontsize=8)
-        with tempfile.TemporaryDirectory() as folder:
-            self.picture.value = save_figure(fig, Path(folder) / "bias.png").read_bytes()
+        self.picture.value = figure_png(fig)
 
     def monte_carlo(self, episodes: int = 2000) -> None:
         """Estimate the on-policy probabilities from the policy's own rollouts, with 95% intervals per step."""

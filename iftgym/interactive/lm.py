@@ -3,14 +3,13 @@ for a prompt of the task, its per-token preference strip for the target answer (
 
 from __future__ import annotations
 
-import tempfile
 import time
 from html import escape
-from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
 
+from iftgym.explain.figures import figure_png
 from iftgym.explain.strips import draw_strips
 from iftgym.loop import TrainConfig, check_algorithms, train
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
@@ -89,8 +88,7 @@ class TinyLMExplorer:
                              ("on_policy", on_policy_exact(policy, self.world, demos)),
                              ("ift", ift_estimate(policy, self.world, demos))):  # fmt: skip
             strip[name] = np.asarray(values)[:, 0][:, demos.mask[0].numpy()].tolist()
-        with tempfile.TemporaryDirectory() as folder:
-            return draw_strips({"strips": [strip]}, algo, Path(folder) / "strip.png").read_bytes()
+        return figure_png(draw_strips([strip], algo))
 
     @property
     def widget(self) -> widgets.Widget:

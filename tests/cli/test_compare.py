@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from iftgym.cli import main
-from iftgym.experiments.compare import METRICS, SCHEMA, load_results
+from iftgym.experiments.compare import METRICS
+from iftgym.experiments.results import SCHEMA, load_results
 from iftgym.io import MANIFEST
 
 SMALL = ["--seeds", "2", "--steps", "4", "--algos", "sft,ift,dpo,ift(gamma=0)"]
@@ -22,22 +24,25 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_results_json_schema(small_run: Path) -> None:
+    assert json.loads((small_run / "results.json").read_text())["schema"] == SCHEMA
     results = load_results(small_run / "results.json")
-    assert results["schema"] == SCHEMA
-    assert results["config"]["seeds"] == 2 and results["config"]["algos"] == ["sft", "ift", "dpo", "ift(gamma=0)"]
-    (entry,) = results["maps"]
-    assert entry["name"] == "paper" and len(entry["rows"]) == 6
-    assert set(entry["algorithms"]) == {"sft", "ift", "dpo", "ift(gamma=0)"}
-    assert entry["paired"]["baseline"] == "sft" and set(entry["references"]) == {"uniform", "untrained", "demo-copy"}
-    for algo, result in entry["algorithms"].items():
-        assert set(result["per_seed"]) == set(METRICS), algo
-        for metric, values in result["per_seed"].items():
+    assert results.world == "frozen-lake"
+    assert results.config["seeds"] == 2 and results.config["algos"] == ["sft", "ift", "dpo", "ift(gamma=0)"]
+    (entry,) = results.maps
+    assert entry.name == "paper" and len(entry.grid.rows) == 6 and list(entry.metrics) == list(METRICS)
+    assert set(entry.algorithms) == {"sft", "ift", "dpo", "ift(gamma=0)"}
+    assert entry.paired["baseline"] == "sft" and set(entry.references) == {"uniform", "untrained", "demo-copy"}
+    for algo, result in entry.trained().items():
+        assert set(result.per_seed) == set(METRICS), algo
+        for metric, values in result.per_seed.items():
             assert len(values) == 2
-            stats = result["summary"][metric]
+            stats = result.summary[metric]
             assert stats["ci95_low"] <= stats["mean"] <= stats["ci95_high"]
             assert stats["mean"] == pytest.approx(np.mean(values))
-        assert np.array(result["policies"]).shape == (2, 36, 4)
-        assert result["curves"]["steps"][-1] == 4 and np.array(result["curves"]["mse"]).shape[0] == 2
+        assert np.array(result.policies).shape == (2, 36, 4)
+        assert result.curves["steps"][-1] == 4 and np.array(result.curves["mse"]).shape[0] == 2
+        assert len(result.history["loss"]) == 4  # the training history: every step's loss, mean over seeds
+    assert len(entry.trained()["ift"].history["lambda"]) == 4  # a rule's own logged metric reaches the file
 
 
 def test_figures_written_and_redrawn_by_plot(small_run: Path, tmp_path: Path) -> None:

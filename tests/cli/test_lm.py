@@ -7,8 +7,8 @@ import json
 import pytest
 
 from iftgym.cli import main
-from iftgym.experiments.compare import SCHEMA
 from iftgym.experiments.config import CompareConfig
+from iftgym.experiments.results import SCHEMA
 
 TINY = ["--steps", "2", "--seeds", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "8",
         "--device", "cpu"]  # fmt: skip

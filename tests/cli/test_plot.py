@@ -38,7 +38,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (folder / "line.txt").write_text("SFG\n")
     config = CompareConfig(maps=[str(folder / "two-routes.txt"), str(folder / "line.txt")], algos=["sft", "dpo"],
                            seeds=2, steps=2)  # fmt: skip
-    return json.loads(write_json(compare(config, workers=0), folder / "results.json").read_text())
+    return json.loads(write_json(compare(config, workers=0).to_json(), folder / "results.json").read_text())
 
 
 def _plot(capsys, path: Path, out: Path) -> tuple[int, str]:
@@ -65,8 +65,8 @@ def test_plot_draws_a_good_file_and_one_of_a_policy_with_memory(results, capsys,
     assert main(["plot", str(good), "--out", str(tmp_path / "out")]) == 0
     assert {"two-routes-why.png", "line-preference.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
     gru = compare(CompareConfig(maps=["4x4"], algos=["sft"], seeds=2, steps=2, policy="gru"), workers=0)
-    assert "policies" not in gru["maps"][0]["algorithms"]["sft"]  # scored from its rollouts: no matrix
-    path = write_json(gru, tmp_path / "gru.json")
+    assert gru.maps[0].algorithms["sft"].policies is None  # scored from its rollouts: no matrix
+    path = write_json(gru.to_json(), tmp_path / "gru.json")
     assert main(["plot", str(path), "--out", str(tmp_path / "gru")]) == 0, capsys.readouterr().err
 
 

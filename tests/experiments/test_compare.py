@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from iftgym.experiments.compare import CompareConfig, across_maps, compare
+from iftgym.experiments.results import AlgorithmResult, CompareResult, WorldResult
 
 
 def test_results_reproduce_under_the_same_seed() -> None:
     config = CompareConfig(algos=["sft", "ift"], seeds=2, steps=3)
-    first, second = compare(config), compare(config)
+    first, second = compare(config).to_json(), compare(config).to_json()
     for algo in ("sft", "ift"):
         a, b = (r["maps"][0]["algorithms"][algo] for r in (first, second))
         assert a["policies"] == b["policies"] and a["per_seed"] == b["per_seed"]
@@ -22,7 +23,7 @@ def test_results_reproduce_under_the_same_seed() -> None:
 
 def test_random_map_sweep_aggregates(tmp_path: Path) -> None:
     config = CompareConfig(algos=["sft", "dpo"], seeds=2, steps=2, random_maps=2, size=5)
-    results = compare(config)
+    results = compare(config).to_json()
     assert [m["name"] for m in results["maps"]] == ["random-5x5-seed0", "random-5x5-seed1"]
     complete = [m for m in results["maps"] if "per_seed" in m["algorithms"]["dpo"]]
     assert results["across_maps"]["maps"] == len(complete) and results["across_maps"]["maps_total"] == 2
@@ -33,9 +34,11 @@ def test_random_map_sweep_aggregates(tmp_path: Path) -> None:
 def test_a_tie_across_maps_is_a_win_for_each_algorithm():
     def entry(sft, ift):
         scores = {"mse": sft, "success": [1.0], "explored": [7.0]}
-        return {"algorithms": {"sft": {"per_seed": scores}, "ift": {"per_seed": {**scores, "mse": ift}}}}
+        return WorldResult(
+            "map", {"sft": AlgorithmResult(scores, {}), "ift": AlgorithmResult({**scores, "mse": ift}, {})}
+        )
 
-    results = {"config": {"algos": ["sft", "ift"]}, "maps": [entry([0.2], [0.2]), entry([0.3], [0.1])]}
+    results = CompareResult("frozen-lake", {"algos": ["sft", "ift"]}, [entry([0.2], [0.2]), entry([0.3], [0.1])])
     summary = across_maps(results)
     assert summary["mse"]["sft"]["wins"] == 1 and summary["mse"]["ift"]["wins"] == 2
     assert summary["success"]["sft"]["wins"] == summary["success"]["ift"]["wins"] == 2
@@ -46,7 +49,7 @@ def test_any_recipe_and_online_dpo_run_on_a_map_with_a_single_route(tmp_path: Pa
     (tmp_path / "single.txt").write_text("SFFG\n")
     config = CompareConfig(maps=[str(tmp_path / "single.txt")], seeds=2, steps=6, stage_lrs={"ppo": 1e-3},
                            algos=["sft+ppo", "dpo-online", "sft+reinforce", "dpo", "sft+orpo"])  # fmt: skip
-    entry = compare(config)["maps"][0]["algorithms"]
+    entry = compare(config).to_json()["maps"][0]["algorithms"]
     for algo in ("sft+ppo", "dpo-online", "sft+reinforce"):
         assert "per_seed" in entry[algo], (algo, entry[algo])
     assert [s["name"] for s in entry["sft+ppo"]["stages"]] == ["sft", "ppo"]
@@ -89,7 +92,7 @@ def test_api_misuse_is_refused_with_one_clear_line(settings, message) -> None:
 @pytest.fixture(scope="module")
 def explained() -> dict:
     config = CompareConfig(algos=["sft", "ift", "ift(gamma=0)", "orpo"], seeds=4, steps=30)
-    return compare(config, workers=0)
+    return compare(config, workers=0).to_json()
 
 
 def test_every_comparison_carries_decomposed_metrics_references_and_paired_statistics(explained) -> None:
@@ -122,19 +125,19 @@ def test_the_baseline_is_checked_and_may_be_a_reference_row() -> None:
     with pytest.raises(ValueError, match=r"^baseline='kto' is not supported: expected one of 'sft', 'ift', 'uniform'"):
         CompareConfig(algos=["sft", "ift"], baseline="kto")
     assert CompareConfig(algos=["ift", "dpo"]).baseline == "ift"
-    results = compare(CompareConfig(algos=["sft"], seeds=2, steps=2, baseline="untrained"), workers=0)
+    results = compare(CompareConfig(algos=["sft"], seeds=2, steps=2, baseline="untrained"), workers=0).to_json()
     assert set(results["maps"][0]["paired"]["rows"]) == {"sft", "uniform", "untrained", "demo-copy"}
 
 
 def test_across_maps_only_maps_where_every_row_ran_count() -> None:
-    results = compare(CompareConfig(algos=["sft", "dpo"], seeds=2, steps=2, random_maps=3, size=5), workers=0)
+    results = compare(CompareConfig(algos=["sft", "dpo"], seeds=2, steps=2, random_maps=3, size=5), workers=0).to_json()
     ran = [m for m in results["maps"] if "per_seed" in m["algorithms"]["dpo"]]
     paired = results["paired_across_maps"]
     assert paired["maps_total"] == 3 and paired["maps"] == len(ran) and paired["units"] == "maps"
 
 
 def test_a_comparison_trains_a_policy_with_memory_and_scores_it_from_rollouts() -> None:
-    results = compare(CompareConfig(algos=["sft", "ift(lam=0.5)"], seeds=2, steps=4, policy="gru"), workers=0)
+    results = compare(CompareConfig(algos=["sft", "ift(lam=0.5)"], seeds=2, steps=4, policy="gru"), workers=0).to_json()
     entry = results["maps"][0]
     for row in (entry["algorithms"]["sft"], entry["algorithms"]["ift(lam=0.5)"], entry["references"]["untrained"]):
         assert "policies" not in row and np.isnan(row["per_seed"]["mse"]).all()

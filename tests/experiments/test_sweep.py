@@ -123,7 +123,9 @@ def test_the_local_workers_and_ray_give_the_same_cells(tmp_path) -> None:
                 return {k: strip(v) for k, v in value.items() if k not in ("wall_time", "seconds")}
             return [strip(v) for v in value] if isinstance(value, list) else value
 
-        return {key: strip(record) for key, record in finished(folder).items()}
+        return {
+            key: strip({**record, "results": record["results"].to_json()}) for key, record in finished(folder).items()
+        }
 
     assert numbers(tmp_path / "here") == numbers(tmp_path / "workers") == numbers(tmp_path / "ray")
     assert json.loads((tmp_path / "ray" / "sweep.json").read_text())["grid"] == {"ift.lam": [0.0, 0.5]}
@@ -204,4 +206,4 @@ def test_plugin_rules_train_in_every_worker(tmp_path) -> None:
     finally:
         RULES.unregister("half-sft")
     assert (state.done, state.failed) == (3, 0)
-    assert all("half-sft" in r["results"]["maps"][0]["algorithms"] for r in finished(tmp_path).values())
+    assert all("half-sft" in r["results"].maps[0].algorithms for r in finished(tmp_path).values())

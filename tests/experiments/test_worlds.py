@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iftgym.experiments.compare import SCHEMA, compare
+from iftgym.experiments.compare import compare
 from iftgym.experiments.config import CompareConfig
+from iftgym.experiments.results import SCHEMA
 
 
 def LMConfig(**settings) -> CompareConfig:
@@ -15,7 +16,7 @@ def LMConfig(**settings) -> CompareConfig:
 
 
 def run_lm(config: CompareConfig, **options):
-    return compare(config, **options)["maps"][0]
+    return compare(config, **options).to_json()["maps"][0]
 
 
 def test_run_lm_returns_scores_stages_curves_and_strips() -> None:
@@ -23,7 +24,7 @@ def test_run_lm_returns_scores_stages_curves_and_strips() -> None:
                       seeds=2, batch_size=8, n_layer=1, n_embd=16, n_head=2, device="cpu", eval_every=3, strips=2,
                       stage_lrs={"ift": 1e-3})  # fmt: skip
     seen = []
-    full = compare(config, progress=seen.append)
+    full = compare(config, progress=seen.append).to_json()
     results = full["maps"][0]
     assert full["schema"] == SCHEMA and full["world"] == "tokens" and len(seen) == 2
     chain = results["algorithms"]["sft+ift"]

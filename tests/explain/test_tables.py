@@ -18,7 +18,7 @@ def render(renderable) -> str:
 def test_compare_table_shows_every_algorithm_and_skips(tmp_path) -> None:
     (tmp_path / "line.txt").write_text("SFFG\n")  # a single route: no preference pairs for DPO
     results = compare(CompareConfig(maps=[str(tmp_path / "line.txt")], algos=["sft", "dpo"], seeds=2, steps=2))
-    text = render(compare_table(results["maps"][0]))
+    text = render(compare_table(results.maps[0]))
     assert "sft" in text and "skipped: map has no sub-optimal route" in text and "MSE to optimal" in text
 
 

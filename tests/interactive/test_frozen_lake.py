@@ -33,7 +33,7 @@ def test_the_scrubber_shows_the_policies_as_they_were(explorer: FrozenLakeExplor
     run = explorer.runs["sft"]
     assert run.steps == [0, 10, 20]
     explorer.controls["step"].value = 0
-    np.testing.assert_array_equal(explorer.entry()["algorithms"]["sft"]["policies"], run.snapshots[0])
+    np.testing.assert_array_equal(explorer.entry().algorithms["sft"].policies, run.snapshots[0])
     start = explorer.images["preference"]
     explorer.controls["step"].value = 20
     assert explorer.images["preference"] != start
