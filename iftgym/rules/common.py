@@ -1,4 +1,5 @@
-"""Pieces every update rule shares: per-step log-probabilities of a batch under a policy, and masked means."""
+"""Pieces every update rule shares: per-step log-probabilities of a batch under a policy (of the taken actions, or
+of every action), and masked means."""
 
 from __future__ import annotations
 
@@ -39,3 +40,16 @@ def frozen_table(policy: Policy) -> torch.Tensor:
     step, as IFT's reference code does with its frozen ``embed_tokens``); a fixed table (one-hot) is returned as is."""
     table = policy.embedding_table()
     return table.detach().clone() if table.requires_grad else table
+
+
+def step_log_probs(policy: Policy, batch: StepBatch) -> torch.Tensor:
+    """``(K, B, T, A)`` the policy's log-probabilities of every action at each step of the batch, in float32 (the
+    rules that read more than the taken action's: a full-vocabulary KL, a top-k entropy)."""
+    return torch.log_softmax(policy.logits_at(batch.ids).float(), -1)
+
+
+def taken_logps(log_probs: torch.Tensor, batch: StepBatch) -> torch.Tensor:
+    """``(K, B, T)`` the log-probabilities of the batch's actions read from ``log_probs`` ``(K, B, T, A)``; 0 on
+    masked steps (what :func:`step_logps` returns, from a forward pass already made)."""
+    taken = log_probs.gather(-1, batch.actions.expand(log_probs.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+    return taken * batch.mask

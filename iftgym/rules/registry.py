@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from iftgym.registry import Registry
+from iftgym.rules.asft import ASFT
 from iftgym.rules.base import Rule
 from iftgym.rules.dft import DFT
 from iftgym.rules.dpo import DPO, OnlineDPO
@@ -162,7 +163,7 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
                                    "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO,
-                                   "rloo": RLOO}  # fmt: skip
+                                   "rloo": RLOO, "asft": ASFT}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 
