@@ -1,5 +1,5 @@
 """Policy-update rules, one per file (``sft.py``, ``dpo.py``, ``orpo.py``, ``ppo.py``, ``reinforce.py``, ``ift.py``,
-``dft.py``, ``grpo.py``, ``rloo.py``, ``asft.py``), and the registry of the names they go by
+``dft.py``, ``grpo.py``, ``rloo.py``, ``asft.py``, ``eaft.py``), and the registry of the names they go by
 (:mod:`iftgym.rules.registry`)."""
 
 from iftgym.rules.asft import ASFT, ASFTConfig
@@ -7,6 +7,7 @@ from iftgym.rules.base import NoConfig, Rule
 from iftgym.rules.common import masked_mean, sequence_logps, step_logps
 from iftgym.rules.dft import DFT, DFTConfig
 from iftgym.rules.dpo import DPO, DPOConfig, OnlineDPO
+from iftgym.rules.eaft import EAFT, EAFTConfig
 from iftgym.rules.grpo import GRPO, GRPOConfig
 from iftgym.rules.ift import IFT, IFTConfig
 from iftgym.rules.orpo import ORPO, ORPOConfig
@@ -26,8 +27,9 @@ from iftgym.rules.rloo import RLOO, RLOOConfig
 from iftgym.rules.sft import SFT, SFTConfig
 
 __all__ = [
-    "ASFT", "DFT", "DPO", "GRPO", "IFT", "ORPO", "PPO", "REINFORCE", "RLOO", "RULES", "SFT",
-    "ASFTConfig", "DFTConfig", "DPOConfig", "GRPOConfig", "IFTConfig", "NoConfig", "ORPOConfig", "OnlineDPO",
-    "PPOConfig", "REINFORCEConfig", "RLOOConfig", "Rule", "SFTConfig", "config_fields", "load_rule", "make_rule",
-    "masked_mean", "parse_recipe", "register_rule", "rule_names", "rule_spec", "sequence_logps", "step_logps",
+    "ASFT", "DFT", "DPO", "EAFT", "GRPO", "IFT", "ORPO", "PPO", "REINFORCE", "RLOO", "RULES", "SFT",
+    "ASFTConfig", "DFTConfig", "DPOConfig", "EAFTConfig", "GRPOConfig", "IFTConfig", "NoConfig", "ORPOConfig",
+    "OnlineDPO", "PPOConfig", "REINFORCEConfig", "RLOOConfig", "Rule", "SFTConfig", "config_fields", "load_rule",
+    "make_rule", "masked_mean", "parse_recipe", "register_rule", "rule_names", "rule_spec", "sequence_logps",
+    "step_logps",
 ]  # fmt: skip

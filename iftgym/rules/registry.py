@@ -17,6 +17,7 @@ from iftgym.rules.asft import ASFT
 from iftgym.rules.base import Rule
 from iftgym.rules.dft import DFT
 from iftgym.rules.dpo import DPO, OnlineDPO
+from iftgym.rules.eaft import EAFT
 from iftgym.rules.grpo import GRPO
 from iftgym.rules.ift import IFT
 from iftgym.rules.orpo import ORPO
@@ -163,7 +164,7 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
                                    "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO,
-                                   "rloo": RLOO, "asft": ASFT}  # fmt: skip
+                                   "rloo": RLOO, "asft": ASFT, "eaft": EAFT}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 
