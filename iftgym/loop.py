@@ -42,6 +42,34 @@ EvalCallback = Callable[[int, Policy], dict[str, np.ndarray]]
 StepLog = Callable[[dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The loop between two optimiser steps, as :func:`train`'s ``snapshot`` hook sees it: what the next step would
+    use, live (not copies: a hook that needs to step copies them, as :func:`iftgym.explain.update.update_field` does,
+    and must leave them as it found them).
+
+    Attributes:
+        step: optimiser steps taken so far in the run (0: before the first; the run's total: after the last).
+        stage: the index (from 0) of the stage whose optimiser and rule these are: the stage the next step belongs
+            to, or after the last step the last stage.
+        stage_step: the step of that stage the next step would be (the ``step`` its rule's ``loss`` receives: IFT's
+            lambda schedule reads it); after the last step, that stage's number of steps.
+        policy: the policy being trained.
+        optimizer: the stage's optimiser, with its state (Adam's moments after ``stage_step`` steps).
+        rule: the stage's rule, set up and with its data prepared.
+    """
+
+    step: int
+    stage: int
+    stage_step: int
+    policy: Policy
+    optimizer: torch.optim.Optimizer
+    rule: Rule
+
+
+SnapshotHook = Callable[[Snapshot], None]
+
+
 @dataclass
 class TrainConfig:
     """Optimiser and loop settings (the rules' own hyper-parameters live in their config objects).
@@ -280,6 +308,7 @@ def check_train_arguments(
     config: object,
     callback: object,
     log: object,
+    snapshot: object = None,
 ) -> None:
     """:func:`train`'s arguments checked as the command line checks its own, before any work: each of the right type
     (a ``TypeError`` naming the argument), and the policy sized for the world (its input ids and actions those of
@@ -301,7 +330,7 @@ def check_train_arguments(
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config={_named(config)} is {type(config).__name__}: expected a TrainConfig or None, e.g. "
                         "TrainConfig(steps=300, lr=1e-2)")  # fmt: skip
-    for name, function in (("callback", callback), ("log", log)):
+    for name, function in (("callback", callback), ("log", log), ("snapshot", snapshot)):
         if function is not None and not callable(function):
             raise TypeError(f"{name}={_named(function)} is {type(function).__name__}: expected a function or None")
     n_ids = getattr(policy, "n_ids", None)
@@ -322,6 +351,7 @@ def train(
     config: TrainConfig | None = None,
     callback: EvalCallback | None = None,
     log: StepLog | None = None,
+    snapshot: SnapshotHook | None = None,
 ) -> TrainResult:
     """Train ``policy`` in place, all its seeds at once, and return the policy, the metrics of every step and the
     callback's evaluations.
@@ -337,11 +367,15 @@ def train(
             after the last.
         log: called after every optimiser step with ``{"step", "stage", "rule", metric: [one value per seed]...}``
             (under ``torchrun``, the metrics averaged over the processes).
+        snapshot: called before every optimiser step and once after the last with a :class:`Snapshot`: the live
+            policy, the current stage's optimiser and set-up rule, and where the run stands, so that what the next
+            step would do can be computed honestly mid-training (``iftgym compare --update-maps``). A hook that
+            acts at a few steps returns at once at the others.
 
     Arguments of the wrong type raise ``TypeError``, and a policy not sized for the world ``ValueError``, before any
     work (:func:`check_train_arguments`).
     """
-    check_train_arguments(policy, algorithm, world, data, config, callback, log)
+    check_train_arguments(policy, algorithm, world, data, config, callback, log, snapshot)
     config = config or TrainConfig()
     stages = make_stages(algorithm, config.steps)
     if data is None and any(stage.rule.data != "env" for stage in stages):
@@ -372,6 +406,8 @@ def train(
                 [*policy.parameters(), *rule.parameters()], lr=stage.lr or config.lr, weight_decay=config.weight_decay
             )
             for step in range(stage.steps):
+                if snapshot is not None:
+                    snapshot(Snapshot(done, index, step, policy, optimizer, rule))
                 minibatch = distributed.shard(_minibatch(batch, config.batch_size, data_order))
                 loss, metrics = _rule_step(rule, stepper, policy, minibatch, step)
                 mean_loss = distributed.mean_over_processes(loss.detach())
@@ -400,6 +436,8 @@ def train(
                 if callback is not None and config.eval_every and done % config.eval_every == 0:
                     evaluations.append((done, callback(done, policy)))
                 progress.update(task, advance=1, loss=f"{float(mean_loss.mean()):.4f}")
+    if snapshot is not None:
+        snapshot(Snapshot(total, len(stages) - 1, stages[-1].steps, policy, optimizer, rule))
     if callback is not None and (not evaluations or evaluations[-1][0] != total):
         evaluations.append((total, callback(total, policy)))
     stacked = {key: np.stack(values) for key, values in history.items()}

@@ -51,6 +51,8 @@ LOWER_IS_BETTER = {name: metric.lower_is_better for name, metric in GRID_METRICS
 BOUNDS = {name: (0.0, 1.0) for name in ("success", "greedy_success", "optimal_mass", "optimal_mass_own_visits")}
 REFERENCES = WORLD_REFERENCES[FROZEN_LAKE]
 NO_SECOND_ROUTE = "map has no sub-optimal route"  # why a pair rule is skipped on a map
+SB3_NO_UPDATE = (f"{SB3} is Stable-Baselines3's PPO, trained outside iftgym's loop: it has no rule whose next step "
+                 "could be taken")  # fmt: skip
 
 
 def named_maps(config: CompareConfig) -> list[tuple[str, FrozenLakeMDP]]:
@@ -69,17 +71,26 @@ def run_algorithm(
 ) -> dict[str, Any]:
     """Train one rule or recipe on all seeds at once (``seeds``, default ``0..config.seeds-1``) through the one
     runner: ``{"policies": (K, S, A), "curves": ..., "stages": [...], "history": ...}``, or ``{"skipped": reason}``
-    when the map lacks its data."""
+    when the map lacks its data. With ``config.update_maps`` also ``"update"``, the numbers and mean fields of its
+    update fields at the start, middle and end of training (:class:`iftgym.explain.update.UpdateRecorder`), and
+    ``"update_changes"``, their per-seed predicted changes ``{step: (K, S, A)}`` (for the cosines between rules)."""
     seeds = list(range(config.seeds)) if seeds is None else seeds
+    recorder = None
+    if config.update_maps:
+        from iftgym.explain.update import UpdateRecorder, training_points
+
+        recorder = UpdateRecorder(model, data, training_points(config.steps), config.seed)
     run = runner.run_algorithm(
         algo, config.stages(algo), model, data, lambda: make_policy(model, config, seeds),
         TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                     eval_every=config.eval_every),
-        callback=lambda step, p: evaluate(model, p, data), no_pairs=NO_SECOND_ROUTE,
+        callback=lambda step, p: evaluate(model, p, data), no_pairs=NO_SECOND_ROUTE, snapshot=recorder,
     )  # fmt: skip
     if run.skipped is not None:
         return {"skipped": run.skipped}
     common = {"curves": run.curves(("mse", "success")), "stages": run.stage_specs(), "history": run.history_means()}
+    if recorder is not None:
+        common.update(update=recorder.result(), update_changes=recorder.changes)
     if not run.policy.markov:  # no policy matrix: scored from its own rollouts
         return {"scores": rollout_scores(model, run.policy, data.demos), **common}
     return {"policies": run.policy.action_probs().numpy().astype(float), **common}
@@ -223,6 +234,7 @@ def _compare(
             grid = Grid(list(model.desc), optimal.tolist(), values.tolist(), model.success_probability(optimal),
                         np.flatnonzero(demonstrated_cells(model, data.demos)).tolist())  # fmt: skip
             entry = WorldResult(name, {}, metrics=dict(GRID_METRICS), grid=grid)
+            changes: dict[str, dict[int, np.ndarray]] = {}  # each algorithm's update fields, per seed, by step
             for algo in config.algos:
                 progress(f"{name}: {algo}")
                 if algo == SB3:
@@ -232,6 +244,8 @@ def _compare(
                         seeds.append(sb3_done[job] if job in sb3_done else result(job))
                     run = {"policies": np.stack([policy for policy, _ in seeds]), "curves": {}, "stages": [],
                            "history": {}}  # fmt: skip
+                    if config.update_maps:
+                        run["update"] = {"skipped": SB3_NO_UPDATE}
                     wall = sum(seconds for _, seconds in seeds)  # its seeds' training time, wherever they trained
                 elif (name, algo) in tasks:
                     run, wall = result((name, algo))
@@ -245,8 +259,14 @@ def _compare(
                 policies = run["policies"].tolist() if "policies" in run else None
                 row = scored(score(model, run["policies"], data) if "policies" in run else complete(run["scores"]),
                              BOUNDS)  # fmt: skip
+                update = run.get("update")
+                wall -= (update or {}).get("seconds", 0.0)  # the training's time: the update maps are timed apart
+                changes[algo] = run.get("update_changes", {})
                 entry.algorithms[algo] = AlgorithmResult(row.per_seed, row.summary, wall, run["stages"],
-                                                         run["curves"], run["history"], policies)  # fmt: skip
+                                                         run["curves"], run["history"], policies,
+                                                         update=update)  # fmt: skip
+            if config.update_maps:
+                entry.update = update_alignment(changes, model, data, config)
             entry.references = reference_rows(model, data, config)
             entry.paired = paired_statistics([entry], config.baseline, LOWER_IS_BETTER)
             flag_worse_than_untrained(entry, "mse")
@@ -255,6 +275,22 @@ def _compare(
         results.across_maps = across_maps(results)
         results.paired_across_maps = paired_statistics(results.maps, config.baseline, LOWER_IS_BETTER)
     return results
+
+
+def update_alignment(
+    changes: dict[str, dict[int, np.ndarray]], model: FrozenLakeMDP, data: TrainingData, config: CompareConfig
+) -> dict[str, Any]:
+    """The cosines between the algorithms' update fields at each training point (``WorldResult.update``):
+    ``{"alignment": [{"step": s, "pairs": {"a | b": {"all": cos, "untrained": cos}}}]}``, each the mean over seeds of
+    the per-seed cosine of two algorithms' predicted changes of log pi (:func:`iftgym.explain.update.pair_alignment`;
+    at step 0 every algorithm's policy is the same network, later each its own)."""
+    from iftgym.explain.update import pair_alignment, training_points
+
+    points = []
+    for step in training_points(config.steps):
+        at = {algo: by_step[step] for algo, by_step in changes.items() if step in by_step}
+        points.append({"step": step, "pairs": pair_alignment(at, model, data)})
+    return {"alignment": points}
 
 
 def across_maps(results: CompareResult) -> dict[str, Any]:

@@ -94,6 +94,13 @@ class CompareConfig:
     size: int = setting(6, "side of the random maps", low=2, high=MAX_SIDE, world=FROZEN_LAKE)
     p_hole: float = setting(0.25, "hole rate of the random maps", low=0, high=1, include_high=False,
                             world=FROZEN_LAKE)  # fmt: skip
+    update_maps: bool = setting(False, "at the start, middle and end of training (steps 0, steps // 2 and steps) take "
+                                "each algorithm's update field for every seed: what its next optimiser step (the live "
+                                "optimiser, the stage active there) does to log pi(a|s) in every cell, split by the "
+                                "cell whose loss moved it; the share of the MSE change on the untrained cells from "
+                                "each demonstrated cell and the cosines between rules go to results.json and a "
+                                "table, the maps to OUT/<map>-update.png (Markov policies: tabular, mlp)",
+                                world=FROZEN_LAKE)  # fmt: skip
     # the token world
     task: str = setting("addition", "the token task (addition, sort, frozen-lake as text, jsonl with --data, or a "
                         "registered one)", world=TOKENS)  # fmt: skip
@@ -200,6 +207,9 @@ class CompareConfig:
             raise ValueError("no maps given: expected map names or files, or random_maps > 0")
         if self.seeds < 2:
             raise ValueError(f"seeds={self.seeds} is out of range: expected at least 2 (confidence intervals need two)")
+        if self.update_maps and self.policy == "gru":
+            raise ValueError("update_maps=True needs a Markov policy (tabular or mlp): a gru's next step changes "
+                             "log pi(a|s) by history, not by cell, so it has no update map")  # fmt: skip
 
     def _check_tokens(self) -> None:
         from iftgym.policies.base import resolve_device

@@ -5,7 +5,8 @@ per world (every other world), each holding its algorithms (:class:`AlgorithmRes
 reason), its reference rows (:class:`Row`), the metrics it measured (:class:`Metric`) and the paired statistics
 against the baseline. Every row keeps its values per seed beside their summaries, and every trained algorithm keeps
 its training history (the mean over seeds of each logged metric per step, a registered rule's own metrics
-included), its evaluation curves and its stages.
+included), its evaluation curves and its stages; a map run with ``--update-maps`` keeps its algorithms' update
+fields at three training points and the cosines between them (optional fields, absent from older files).
 
 :meth:`CompareResult.to_json` writes :data:`SCHEMA`; :meth:`CompareResult.from_json` reads it and the previous
 version (``iftgym.compare/1``: the same layout without the grid's ``metrics`` and ``history``), checking every field
@@ -84,7 +85,9 @@ class AlgorithmResult(Row):
     """A trained algorithm: its scores (:class:`Row`), wall time, stages (rule, config, steps, learning rate),
     evaluation curves (``{"steps": [...], metric: (K, n)}``), training history (each logged metric's mean over
     seeds per step), its policy matrices ``(K, S, A)`` where the world has them (Frozen Lake, a Markov policy), its
-    preference strips (tokens) and whether it ended significantly worse than the untrained network."""
+    preference strips (tokens), whether it ended significantly worse than the untrained network, and with
+    ``--update-maps`` its update fields over training (``update``: ``{"points": [...], "seconds": s}`` or
+    ``{"skipped": reason}``; see :class:`iftgym.explain.update.UpdateRecorder`)."""
 
     wall_time: float = 0.0
     stages: list[dict[str, Any]] = field(default_factory=list)
@@ -93,6 +96,7 @@ class AlgorithmResult(Row):
     policies: list | None = None
     strips: list[dict[str, Any]] | None = None
     worse_than_untrained: bool | None = None
+    update: dict[str, Any] | None = None
 
 
 @dataclass
@@ -116,8 +120,9 @@ class Grid:
 
 @dataclass
 class WorldResult:
-    """One map, or one world: every algorithm, the reference rows, the metrics measured, and the paired statistics
-    against the baseline (``None`` when there is nothing to pair)."""
+    """One map, or one world: every algorithm, the reference rows, the metrics measured, the paired statistics
+    against the baseline (``None`` when there is nothing to pair) and, on a map run with ``--update-maps``, the
+    cosines between the algorithms' update fields at each training point (``update``)."""
 
     name: str
     algorithms: dict[str, AlgorithmResult | Skipped]
@@ -126,6 +131,7 @@ class WorldResult:
     paired: dict[str, Any] | None = None
     grid: Grid | None = None
     info: dict[str, Any] = field(default_factory=dict)  # what the world says of itself: {"task": ...}, {"world": ...}
+    update: dict[str, Any] | None = None  # --update-maps: {"alignment": [{"step", "pairs"}]}, the cosines of the rules
 
     def trained(self) -> dict[str, AlgorithmResult]:
         """The algorithms that trained (not skipped)."""
@@ -213,7 +219,7 @@ def _row_json(row: Row | Skipped) -> dict[str, Any]:
     data: dict[str, Any] = {"per_seed": row.per_seed, "summary": row.summary}
     if isinstance(row, AlgorithmResult):
         data.update(wall_time=row.wall_time, stages=row.stages, curves=row.curves, history=row.history)
-        for key in ("policies", "strips", "worse_than_untrained"):
+        for key in ("policies", "strips", "worse_than_untrained", "update"):
             if getattr(row, key) is not None:
                 data[key] = getattr(row, key)
     return data
@@ -232,6 +238,8 @@ def _world_json(entry: WorldResult) -> dict[str, Any]:
         references={name: _row_json(row) for name, row in entry.references.items()},
         paired=entry.paired,
     )
+    if entry.update is not None:
+        data["update"] = entry.update
     return data
 
 
@@ -377,9 +385,93 @@ def _algorithm(value: Any, where: str, cells: int | None) -> AlgorithmResult | S
     stages = run.get("stages") or []
     if not (isinstance(stages, list) and all(isinstance(s, dict) for s in stages)):
         raise ValueError(f"{where}.stages is not a list of objects")
+    update = run.get("update")
+    if update is not None:
+        _algorithm_update(update, f"{where}.update", cells)
     row = _row(run, where)
     return AlgorithmResult(row.per_seed, row.summary, _field(run, "wall_time", float, where), stages, curves,
-                           history, run.get("policies"), strips, flag)  # fmt: skip
+                           history, run.get("policies"), strips, flag, update)  # fmt: skip
+
+
+def _integer(obj: dict[str, Any], key: str, where: str, low: int = 0) -> int:
+    value = obj.get(key)
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+        raise ValueError(f"{where}.{key} is {_kind_of(value) if key in obj else 'missing'}: expected an integer from "
+                         f"{low} up")  # fmt: skip
+    return value
+
+
+def _number_or_null(obj: dict[str, Any], key: str, where: str) -> None:
+    if key not in obj:
+        raise ValueError(f"{where}.{key} is missing")
+    if obj[key] is not None:
+        _field(obj, key, float, where)
+
+
+def _cell_keys(obj: dict[str, Any], where: str, cells: int, nullable: bool) -> None:
+    """An object keyed by cell (``"0"``, ``"6"``...) whose values are numbers (or ``null`` where ``nullable``)."""
+    for key, value in obj.items():
+        if not (key.isdigit() and int(key) < cells):
+            raise ValueError(f"{where} has key {_shown(key)!r}: expected cells from 0 to {cells - 1}")
+        if not (_is(value, float) or (nullable and value is None)):
+            raise ValueError(f"{where}.{key} is {_kind_of(value)}: expected a number")
+
+
+def _algorithm_update(update: Any, where: str, cells: int | None) -> None:
+    """An algorithm's update fields over training (``--update-maps``): ``{"skipped": reason}``, or its points, each
+    where it was taken, the rule and optimiser, the MSE change on the untrained cells and its split, and the mean
+    field's four ``(cells, 4)`` arrays (what the update map draws)."""
+    update = _object(update, where)
+    if cells is None:
+        raise ValueError(f"{where} is there, but only a Frozen Lake map has update maps")
+    if "skipped" in update:
+        _field(update, "skipped", str, where)
+        return
+    _field(update, "seconds", float, where)
+    points = _field(update, "points", list, where)
+    if not points:
+        raise ValueError(f"{where}.points is empty: expected at least one training point")
+    for i, point in enumerate(points):
+        at = f"{where}.points[{i}]"
+        point = _object(point, at)
+        _integer(point, "step", at)
+        _integer(point, "stage", at, low=1)
+        _integer(point, "stage_step", at)
+        _field(point, "rule", str, at)
+        _field(point, "optimizer", str, at)
+        _field(point, "lr", float, at)
+        _number_or_null(point, "own_fraction", at)
+        mse = _field(point, "mse", dict, at)
+        for key in ("mse_rest_change", "mse_rest_change_measured", "rest", "own", "carried"):
+            _field(mse, key, float, f"{at}.mse")
+        for key in ("rest_share", "own_share", "carried_share"):
+            _number_or_null(mse, key, f"{at}.mse")
+        _cell_keys(_field(mse, "shares", dict, f"{at}.mse"), f"{at}.mse.shares", cells, nullable=True)
+        _cell_keys(_field(mse, "by_source", dict, f"{at}.mse"), f"{at}.mse.by_source", cells, nullable=False)
+        demonstrated = _field(mse, "demonstrated", list, f"{at}.mse")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < cells for c in demonstrated):
+            raise ValueError(f"{at}.mse.demonstrated is not a list of cells: expected integers from 0 to {cells - 1}")
+        arrays = _field(point, "field", dict, at)
+        for key in ("predicted", "measured", "own", "carried"):
+            _array(arrays, key, f"{at}.field", (cells, 4))
+
+
+def _world_update(update: Any, where: str) -> dict[str, Any]:
+    """A map's cosines between the algorithms' update fields: ``{"alignment": [{"step", "pairs": {"a | b": {"all",
+    "untrained"}}}]}``, each cosine a number in [-1, 1] or ``null``."""
+    update = _object(update, where)
+    for i, point in enumerate(_field(update, "alignment", list, where)):
+        at = f"{where}.alignment[{i}]"
+        point = _object(point, at)
+        _integer(point, "step", at)
+        for pair, cosines in _field(point, "pairs", dict, at).items():
+            cosines = _object(cosines, f"{at}.pairs.{_shown(pair)}")
+            for key in ("all", "untrained"):
+                _number_or_null(cosines, key, f"{at}.pairs.{_shown(pair)}")
+                value = cosines[key]
+                if value is not None and not -1 - 1e-9 <= value <= 1 + 1e-9:
+                    raise ValueError(f"{at}.pairs.{_shown(pair)}.{key} is {value}: expected a cosine in [-1, 1]")
+    return update
 
 
 def _metrics(entry: dict[str, Any], where: str, grid: bool) -> dict[str, Metric]:
@@ -426,4 +518,9 @@ def _world_result(value: Any, where: str, grid: bool) -> WorldResult:
         paired = _object(paired, f"{where}.paired")
         _field(paired, "rows", dict, f"{where}.paired")
     info = {key: _object(entry[key], f"{where}.{key}") for key in INFO if key in entry}
-    return WorldResult(name, algorithms, references, _metrics(entry, where, grid), paired, grid_info, info)
+    update = entry.get("update")
+    if update is not None:
+        if not grid:
+            raise ValueError(f"{where}.update is there, but only a Frozen Lake map has update maps")
+        update = _world_update(update, f"{where}.update")
+    return WorldResult(name, algorithms, references, _metrics(entry, where, grid), paired, grid_info, info, update)

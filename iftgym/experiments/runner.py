@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from iftgym.loop import EvalCallback, Stage, StepLog, TrainConfig, train
+from iftgym.loop import EvalCallback, SnapshotHook, Stage, StepLog, TrainConfig, train
 from iftgym.policies.base import Policy
 from iftgym.rules.registry import base_name
 from iftgym.types import StepBatch, TrainingData
@@ -77,17 +77,19 @@ def run_algorithm(
     callback: EvalCallback | None = None,
     log: StepLog | None = None,
     no_pairs: str = "the data holds no preference pairs",
+    snapshot: SnapshotHook | None = None,
 ) -> AlgorithmRun:
     """Train ``stages`` (the algorithm ``algorithm``, parsed once by the caller) on a fresh policy from
     ``make_policy`` in ``world`` with ``data``; ``callback`` evaluates it every ``config.eval_every`` steps and at the
-    end, ``log`` receives every step's metrics. A world without the pairs a stage needs gives a skipped run, its
+    end, ``log`` receives every step's metrics, ``snapshot`` sees the live optimiser and rule between steps
+    (:func:`iftgym.loop.train`). A world without the pairs a stage needs gives a skipped run, its
     reason ``no_pairs`` (the world's words for it, such as a map without a second route)."""
     lacking = lacking_data(stages, data)
     if lacking:
         return AlgorithmRun(algorithm, stages, skipped=f"{no_pairs}, so {', '.join(lacking)} in {algorithm!r} has no "
                                                        "preference pairs to train on")  # fmt: skip
     policy = make_policy()
-    result = train(policy, stages, world, data, config, callback=callback, log=log)
+    result = train(policy, stages, world, data, config, callback=callback, log=log, snapshot=snapshot)
     return AlgorithmRun(algorithm, stages, policy, result.history, result.evaluations, result.wall_time)
 
 

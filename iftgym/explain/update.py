@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,73 @@ class UpdateField:
         """``(K, N, A)``: the part of each state's predicted change carried from other ids' loss terms (the
         network's generalisation; zero on the tabular policy, apart from IFT's mixed inputs)."""
         return self.contributions.sum(1) - self.own()
+
+    def summary(self) -> FieldSummary:
+        """The mean over seeds of what its picture shows (:class:`FieldSummary`)."""
+        return FieldSummary(self.rule, self.optimizer, self.lr, self.seeds, self.states, self.predicted.mean(0),
+                            self.measured.mean(0), self.own().mean(0), self.carried().mean(0), self.markov)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FieldSummary:
+    """An :class:`UpdateField` reduced to its mean over seeds: what its update map shows, small enough for
+    ``results.json`` (``iftgym compare --update-maps`` keeps one per rule and training point, and ``iftgym plot``
+    draws them). :func:`draw_update_map` draws it as it draws a field (seed axis of one: the mean).
+
+    Attributes:
+        rule, optimizer, lr, seeds, states, markov: as the field's.
+        predicted, measured, own_part, carried_part: ``(N, A)`` the means over seeds of the field's predicted and
+            measured changes and of :meth:`UpdateField.own` and :meth:`UpdateField.carried`.
+    """
+
+    rule: str
+    optimizer: str
+    lr: float
+    seeds: tuple[int, ...]
+    states: np.ndarray
+    predicted: np.ndarray
+    measured: np.ndarray
+    own_part: np.ndarray
+    carried_part: np.ndarray
+    markov: bool = True
+
+    def values(self, which: str = "predicted") -> np.ndarray:
+        """``(1, N, A)``: the mean ``"predicted"`` or ``"measured"`` change."""
+        one_of("which", which, FIELDS)
+        return (self.predicted if which == "predicted" else self.measured)[None]
+
+    def own(self) -> np.ndarray:
+        """``(1, N, A)``: the mean part from each state's own loss terms."""
+        return self.own_part[None]
+
+    def carried(self) -> np.ndarray:
+        """``(1, N, A)``: the mean part carried from other states' terms."""
+        return self.carried_part[None]
+
+    def own_fraction(self, cells: np.ndarray | None = None) -> float | None:
+        """``Σ|own| / Σ(|own| + |carried|)`` over the ``cells`` (a boolean mask; default all), summed over actions:
+        the own share that its picture's title and bars show; ``None`` where the split is zero."""
+        cells = np.ones(len(self.states), bool) if cells is None else np.asarray(cells, bool)
+        own, carried = np.abs(self.own_part[cells]).sum(), np.abs(self.carried_part[cells]).sum()
+        return float(own / (own + carried)) if own + carried > 0 else None
+
+    def as_json(self) -> dict:
+        """JSON-ready: the four ``(N, A)`` arrays as lists (the other attributes are the caller's to keep)."""
+        return {"predicted": self.predicted.tolist(), "measured": self.measured.tolist(),
+                "own": self.own_part.tolist(), "carried": self.carried_part.tolist()}  # fmt: skip
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, list], rule: str, optimizer: str = "", lr: float = float("nan"), markov: bool = True
+    ) -> FieldSummary:
+        """Read :meth:`as_json`'s arrays back (states: every id, in order; seeds: unknown, one mean)."""
+        arrays = {key: np.asarray(data[key], dtype=float) for key in ("predicted", "measured", "own", "carried")}
+        states = np.arange(len(arrays["predicted"]))[:, None]
+        return cls(rule, optimizer, lr, (), states, arrays["predicted"], arrays["measured"], arrays["own"],
+                   arrays["carried"], markov)  # fmt: skip
+
+
+AnyField = UpdateField | FieldSummary
 
 
 # -- the optimiser's linear response -----------------------------------------------------------------------------
@@ -368,6 +436,9 @@ class MSEChange:
         change: ``(K,)`` the whole first-order change; ``by_source``: ``(K, C)`` each source's part; ``rest``:
             ``(K,)`` the part from anything but the step's gradient (``by_source.sum(1) + rest == change``).
         measured: ``(K,)`` the change the measured step made (first and higher orders).
+        own, carried: ``(K,)`` the part of the gradient's change that comes from each untrained cell's own loss terms
+            (a source that is itself an untrained cell: DPO's rejected route, PPO's sampled episodes) and the part
+            carried from other cells' (``own + carried + rest == change``).
     """
 
     sources: np.ndarray
@@ -376,6 +447,8 @@ class MSEChange:
     by_source: np.ndarray
     rest: np.ndarray
     measured: np.ndarray
+    own: np.ndarray
+    carried: np.ndarray
 
     @property
     def shares(self) -> np.ndarray:
@@ -384,15 +457,28 @@ class MSEChange:
         total = self.change.sum()
         return self.by_source.sum(0) / total if total != 0 else np.full(len(self.sources), np.nan)
 
+    def share_of(self, part: np.ndarray) -> float | None:
+        """A ``(K,)`` part's share of the change summed over seeds (``None`` when the change is 0)."""
+        total = self.change.sum()
+        return _finite(part.sum() / total) if total != 0 else None
+
     def as_json(self) -> dict:
         """JSON-ready: the means over seeds, each source's share and mean change by cell (where parts of opposite
-        signs nearly cancel, shares are large: read them with the changes), and the per-seed changes."""
+        signs nearly cancel, shares are large: read them with the changes), the shares of the rest (momentum), of
+        the untrained cells' own terms and of what is carried from other cells (the sources' shares and the rest's
+        sum to 1, and so do own, carried and rest), and the per-seed changes."""
         return {
             "mse_rest_change": float(self.change.mean()),
             "mse_rest_change_measured": float(self.measured.mean()),
             "shares": {str(int(c)): _finite(s) for c, s in zip(self.sources, self.shares)},
             "by_source": {str(int(c)): float(v) for c, v in zip(self.sources, self.by_source.mean(0))},
             "demonstrated": [int(c) for c in self.sources[self.demonstrated]],
+            "rest": float(self.rest.mean()),
+            "rest_share": self.share_of(self.rest),
+            "own": float(self.own.mean()),
+            "own_share": self.share_of(self.own),
+            "carried": float(self.carried.mean()),
+            "carried_share": self.share_of(self.carried),
             "per_seed": {"change": self.change.tolist(), "by_source": self.by_source.tolist()},
         }
 
@@ -438,12 +524,14 @@ def mse_change_shares(
         size = float(np.abs(step).max()) or 1.0  # exact for any size: differences of order 1 lose no digits
         return (mse_rest(probs + step / size) - mse_rest(probs - step / size)) * size / 2
 
-    by_source = np.stack([first_order(field.contributions[:, i]) for i in range(len(field.sources))], 1)
-    by_source = by_source.reshape(len(probs), len(field.sources))
+    by_source = np.zeros((len(probs), len(field.sources)))  # no source: a step without gradient (PPO, no reward yet)
+    for i in range(len(field.sources)):
+        by_source[:, i] = first_order(field.contributions[:, i])
     measured = mse_rest(np.exp(field.logps + field.measured)) - mse_rest(probs)
     return MSEChange(
         sources=field.sources, demonstrated=demonstrated[field.sources], change=first_order(field.predicted),
-        by_source=by_source, rest=first_order(field.rest), measured=measured,
+        by_source=by_source, rest=first_order(field.rest), measured=measured, own=first_order(field.own()),
+        carried=first_order(field.carried()),
     )  # fmt: skip
 
 
@@ -454,9 +542,17 @@ def alignment(
     (a boolean mask over the probed states; default all of them). NaN for a seed whose change is zero there."""
     if first.seeds != second.seeds or not np.array_equal(first.states, second.states):
         raise ValueError(f"fields of rules {first.rule!r} and {second.rule!r} are not over the same seeds and states")
-    cells = np.ones(len(first.states), bool) if cells is None else np.asarray(cells, bool)
-    a = first.values(which)[:, cells].reshape(len(first.seeds), -1)
-    b = second.values(which)[:, cells].reshape(len(first.seeds), -1)
+    return cosine(first.values(which), second.values(which), cells)
+
+
+def cosine(first: np.ndarray, second: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
+    """``(K,)``: per seed, the cosine between two ``(K, N, A)`` changes over every action of the ``cells`` (a boolean
+    mask over N; default all); NaN for a seed whose change is zero there (:func:`alignment` of two fields)."""
+    if first.shape != second.shape:
+        raise ValueError(f"changes of shapes {first.shape} and {second.shape} cannot be compared: expected one shape")
+    cells = np.ones(first.shape[1], bool) if cells is None else np.asarray(cells, bool)
+    a = first[:, cells].reshape(len(first), -1)
+    b = second[:, cells].reshape(len(first), -1)
     norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norms > 0, (a * b).sum(-1) / norms, np.nan)
@@ -470,14 +566,98 @@ def update_numbers(
     predicted fields over the non-terminal cells (``all``) and the untrained ones (``untrained``)."""
     demos = model.training_data().demos if demos is None else demos
     demos = demos.demos if isinstance(demos, TrainingData) else demos
+    for first, second in itertools.combinations(fields.values(), 2):
+        alignment(first, second)  # the same seeds and states
+    pairs = pair_alignment({rule: field.predicted for rule, field in fields.items()}, model, demos)
+    return {"mse": {rule: mse_change_shares(field, model, demos).as_json() for rule, field in fields.items()},
+            "alignment": pairs}  # fmt: skip
+
+
+def pair_alignment(changes: Mapping[str, np.ndarray], model: FrozenLakeMDP, demos: StepBatch | TrainingData) -> dict:
+    """Per pair of ``(K, S, A)`` changes by label (``"a | b"``, in the order given), the mean over seeds of their
+    :func:`cosine` over the non-terminal cells (``all``) and over the untrained ones (``untrained``); ``None`` where
+    no seed has both changes non-zero there."""
+    demos = demos.demos if isinstance(demos, TrainingData) else demos
     alive = ~model.terminal
     untrained = alive & ~demonstrated_cells(model, demos)
     pairs = {}
-    for (a, first), (b, second) in itertools.combinations(fields.items(), 2):
-        pairs[f"{a} | {b}"] = {name: _finite(np.nanmean(alignment(first, second, cells)))
-                               for name, cells in (("all", alive), ("untrained", untrained))}  # fmt: skip
-    return {"mse": {rule: mse_change_shares(field, model, demos).as_json() for rule, field in fields.items()},
-            "alignment": pairs}  # fmt: skip
+    with warnings.catch_warnings():  # every seed NaN: None
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for (a, first), (b, second) in itertools.combinations(changes.items(), 2):
+            pairs[f"{a} | {b}"] = {name: _finite(np.nanmean(cosine(first, second, cells)))
+                                   for name, cells in (("all", alive), ("untrained", untrained))}  # fmt: skip
+    return pairs
+
+
+# -- over training: the snapshot hook ------------------------------------------------------------------------------
+def training_points(steps: int) -> tuple[int, ...]:
+    """The training points of a run of ``steps`` optimiser steps where ``iftgym compare --update-maps`` takes the
+    update field: its start, middle and end (steps ``0``, ``steps // 2`` and ``steps``; distinct, ascending)."""
+    return tuple(sorted({0, steps // 2, steps}))
+
+
+def unsupported_policy(policy: Policy) -> str | None:
+    """Why ``policy``'s update map over the cells cannot be taken (``None``: it can): a policy with memory has no
+    change per cell, and the split by source cell needs a one-hot encoding table."""
+    if not policy.markov:
+        return (f"{type(policy).__name__} has memory: its change is not one per cell (update maps need a Markov "
+                "policy: tabular or mlp)")  # fmt: skip
+    if not _one_hot_table(policy):
+        return f"{type(policy).__name__} learns its encoding table: its loss terms cannot be named by cell"
+    return None
+
+
+class UpdateRecorder:
+    """A :func:`iftgym.train` snapshot hook (:class:`iftgym.loop.Snapshot`): at each of ``points`` (optimiser steps
+    taken so far) it takes the :func:`update_field` of the step the loop is about to take — the live optimiser's
+    state (Adam's moments) and the set-up rule of the stage active there (for a recipe at a stage boundary: the
+    stage that starts), on the whole ``data`` — and keeps its numbers (:meth:`point`) and its per-seed predicted
+    change (:attr:`changes`, for the cosines between rules). At the run's last step count it takes the step a further
+    step of the last stage would make. Training is unchanged: the field is taken on copies.
+
+    :meth:`result` is what ``iftgym compare`` keeps per algorithm (``AlgorithmResult.update``): ``{"points": [...],
+    "seconds": ...}``, or ``{"skipped": reason}`` where the policy or the rule cannot give one.
+    """
+
+    def __init__(self, model: FrozenLakeMDP, data: TrainingData, points: Sequence[int], seed: int = 0) -> None:
+        self.model, self.data, self.wanted, self.seed = model, data, set(points), seed
+        self.points: list[dict] = []
+        self.changes: dict[int, np.ndarray] = {}
+        self.seconds = 0.0
+        self.skipped: str | None = None
+
+    def __call__(self, snapshot) -> None:
+        if snapshot.step not in self.wanted or snapshot.step in self.changes or self.skipped is not None:
+            return
+        start = time.perf_counter()
+        try:
+            self.skipped = unsupported_policy(snapshot.policy)
+            if self.skipped is None:
+                field = update_field(snapshot.rule, snapshot.policy, self.model, self.data, seed=self.seed,
+                                     optimizer=snapshot.optimizer, step=snapshot.stage_step)  # fmt: skip
+                self.points.append(self.point(field, snapshot.step, snapshot.stage, snapshot.stage_step))
+                self.changes[snapshot.step] = field.predicted
+        except (ValueError, NotImplementedError) as err:
+            self.skipped = f"rule {snapshot.rule.name!r} gives no update field: {str(err)[:200]}"
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def point(self, field: UpdateField, step: int, stage: int, stage_step: int) -> dict:
+        """JSON-ready: where the field was taken (``step``; ``stage`` from 1 and its ``stage_step``), the rule, the
+        optimiser and learning rate, the :class:`MSEChange` of the untrained cells (:meth:`MSEChange.as_json`), the
+        own share of the mean field's change over the non-terminal cells (:meth:`FieldSummary.own_fraction`: what
+        its picture's title says) and the mean field itself (:meth:`FieldSummary.as_json`)."""
+        summary = field.summary()
+        return {"step": step, "stage": stage + 1, "stage_step": stage_step, "rule": field.rule,
+                "optimizer": field.optimizer, "lr": field.lr,
+                "mse": mse_change_shares(field, self.model, self.data.demos).as_json(),
+                "own_fraction": summary.own_fraction(~self.model.terminal), "field": summary.as_json()}  # fmt: skip
+
+    def result(self) -> dict:
+        """What ``iftgym compare`` keeps (see the class doc)."""
+        if self.skipped is not None:
+            return {"skipped": self.skipped}
+        return {"points": self.points, "seconds": self.seconds}
 
 
 # -- pictures ----------------------------------------------------------------------------------------------------
@@ -491,7 +671,7 @@ def _mean_or_seed(values: np.ndarray, seed: int | None) -> np.ndarray:
 
 def draw_update_field(
     ax: Axes,
-    field: UpdateField,
+    field: AnyField,
     model: FrozenLakeMDP,
     demonstrated: np.ndarray,
     which: str = "predicted",
@@ -544,7 +724,7 @@ def draw_update_field(
 
 
 def draw_update_map(
-    field: UpdateField | Mapping[str, UpdateField],
+    field: AnyField | Mapping[str, AnyField],
     model: FrozenLakeMDP,
     demos: StepBatch | TrainingData | None = None,
     which: str = "predicted",
@@ -557,19 +737,20 @@ def draw_update_map(
     out); the demonstrated cells outlined; under each cell a bar splitting its change (summed over actions, in
     absolute value) into the part from its own loss terms (dark) and the part carried from other cells' (orange).
 
-    ``field`` is one :class:`UpdateField` or several by label (one panel each, on one colour scale); ``demos``
-    define the demonstrated cells (default the model's own). Returns the figure; the caller saves it
-    (:func:`iftgym.explain.figures.save_figure`).
+    ``field`` is one :class:`UpdateField` (or :class:`FieldSummary`) or several by label (one panel each, on one
+    colour scale); ``demos`` define the demonstrated cells (default the model's own; or a boolean mask over the
+    cells). Returns the figure; the caller saves it (:func:`iftgym.explain.figures.save_figure`).
     """
-    fields = {field.rule: field} if isinstance(field, UpdateField) else dict(field)
+    fields = {field.rule: field} if isinstance(field, UpdateField | FieldSummary) else dict(field)
     if not fields:
         raise ValueError("no update field to draw: expected at least one")
     one_of("which", which, FIELDS)
-    demos = model.training_data().demos if demos is None else demos
-    demonstrated = demonstrated_cells(model, demos.demos if isinstance(demos, TrainingData) else demos)
+    demonstrated = _demonstrated(model, demos)
     alive = ~model.terminal
     for f in fields.values():
         _cell_field(f, model)
+        if seed is not None and isinstance(f, FieldSummary):
+            raise ValueError(f"the field of {f.rule!r} is a mean over seeds (a FieldSummary): draw it with seed=None")
     scale = max(float(np.abs(_mean_or_seed(f.values(which), seed)[alive]).max()) for f in fields.values()) or 1.0
     fig, axes = _panels(len(fields))
     for ax, (label, f) in zip(axes, fields.items()):
@@ -583,4 +764,60 @@ def draw_update_map(
     who = "mean over seeds" if seed is None else f"seed {first.seeds[seed]}"
     fig.suptitle(title or f"one {first.optimizer} step (lr {first.lr:g}): change of log π per cell and action\n"
                  f"({who}; outlined: demonstrated cells)", fontsize=10)  # fmt: skip
+    return fig
+
+
+def _demonstrated(model: FrozenLakeMDP, demos: StepBatch | TrainingData | np.ndarray | None) -> np.ndarray:
+    """The demonstrated cells: of ``demos`` (default the model's own), or ``demos`` itself as a boolean mask."""
+    if isinstance(demos, np.ndarray):
+        if demos.shape != (model.n_states,):
+            raise ValueError(f"a mask of demonstrated cells has shape {demos.shape}: expected ({model.n_states},)")
+        return demos.astype(bool)
+    demos = model.training_data().demos if demos is None else demos
+    return demonstrated_cells(model, demos.demos if isinstance(demos, TrainingData) else demos)
+
+
+def draw_update_maps(
+    rows: Mapping[str, Mapping[str, AnyField]],
+    model: FrozenLakeMDP,
+    demos: StepBatch | TrainingData | np.ndarray | None = None,
+    which: str = "predicted",
+    title: str | None = None,
+) -> Figure:
+    """Update maps over training: one row of panels per training point (``rows``: point label -> {rule label:
+    field}), one column per rule label, each panel drawn as :func:`draw_update_map` draws it. Each row has a colour
+    scale of its own (a fresh optimiser's first step and a late one differ by orders of magnitude); a rule missing at
+    a point leaves its panel empty. ``demos``: the demonstrated cells (or a boolean mask over the cells)."""
+    one_of("which", which, FIELDS)
+    labels = list(dict.fromkeys(label for fields in rows.values() for label in fields))
+    if not labels:
+        raise ValueError("no update field to draw: expected at least one")
+    demonstrated = _demonstrated(model, demos)
+    alive = ~model.terminal
+    fig = Figure(figsize=(3.0 * len(labels) + 1.2, 3.2 * len(rows) + 1.0))
+    axes = fig.subplots(len(rows), len(labels), squeeze=False)
+    for r, (point, fields) in enumerate(rows.items()):
+        for f in fields.values():
+            _cell_field(f, model)
+        scale = max((float(np.abs(f.values(which).mean(0)[alive]).max()) for f in fields.values()), default=0.0)
+        mappable = None
+        for c, label in enumerate(labels):
+            ax = axes[r, c]
+            if label not in fields:
+                ax.axis("off")
+                continue
+            field = fields[label]
+            mappable = draw_update_field(ax, field, model, demonstrated, which, None, scale or 1.0)
+            name = label if field.rule == label else f"{label} ({field.rule})"
+            ax.set_title(ax.get_title().replace(f"{field.rule}:", f"{name}:", 1), fontsize=9)
+            if c == 0:
+                ax.set_ylabel(point, fontsize=10)
+        if mappable is not None:
+            fig.colorbar(mappable, ax=list(axes[r]), shrink=0.85, pad=0.01, label=f"{which} Δ log π(a|s)")
+    fig.legend(handles=[Patch(color=OWN_COLOUR, label="from the cell's own loss"),
+                        Patch(color=CARRIED_COLOUR, label="carried from other cells")],
+               loc="lower center", ncol=2, fontsize=9, frameon=False)  # fmt: skip
+    fig.suptitle(title or "the next optimiser step of each rule over training: change of log π per cell and action "
+                 "(mean over seeds; outlined: demonstrated cells; red: reinforced, blue: suppressed)",
+                 fontsize=11)  # fmt: skip
     return fig

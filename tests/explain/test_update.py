@@ -13,13 +13,17 @@ import torch
 from iftgym import FrozenLakeMDP
 from iftgym.explain.figures import save_figure
 from iftgym.explain.update import (
+    FieldSummary,
     UpdateField,
+    UpdateRecorder,
     alignment,
     draw_update_map,
     mse_change_shares,
+    training_points,
     update_field,
     update_numbers,
 )
+from iftgym.loop import Snapshot, TrainConfig, train
 from iftgym.metrics.decompose import decomposed_scores
 from iftgym.policies import GRUPolicy, MLPPolicy, TabularPolicy
 from iftgym.rules.registry import make_rule
@@ -295,3 +299,84 @@ def test_a_tiny_gpt_field_on_tokens_by_reverse_mode(world, tiny):
     assert slope(field) == pytest.approx(1.0, abs=1e-3) and relative_error(field) < 1e-3
     with pytest.raises(ValueError, match="one-hot"):
         update_field("sft", policy, world)
+
+
+# -- over training: the loop's snapshot hook and the recorder -----------------------------------------------------
+def test_training_points_are_start_middle_and_end():
+    assert training_points(300) == (0, 150, 300) and training_points(4) == (0, 2, 4) and training_points(1) == (0, 1)
+
+
+def test_the_snapshot_hook_sees_the_live_optimizer_and_the_rule_of_the_active_stage(paper):
+    seen = []
+
+    def hook(snapshot: Snapshot) -> None:
+        states = [s["step"] for s in snapshot.optimizer.state.values()]
+        seen.append((snapshot.step, snapshot.stage, snapshot.stage_step, snapshot.rule.name,
+                     int(states[0]) if states else 0, snapshot.policy is policy))  # fmt: skip
+
+    policy = MLPPolicy(paper.n_states, 4, hidden=16, seeds=[0, 1])
+    train(policy, "sft+dpo", paper, config=TrainConfig(steps=4), snapshot=hook)
+    # before every step and after the last; at the boundary the starting stage (fresh optimiser), at the end the last
+    assert seen == [(0, 0, 0, "sft", 0, True), (1, 0, 1, "sft", 1, True), (2, 1, 0, "dpo", 0, True),
+                    (3, 1, 1, "dpo", 1, True), (4, 1, 2, "dpo", 2, True)]  # fmt: skip
+    with pytest.raises(TypeError, match="snapshot"):
+        train(policy, "sft", paper, snapshot="hook")
+
+
+def test_a_recorded_field_is_the_step_training_takes_next_and_leaves_training_unchanged(paper):
+    """The recorder's measured change at a point is the change the run's next optimiser step makes (the live Adam
+    state, the whole data), and recording at every step changes nothing in the run, sampling rules included."""
+    data = paper.training_data()
+    logps = {}
+
+    def both(snapshot: Snapshot) -> None:
+        logps[snapshot.step] = torch.log(snapshot.policy.action_probs(torch.float64)).numpy()
+        recorder(snapshot)
+
+    recorder = UpdateRecorder(paper, data, range(7))
+    first = MLPPolicy(paper.n_states, 4, hidden=16, seeds=[0, 1])
+    second = MLPPolicy(paper.n_states, 4, hidden=16, seeds=[0, 1])
+    config = TrainConfig(steps=6, lr=0.1)  # PPO's episodes reach the goal after three SFT steps at this rate
+    with_maps = train(first, "sft+ppo", paper, data, config, snapshot=both)
+    without = train(second, "sft+ppo", paper, data, config)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert all(np.array_equal(with_maps.history[k], without.history[k]) for k in without.history)
+    assert (without.history["episode_return"] > 0).any() and (np.diff(without.history["entropy"], axis=0) != 0).all()
+    result = recorder.result()
+    assert [p["step"] for p in result["points"]] == list(range(7)) and result["seconds"] > 0
+    assert [p["rule"] for p in result["points"]] == ["sft"] * 3 + ["ppo"] * 4
+    for step in (0, 2, 4):
+        measured = np.array(result["points"][step]["field"]["measured"])
+        np.testing.assert_allclose(measured, (logps[step + 1] - logps[step]).mean(0), rtol=0, atol=2e-6)
+    sft = result["points"][2]["mse"]
+    assert sft["rest_share"] > 0.1  # in the middle of a stage, Adam's momentum makes much of the step
+    total = sum(s for s in sft["shares"].values()) + sft["rest_share"]
+    assert total == pytest.approx(1.0, abs=1e-6)
+    assert sft["own_share"] + sft["carried_share"] + sft["rest_share"] == pytest.approx(1.0, abs=1e-6)
+    assert set(sft["shares"]) == {str(c) for c in sft["demonstrated"]} == {"0", "6", "12", "18", "19", "20"}
+    # at step 0, the field of a fresh optimiser on the untrained network: update_field's own default
+    fresh = update_field("sft", MLPPolicy(paper.n_states, 4, hidden=16, seeds=[0, 1]), paper, data, lr=config.lr)
+    np.testing.assert_allclose(result["points"][0]["field"]["predicted"], fresh.predicted.mean(0), rtol=1e-9)
+    assert recorder.changes[0].shape == (2, paper.n_states, 4)
+
+
+def test_a_recorder_skips_a_policy_with_memory_and_says_why(paper):
+    recorder = UpdateRecorder(paper, paper.training_data(), (0, 1))
+    train(GRUPolicy(paper.n_states, 4, hidden=8, seeds=[0, 1]), "sft", paper, config=TrainConfig(steps=1),
+          snapshot=recorder)  # fmt: skip
+    assert recorder.result() == {"skipped": recorder.skipped} and "memory" in recorder.skipped
+
+
+def test_own_and_carried_split_the_mse_change(paper):
+    field = update_field("dpo", make("mlp", paper.n_states), paper, lr=1e-3)
+    change = mse_change_shares(field, paper)
+    np.testing.assert_allclose(change.own + change.carried + change.rest, change.change, rtol=1e-9, atol=1e-15)
+    assert (change.own != 0).any()  # DPO's rejected route runs through untrained cells: their own terms move them
+    sft = mse_change_shares(update_field("sft", make("mlp", paper.n_states), paper, lr=1e-3), paper)
+    assert (sft.own == 0).all() and sft.as_json()["carried_share"] == pytest.approx(1.0, abs=1e-9)
+    tabular = update_field("sft", make("tabular", paper.n_states), paper)
+    summary = tabular.summary()
+    assert summary.own_fraction(~paper.terminal) == 1.0 and (summary.carried_part == 0).all()
+    back = FieldSummary.from_json(json.loads(json.dumps(summary.as_json())), "sft")
+    np.testing.assert_array_equal(back.values(), summary.values()) and np.testing.assert_array_equal(
+        back.carried(), tabular.carried().mean(0)[None])  # fmt: skip
