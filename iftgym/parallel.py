@@ -56,8 +56,54 @@ def _worker_setup() -> None:
     threadpool_limits(1)
 
 
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes, started with ``spawn`` (no state of this process leaks into them), one math thread each,
+    Ctrl-C left to this process."""
+    return ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _worker_setup)
+
+
+class WorkerPool:
+    """Worker processes kept alive between batches of tasks, for callers that run many short batches (the explorers:
+    each change retrains its rules at once instead of paying the workers' start-up, a second or two with torch, every
+    time). Pass it to :func:`in_background`; :meth:`close` ends the workers (also done when the pool is collected or
+    the interpreter exits)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = check_workers(workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def executor(self) -> ProcessPoolExecutor | None:
+        """The running pool, started at the first call (``None`` with no workers)."""
+        if self._pool is None and self.workers:
+            self._pool = _start_pool(self.workers)
+        return self._pool
+
+    def warm(self) -> None:
+        """Start the workers now and have each import torch, so the first batch does not wait for them."""
+        pool = self.executor()
+        if pool is not None:
+            wait([pool.submit(_warmed) for _ in range(self.workers)])
+
+    def close(self) -> None:
+        """End the workers (a running task is stopped)."""
+        if self._pool is not None:
+            _terminate_workers(self._pool)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _warmed() -> bool:
+    """A task that only has its worker start (which imports torch: :func:`_worker_setup`)."""
+    return True
+
+
 @contextmanager
-def in_background(tasks: Mapping[Key, Task], workers: int | None = None) -> Iterator[Callable[[Key], Any]]:
+def in_background(
+    tasks: Mapping[Key, Task], workers: int | None = None, pool: WorkerPool | None = None
+) -> Iterator[Callable[[Key], Any]]:
     """Start ``tasks`` (key -> ``(function, args)``) in ``workers`` processes (default: one per core but one, at most
     one per task), in the order given, and yield ``result(key)``, which returns that task's result or raises its error.
 
@@ -65,12 +111,39 @@ def in_background(tasks: Mapping[Key, Task], workers: int | None = None) -> Iter
     ones first (a task that was not started when its result is asked for runs here at once). So the first results
     come while the workers still start up, and ``workers=0`` runs each task here when its result is asked for.
     Workers are started with ``spawn`` (no state of this process leaks into them: each imports what it needs), run
-    one math thread each, and ignore Ctrl-C; leaving the block (normally, on an error or an interrupt) ends them.
+    one math thread each, and ignore Ctrl-C; leaving the block (normally, on an error or an interrupt) ends them. With
+    a :class:`WorkerPool`, its workers run the tasks and stay alive afterwards (on an error or an interrupt, the
+    tasks not yet started are cancelled).
     """
+    if pool is not None:
+        executor = pool.executor()
+        pending = {key: executor.submit(function, *args) if executor else None
+                   for key, (function, args) in tasks.items()}  # fmt: skip
+        try:
+            yield _collector(tasks, pending)
+        finally:
+            for future in pending.values():
+                if future is not None:
+                    future.cancel()
+        return
     workers = min(check_workers(workers), len(tasks))
-    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _worker_setup) if workers else None
+    pool = _start_pool(workers) if workers else None
     pending: dict[Key, Future | None] = {key: pool.submit(function, *args) if pool else None
                                          for key, (function, args) in tasks.items()}  # fmt: skip
+    try:
+        yield _collector(tasks, pending)
+    except BaseException:
+        if pool is not None:  # an error or an interrupt: the workers' tasks are no longer wanted
+            _terminate_workers(pool)
+        raise
+    finally:
+        if pool is not None:  # the workers exit (a second or so with torch loaded) while this process goes on
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _collector(tasks: Mapping[Key, Task], pending: dict[Key, Future | None]) -> Callable[[Key], Any]:
+    """``result(key)`` over tasks submitted to workers (``pending``; ``None``: run here): waiting for one, this process
+    runs the tasks no worker has started yet, the last ones first."""
     done: dict[Key, Future] = {}
 
     def run_here(key: Key) -> None:
@@ -100,15 +173,7 @@ def in_background(tasks: Mapping[Key, Task], workers: int | None = None) -> Iter
                     run_here(idle)
         return done[key].result()
 
-    try:
-        yield result
-    except BaseException:
-        if pool is not None:  # an error or an interrupt: the workers' tasks are no longer wanted
-            _terminate_workers(pool)
-        raise
-    finally:
-        if pool is not None:  # the workers exit (a second or so with torch loaded) while this process goes on
-            pool.shutdown(wait=False, cancel_futures=True)
+    return result
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from iftgym.parallel import MAX_WORKERS, available_cores, check_workers, in_background, thread_map
+from iftgym.parallel import MAX_WORKERS, WorkerPool, available_cores, check_workers, in_background, thread_map
 
 
 def test_thread_map_keeps_the_order_and_raises_the_first_error() -> None:
@@ -51,3 +51,31 @@ def test_leaving_on_an_error_ends_the_workers_at_once() -> None:
 def test_without_workers_tasks_run_here_when_asked_for() -> None:
     with in_background({"pid": (os.getpid, ())}, workers=0) as result:
         assert result("pid") == os.getpid()
+
+
+def test_a_worker_pool_stays_alive_between_batches_and_gives_the_same_results() -> None:
+    pool = WorkerPool(1)
+    try:
+        pool.warm()
+        workers = set()
+        for _ in range(3):  # each batch: two tasks of half a second; the worker takes at least one of them
+            tasks = {name: (_sleep_then_pid, (0.5,)) for name in "ab"}
+            with in_background({**tasks, "pow": (operator.pow, (2, 5))}, pool=pool) as result:
+                pids = {result("a"), result("b")}
+                assert result("pow") == 32
+            assert pids - {os.getpid()}
+            workers |= pids - {os.getpid()}
+        assert len(workers) == 1  # one worker, the same one every time
+        with pytest.raises(ValueError, match="math domain error"), in_background({"x": (math.sqrt, (-1.0,))},
+                                                                                 pool=pool) as result:  # fmt: skip
+            result("x")
+    finally:
+        pool.close()
+    assert pool.executor() is not None  # a closed pool starts again when asked
+    pool.close()
+    assert WorkerPool(0).executor() is None  # no workers: every task runs here
+
+
+def _sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()

@@ -208,7 +208,7 @@ def train_on_rows(rows: tuple[str, ...], algo: str, config: CompareConfig) -> tu
         return run, time.perf_counter() - start
 
 
-def _in_worker(algo: str, plugins: list[str]) -> bool:
+def in_worker(algo: str, plugins: list[str]) -> bool:
     """Whether every rule of ``algo`` is one a worker process knows by name: a built-in, or one that a ``--plugin``
     (which every worker loads too) registers; a rule registered by the caller's own code trains here."""
     return all(is_built_in(name) or from_plugin(RULES.get(base_name(name)), plugins) for name in parse_recipe(algo))
@@ -226,7 +226,7 @@ def _compare(
     # the gaps); this process trains too while it waits, scores each result as it comes, and trains the caller's
     # own registered rules
     tasks: dict[Any, Task] = {(name, algo): (train_on_rows, (tuple(model.desc), algo, config)) for name, model in maps
-                              for algo in rules if _in_worker(algo, config.plugins)}  # fmt: skip
+                              for algo in rules if in_worker(algo, config.plugins)}  # fmt: skip
     with in_background({**tasks, **sb3_todo}, workers) as result:
         for name, model in maps:
             data = model.training_data(config.demos)

@@ -23,6 +23,7 @@ from iftgym.explain.figures import explored_maps, figure_png, preference_maps, t
 from iftgym.explain.tables import compare_table
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
+from iftgym.parallel import WorkerPool
 from iftgym.rules.registry import recipe_rules
 from iftgym.validate import at_least
 from iftgym.worlds.frozen_lake.maps import catalogue, load_map, random_map, validate_map
@@ -55,10 +56,13 @@ def _slider(kind: type, description: str, **options: Any) -> widgets.Widget:
 
 class FrozenLakeExplorer:
     """Edit a map, choose rules and settings; each change retrains every rule (all seeds batched) and redraws the
-    preference, value and explored maps, the training curves and the table; ``step`` scrubs through training."""
+    preference, value and explored maps, the training curves and the table; ``step`` scrubs through training.
+    The rules train in ``workers`` processes kept alive between changes (default: one per core but one) and in this
+    one, each with one math thread; :meth:`close` ends the workers."""
 
     def __init__(self, map: str = "paper", algos: tuple[str, ...] = ("sft", "ift", "dpo", "orpo", "ppo"),
-                 seeds: int = 20, steps: int = 300, every: int = 10, train: bool = True) -> None:  # fmt: skip
+                 seeds: int = 20, steps: int = 300, every: int = 10, train: bool = True,
+                 workers: int | None = None) -> None:  # fmt: skip
         for name, value in (("seeds", seeds), ("steps", steps)):
             _in_range(name, value, *LIMITS[name])
         at_least("every", every, 1, note="training steps between kept policies")
@@ -71,6 +75,7 @@ class FrozenLakeExplorer:
         self.model: FrozenLakeMDP | None = None
         self.runs: dict[str, RuleRun] = {}
         self.cache: dict[str, RuleRun] = {}  # runs by everything they depend on: unchanged rules are not retrained
+        self.pool = WorkerPool(workers)  # kept alive between changes: the rules retrain at once, without a start-up
         self.images: dict[str, bytes] = {}
         self.table_html = ""
         self.train_seconds = 0.0
@@ -186,13 +191,17 @@ class FrozenLakeExplorer:
         self.message.value = ""
         self.status.value = "<i>training…</i>"
         start = time.perf_counter()
-        self.runs = train_rules(model, config, self.every, self.cache)
+        self.runs = train_rules(model, config, self.every, self.cache, self.pool)
         self.model, self.train_seconds = model, time.perf_counter() - start
         self.status.value = f"trained {len(self.runs)} rules x {config.seeds} seeds in {self.train_seconds:.1f} s"
         step = self.controls["step"]
         step.max = config.steps
         step.value = config.steps
         self.redraw()
+
+    def close(self) -> None:
+        """End the worker processes (a later change starts them again)."""
+        self.pool.close()
 
     def entry(self, step: int | None = None) -> WorldResult:
         """The results of the last training, as a comparison's map entry, the policies as they were at ``step``."""

@@ -10,11 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from iftgym.experiments.compare import BOUNDS, NO_SECOND_ROUTE, CompareConfig, make_policy, score
+from iftgym.experiments.compare import (
+    BOUNDS,
+    NO_SECOND_ROUTE,
+    CompareConfig,
+    in_worker,
+    make_policy,
+    math_threads,
+    score,
+)
 from iftgym.experiments.runner import run_algorithm
 from iftgym.loop import TrainConfig
 from iftgym.metrics.stats import summarize
+from iftgym.parallel import Task, WorkerPool, in_background
 from iftgym.policies.base import Policy
+from iftgym.registry import load_plugin
 from iftgym.rules.registry import recipe_rules
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
@@ -38,47 +48,65 @@ class RuleRun:
 
 
 def train_rules(
-    model: FrozenLakeMDP, config: CompareConfig, every: int = 10, cache: dict[str, RuleRun] | None = None
+    model: FrozenLakeMDP,
+    config: CompareConfig,
+    every: int = 10,
+    cache: dict[str, RuleRun] | None = None,
+    pool: WorkerPool | None = None,
 ) -> dict[str, RuleRun]:
     """Train each algorithm of ``config`` on ``model`` (a Markov policy: its matrix is kept every ``every`` steps),
     scored exactly at the end as :func:`~iftgym.experiments.compare.compare` scores it. With a ``cache`` (a dict
     kept between calls), an algorithm whose map, dynamics and settings — its own rules' hyper-parameters included,
-    the other rules' not — did not change is not trained again: its run is the same."""
-    data = model.training_data(config.demos)
-    runs = {}
-    for algo in config.algos:
-        key = _run_key(model, config, algo)
-        if cache is not None and key in cache:
-            runs[algo] = cache[key]
-            continue
-        start = time.perf_counter()
-        kept: dict[int, np.ndarray] = {}
-
-        def starting_policy(kept: dict[int, np.ndarray] = kept) -> Policy:
-            policy = make_policy(model, config, list(range(config.seeds)))
-            kept[0] = policy.action_probs().double().numpy()
-            return policy
-
-        def keep(step: int, p: Policy, kept: dict[int, np.ndarray] = kept) -> dict[str, np.ndarray]:
-            kept[step] = p.action_probs().double().numpy()
-            return {}  # nothing to record: the snapshots are the record
-
-        run = run_algorithm(algo, config.stages(algo), model, data, starting_policy,
-                            TrainConfig(steps=config.steps, lr=config.lr, eval_every=every), callback=keep,
-                            no_pairs=NO_SECOND_ROUTE)  # fmt: skip
-        if run.skipped is not None:
-            runs[algo] = RuleRun(skipped=run.skipped)
-            continue
-        policy = run.policy
-        kept[config.steps] = policy.action_probs().double().numpy()
-        metrics = score(model, kept[config.steps], data)
-        runs[algo] = RuleRun(
-            steps=sorted(kept), snapshots=np.stack([kept[s] for s in sorted(kept)]), metrics=metrics,
-            summary={k: summarize(v, BOUNDS.get(k)) for k, v in metrics.items()}, seconds=time.perf_counter() - start,
-        )  # fmt: skip
-        if cache is not None:
-            cache[key] = runs[algo]
+    the other rules' not — did not change is not trained again: its run is the same. With a ``pool`` (kept alive
+    between calls), the algorithms train in its workers and in this process at once, each with ``config.threads``
+    math threads; a rule registered by the caller's own code trains here."""
+    runs: dict[str, RuleRun] = {}
+    keys = {algo: _run_key(model, config, algo) for algo in config.algos}
+    todo = [algo for algo in config.algos if cache is None or keys[algo] not in cache]
+    rows = tuple(model.desc)
+    tasks: dict[str, Task] = {algo: (train_rule, (rows, config, algo, every)) for algo in todo
+                              if in_worker(algo, config.plugins)}  # fmt: skip
+    with math_threads(config.threads), in_background(tasks, 0 if pool is None else None, pool) as result:
+        for algo in config.algos:
+            if algo not in todo:
+                runs[algo] = cache[keys[algo]]
+                continue
+            runs[algo] = result(algo) if algo in tasks else train_rule(rows, config, algo, every)
+            if cache is not None:
+                cache[keys[algo]] = runs[algo]
     return runs
+
+
+def train_rule(rows: tuple[str, ...], config: CompareConfig, algo: str, every: int) -> RuleRun:
+    """One algorithm of ``config`` on the map ``rows`` (with ``config``'s dynamics), its policy matrices kept every
+    ``every`` steps (a top-level function: it runs in a worker process too, which loads ``config.plugins`` first)."""
+    for plugin in config.plugins:
+        load_plugin(plugin)
+    start = time.perf_counter()
+    model = FrozenLakeMDP.from_map(list(rows), config.slippery, config.success_rate, config.gamma)
+    data = model.training_data(config.demos)
+    kept: dict[int, np.ndarray] = {}
+
+    def starting_policy() -> Policy:
+        policy = make_policy(model, config, list(range(config.seeds)))
+        kept[0] = policy.action_probs().double().numpy()
+        return policy
+
+    def keep(step: int, p: Policy) -> dict[str, np.ndarray]:
+        kept[step] = p.action_probs().double().numpy()
+        return {}  # nothing to record: the snapshots are the record
+
+    run = run_algorithm(algo, config.stages(algo), model, data, starting_policy,
+                        TrainConfig(steps=config.steps, lr=config.lr, eval_every=every), callback=keep,
+                        no_pairs=NO_SECOND_ROUTE)  # fmt: skip
+    if run.skipped is not None:
+        return RuleRun(skipped=run.skipped)
+    kept[config.steps] = run.policy.action_probs().double().numpy()
+    metrics = score(model, kept[config.steps], data)
+    return RuleRun(
+        steps=sorted(kept), snapshots=np.stack([kept[s] for s in sorted(kept)]), metrics=metrics,
+        summary={k: summarize(v, BOUNDS.get(k)) for k, v in metrics.items()}, seconds=time.perf_counter() - start,
+    )  # fmt: skip
 
 
 def _run_key(model: FrozenLakeMDP, config: CompareConfig, algo: str) -> str:

@@ -101,3 +101,16 @@ def test_cells_outside_the_map_and_results_before_training_are_refused() -> None
                            r"map's 6x6 cells"):  # fmt: skip
             explorer.cycle(index)
     assert explorer.rows == rows  # nothing edited
+
+
+def test_the_rules_train_the_same_in_the_worker_pool_as_here() -> None:
+    pooled = FrozenLakeExplorer(algos=("sft", "ift"), seeds=2, steps=10, workers=1)
+    alone = FrozenLakeExplorer(algos=("sft", "ift"), seeds=2, steps=10, workers=0)
+    try:
+        for algo in ("sft", "ift"):
+            np.testing.assert_array_equal(pooled.runs[algo].snapshots, alone.runs[algo].snapshots)
+        pooled.controls["lam"].value = 0.7  # a change: the same pool trains again
+        alone.controls["lam"].value = 0.7
+        np.testing.assert_array_equal(pooled.runs["ift"].snapshots, alone.runs["ift"].snapshots)
+    finally:
+        pooled.close()
