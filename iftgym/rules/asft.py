@@ -1,8 +1,8 @@
 """Anchored Supervised Fine-Tuning (ASFT): DFT's probability-weighted token losses plus a KL anchor to the policy as
 the stage started.
 
-Zhu et al., "Anchored Supervised Fine-Tuning" (arXiv 2509.23711) find that DFT (:mod:`iftgym.rules.dft`) tightens
-a lower bound on the RL objective but lets the policy drift without limit, and anchor it with a KL term to the
+"Anchored Supervised Fine-Tuning" (arXiv 2509.23711) finds that DFT (:mod:`iftgym.rules.dft`) tightens
+a lower bound on the RL objective but lets the policy drift without limit, and anchors it with a KL term to the
 frozen reference ``pi_ref`` (the policy when the stage started), coefficient ``lambda`` (0.1 in the paper):
 
     L_ASFT = mean_t [ -sg(p_t) log p_t + lambda KL_t ],        p_t = pi(a*_t | s*_t)

@@ -20,6 +20,7 @@ from iftgym.rules.dpo import DPO, OnlineDPO
 from iftgym.rules.eaft import EAFT
 from iftgym.rules.grpo import GRPO
 from iftgym.rules.ift import IFT
+from iftgym.rules.iw_sft import IWSFT
 from iftgym.rules.orpo import ORPO
 from iftgym.rules.ppo import PPO
 from iftgym.rules.reinforce import REINFORCE
@@ -164,7 +165,7 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
                                    "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO,
-                                   "rloo": RLOO, "asft": ASFT, "eaft": EAFT}  # fmt: skip
+                                   "rloo": RLOO, "asft": ASFT, "eaft": EAFT, "iw-sft": IWSFT}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 
