@@ -1,5 +1,5 @@
 """Policy-update rules, one per file (``sft.py``, ``dpo.py``, ``orpo.py``, ``ppo.py``, ``reinforce.py``, ``ift.py``,
-``dft.py``, ``grpo.py``, ``rloo.py``, ``asft.py``, ``eaft.py``, ``iw_sft.py``), and the registry of the
+``dft.py``, ``grpo.py``, ``rloo.py``, ``asft.py``, ``eaft.py``, ``iw_sft.py``, ``psft.py``), and the registry of the
 names they go by (:mod:`iftgym.rules.registry`)."""
 
 from iftgym.rules.asft import ASFT, ASFTConfig
@@ -13,6 +13,7 @@ from iftgym.rules.ift import IFT, IFTConfig
 from iftgym.rules.iw_sft import IWSFT, IWSFTConfig
 from iftgym.rules.orpo import ORPO, ORPOConfig
 from iftgym.rules.ppo import PPO, PPOConfig
+from iftgym.rules.psft import PSFT, PSFTConfig
 from iftgym.rules.registry import (
     RULES,
     config_fields,
@@ -28,9 +29,9 @@ from iftgym.rules.rloo import RLOO, RLOOConfig
 from iftgym.rules.sft import SFT, SFTConfig
 
 __all__ = [
-    "ASFT", "DFT", "DPO", "EAFT", "GRPO", "IFT", "IWSFT", "ORPO", "PPO", "REINFORCE", "RLOO", "RULES", "SFT",
+    "ASFT", "DFT", "DPO", "EAFT", "GRPO", "IFT", "IWSFT", "ORPO", "PPO", "PSFT", "REINFORCE", "RLOO", "RULES", "SFT",
     "ASFTConfig", "DFTConfig", "DPOConfig", "EAFTConfig", "GRPOConfig", "IFTConfig", "IWSFTConfig", "NoConfig",
-    "ORPOConfig", "OnlineDPO", "PPOConfig", "REINFORCEConfig", "RLOOConfig", "Rule", "SFTConfig", "config_fields",
-    "load_rule", "make_rule", "masked_mean", "parse_recipe", "register_rule", "rule_names", "rule_spec",
-    "sequence_logps", "step_logps",
+    "ORPOConfig", "OnlineDPO", "PPOConfig", "PSFTConfig", "REINFORCEConfig", "RLOOConfig", "Rule", "SFTConfig",
+    "config_fields", "load_rule", "make_rule", "masked_mean", "parse_recipe", "register_rule", "rule_names",
+    "rule_spec", "sequence_logps", "step_logps",
 ]  # fmt: skip

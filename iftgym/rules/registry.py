@@ -23,6 +23,7 @@ from iftgym.rules.ift import IFT
 from iftgym.rules.iw_sft import IWSFT
 from iftgym.rules.orpo import ORPO
 from iftgym.rules.ppo import PPO
+from iftgym.rules.psft import PSFT
 from iftgym.rules.reinforce import REINFORCE
 from iftgym.rules.rloo import RLOO
 from iftgym.rules.sft import SFT
@@ -165,7 +166,8 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
                                    "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO,
-                                   "rloo": RLOO, "asft": ASFT, "eaft": EAFT, "iw-sft": IWSFT}  # fmt: skip
+                                   "rloo": RLOO, "asft": ASFT, "eaft": EAFT, "iw-sft": IWSFT,
+                                   "psft": PSFT}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 
