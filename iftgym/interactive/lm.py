@@ -7,30 +7,37 @@ import time
 from html import escape
 
 import ipywidgets as widgets
-import numpy as np
 
+from iftgym.experiments.compare import math_threads
+from iftgym.experiments.config import TOKENS, CompareConfig
+from iftgym.experiments.runner import AlgorithmRun, run_algorithm
+from iftgym.experiments.worlds import Tokens, preference_strips
 from iftgym.explain.figures import figure_png
 from iftgym.explain.strips import draw_strips
-from iftgym.loop import TrainConfig, check_algorithms, train
-from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
-from iftgym.policies import TinyGPT
-from iftgym.policies.base import MAX_SEEDS
-from iftgym.validate import at_least
-from iftgym.worlds.tokens import TokenWorld, make_task
+from iftgym.loop import TrainConfig
+from iftgym.policies.base import Policy
+from iftgym.rules.ift import IFTConfig
+from iftgym.worlds.tokens.tasks import Example
+
+# the explorer's model: small enough to train in seconds on a laptop's CPU
+MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "device": "cpu", "lr": 3e-3, "batch_size": 32}
 
 
 class TinyLMExplorer:
     """Train ``algos`` on a task (``train()`` or the button), then each prompt typed in the box is answered by every
-    rule; when the prompt is one of the task's, the target answer's preference strip is drawn for each rule."""
+    rule; when the prompt is one of the task's, the target answer's preference strip is drawn for each rule. The
+    settings are checked as ``iftgym lm``'s are, and every rule trains through the same runner, from the same
+    initial models (seed i of every rule starts from one network)."""
 
     def __init__(self, task: str = "addition", algos: tuple[str, ...] = ("sft", "ift"), steps: int = 300,
                  seeds: int = 2, task_args: dict | None = None, train_now: bool = True) -> None:  # fmt: skip
-        at_least("seeds", seeds, 1, high=MAX_SEEDS)
-        check_algorithms(list(algos) if isinstance(algos, tuple) else algos, steps, {}, {})  # names, steps
-        args = {"digits": 2, "n_train": 400, "n_test": 50} if task_args is None and task == "addition" else task_args
-        self.world = TokenWorld(make_task(task, **(args or {})))
-        self.algos, self.steps, self.seeds = algos, steps, seeds
-        self.policies: dict[str, TinyGPT] = {}
+        sizes = {"n_train": 400, "n_test": 50} if task_args is None and task == "addition" else {}
+        args = {"digits": 2} if task_args is None and task == "addition" else dict(task_args or {})
+        self.config = CompareConfig(world=TOKENS, task=task, task_args=args, algos=list(algos), steps=steps,
+                                    seeds=seeds, **sizes, **MODEL)  # fmt: skip
+        self.kind = Tokens(self.config)
+        self.world = self.kind.world
+        self.runs: dict[str, AlgorithmRun] = {}
         examples = [*self.world.task.test, *self.world.task.train]
         self.targets = {ex.prompt: ex.completion for ex in examples}
         self.prompt = widgets.Combobox(options=[ex.prompt for ex in examples[:50]], value=examples[0].prompt,
@@ -44,18 +51,23 @@ class TinyLMExplorer:
         if train_now:
             self.train()
 
+    @property
+    def policies(self) -> dict[str, Policy]:
+        """Each rule's trained policy (all seeds)."""
+        return {algo: run.policy for algo, run in self.runs.items()}
+
     def train(self) -> None:
         """Train every rule (all seeds batched) from the same initial model, then answer the current prompt."""
         self.status.value = "<i>training…</i>"
         start = time.perf_counter()
-        data = self.world.training_data()
-        for algo in self.algos:
-            policy = TinyGPT(self.world.n_ids, self.world.block_size, n_layer=1, n_head=2, n_embd=32,
-                             seeds=self.seeds, device="cpu")  # fmt: skip
-            train(policy, algo, self.world, data, TrainConfig(steps=self.steps, lr=3e-3, batch_size=32))
-            self.policies[algo] = policy
+        config, data, seeds = self.config, self.world.training_data(), list(range(self.config.seeds))
+        loop = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed)
+        with math_threads(config.threads):
+            for algo in config.algos:
+                self.runs[algo] = run_algorithm(algo, config.stages(algo), self.world, data,
+                                                lambda: self.kind.policy(seeds), loop)  # fmt: skip
         self.status.value = (
-            f"trained {len(self.algos)} rules x {self.seeds} seeds in {time.perf_counter() - start:.1f} s"
+            f"trained {len(self.runs)} rules x {config.seeds} seeds in {time.perf_counter() - start:.1f} s"
         )
         self.answer()
 
@@ -79,16 +91,16 @@ class TinyLMExplorer:
         for algo, picture in self.strips.items():
             picture.value = self.strip_png(algo, prompt, target) if target else b""
 
+    def strip(self, algo: str, prompt: str, target: str) -> dict:
+        """The three estimates at each token of ``target`` for ``algo``'s policy, as ``iftgym lm`` computes them (the
+        IFT estimate with the lambda of the IFT that trained, if one did)."""
+        run = self.runs[algo]
+        lam = run.setting("ift", "lam", IFTConfig.lam)
+        return preference_strips(run.policy, self.world, [Example(prompt, target)], lam)[0]
+
     def strip_png(self, algo: str, prompt: str, target: str) -> bytes:
-        """The three estimates at each token of ``target`` for ``algo``'s policy, as :mod:`iftgym.explain.strips`
-        draws them for ``iftgym lm``."""
-        policy, demos = self.policies[algo], self.world.step_batch([(prompt, target)])
-        strip = {"prompt": prompt, "tokens": [*target, "<eos>"]}
-        for name, values in (("teacher_forced", teacher_forced(policy, self.world, demos)),
-                             ("on_policy", on_policy_exact(policy, self.world, demos)),
-                             ("ift", ift_estimate(policy, self.world, demos))):  # fmt: skip
-            strip[name] = np.asarray(values)[:, 0][:, demos.mask[0].numpy()].tolist()
-        return figure_png(draw_strips([strip], algo))
+        """:meth:`strip` drawn as ``iftgym lm`` draws it."""
+        return figure_png(draw_strips([self.strip(algo, prompt, target)], algo))
 
     @property
     def widget(self) -> widgets.Widget:

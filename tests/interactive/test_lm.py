@@ -26,3 +26,12 @@ def test_bad_settings_are_refused_before_training() -> None:
                               ({"algos": ("magic",)}, "unknown rule 'magic'")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             TinyLMExplorer(**settings, train_now=False)
+
+
+def test_the_strips_use_the_lambda_of_the_ift_that_trained() -> None:
+    explorer = TinyLMExplorer(algos=("ift(lam=0)", "sft"), steps=2)
+    example = explorer.world.task.test[0]
+    strip = explorer.strip("ift(lam=0)", example.prompt, example.completion)
+    assert strip["lam"] == 0 and strip["ift"] == strip["teacher_forced"]  # lambda 0: IFT's estimate is SFT's
+    assert explorer.strip("sft", example.prompt, example.completion)["lam"] == 0.2  # no IFT trained: the default
+    assert explorer.runs["ift(lam=0)"].stages[0].rule.config.lam == 0
