@@ -40,6 +40,7 @@ NORMS = ("L1", "L2", "softmax", "log")
 SCHEDULES = ("static", "linear", "noisy", "linear-noisy")
 PREDICTIONS = ("greedy", "sample")
 EMBEDDINGS = ("frozen", "live")
+MIX_AT = ("targets", "runs")
 
 
 @dataclass
@@ -56,6 +57,12 @@ class IFTConfig:
     ``embedding`` is where the ground-truth term (and the prompt) is read: ``"frozen"``, the re-synced copy, as in
     the reference code (a learned input embedding then gets no gradient at all), or ``"live"``, the policy's own
     table (an ablation: lambda = 0 then equals SFT in every gradient); the prediction term always reads the copy.
+    ``mix_at``: which inputs are mixed. ``"targets"`` (the reference code's): every step whose input is a target
+    token (the step before it has a target action), up to the last target of the sequence — on multi-turn chat data
+    this includes the ``<eos>`` that ends each earlier assistant turn, whose own step (the next turn's first token)
+    is not a target. ``"runs"`` (iftgym before): only steps inside a run of targets (the step before and the step
+    itself both targets), which leaves that ``<eos>`` unmixed. The two agree on every single-answer batch (the
+    grid's demonstrations, a prompt and its answer).
     """
 
     lam: float = 0.2
@@ -70,6 +77,7 @@ class IFTConfig:
     prediction: str = "greedy"
     embedding: str = "frozen"
     detach_weights: bool = False
+    mix_at: str = "targets"
 
     def __post_init__(self) -> None:
         between("lam", self.lam, 0, 1)
@@ -81,6 +89,7 @@ class IFTConfig:
         one_of("norm", self.norm, NORMS)
         one_of("prediction", self.prediction, PREDICTIONS)
         one_of("embedding", self.embedding, EMBEDDINGS)
+        one_of("mix_at", self.mix_at, MIX_AT)
         if self.lam_min > self.lam:  # refused in every schedule: a setting that could never be right
             raise ValueError(f"lam_min={self.lam_min} is out of range: expected lam_min <= lam={self.lam} (a linear "
                              "schedule rises from lam_min to lam)")  # fmt: skip
@@ -169,6 +178,15 @@ def propagation_weights(
     return torch.where(total > 0, weights * n / total.clamp(min=torch.finfo(total.dtype).tiny), maskf)
 
 
+def mixed_steps(mask: torch.Tensor, mix_at: str = "targets") -> torch.Tensor:
+    """Where a step reached by a target action (the step before it is a target) may take a mixed input: at or
+    before the sequence's last target (``"targets"``, the reference code's: an earlier chat turn's closing
+    ``<eos>`` included) or only at a target step itself (``"runs"``)."""
+    if mix_at == "runs":
+        return mask
+    return mask.flip(-1).cumsum(-1).flip(-1) > 0  # a target at or after the step
+
+
 class IFT(Rule):
     """Intuitive Fine-Tuning: teacher forcing on inputs that mix in where the model's own predictions lead, with
     the step losses weighted by relation propagation (see the module doc, steps 1-5)."""
@@ -205,7 +223,7 @@ class IFT(Rule):
             self.world.successor_probs(ids[..., :-1], predicted[..., :-1]), self.frozen_table
         )
         mask = batch.mask.expand(predicted.shape)
-        reached = (mask[..., :-1] & mask[..., 1:]).unsqueeze(-1)  # steps reached by a target action
+        reached = (mask[..., :-1] & mixed_steps(mask, self.config.mix_at)[..., 1:]).unsqueeze(-1)
         if isinstance(lam, torch.Tensor):
             lam = lam.to(truth.device, truth.dtype).view(-1, 1, 1, 1)
         mixed_tail = torch.where(reached, (1 - lam) * truth[..., 1:, :] + lam * successor, truth[..., 1:, :])
