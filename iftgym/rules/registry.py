@@ -15,6 +15,7 @@ from typing import Any
 from iftgym.registry import Registry
 from iftgym.rules.asft import ASFT
 from iftgym.rules.base import Rule
+from iftgym.rules.chord import CHORD
 from iftgym.rules.dft import DFT
 from iftgym.rules.dpo import DPO, OnlineDPO
 from iftgym.rules.eaft import EAFT
@@ -167,7 +168,7 @@ def load_rule(spec: dict[str, Any]) -> Rule:
 BUILT_IN: dict[str, type[Rule]] = {"sft": SFT, "dpo": DPO, "dpo-online": OnlineDPO, "orpo": ORPO, "ppo": PPO,
                                    "reinforce": REINFORCE, "ift": IFT, "dft": DFT, "grpo": GRPO,
                                    "rloo": RLOO, "asft": ASFT, "eaft": EAFT, "iw-sft": IWSFT,
-                                   "psft": PSFT}  # fmt: skip
+                                   "psft": PSFT, "chord": CHORD}  # fmt: skip
 for _name, _rule in BUILT_IN.items():
     register_rule(_name, _rule)
 
