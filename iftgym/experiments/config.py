@@ -94,13 +94,11 @@ class CompareConfig:
     size: int = setting(6, "side of the random maps", low=2, high=MAX_SIDE, world=FROZEN_LAKE)
     p_hole: float = setting(0.25, "hole rate of the random maps", low=0, high=1, include_high=False,
                             world=FROZEN_LAKE)  # fmt: skip
-    update_maps: bool = setting(False, "at the start, middle and end of training (steps 0, steps // 2 and steps) take "
-                                "each algorithm's update field for every seed: what its next optimiser step (the live "
-                                "optimiser, the stage active there) does to log pi(a|s) in every cell, split by the "
-                                "cell whose loss moved it; the share of the MSE change on the untrained cells from "
-                                "each demonstrated cell and the cosines between rules go to results.json and a "
-                                "table, the maps to OUT/<map>-update.png (Markov policies: tabular, mlp)",
-                                world=FROZEN_LAKE)  # fmt: skip
+    update_maps: bool = setting(False, "take each algorithm's update field (what its next optimiser step does to "
+                                "log pi(a|s) in every cell, split by the cell whose loss moved it) at steps 0, steps "
+                                "// 2 and steps, for every seed, with the live optimiser: numbers and cosines between "
+                                "rules in results.json and a table, maps in OUT/<map>-update.png (tabular and mlp "
+                                "policies)", world=FROZEN_LAKE)  # fmt: skip
     # the token world
     task: str = setting("addition", "the token task (addition, sort, frozen-lake as text, jsonl with --data, or a "
                         "registered one)", world=TOKENS)  # fmt: skip

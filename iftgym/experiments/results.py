@@ -420,7 +420,7 @@ def _cell_keys(obj: dict[str, Any], where: str, cells: int, nullable: bool) -> N
 def _algorithm_update(update: Any, where: str, cells: int | None) -> None:
     """An algorithm's update fields over training (``--update-maps``): ``{"skipped": reason}``, or its points, each
     where it was taken, the rule and optimiser, the MSE change on the untrained cells and its split, and the mean
-    field's four ``(cells, 4)`` arrays (what the update map draws)."""
+    field's four ``(cells, 4)`` arrays (what the update map draws; a point without them is not drawn)."""
     update = _object(update, where)
     if cells is None:
         raise ValueError(f"{where} is there, but only a Frozen Lake map has update maps")
@@ -451,8 +451,8 @@ def _algorithm_update(update: Any, where: str, cells: int | None) -> None:
         demonstrated = _field(mse, "demonstrated", list, f"{at}.mse")
         if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < cells for c in demonstrated):
             raise ValueError(f"{at}.mse.demonstrated is not a list of cells: expected integers from 0 to {cells - 1}")
-        arrays = _field(point, "field", dict, at)
-        for key in ("predicted", "measured", "own", "carried"):
+        arrays = _field(point, "field", dict, at, required=False)  # absent: the numbers only (not drawn)
+        for key in ("predicted", "measured", "own", "carried") if arrays is not None else ():
             _array(arrays, key, f"{at}.field", (cells, 4))
 
 

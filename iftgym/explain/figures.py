@@ -7,7 +7,10 @@ backend of a notebook that imports this module.
 * value maps: V of each learned policy (exact, averaged over seeds) with greedy arrows, beside V*;
 * explored-grid maps: discounted occupancy of each policy, on one logarithmic colour scale, titled with the
   number of cells visited at least ``EXPLORED_THRESHOLD``;
-* training curves: MSE to the optimal policy and success probability, mean with a 95% confidence band.
+* training curves: MSE to the optimal policy and success probability, mean with a 95% confidence band;
+* update maps (a run with ``--update-maps``): what each rule's next optimiser step does to log pi(a|s) in every cell at
+  the start, middle and end of training, from the mean fields kept in the results
+  (:func:`iftgym.explain.update.draw_update_maps`).
 
 Holes are dark, S is blue and G green in every panel; panels of a figure share one colour scale.
 """
@@ -203,6 +206,31 @@ def training_curves(entry: WorldResult) -> Figure:
     return fig
 
 
+def update_maps_figure(entry: WorldResult, model: FrozenLakeMDP) -> Figure | None:
+    """The update maps of a run with ``--update-maps``: a row per training point (start, middle, end), a panel per
+    algorithm that has a field there (an algorithm without one, such as sb3-ppo, is left out), drawn from the mean
+    fields in ``AlgorithmResult.update``; ``None`` when the run kept none."""
+    from iftgym.explain.update import FieldSummary, draw_update_maps  # it draws with this module's tiles
+
+    kept = {algo: [p for p in run.update["points"] if "field" in p] for algo, run in entry.trained().items()
+            if run.update is not None and "points" in run.update}  # fmt: skip
+    steps = sorted({p["step"] for points in kept.values() for p in points})
+    if not steps:
+        return None
+    rows = {}
+    for step in steps:
+        where = "start" if step == steps[0] else "end" if step == steps[-1] else "middle"
+        rows[f"step {step} ({where})"] = {
+            algo: FieldSummary.from_json(p["field"], p["rule"], p["optimizer"], p["lr"])
+            for algo, points in kept.items() for p in points if p["step"] == step
+        }  # fmt: skip
+    demonstrated = np.isin(np.arange(model.n_states), entry.grid.demonstrated)
+    return draw_update_maps(rows, model, demonstrated, title=(
+        f"{entry.name}: what each rule's next optimiser step does to log π(a|s), at the start, middle and end of "
+        "training\n(mean over seeds; red arrows: reinforced, blue: suppressed; outlined: demonstrated cells; bar: "
+        "the change from the cell's own loss vs carried from other cells)"))  # fmt: skip
+
+
 def file_stem(name: str, taken: set[str] = frozenset()) -> str:
     """A file name made from a map's name: its last path component without ``.txt``, made safe by
     :func:`iftgym.io.safe_name` — so a map given as a path (``/data/x.txt``, ``../../y``) names its figures inside
@@ -228,6 +256,7 @@ def draw_figures(results: CompareResult, out_dir: str | os.PathLike, max_maps: i
             "explored": explored_maps(entry, model, config["gamma"]),
             "curves": training_curves(entry),
             "why": why_maps(entry, model, config.get("baseline") or "sft"),
+            "update": update_maps_figure(entry, model),
         }
         written += [save_figure(fig, out / f"{name}-{kind}.png") for kind, fig in figures.items() if fig is not None]
     return written

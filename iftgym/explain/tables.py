@@ -184,14 +184,90 @@ def across_maps_table(results: CompareResult) -> Table:
     return table
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.0f}%"
+
+
+def update_rows(entry: WorldResult, baseline: str | None = None) -> tuple[list[str], list[list[str]]] | None:
+    """The numbers of a map's update fields (``iftgym compare --update-maps``) as plain text, a row per algorithm and
+    training point (a recipe's point names the stage's rule where it differs):
+
+    * ``Δ MSE other cells`` and ``measured``: the first-order change one optimiser step makes to the MSE on the
+      untrained cells (the non-terminal cells no demonstration acts in), mean over seeds, and the change measured;
+    * a column per demonstrated cell ``(row,col)``, then ``other cells`` (the terms of cells no demonstration acts in:
+      DPO's rejected route, PPO's episodes) and ``momentum`` (what Adam's earlier steps add): each part's signed share
+      of the gross change, ``part / Σ|parts|`` (the sizes of the parts sum to 100%; negative: the part lowers the
+      MSE, positive: it raises it), so that parts that nearly cancel read as they are; "-" where the step changes
+      nothing;
+    * ``carried``: the share of the field's change over all non-terminal cells (``Σ|Δ log π|``) carried from other
+      cells' loss terms rather than the cell's own (what the update map's title says);
+    * the cosine between the field and ``baseline``'s (default the run's) at that point on the untrained cells, mean
+      over seeds (at step 0 every rule starts from the same network, later each from its own).
+
+    ``None`` when no algorithm kept an update field. The header and rows are what :func:`update_table` and the
+    README's generated table show."""
+    runs = {algo: run.update for algo, run in entry.trained().items()
+            if run.update is not None and "points" in run.update}  # fmt: skip
+    if not runs or entry.grid is None:
+        return None
+    baseline = baseline or (entry.paired or {}).get("baseline") or next(iter(runs))
+    ncol = len(entry.grid.rows[0])
+    demonstrated = list(entry.grid.demonstrated)
+    cosines = {point["step"]: point["pairs"] for point in (entry.update or {}).get("alignment", [])}
+    header = ["algorithm", "step", "Δ MSE other cells", "measured",
+              *(f"({c // ncol},{c % ncol})" for c in demonstrated), "other cells", "momentum", "carried",
+              f"cos to {baseline}"]  # fmt: skip
+    rows = []
+    for algo, update in runs.items():
+        for point in update["points"]:
+            mse, step = point["mse"], point["step"]
+            parts = {int(cell): value for cell, value in mse["by_source"].items()}
+            others = sum(value for cell, value in parts.items() if cell not in demonstrated)
+            gross = sum(abs(value) for value in parts.values()) + abs(mse["rest"])
+            shares = [parts.get(c, 0.0) for c in demonstrated] + [others, mse["rest"]]
+            own = point["own_fraction"]
+            pairs = cosines.get(step, {})
+            cosine = (pairs.get(f"{baseline} | {algo}") or pairs.get(f"{algo} | {baseline}") or {}).get("untrained")
+            rows.append([
+                algo, f"{step}" if point["rule"] == algo else f"{step} ({point['rule']})",
+                f"{mse['mse_rest_change']:+.2e}", f"{mse['mse_rest_change_measured']:+.2e}",
+                *(_percent(share / gross if gross > 0 else None) for share in shares),
+                "-" if own is None else f"{100 * (1 - own):.0f}%",
+                "-" if algo == baseline or cosine is None else f"{cosine:+.2f}",
+            ])  # fmt: skip
+    return header, rows
+
+
+def update_table(entry: WorldResult, baseline: str | None = None) -> Table | None:
+    """A map's update fields over training (:func:`update_rows`) as a table; ``None`` without any."""
+    numbers = update_rows(entry, baseline)
+    if numbers is None:
+        return None
+    header, rows = numbers
+    table = Table(title=f"{escape(entry.name)}: each algorithm's next optimiser step at the start, middle and end of "
+                  "training — the change of the MSE on the cells no demonstration acts in (first order and measured, "
+                  "mean over seeds) and each part's signed share of it: from each demonstrated cell (row,col), from "
+                  "other cells, from Adam's momentum (negative: lowers the MSE)",
+                  caption="carried: the share of the step's change of log π over all cells carried from other cells' "
+                  "loss terms; cos: the cosine to the baseline's step on the untrained cells")  # fmt: skip
+    for i, column in enumerate(header):
+        table.add_column(escape(column), justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
 def comparison_tables(results: CompareResult) -> list[Table]:
-    """Every table of a comparison: per map or world its results and its paired statistics, then (over several
-    maps) the summary across maps and the statistics paired by map."""
+    """Every table of a comparison: per map or world its results, its paired statistics and (``--update-maps``) its
+    update fields, then (over several maps) the summary across maps and the statistics paired by map."""
     tables = []
     for entry in results.maps:
         tables.append(compare_table(entry))
         if entry.paired is not None:
             tables.append(paired_table(entry.paired, entry.name, None if entry.grid else list(entry.metrics)))
+        update = update_table(entry)
+        if update is not None:
+            tables.append(update)
     if results.across_maps is not None:
         tables.append(across_maps_table(results))
         if results.paired_across_maps is not None:

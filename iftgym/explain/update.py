@@ -785,35 +785,36 @@ def draw_update_maps(
     title: str | None = None,
 ) -> Figure:
     """Update maps over training: one row of panels per training point (``rows``: point label -> {rule label:
-    field}), one column per rule label, each panel drawn as :func:`draw_update_map` draws it. Each row has a colour
-    scale of its own (a fresh optimiser's first step and a late one differ by orders of magnitude); a rule missing at
-    a point leaves its panel empty. ``demos``: the demonstrated cells (or a boolean mask over the cells)."""
+    field}), one column per rule label, each panel drawn as :func:`draw_update_map` draws it but on a colour scale of
+    its own (its largest change, named in its title): a fresh optimiser's first step and a late one, or PPO's step and
+    SFT's, differ by orders of magnitude, and the map shows where and which way each step moves (the table gives the
+    sizes). A rule missing at a point leaves its panel empty. ``demos``: the demonstrated cells (or a boolean mask
+    over the cells)."""
     one_of("which", which, FIELDS)
     labels = list(dict.fromkeys(label for fields in rows.values() for label in fields))
     if not labels:
         raise ValueError("no update field to draw: expected at least one")
     demonstrated = _demonstrated(model, demos)
     alive = ~model.terminal
-    fig = Figure(figsize=(3.0 * len(labels) + 1.2, 3.2 * len(rows) + 1.0))
+    fig = Figure(figsize=(3.0 * len(labels) + 1.0, 3.3 * len(rows) + 0.6))
     axes = fig.subplots(len(rows), len(labels), squeeze=False)
     for r, (point, fields) in enumerate(rows.items()):
-        for f in fields.values():
-            _cell_field(f, model)
-        scale = max((float(np.abs(f.values(which).mean(0)[alive]).max()) for f in fields.values()), default=0.0)
-        mappable = None
         for c, label in enumerate(labels):
             ax = axes[r, c]
             if label not in fields:
                 ax.axis("off")
                 continue
             field = fields[label]
-            mappable = draw_update_field(ax, field, model, demonstrated, which, None, scale or 1.0)
+            _cell_field(field, model)
+            largest = float(np.abs(field.values(which).mean(0)[alive]).max())
+            draw_update_field(ax, field, model, demonstrated, which, None, largest or 1.0)
             name = label if field.rule == label else f"{label} ({field.rule})"
-            ax.set_title(ax.get_title().replace(f"{field.rule}:", f"{name}:", 1), fontsize=9)
+            ax.set_title(ax.get_title().replace(f"{field.rule}:", f"{name}:", 1) + f"\nlargest |Δ| {largest:.1e}",
+                         fontsize=9)  # fmt: skip
             if c == 0:
                 ax.set_ylabel(point, fontsize=10)
-        if mappable is not None:
-            fig.colorbar(mappable, ax=list(axes[r]), shrink=0.85, pad=0.01, label=f"{which} Δ log π(a|s)")
+    fig.colorbar(ScalarMappable(norm=Normalize(-1, 1), cmap="RdBu_r"), ax=axes, shrink=0.6, pad=0.02,
+                 label=f"{which} Δ log π(a|s) / the panel's largest")  # fmt: skip
     fig.legend(handles=[Patch(color=OWN_COLOUR, label="from the cell's own loss"),
                         Patch(color=CARRIED_COLOUR, label="carried from other cells")],
                loc="lower center", ncol=2, fontsize=9, frameon=False)  # fmt: skip

@@ -5,14 +5,19 @@ printed as a table; one-line errors with exit 2."""
 from __future__ import annotations
 
 import copy
+import io
 import json
+from contextlib import redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from iftgym.cli import main
 from iftgym.experiments.compare import SB3_NO_UPDATE, compare
 from iftgym.experiments.config import CompareConfig
-from iftgym.experiments.results import CompareResult
+from iftgym.experiments.results import CompareResult, load_results
+from iftgym.explain.tables import update_rows
 
 
 @pytest.fixture(scope="module")
@@ -70,5 +75,68 @@ def test_without_update_maps_nothing_is_added(small: CompareResult) -> None:
     assert '"update":' not in json.dumps(back.to_json())
 
 
-def test_sb3_says_why_it_has_none() -> None:
-    assert "outside iftgym's loop" in SB3_NO_UPDATE
+# -- the command line -----------------------------------------------------------------------------------------------
+ALGOS = ["--algos", "sft,ift,dpo,sb3-ppo", "--sb3-timesteps", "64"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("update-maps")
+    console = io.StringIO()
+    with redirect_stdout(console):
+        assert main(["compare", "--update-maps", "--seeds", "2", "--steps", "4", *ALGOS, "--out", str(out)]) == 0
+    return out, console.getvalue()
+
+
+def test_compare_writes_the_update_map_the_numbers_and_the_table(cli_run: tuple[Path, str]) -> None:
+    out, printed = cli_run
+    assert (out / "paper-update.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    entry = load_results(out / "results.json").maps[0]
+    assert entry.trained()["sb3-ppo"].update == {"skipped": SB3_NO_UPDATE}
+    for algo in ("sft", "ift", "dpo"):
+        points = entry.trained()[algo].update["points"]
+        assert [p["step"] for p in points] == [0, 2, 4]
+        for point in points:
+            mse = point["mse"]
+            assert mse["own_share"] + mse["carried_share"] + mse["rest_share"] == pytest.approx(1, abs=1e-6)
+            parts = sum(mse["by_source"].values()) + mse["rest"]
+            assert parts == pytest.approx(mse["mse_rest_change"], rel=1e-6, abs=1e-15)
+            predicted, own, carried = (np.array(point["field"][k]) for k in ("predicted", "own", "carried"))
+            # the rest (float32 rounding of a fresh optimiser; Adam's momentum later) is the difference
+            scale = np.abs(predicted).max()
+            np.testing.assert_allclose(own + carried, predicted, atol=(1e-4 if point["step"] == 0 else 1) * scale)
+    assert "each algorithm's next optimiser step" in printed and "cos to sft" in printed
+
+
+def test_plot_redraws_the_update_map(cli_run: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = cli_run
+    assert main(["plot", str(out / "results.json"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "paper-update.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_tabular_policy_under_sft_carries_nothing(tmp_path: Path) -> None:
+    args = ["compare", "--update-maps", "--policy", "tabular", "--algos", "sft,ift", "--seeds", "2", "--steps", "2"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    entry = load_results(tmp_path / "results.json").maps[0]
+    for point in entry.trained()["sft"].update["points"]:
+        assert point["own_fraction"] == 1.0 and not np.array(point["field"]["carried"]).any()
+        assert point["mse"]["mse_rest_change"] == 0 and point["mse"]["carried_share"] is None  # no cell is reached
+    ift = entry.trained()["ift"].update["points"][0]
+    assert ift["own_fraction"] < 1  # IFT's mixed input reaches the successors of wrong predictions
+    header, rows = update_rows(entry)
+    sft_row = rows[0]
+    assert sft_row[:2] == ["sft", "0"] and sft_row[header.index("carried")] == "0%"
+    assert sft_row[header.index("(0,0)")] == "-"  # the step does not change the untrained cells' MSE
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--world", "tokens"], "--update-maps is a setting of world 'frozen-lake', not of 'tokens'"),
+        (["--policy", "gru"], "update_maps=True needs a Markov policy"),
+    ],
+)
+def test_update_maps_where_they_cannot_be_taken_is_one_line_exit_2(args, message, capsys, tmp_path: Path) -> None:
+    assert main(["compare", "--update-maps", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err

@@ -18,6 +18,7 @@ from iftgym.explain.update import (
     UpdateRecorder,
     alignment,
     draw_update_map,
+    draw_update_maps,
     mse_change_shares,
     training_points,
     update_field,
@@ -380,3 +381,25 @@ def test_own_and_carried_split_the_mse_change(paper):
     back = FieldSummary.from_json(json.loads(json.dumps(summary.as_json())), "sft")
     np.testing.assert_array_equal(back.values(), summary.values()) and np.testing.assert_array_equal(
         back.carried(), tabular.carried().mean(0)[None])  # fmt: skip
+
+
+def test_update_maps_over_training_draw_each_panel_on_its_own_scale_from_summaries():
+    world = FrozenLakeMDP.from_map("4x4")
+    field = hand_made_field(world)
+    big = dataclasses.replace(field, rule="big", predicted=10 * field.predicted, contributions=10 * field.contributions)
+    rows = {"step 0 (start)": {"hand": field.summary(), "big": big.summary()},
+            "step 2 (end)": {"hand": FieldSummary.from_json(field.summary().as_json(), "hand")}}  # fmt: skip
+    demonstrated = np.isin(np.arange(16), [0, 4, 8, 9, 13, 14])
+    fig = draw_update_maps(rows, world, demonstrated)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().splitlines() for ax in panels] == [
+        ["hand: 72% own, 28% carried", "largest |Δ| 3.0e-01"], ["big: 72% own, 28% carried", "largest |Δ| 3.0e+00"],
+        ["hand: 72% own, 28% carried", "largest |Δ| 3.0e-01"]]  # fmt: skip
+    for ax, scale in zip(panels, (0.3, 3.0, 0.3)):
+        quiver = next(c for c in ax.collections if c.get_gid() == "reinforced")
+        assert quiver.norm.vmax == pytest.approx(scale)
+        np.testing.assert_allclose(quiver.V, [0.42, 0])  # the same arrows: lengths relative to the panel's largest
+    assert [ax.get_ylabel() for ax in panels] == ["step 0 (start)", "", "step 2 (end)"]
+    assert sum(1 for ax in fig.axes if not ax.axison) == 1  # "big" has no field at the end: an empty panel
+    with pytest.raises(ValueError, match="mean over seeds"):
+        draw_update_map(field.summary(), world, seed=0)
