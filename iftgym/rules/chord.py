@@ -111,6 +111,14 @@ class CHORD(Rule):
         self.grpo.name = self.name
         self.grpo.setup(policy, world, generators)
 
+    def batch_weight(self, batch: StepBatch | None) -> torch.Tensor | float:
+        """What the SFT term is a mean over (its demonstrations' target tokens with ``sft_average="token"``, else the
+        demonstrations), so that micro-batches add up to the one-batch step; the GRPO part is the same on every
+        micro-batch of a step (its groups are sampled once, in ``collect``), so any weights summing to 1 keep it."""
+        if batch is None:
+            return 1.0
+        return batch.mask.sum((-2, -1)) if self.config.sft_average == "token" else float(batch.size)
+
     def collect(self, policy: Policy, step: int) -> None:
         """GRPO's groups, sampled as :class:`GRPO` samples them (every ``num_iterations`` steps)."""
         self.grpo.collect(policy, step)
