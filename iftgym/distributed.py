@@ -69,6 +69,15 @@ def shard(batch: StepBatch | PairBatch | None) -> StepBatch | PairBatch | None:
     return batch.select(torch.arange(rank() * share, (rank() + 1) * share))
 
 
+def sum_over_processes(values: torch.Tensor) -> torch.Tensor:
+    """The sum of ``values`` over the processes (``values`` itself, detached, when the process runs alone)."""
+    if world_size() == 1:
+        return values.detach()
+    values = values.detach().clone()
+    dist.all_reduce(values)
+    return values
+
+
 def mean_over_processes(values: torch.Tensor) -> torch.Tensor:
     """The mean of ``values`` over the processes (for metrics, logged once by rank 0)."""
     if world_size() == 1:

@@ -7,7 +7,10 @@ steps than SFT).
 
 Seeds are trained as one batched model: every seed's loss is computed in the same tensors and the per-seed losses
 are summed before ``backward``. Under ``torchrun`` each process trains on its share of every minibatch and PyTorch's
-``DistributedDataParallel`` averages the gradients (:mod:`iftgym.distributed`). A progress bar per stage shows the
+``DistributedDataParallel`` averages the gradients (:mod:`iftgym.distributed`); ``grad_accum`` splits a step's
+minibatch into micro-batches whose gradients add up. Either way each share's loss counts by its weight (its
+trajectories or pairs, or its tokens for a token average: :meth:`Rule.batch_weight`), so the step is the one a single
+process takes on the whole minibatch. A progress bar per stage shows the
 step, the loss and the time left; ``log`` receives every step's metrics as they are measured. Seeds share no
 parameters and Adam/SGD act element-wise, so each seed follows the
 updates it would follow alone. Randomness keeps that promise too: a rule draws for seed k from its own generator
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +38,7 @@ from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.registry import base_name, is_built_in, make_rule, parse_recipe, rule_spec
 from iftgym.types import PairBatch, StepBatch, TrainingData
-from iftgym.validate import MAX_STEPS, at_least, non_negative, one_of, positive
+from iftgym.validate import MAX_GRAD_ACCUM, MAX_STEPS, at_least, non_negative, one_of, positive
 from iftgym.world import World, seed_generators
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -76,8 +80,12 @@ class TrainConfig:
 
     ``steps`` are optimiser steps in total (a recipe splits them evenly between its stages); ``lr`` is the
     learning rate of every stage that sets none; ``batch_size`` draws that many trajectories or pairs per step
-    (``None``: all of them); ``seed`` drives minibatch order and every random draw of the rules; ``eval_every``
-    calls the evaluation callback every that many steps (0: only at the end); ``progress`` shows a progress bar.
+    (``None``: all of them); ``grad_accum`` splits each step's minibatch of demonstrations or pairs into that many
+    micro-batches whose gradients add up before the one optimiser step (the same step as one pass over the
+    minibatch: each micro-batch's loss counts by its share of the minibatch, :meth:`Rule.batch_weight`, so token
+    averages stay exact; rules that sample their own episodes sample as usual); ``seed`` drives minibatch order and
+    every random draw of the rules; ``eval_every`` calls the evaluation callback every that many steps (0: only at
+    the end); ``progress`` shows a progress bar.
     """
 
     steps: int = 300
@@ -85,6 +93,7 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     batch_size: int | None = None
+    grad_accum: int = 1
     seed: int = 0
     eval_every: int = 0
     progress: bool = False
@@ -96,6 +105,7 @@ class TrainConfig:
         non_negative("weight_decay", self.weight_decay)
         if self.batch_size is not None:
             at_least("batch_size", self.batch_size, 1, note="or None for all")
+        at_least("grad_accum", self.grad_accum, 1, high=MAX_GRAD_ACCUM)
         at_least("seed", self.seed, 0)
         at_least("eval_every", self.eval_every, 0)
 
@@ -238,18 +248,61 @@ def _stepper(policy: Policy, rule: Rule) -> nn.Module:
     return DistributedDataParallel(module, device_ids=devices, find_unused_parameters=frozen_inputs)
 
 
-def _rule_step(
-    rule: Rule, stepper: nn.Module, policy: Policy, batch: Any, step: int
+def _micro_batches(batch: StepBatch | PairBatch | None, parts: int) -> list[StepBatch | PairBatch | None]:
+    """``batch`` in ``parts`` contiguous micro-batches of (nearly) equal size; a rule's own sampling (``None``) is not
+    split."""
+    if batch is None or parts == 1:
+        return [batch]
+    if parts > batch.size:
+        raise ValueError(f"grad_accum={parts} is out of range: expected at most the minibatch's {batch.size} "
+                         "trajectories or pairs (per process), so that no micro-batch is empty")  # fmt: skip
+    return [batch.select(index) for index in torch.arange(batch.size).tensor_split(parts)]
+
+
+def _accumulated_step(
+    rule: Rule, stepper: nn.Module, policy: Policy, batch: Any, step: int, parts: int
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One step of ``rule`` (its ``collect`` phase, then its loss). A rule that is not one of iftgym's own is held
+    """One optimiser step's gradient (left in ``.grad``), its loss and metrics, from ``parts`` micro-batches of
+    ``batch`` on this process. Each micro-batch's loss counts by its share ``w / W`` of the step's whole weight ``W``
+    (summed over the micro-batches and the processes; :meth:`Rule.batch_weight`: its trajectories or pairs, or its
+    target tokens for a token average), times the number of processes because ``DistributedDataParallel`` averages
+    their gradients: so the step's loss is the one-process, one-batch loss, however the minibatch is split. The
+    returned loss and metrics are this process's weighted shares (the sum over processes is the step's)."""
+    micro = _micro_batches(batch, parts)
+    weights = [torch.as_tensor(rule.batch_weight(part), dtype=torch.float64, device=policy.device) for part in micro]
+    total = distributed.sum_over_processes(torch.stack(torch.broadcast_tensors(*weights)).sum(0))
+    processes = distributed.world_size()
+    loss_sum: torch.Tensor | float = 0.0
+    metric_sums: dict[str, torch.Tensor] = {}
+    for i, (part, weight) in enumerate(zip(micro, weights)):
+        share = torch.where(total > 0, weight / total.clamp(min=1e-300), 1.0 / (len(micro) * processes))
+        last = i == len(micro) - 1
+        with nullcontext() if last or not hasattr(stepper, "no_sync") else stepper.no_sync():
+            loss, metrics = _rule_step(rule, stepper, policy, part, step, collect=i == 0)
+            (loss * (share * processes).to(loss.dtype)).sum().backward()
+        loss_sum = loss_sum + loss.detach() * share.to(loss.dtype)
+        for key, value in metrics.items():
+            value = value.detach().float()
+            part_share = share.float() if value.dim() else share.float().mean()
+            metric_sums[key] = metric_sums.get(key, 0.0) + value * part_share
+    return loss_sum, metric_sums
+
+
+def _rule_step(
+    rule: Rule, stepper: nn.Module, policy: Policy, batch: Any, step: int, collect: bool = True
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step of ``rule`` (its ``collect`` phase, where ``collect``: once per step, before the first micro-batch;
+    then its loss). A rule that is not one of iftgym's own is held
     to the Rule contract on every step — a ``(K,)`` loss with a gradient, a dict of ``(K,)`` or scalar numeric metrics
     — and whatever it raises (``SystemExit`` included) ends the run in one line naming the rule
     (:class:`~iftgym.errors.RunFailed`): a plugin's bug is reported, not shown as iftgym's traceback."""
     if is_built_in(rule.name):
-        rule.collect(policy, step)
+        if collect:
+            rule.collect(policy, step)
         return stepper(batch, step)
     try:
-        rule.collect(policy, step)
+        if collect:
+            rule.collect(policy, step)
         result = stepper(batch, step)
     except (Exception, SystemExit) as err:  # a plugin's code can fail in any way
         raise RunFailed(f"rule {rule.name!r} failed at step {step + 1}: {type(err).__name__}: "
@@ -409,8 +462,9 @@ def train(
                 if snapshot is not None:
                     snapshot(Snapshot(done, index, step, policy, optimizer, rule))
                 minibatch = distributed.shard(_minibatch(batch, config.batch_size, data_order))
-                loss, metrics = _rule_step(rule, stepper, policy, minibatch, step)
-                mean_loss = distributed.mean_over_processes(loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                loss, metrics = _accumulated_step(rule, stepper, policy, minibatch, step, config.grad_accum)
+                mean_loss = distributed.sum_over_processes(loss)
                 if not torch.isfinite(mean_loss).all():
                     bad = [policy.seeds[k] for k in torch.nonzero(~torch.isfinite(mean_loss)).flatten().tolist()]
                     raise TrainingDiverged(
@@ -418,14 +472,13 @@ def train(
                         f"not finite at step {done + 1} of {total} for seed(s) {', '.join(map(str, bad))}; lower the "
                         f"learning rate (it was {stage.lr or config.lr:g})"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()
                 optimizer.step()
                 rule.after_step(policy)
-                values = {key: value.detach().float() for key, value in metrics.items()}
-                if distributed.world_size() > 1 and values:  # one exchange for all the metrics
-                    averaged = distributed.mean_over_processes(torch.stack(list(values.values()))).unbind()
-                    values = dict(zip(values, averaged))
+                values = metrics
+                if distributed.world_size() > 1 and values:  # one exchange for all the metrics (weighted shares)
+                    shapes = {key: value.shape for key, value in values.items()}
+                    summed = distributed.sum_over_processes(torch.stack(torch.broadcast_tensors(*values.values())))
+                    values = {key: row if shapes[key] else row.mean() for key, row in zip(values, summed.unbind())}
                 arrays = {key: value.cpu().numpy() for key, value in values.items()}
                 for key, array in arrays.items():
                     history.setdefault(key, []).append(array)

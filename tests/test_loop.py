@@ -269,3 +269,87 @@ def test_train_checks_a_token_policy_against_the_vocabulary(world: TokenWorld) -
     with pytest.raises(ValueError, match=f"the policy reads {world.n_ids - 1} input ids .* the world TokenWorld has "
                        f"{world.n_ids} input ids"):  # fmt: skip
         train(small, "sft", world)
+
+
+# -- gradient accumulation and processes add up to the one-batch step --------------------------------------------
+# rules that draw samples from the policy inside their step: another split draws other samples (the same step in
+# expectation, not draw for draw); CHORD's GRPO part is drawn once per step, so only its shards differ
+SAMPLING_IN_LOSS, SAMPLING_PER_PROCESS = {"dpo-online"}, {"dpo-online", "chord"}
+ACCUMULATED = [*rule_names(), 'sft(average="token")', 'dft(average="token")', 'asft(average="token")',
+               'iw-sft(average="token")', 'eaft(average="token")', 'psft(average="token")']  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory: pytest.TempPathFactory) -> TokenWorld:
+    """Words to reverse in TRL's preference format: demonstrations and pairs whose answers differ in length (so
+    token counts differ between micro-batches and shards)."""
+    import json
+
+    from iftgym.worlds.tokens import make_task
+
+    words = ["ab", "abcde", "cab", "bd", "abcdabcd", "dca", "bac", "abcabc"]
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": w, "chosen": w[::-1], "rejected": w}) + "\n" for w in words))
+    return TokenWorld(make_task("jsonl", path=path), reward="token")
+
+
+def _tabular(world: TokenWorld):
+    from iftgym.policies import TabularPolicy
+
+    torch.manual_seed(0)
+    policy = TabularPolicy(world.n_ids, world.n_actions, seeds=[0, 1])
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.normal_(0, 0.5)
+    return policy
+
+
+@pytest.mark.parametrize("algorithm", ACCUMULATED)
+def test_micro_batches_add_up_to_the_one_batch_step(routes: TokenWorld, algorithm: str) -> None:
+    if algorithm in SAMPLING_IN_LOSS:
+        pytest.skip(f"{algorithm} samples answers inside its loss: equal in expectation only")
+    data = routes.training_data()
+    lengths = data.demos.mask.sum(-1)
+    assert len(set(lengths.tolist())) > 1  # unequal token counts: a per-micro-batch mean would be wrong
+    trained = []
+    for parts in (1, 8, 3):  # one batch of 8; 8 micro-batches of 1; 3 uneven ones (3, 3, 2)
+        policy = _tabular(routes)
+        config = TrainConfig(steps=2, lr=0.5, optimizer="sgd", batch_size=8, grad_accum=parts, seed=1)
+        result = train(policy, make_rule(algorithm), routes, data, config)
+        trained.append((torch.cat([p.detach().flatten() for p in policy.parameters()]), result.history["loss"]))
+    for parameters, losses in trained[1:]:
+        torch.testing.assert_close(parameters, trained[0][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(losses, trained[0][1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ACCUMULATED)
+def test_two_processes_add_up_to_one_with_unequal_token_counts(routes: TokenWorld, algorithm: str, monkeypatch):
+    """What ``torchrun`` does, with its one exchange simulated: each process's shard of the minibatch weighted by its
+    share of the whole step, the gradients averaged over the processes as DistributedDataParallel averages them."""
+    from iftgym import distributed, loop
+
+    data = routes.training_data()
+    rule = make_rule(algorithm)
+    batch = data.pairs if rule.data == "pairs" else data.demos
+    if rule.data == "env":
+        batch = None
+
+    def gradient(shard, total, processes) -> torch.Tensor:
+        policy = _tabular(routes)
+        step_rule = make_rule(algorithm)
+        step_rule.setup(policy, routes, seed_generators(0, policy.seeds))
+        prepared = step_rule.prepare(policy, shard)
+        monkeypatch.setattr(distributed, "world_size", lambda: processes)
+        monkeypatch.setattr(distributed, "sum_over_processes", lambda values: torch.as_tensor(total) + 0 * values)
+        loop._accumulated_step(step_rule, loop._RuleStep(policy, step_rule), policy, prepared, 0, 1)
+        return torch.cat([p.grad.flatten() for p in policy.parameters() if p.grad is not None])
+
+    if batch is None or algorithm in SAMPLING_PER_PROCESS:
+        pytest.skip(f"{algorithm} samples its own episodes on each process: equal in expectation only")
+    whole = make_rule(algorithm).batch_weight(batch)
+    one = gradient(batch, whole, 1)
+    halves = [batch.select(torch.arange(0, 3)), batch.select(torch.arange(3, batch.size))]  # unequal shards
+    weights = [make_rule(algorithm).batch_weight(half) for half in halves]
+    total = sum(torch.as_tensor(w, dtype=torch.float64) for w in weights)
+    averaged = sum(gradient(half, total, 2) for half in halves) / 2  # DistributedDataParallel's mean
+    torch.testing.assert_close(averaged, one, rtol=1e-5, atol=1e-6)

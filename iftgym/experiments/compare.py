@@ -31,7 +31,7 @@ from iftgym.experiments.config import REFERENCES as WORLD_REFERENCES
 from iftgym.experiments.paired import flag_worse_than_untrained, paired_statistics, scored
 from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, CompareResult, Grid, Row, Skipped, WorldResult
 from iftgym.experiments.worlds import compare_world
-from iftgym.loop import StepLog, TrainConfig
+from iftgym.loop import StepLog
 from iftgym.metrics.decompose import DECOMPOSED, decomposed_scores, demonstrated_cells
 from iftgym.metrics.estimators import demonstration_log_bias
 from iftgym.metrics.rollouts import rollout_scores
@@ -82,8 +82,7 @@ def run_algorithm(
         recorder = UpdateRecorder(model, data, training_points(config.steps), config.seed)
     run = runner.run_algorithm(
         algo, config.stages(algo), model, data, lambda: make_policy(model, config, seeds),
-        TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-                    eval_every=config.eval_every),
+        config.train_config(),
         callback=lambda step, p: evaluate(model, p, data), no_pairs=NO_SECOND_ROUTE, snapshot=recorder,
     )  # fmt: skip
     if run.skipped is not None:

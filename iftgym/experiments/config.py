@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from iftgym.io import read_json
 from iftgym.registry import load_plugin
 from iftgym.settings import check_settings, default_of, setting, settings_of
-from iftgym.validate import MAX_SEEDS, MAX_SIDE, MAX_STEPS, one_of
+from iftgym.validate import MAX_GRAD_ACCUM, MAX_SEEDS, MAX_SIDE, MAX_STEPS, one_of
 
 if TYPE_CHECKING:
-    from iftgym.loop import Stage
+    from iftgym.loop import Stage, TrainConfig
 
 # this module is read to build the command line's flags, so it imports nothing heavy (torch) at the top: the
 # checks import what they need
@@ -66,6 +66,9 @@ class CompareConfig:
                                low=0, include_low=False)  # fmt: skip
     batch_size: int | None = setting(None, "demonstrations or pairs per step (default: all on frozen-lake, 64 on "
                                      "tokens)", low=1)  # fmt: skip
+    grad_accum: int = setting(1, "micro-batches each step's demonstrations or pairs are split into, their gradients "
+                              "added before the one optimiser step (the same step: token averages stay exact)",
+                              low=1, high=MAX_GRAD_ACCUM)  # fmt: skip
     seed: int = setting(0, "seed of data order, rollouts and sampling", low=0)
     eval_every: int | None = setting(None, "steps between evaluations for the curves (0: only at the end; default: "
                                      "the world's: 10 on frozen-lake, steps // 10 on tokens)", low=0)  # fmt: skip
@@ -265,6 +268,15 @@ class CompareConfig:
         from iftgym.loop import make_stages
 
         return make_stages(algo, self.steps, self.stage_lrs, self.rule_overrides)
+
+    def train_config(self, eval_every: int | None = None, progress: bool = False) -> TrainConfig:
+        """The training loop's settings for every algorithm of this config (``eval_every``: the config's unless
+        given)."""
+        from iftgym.loop import TrainConfig
+
+        return TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size, grad_accum=self.grad_accum,
+                           seed=self.seed, eval_every=self.eval_every if eval_every is None else eval_every,
+                           progress=progress)  # fmt: skip
 
     def references(self) -> tuple[str, ...]:
         """The reference rows of this config's world."""

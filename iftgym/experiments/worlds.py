@@ -25,7 +25,7 @@ from iftgym.experiments.config import TOKENS, CompareConfig
 from iftgym.experiments.paired import flag_worse_than_untrained, paired_statistics, scored
 from iftgym.experiments.results import AlgorithmResult, CompareResult, Metric, Skipped, WorldResult
 from iftgym.io import read_json
-from iftgym.loop import StepLog, TrainConfig, stage_batches
+from iftgym.loop import StepLog, stage_batches
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
 from iftgym.policies.base import Policy, resolve_device
 from iftgym.policies.folder import model_folder, save_model
@@ -219,8 +219,7 @@ def compare_world(
             stage_batches(algo_stages, data, config.batch_size)  # a map without a second route does)
     bounds = {name: (0.0, 1.0) for name in TOKEN_METRICS} if config.world == TOKENS else {}
     entry = WorldResult(kind.name, {}, info=kind.info())
-    loop = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-                       eval_every=config.eval_every, progress=bars)  # fmt: skip
+    loop = config.train_config(progress=bars)
     for algo in config.algos:
         progress(f"training {algo} on {kind.name} x{config.seeds} seeds")
         run = runner.run_algorithm(algo, stages[algo], world, data, lambda: kind.policy(seeds), loop,

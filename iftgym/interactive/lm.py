@@ -14,7 +14,6 @@ from iftgym.experiments.runner import AlgorithmRun, run_algorithm
 from iftgym.experiments.worlds import Tokens, preference_strips
 from iftgym.explain.figures import figure_png
 from iftgym.explain.strips import draw_strips
-from iftgym.loop import TrainConfig
 from iftgym.policies.base import Policy
 from iftgym.rules.ift import IFTConfig
 from iftgym.worlds.tokens.tasks import Example
@@ -61,7 +60,7 @@ class TinyLMExplorer:
         self.status.value = "<i>training…</i>"
         start = time.perf_counter()
         config, data, seeds = self.config, self.world.training_data(), list(range(self.config.seeds))
-        loop = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed)
+        loop = config.train_config(eval_every=0)
         with math_threads(config.threads):
             for algo in config.algos:
                 self.runs[algo] = run_algorithm(algo, config.stages(algo), self.world, data,

@@ -20,7 +20,6 @@ from iftgym.experiments.compare import (
     score,
 )
 from iftgym.experiments.runner import run_algorithm
-from iftgym.loop import TrainConfig
 from iftgym.metrics.stats import summarize
 from iftgym.parallel import Task, WorkerPool, in_background
 from iftgym.policies.base import Policy
@@ -97,7 +96,7 @@ def train_rule(rows: tuple[str, ...], config: CompareConfig, algo: str, every: i
         return {}  # nothing to record: the snapshots are the record
 
     run = run_algorithm(algo, config.stages(algo), model, data, starting_policy,
-                        TrainConfig(steps=config.steps, lr=config.lr, eval_every=every), callback=keep,
+                        config.train_config(eval_every=every), callback=keep,
                         no_pairs=NO_SECOND_ROUTE)  # fmt: skip
     if run.skipped is not None:
         return RuleRun(skipped=run.skipped)

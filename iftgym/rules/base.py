@@ -10,10 +10,11 @@ their gradients stay independent) and steps the optimiser. Writing a rule means 
 * optionally ``setup`` (once per stage), ``prepare`` (once per stage, on the stage's whole data: compute what
   stays fixed, such as DPO's reference log-probabilities), ``collect`` (before every step's loss: sample what the
   step trains on from the current policy, as PPO's and REINFORCE's rollouts), ``after_step`` (after every
-  optimiser step) and ``parameters`` (weights the rule trains beside the policy's, such as a critic).
+  optimiser step), ``parameters`` (weights the rule trains beside the policy's, such as a critic) and
+  ``batch_weight`` (what the loss is a mean over, so that micro-batches and processes add up to the one-batch loss).
 
-The loop calls, per stage: ``setup``, ``prepare``, then for each step ``collect``, ``loss``, the optimiser step and
-``after_step``.
+The loop calls, per stage: ``setup``, ``prepare``, then for each step ``collect`` and ``loss`` (once per micro-batch
+with ``grad_accum``), the optimiser step and ``after_step``.
 
 Every random draw a rule makes comes from ``self.generators[k]`` for seed k (handed over by ``setup``), so a seed
 trains the same whatever other seeds train beside it. Register the class with :func:`iftgym.register_rule` to use
@@ -81,6 +82,18 @@ class Rule:
     def loss(self, policy: Policy, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-seed loss ``(K,)`` and per-seed metrics for optimiser step ``step`` of the stage."""
         raise NotImplementedError(f"{type(self).__name__} does not define loss()")
+
+    def batch_weight(self, batch: Any) -> torch.Tensor | float:
+        """How much ``batch``'s loss counts when the loop adds the losses of several batches into one step (gradient
+        accumulation, or the shards of ``torchrun``'s processes): the loss is a mean, so its weight is what it is a
+        mean over — the batch's trajectories or pairs by default, its target tokens (per seed: ``(K,)`` when the
+        seeds have data of their own) when the rule's config averages over tokens (``average="token"``), and 1 for a
+        rule that samples its own episodes (no batch). A rule whose loss is another kind of mean overrides it."""
+        if batch is None:
+            return 1.0
+        if getattr(self.config, "average", None) == "token" and hasattr(batch, "mask"):
+            return batch.mask.sum((-2, -1))
+        return float(batch.size)
 
     def after_step(self, policy: Policy) -> None:
         """Called after every optimiser step (IFT re-syncs its frozen encoding table here)."""

@@ -35,8 +35,8 @@ AVERAGES = ("sequence", "token")
 class DFTConfig:
     """``average``: ``"sequence"``, each demonstration's mean weighted token loss, then the mean over the batch
     (every demonstration weighs the same, as iftgym's SFT), or ``"token"``, one mean over every target token of the
-    batch (TRL's ``SFTTrainer`` with ``loss_type="dft"``: a long answer weighs more). Under ``torchrun``, ``"token"``
-    averages each process's share, as SFT does."""
+    batch (TRL's ``SFTTrainer`` with ``loss_type="dft"``: a long answer weighs more). Under ``torchrun`` and with
+    ``grad_accum``, ``"token"`` is still the whole batch's mean, as SFT's is."""
 
     average: str = "sequence"
 

@@ -41,10 +41,11 @@ class SFTConfig:
     no gradient (the control that isolates what IFT's frozen embedding costs). ``average``: ``"sequence"``, each
     demonstration's mean step loss, then the mean over the batch (every demonstration weighs the same, as IFT's
     loss does), or ``"token"``, one mean over every target token of the batch (TRL's ``SFTTrainer``: a long answer
-    weighs more); the two agree when all answers have the same length. Under ``torchrun``, ``"token"`` averages
-    each process's share. ``transform``: each token's loss as a function of its probability ``p``: ``"log"``
-    (``-log p``, SFT), ``"p"`` (``-p``), ``"p10"`` (``-p^10``) or ``"power"`` (``-(p^power - 1) / power``, 0 for
-    ``-log p``); see the module doc."""
+    weighs more); the two agree when all answers have the same length. Under ``torchrun`` and with ``grad_accum``
+    the loop weighs each share by its tokens (:meth:`Rule.batch_weight`): the mean is the whole batch's.
+    ``transform``: each token's loss as a function of its probability ``p``: ``"log"`` (``-log p``, SFT), ``"p"``
+    (``-p``), ``"p10"`` (``-p^10``) or ``"power"`` (``-(p^power - 1) / power``, 0 for ``-log p``); see the module
+    doc."""
 
     embedding: str = "live"
     average: str = "sequence"
