@@ -14,7 +14,8 @@ def test_make_rule_rejects_unknown_names_and_hyper_parameters() -> None:
         make_rule("dpo", gamma=0.9)
     with pytest.raises(ValueError, match="online"):  # fixed by the rule's name, not a free hyper-parameter
         make_rule("dpo", online=True)
-    with pytest.raises(ValueError, match=r"^rule 'sft' has no hyper-parameter lr: accepted: embedding, average$"):
+    accepted = "embedding, average, transform, power"
+    with pytest.raises(ValueError, match=rf"^rule 'sft' has no hyper-parameter lr: accepted: {accepted}$"):
         make_rule("sft", lr=0.1)
 
 
