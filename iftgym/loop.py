@@ -335,15 +335,20 @@ def _check_step(name: str, result: Any, k: int) -> tuple[torch.Tensor, dict[str,
 
 
 def stage_batches(
-    stages: Sequence[Stage], data: TrainingData, batch_size: int | None
+    stages: Sequence[Stage], data: TrainingData, batch_size: int | None, grad_accum: int = 1
 ) -> list[StepBatch | PairBatch | None]:
     """The data each stage trains on (``None`` for a stage that samples its own), checked before any training: every
     stage finds its data, and its minibatches of ``batch_size`` (``None``: all of it) split evenly over the
-    ``torchrun`` processes."""
+    ``torchrun`` processes, each share into ``grad_accum`` micro-batches that are not empty."""
     batches = [data.for_kind(stage.rule.data, stage.rule.name) for stage in stages]
-    for batch in batches:
+    for stage, batch in zip(stages, batches):
         if batch is not None:
-            distributed.check_batch(min(batch.size, batch_size or batch.size))
+            size = min(batch.size, batch_size or batch.size)
+            distributed.check_batch(size)
+            if grad_accum > size // distributed.world_size():
+                raise ValueError(f"grad_accum={grad_accum} is out of range for rule {stage.rule.name!r}: expected at "
+                                 f"most its {size // distributed.world_size()} trajectories or pairs per step (per "
+                                 "process), so that no micro-batch is empty")  # fmt: skip
     return batches
 
 
@@ -435,7 +440,7 @@ def train(
         data = world.training_data()
     if not isinstance(data, TrainingData):
         data = TrainingData(pairs=data) if isinstance(data, PairBatch) else TrainingData(demos=data)
-    stage_data = stage_batches(stages, data, config.batch_size)
+    stage_data = stage_batches(stages, data, config.batch_size, config.grad_accum)
     total = sum(stage.steps for stage in stages)
     history: dict[str, list[np.ndarray]] = {}
     evaluations: list[tuple[int, dict[str, np.ndarray]]] = []

@@ -214,9 +214,11 @@ def compare_world(
     untrained = kind.policy(seeds)  # the reference row, and the policy the world's samples are checked with
     runner.check_world_samples(world, untrained, config.world)
     stages = {algo: config.stages(algo) for algo in config.algos}
-    for algo_stages in stages.values():  # every algorithm finds its data before any trains (a plugin world without
-        if config.world == TOKENS or not runner.lacking_data(algo_stages, data):  # pairs skips the pair rules, as
-            stage_batches(algo_stages, data, config.batch_size)  # a map without a second route does)
+    # every algorithm finds its data, split as asked, before any trains (a plugin world without pairs skips the pair
+    # rules, as a map without a second route does)
+    for algo_stages in stages.values():
+        if config.world == TOKENS or not runner.lacking_data(algo_stages, data):
+            stage_batches(algo_stages, data, config.batch_size, config.grad_accum)
     bounds = {name: (0.0, 1.0) for name in TOKEN_METRICS} if config.world == TOKENS else {}
     entry = WorldResult(kind.name, {}, info=kind.info())
     loop = config.train_config(progress=bars)

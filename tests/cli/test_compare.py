@@ -81,3 +81,13 @@ def test_unwritable_output_directory(capsys, tmp_path: Path) -> None:
     assert main(["compare", *SMALL, "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not writable" in err
+
+
+def test_grad_accum_is_checked_against_the_data_before_training(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["compare", "--grad-accum", "2", "--seeds", "2", "--steps", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "grad_accum=2 is out of range for rule 'sft': expected at most its 1 trajectories" in err, err
+    assert err.count("\n") == 1 and not out.exists()
+    assert main(["compare", "--grad-accum", "0", "--out", str(out)]) == 2
+    assert "grad_accum=0 is out of range" in capsys.readouterr().err
