@@ -1,6 +1,7 @@
 """The main job, ``iftgym compare`` with its defaults, timed as a user runs it, and seeds batched against one by one.
 
-Run: ``python benchmarks/bench_compare.py [--seeds 20] [--skip-seeds]``.
+Run: ``python benchmarks/bench_compare.py [--seeds 20] [--skip-seeds] [--json PATH]`` (``--json``: the numbers and
+their targets, ``benchmarks/_results.py``).
 
 1. The whole command (``python -m iftgym compare``, start-up, training, exact metrics, tables and figures), in one
    run of this script:
@@ -31,14 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _results import Results, add_json_option
 from rich.console import Console
 from rich.table import Table
 
-from iftgym.experiments.compare import DEFAULT_ALGOS, CompareConfig, compare, named_maps, run_algorithm
+from iftgym.experiments.compare import CompareConfig, compare, named_maps, run_algorithm
 from iftgym.experiments.config import SB3
 from iftgym.experiments.results import CompareResult, load_results
 
 TARGETS = {"first run": 20.0, "re-run": 8.0}
+HELP_SECONDS, FIGURE_SECONDS = 0.5, 2.0
 
 
 def run_command(out: Path, seeds: int, *options: str) -> float:
@@ -69,7 +72,7 @@ def median_seconds(function: Callable[[], object], rounds: int = 5) -> float:
     return statistics.median(times)
 
 
-def startup_and_figures(results: CompareResult, console: Console) -> None:
+def startup_and_figures(results: CompareResult, console: Console, record: Results) -> None:
     from iftgym.explain.figures import draw_figures
 
     helps = {}
@@ -83,18 +86,24 @@ def startup_and_figures(results: CompareResult, console: Console) -> None:
     table = Table(title="start-up and figures (medians)")
     for column in ("what", "seconds", "target"):
         table.add_column(column, justify="right")
-    rows = (("iftgym --help", helps[()], 0.5),
-            (f"slowest sub-command --help (iftgym {slowest[0]} --help)", helps[slowest], 0.5),
-            (f"the {figures} figures of the run", figure_seconds, 2.0))  # fmt: skip
+    rows = (("iftgym --help", helps[()], HELP_SECONDS),
+            (f"slowest sub-command --help (iftgym {slowest[0]} --help)", helps[slowest], HELP_SECONDS),
+            (f"the {figures} figures of the run", figure_seconds, FIGURE_SECONDS))  # fmt: skip
     for name, seconds, target in rows:
         table.add_row(name, f"{seconds:.2f}", f"< {target} s {'ok' if seconds < target else 'MISSED'}")
     console.print(table)
+    record.number("help", helps[()], "s", "`iftgym --help`", ("<", HELP_SECONDS))
+    record.number("help_slowest", helps[slowest], "s", f"slowest sub-command (`iftgym {slowest[0]} --help`)",
+                  ("<", HELP_SECONDS))  # fmt: skip
+    record.number("figures", figure_seconds, "s", f"the {figures} figures of the default run", ("<", FIGURE_SECONDS))
+    record.target(f"`iftgym --help` and every sub-command's `--help` under {HELP_SECONDS:g} s", "help", "help_slowest")
+    record.target(f"a comparison's figures under {FIGURE_SECONDS:g} s", "figures")
 
 
 COMMANDS = ("maps", "solve", "compare", "plot", "bias", "lm", "generate", "sweep")
 
 
-def whole_command(seeds: int, console: Console) -> CompareResult:
+def whole_command(seeds: int, console: Console, record: Results) -> CompareResult:
     with tempfile.TemporaryDirectory() as folder:
         cached, in_turn = Path(folder) / "cached", Path(folder) / "in-turn"
         times = {
@@ -112,17 +121,27 @@ def whole_command(seeds: int, console: Console) -> CompareResult:
         table.add_row(name, f"{seconds:.1f}", target, f"{times['SB3 seeds in turn'] / seconds:.2f}x")
     console.print(table)
     console.print(f"same numbers with SB3 cached, in workers and in turn: {'yes' if same else 'NO'}")
+    record.number("first_run", times["first run"], "s", "first run", ("<=", TARGETS["first run"]))
+    record.number("in_turn", times["SB3 seeds in turn"], "s", "SB3's seeds one after another in the main process, as "
+                  "0.1.0 did (`--workers 0 --no-cache`)")  # fmt: skip
+    record.number("re_run", times["re-run"], "s", "re-run", ("<=", TARGETS["re-run"]))
+    record.number("same", same, "", "`results.json` identical (but wall times) cached, in workers and in turn",
+                  ("==", True))  # fmt: skip
+    command = f"`iftgym compare --seeds {seeds}` (all rows, SB3 included)"
+    record.target(f"{command} at most {TARGETS['first run']:g} s the first time", "first_run", "in_turn")
+    record.target(f"... and at most {TARGETS['re-run']:g} s when re-run (SB3 read from the cache)", "re_run")
+    record.target("the same numbers with workers and cache as without", "same")
     if not same:
         raise SystemExit("the runs' results differ")
     return results
 
 
-def batched_against_sequential(seeds: int, console: Console) -> None:
+def batched_against_sequential(seeds: int, console: Console, record: Results) -> None:
     config = CompareConfig(seeds=seeds)
     torch.set_num_threads(config.threads)
     ((_, model),) = named_maps(config)
     data = model.training_data(config.demos)
-    rules = [algo for algo in DEFAULT_ALGOS if algo != SB3]
+    rules = [algo for algo in config.algos if algo != SB3]  # the default rows but SB3's
     batched = compare(CompareConfig(seeds=seeds, algos=rules), workers=0).maps[0].algorithms  # one process
     sequential = {}
     for algo in rules:
@@ -139,18 +158,27 @@ def batched_against_sequential(seeds: int, console: Console) -> None:
     total, total_sequential = sum(batched[a].wall_time for a in rules), sum(sequential.values())
     table.add_row("total", f"{total:.2f}", f"{total_sequential:.2f}", f"{total_sequential / total:.1f}x")
     console.print(table)
+    for algo in rules:
+        record.number(f"batched_{algo}", sequential[algo] / batched[algo].wall_time, "x", algo)
+    record.number("batched_total", total_sequential / total, "x", "all rules")
+    record.target(f"none (context): {seeds} seeds trained as one batched model against one seed at a time, paper map, "
+                  f"{config.steps} steps, one process (time one at a time / batched)",
+                  *(f"batched_{algo}" for algo in rules), "batched_total")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20, help="seeds per algorithm (default 20, as iftgym compare)")
     parser.add_argument("--skip-seeds", action="store_true", help="only time the whole command")
+    add_json_option(parser)
     args = parser.parse_args()
+    record = Results("bench_compare", args)
     console = Console(width=120)
-    results = whole_command(args.seeds, console)
-    startup_and_figures(results, console)
+    results = whole_command(args.seeds, console, record)
+    startup_and_figures(results, console, record)
     if not args.skip_seeds:
-        batched_against_sequential(args.seeds, console)
+        batched_against_sequential(args.seeds, console, record)
+    record.write()
 
 
 if __name__ == "__main__":

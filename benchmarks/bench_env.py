@@ -1,8 +1,8 @@
 """Steps per second of ``iftgym/FrozenLake-v0`` against Gymnasium's ``FrozenLake-v1``, side by side in one run.
 
-Run: ``python benchmarks/bench_env.py [--quick] [--num-envs 1024] [--rounds 7] [--map paper]``. Both sides play the
-same map, with the same step limit and the same pre-drawn uniform random actions, on a deterministic and on a
-slippery version of the map:
+Run: ``python benchmarks/bench_env.py [--quick] [--num-envs 1024] [--rounds 7] [--map paper] [--json PATH]``.
+Both sides play the same map, with the same step limit and the same pre-drawn uniform random actions, on a
+deterministic and on a slippery version of the map:
 
 * one env: ``gym.make("iftgym/FrozenLake-v0")`` against ``gym.make("FrozenLake-v1")``, each reset when its episode
   ends (target: at least parity);
@@ -12,7 +12,8 @@ slippery version of the map:
 
 The machine may be shared and noisy, so the two sides of a comparison take turns, ``--rounds`` times, and the table
 shows the median steps/s of each side and the median of the rounds' ratios. A vector step counts N steps (the
-autoreset steps included: the same share on both sides). ``--quick`` is a smoke run of a few seconds.
+autoreset steps included: the same share on both sides). ``--quick`` is a smoke run of a few seconds. ``--json``
+writes the ratios and their targets (``benchmarks/_results.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
+from _results import Results, add_json_option
 from rich.console import Console
 from rich.table import Table
 
@@ -31,6 +33,7 @@ from iftgym.worlds.frozen_lake.maps import load_map
 
 ENV_ID = "iftgym/FrozenLake-v0"
 TARGETS = {"one env": 1.0, "vector": 50.0}
+KEYS = {"one env": "one_env", "vector": "vector"}
 
 
 def single_rate(env: gym.Env, actions: list[int]) -> float:
@@ -68,7 +71,9 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=1024, help="copies in the vector envs (default 1024)")
     parser.add_argument("--rounds", type=int, default=7, help="turns each side takes (default 7; 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds of few steps")
+    add_json_option(parser)
     args = parser.parse_args()
+    record = Results("bench_env", args)
     rounds = 3 if args.quick else args.rounds
     single_steps, native_steps, sync_steps = (2_000, 50, 3) if args.quick else (20_000, 500, 20)
     n = args.num_envs
@@ -96,12 +101,19 @@ def main() -> None:
         sync.close()
         names = {"one env": "one env", "vector": f"{n} copies"}
         for kind, (ours_rate, theirs_rate, ratio) in results.items():
+            dynamics = "slippery" if slippery else "deterministic"
+            record.number(f"{KEYS[kind]}_{dynamics}", ratio, "x", dynamics, (">=", TARGETS[kind]))
             met = ratio >= TARGETS[kind]
             if not met:
                 missed.append(f"{kind} ({'slippery' if slippery else 'deterministic'})")
             table.add_row(names[kind], str(slippery), f"{ours_rate:,.0f}", f"{theirs_rate:,.0f}", f"{ratio:.1f}x",
                           f">= {TARGETS[kind]:g}x {'met' if met else 'MISSED'}")  # fmt: skip
     Console().print(table)
+    vector = f"native vector env at least {TARGETS['vector']:g}x Gymnasium's `SyncVectorEnv` of `FrozenLake-v1`"
+    record.target(f"{vector} at N = {n} (map {args.map!r})", "vector_deterministic", "vector_slippery")
+    record.target(f"single env at least at parity with `FrozenLake-v1` (map {args.map!r})", "one_env_deterministic",
+                   "one_env_slippery")  # fmt: skip
+    record.write()
     if missed:
         print(f"below target (on a busy machine, run again): {', '.join(missed)}")
 

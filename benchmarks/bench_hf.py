@@ -1,9 +1,10 @@
 """iftgym against TRL on one tiny Hugging Face GPT-2, iftgym's own step-cost ratios, and KV-cached generation.
 
 Run: ``.venv/bin/python benchmarks/bench_hf.py [--quick] [--json PATH]`` (default: about 1.5 minutes on 2 cores;
-``--quick``: under 30 s). Everything runs in fp32 on the CPU, on models built from configs in code (nothing is
-downloaded), with the preference data shipped in ``envs/tokens/reverse_preference.jsonl`` and a character tokenizer
-(``character_tokenizer``), the same token sequences for both libraries.
+``--quick``: under 30 s; ``--json``: the numbers and their targets, ``benchmarks/_results.py``). Everything runs in fp32
+on the CPU, on models built from configs in code (nothing is downloaded), with the preference data shipped in
+``envs/tokens/reverse_preference.jsonl`` and a character tokenizer (``character_tokenizer``), the same token sequences
+for both libraries.
 
 1. **iftgym against TRL, time per optimiser step.** One GPT-2 (``n_layer=2, n_head=4, n_embd=64``, dropout 0),
    ``--batch`` sequences per step (DPO: that many pairs, chosen and rejected), AdamW (weight decay 0, constant
@@ -39,7 +40,6 @@ import argparse
 import contextlib
 import io
 import itertools
-import json
 import math
 import os
 import statistics
@@ -51,6 +51,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from _results import Results, add_json_option
 from rich.console import Console
 from rich.table import Table
 
@@ -68,7 +69,7 @@ from iftgym.worlds.tokens.tasks import make_task
 
 TASK = "reverse_preference"
 RULES = ("sft", "ift", "dpo")
-TARGETS = {"dpo": 2.1, "ift": 1.40, "cache_speedup": 5.0}
+TARGETS = {"dpo": 2.1, "ift": 1.40, "cache_speedup": 5.0, "over_trl": 1.5}
 QUICK = {"rounds": 2, "steps": 15, "warmup": 3, "rule_steps": 12, "gen_repeats": 2}
 
 
@@ -395,6 +396,49 @@ def generation(world: TokenWorld, tokenizer: Any, args: argparse.Namespace, devi
     return results
 
 
+def record_numbers(record: Results, results: dict[str, Any], args: argparse.Namespace, world: TokenWorld) -> None:
+    """The numbers and targets of ``--json``: iftgym against TRL, the step-cost ratios, generation per device."""
+    trl = results["trl"]
+    for rule, other in (("sft", "trl sft"), ("dpo", "trl dpo")):
+        record.number(f"trl_{rule}", trl[other]["iftgym_over_trl"], "x", rule.upper(), (">=", TARGETS["over_trl"]))
+    for rule, other in (("sft", "trl sft"), ("dpo", "trl dpo")):
+        record.number(f"trl_{rule}_lowest", trl[other]["iftgym_over_trl_range"][0], "x",
+                      f"{rule.upper()}'s lowest round")  # fmt: skip
+    record.number("trl_dpo_live", trl["trl dpo live-ref"]["iftgym_over_trl"], "x",
+                  "against TRL's default DPO (reference model every step)")  # fmt: skip
+    record.target(f"iftgym's SFT and DPO steps at least {TARGETS['over_trl']:g}x the throughput of TRL's "
+                  f"`SFTTrainer` / `DPOTrainer` (same tiny GPT-2 2x64, batch {args.batch}, fp32 on the CPU, "
+                  "`bf16=False`, AdamW, no clipping; TRL's DPO with `precompute_ref_log_probs=True`, as iftgym's "
+                  f"offline DPO; medians of {args.rounds} rounds)", "trl_sft", "trl_dpo", "trl_sft_lowest",
+                  "trl_dpo_lowest", "trl_dpo_live")  # fmt: skip
+    keys = []
+    for model, short in (("GPT-2 (HFPolicy)", "gpt2"), ("TinyGPT", "tinygpt")):
+        for rule in ("dpo", "ift"):
+            keys.append(f"{short}_{rule}")
+            record.number(keys[-1], results["step_ratios"][model][rule]["vs_sft"], "x", f"{model.split()[0]} "
+                          f"{rule.upper()}", ("<=", TARGETS[rule]))  # fmt: skip
+    tokens = world.training_data().demos.ids.shape[-1]
+    record.target(f"offline DPO step at most {TARGETS['dpo']:g}x an SFT step; IFT at most {TARGETS['ift']:.2f}x "
+                  f"(2x64 models, batch {args.batch} x {tokens} tokens, CPU, median of {args.rule_steps} interleaved "
+                  "steps)", *keys)  # fmt: skip
+    for device in ("cpu", "cuda"):
+        keys = []
+        for model, r in results["generation"].get(device, {}).items():
+            short = model.split()[0]
+            keys.append(f"generation_{device}_{short}")
+            record.number(keys[-1], r["speedup"], "x", short, (">=", TARGETS["cache_speedup"]))
+            keys.append(f"generation_{device}_{short}_identical")
+            record.number(keys[-1], r["identical"], "", f"{short}'s cached and recomputed answers identical",
+                          ("==", True))  # fmt: skip
+        if not keys:  # no CUDA device
+            keys.append(f"generation_{device}")
+            record.number(keys[-1], None, "x", "cached / recomputed")
+        record.target(f"generation with the KV cache at least {TARGETS['cache_speedup']:g}x full recomputation "
+                      f"({device.upper() if device == 'cuda' else 'CPU'}, {args.gen_batch} prompts, "
+                      f"{args.new_tokens}-token answers, medians of {args.gen_repeats})", *keys,
+                      note=None if device in results["generation"] else "no CUDA device")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run: fewer rounds, steps and repeats")
@@ -410,8 +454,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per answer (default 64)")
     parser.add_argument("--gen-repeats", type=int, default=9, help="timed generations per mode (default 9)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    add_json_option(parser)
     args = parser.parse_args(argv)
+    record = Results("bench_hf", args, sys.argv[1:] if argv is None else argv)
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
@@ -442,11 +487,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         console.print("CUDA not available: CUDA tokens/s were not measured (training and generation ran on the CPU)")
     console.print(f"total {time.perf_counter() - start:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "cuda": cuda, "versions": {"torch": torch.__version__,
-                       "transformers": transformers.__version__, "trl": trl.__version__}, "results": results}, f,
-                      indent=1)  # fmt: skip
+    record_numbers(record, results, args, world)
+    record.info.update(cuda=cuda, versions={"torch": torch.__version__, "transformers": transformers.__version__,
+                                            "trl": trl.__version__}, results=results)  # fmt: skip
+    record.write()
     if not all(r["identical"] for per_device in results["generation"].values() for r in per_device.values()):
         raise SystemExit(1)
     return results

@@ -9,7 +9,8 @@ rule (measured rule by rule, DPO's reference model included); on the CPU, which 
 state (weights, gradients, Adam's two moments) plus every tensor the step saves for backward (distinct storages,
 weights excluded). Each rule gets its data as the loop hands it over (`Rule.prepare`: offline DPO reads the
 reference log-probabilities of its fixed pairs, computed once). Targets: IFT at most 1.40x SFT's step time (one extra
-no-grad forward: about 4/3 of SFT), DPO at most 2.1x.
+no-grad forward: about 4/3 of SFT), DPO at most 2.1x. ``--json PATH`` writes the numbers and targets
+(``benchmarks/_results.py``); on CUDA they include each rule's tokens/s there.
 
     .venv/bin/python benchmarks/bench_lm.py                # CUDA if available, else CPU
     .venv/bin/python benchmarks/bench_lm.py --device cuda --batch 64 --length 60 --n-embd 256 --n-layer 6
@@ -18,13 +19,13 @@ no-grad forward: about 4/3 of SFT), DPO at most 2.1x.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
 import torch
+from _results import Results, add_json_option
 
 from iftgym.policies.tiny_gpt import TinyGPT
 from iftgym.rules import make_rule
@@ -34,6 +35,7 @@ from iftgym.worlds.tokens import TokenWorld
 from iftgym.worlds.tokens.tasks import SortTask
 
 RULES = ("sft", "ift", "dpo")
+TARGETS = {"ift": 1.40, "dpo": 2.1}  # step time over SFT's
 
 
 def saved_bytes(compute: Callable[[], object], policy: torch.nn.Module) -> int:
@@ -65,8 +67,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--steps", type=int, default=30, help="timed rounds of one step per rule (default: 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default: 3)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    add_json_option(parser)
     args = parser.parse_args(argv)
+    record = Results("bench_lm", args, sys.argv[1:] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -142,11 +145,26 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     for name, r in results.items():
         print(f"{name:<6}{1000 * r['step_s']:>10.1f}{r['step_s_vs_sft']:>8.2f}{r['tokens_per_s']:>12.0f}"
               f"{r['tokens_per_s_vs_sft']:>8.2f}{r['peak_mib']:>11.1f}{r['peak_mib_vs_sft']:>8.2f}")  # fmt: skip
-    ratio = results["ift"]["step_s_vs_sft"]
-    print(f"IFT step time = {ratio:.2f} x SFT (target <= 1.45): {'met' if ratio <= 1.45 else 'NOT met'}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1)
+    for name, target in TARGETS.items():
+        ratio = results[name]["step_s_vs_sft"]
+        print(f"{name.upper()} step time = {ratio:.2f} x SFT (target <= {target:.2f}): "
+              f"{'met' if ratio <= target else 'NOT met'}")  # fmt: skip
+    size = f"TinyGPT {args.n_layer}x{args.n_embd}, batch {args.batch} x {demos.ids.shape[-1]} tokens"
+    for name, target in TARGETS.items():
+        record.number(f"{name}_step", results[name]["step_s_vs_sft"], "x", name.upper(), ("<=", target))
+    for key, what in (("tokens_per_s", "tokens/s"), ("peak_mib", "peak memory")):
+        for name in ("ift", "dpo"):
+            record.number(f"{name}_{key}", results[name][f"{key}_vs_sft"], "x", f"{name.upper()} {what} / SFT's")
+    record.target(f"offline DPO step at most {TARGETS['dpo']:g}x an SFT step, IFT at most {TARGETS['ift']:.2f}x "
+                  f"({size}, {device.type}, median of {args.steps} interleaved steps)", "dpo_step", "ift_step",
+                  *(f"{name}_{key}" for key in ("tokens_per_s", "peak_mib") for name in ("ift", "dpo")))  # fmt: skip
+    on_cuda = device.type == "cuda"
+    for name in RULES:
+        record.number(f"cuda_{name}", results[name]["tokens_per_s"] if on_cuda else None, "tokens/s", name.upper())
+    record.target(f"tokens/s on CUDA for SFT / IFT / DPO ({size})", *(f"cuda_{name}" for name in RULES),
+                  note=None if on_cuda else f"this run: {device.type}")  # fmt: skip
+    record.info.update(device=str(device), threads=torch.get_num_threads(), results=results)
+    record.write()
     return results
 
 

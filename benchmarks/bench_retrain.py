@@ -4,7 +4,8 @@ retrain after a change of one rule's setting (the explorer keeps the runs that d
 trained one after another in the notebook's process (``workers=0``) and with the explorer's worker pool (kept alive
 between changes: the rules train in it and in this process at once), side by side in one run.
 
-Run: ``python benchmarks/bench_retrain.py [--rounds 3]``. Target: the full retrain at most 1.5 s. Medians of
+Run: ``python benchmarks/bench_retrain.py [--rounds 3] [--json PATH]`` (``--json``: the numbers and the target,
+``benchmarks/_results.py``). Target: the full retrain at most 1.5 s. Medians of
 ``--rounds`` changes (each a new lambda, so every rule trains again).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import statistics
 import time
 
+from _results import Results, add_json_option
 from rich.console import Console
 from rich.table import Table
 
@@ -45,7 +47,9 @@ def measure(workers: int | None, rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="changes timed (default 3)")
+    add_json_option(parser)
     args = parser.parse_args()
+    record = Results("bench_retrain", args)
     alone, pooled = measure(0, args.rounds), measure(None, args.rounds)
     table = Table(title="explorer after a change: 5 rules x 20 seeds x 300 steps, paper map (medians, seconds)")
     for column in ("part", "one process", "worker pool", "ratio"):
@@ -57,6 +61,14 @@ def main() -> None:
     verdict = "ok" if pooled["retrain"] <= TARGET else "MISSED"
     Console(width=120).print(table)
     Console(width=120).print(f"target: all rules retrained in at most {TARGET} s with the pool: {verdict}")
+    record.number("retrain", pooled["retrain"], "s", "with the worker pool", ("<=", TARGET))
+    record.number("retrain_alone", alone["retrain"], "s", "in one process")
+    record.number("redraw", pooled["redraw"], "s", "redraw of the figures and table")
+    record.number("lambda", pooled["lambda"], "s", "after a change of lambda (IFT alone retrains)")
+    record.target(f"the Frozen Lake explorer retrains all five rules (20 seeds, 300 steps, paper map) in at most "
+                  f"{TARGET:g} s (medians of {args.rounds} changes)", "retrain", "retrain_alone", "redraw",
+                  "lambda")  # fmt: skip
+    record.write()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Training K seeds as one batched model against training them one at a time, rule by rule.
 
-Run: ``python benchmarks/bench_seeds.py [--seeds 20] [--steps 200] [--batched-only]``. Every rule trains an
-``MLPPolicy`` on the paper map with the same data and steps, once with ``seeds=K`` and K times with a single seed;
-the ``/ sft's`` column is each rule's batched time over SFT's (PPO's target: at most 3x at 500 seeds x 100 steps,
-``--seeds 500 --steps 100 --batched-only``). The two must give
-the same policies, which the last column checks: every seed draws its rollouts from its own generator, so PPO's
-batched and sequential runs see the same episodes too.
+Run: ``python benchmarks/bench_seeds.py [--seeds 20] [--steps 200] [--batched-only] [--json PATH]``. Every rule
+trains an ``MLPPolicy`` on the paper map with the same data and steps, once with ``seeds=K`` and K times with a
+single seed; the ``/ sft's`` column is each rule's batched time over SFT's (PPO's target: at most 3x at 500 seeds x
+100 steps, ``--seeds 500 --steps 100 --batched-only``). The two must give the same policies, which the last column
+checks: every seed draws its rollouts from its own generator, so PPO's batched and sequential runs see the same
+episodes too. ``--json`` writes the numbers and their targets (``benchmarks/_results.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from _results import Results, add_json_option
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +25,7 @@ from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 RULES = ("sft", "ift", "dpo", "orpo", "ppo")
 TOLERANCE = 1e-4  # batched and sequential runs differ only by float32 summation order
+PPO_OVER_SFT = 3.0  # the target at 500 seeds x 100 steps
 
 
 def timed_run(model: FrozenLakeMDP, rule: str, data: TrainingData, seeds: list[int], config: TrainConfig):
@@ -44,7 +46,9 @@ def main() -> None:
     parser.add_argument("--batched-only", action="store_true",
                         help="skip the seed-by-seed runs (for many seeds: `--seeds 500 --steps 100 --batched-only` "
                         "is the per-state PPO target, at most 3x SFT's time)")  # fmt: skip
+    add_json_option(parser)
     args = parser.parse_args()
+    record = Results("bench_seeds", args)
     torch.set_num_threads(args.threads)
 
     model = FrozenLakeMDP.from_map(args.map)
@@ -75,6 +79,7 @@ def main() -> None:
         runs = [timed_run(model, rule, data, seeds, config) for _ in range(args.rounds)]
         batched_time, batched_probs = sorted(runs, key=lambda run: run[0])[len(runs) // 2]  # the median run
         batched_times[rule] = batched_time
+        record.number(f"batched_{rule}", batched_time, "s", rule)
         row = [rule, f"{batched_time:.2f}", f"{batched_time / batched_times['sft']:.2f}x"]
         totals[0] += batched_time
         if not args.batched_only:
@@ -86,10 +91,24 @@ def main() -> None:
             row += [f"{sequential_time:.2f}", f"{sequential_time / batched_time:.1f}x",
                     f"{gap:.1e} {'ok' if gap <= TOLERANCE else 'MISMATCH'}"]  # fmt: skip
             totals[1] += sequential_time
+            record.number(f"sequential_{rule}", sequential_time / batched_time, "x", rule)
+            record.number(f"gap_{rule}", gap, "", rule, ("<=", TOLERANCE))
         table.add_row(*row)
     if not args.batched_only:
         table.add_row("total", f"{totals[0]:.2f}", "", f"{totals[1]:.2f}", f"{totals[1] / totals[0]:.1f}x", "")
     Console(width=120).print(table)
+    record.number("ppo_over_sft", batched_times["ppo"] / batched_times["sft"], "x", "PPO / SFT", ("<=", PPO_OVER_SFT))
+    record.target(f"PPO, {args.seeds} seeds x {args.steps} steps, within {PPO_OVER_SFT:g}x SFT's time (batched, "
+                  f"median of {args.rounds})", "ppo_over_sft", *(f"batched_{rule}" for rule in RULES))  # fmt: skip
+    if not args.batched_only:
+        record.target(f"batched and seed-by-seed policies agree (max abs difference of the action probabilities at "
+                      f"most {TOLERANCE:g}), {args.seeds} seeds x {args.steps} steps",
+                      *(f"gap_{rule}" for rule in RULES))  # fmt: skip
+        record.number("sequential_total", totals[1] / totals[0], "x", "all rules")
+        record.target(f"none (context): {args.seeds} seeds x {args.steps} steps one at a time against batched (time "
+                      "one at a time / batched)", *(f"sequential_{rule}" for rule in RULES),
+                      "sequential_total")  # fmt: skip
+    record.write()
     if mismatched:
         raise SystemExit(f"batched and sequential policies differ by more than {TOLERANCE} for {', '.join(mismatched)}")
 

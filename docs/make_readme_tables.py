@@ -11,6 +11,13 @@ To refresh a table, run its command and take its ``results.json`` in (only what 
 configuration, and per row the per-seed values, summaries, paired statistics and flags — not the policies):
 
     python docs/make_readme_tables.py --take runs/compare/results.json paper.json
+
+The Speed table is rendered from the benchmarks' ``--json`` files (schema ``iftgym.bench/1``, written by
+``benchmarks/_results.py``; :data:`BENCHMARKS` names each one's command), taken in whole; a benchmark whose file is
+absent has no rows, and the README says it was not run this round:
+
+    python benchmarks/bench_env.py --json runs/bench-env.json
+    python docs/make_readme_tables.py --take runs/bench-env.json bench-env.json
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import operator
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -193,6 +202,93 @@ def budget_table(name: str) -> str:
     return markdown(["algorithm", "settings swept", f"best {metric}", f"median {metric}"], rows)
 
 
+BENCH_SCHEMA = "iftgym.bench/1"  # benchmarks/_results.py's
+# the Speed table's benchmarks in its order: each results file and the command that wrote it
+BENCHMARKS = {
+    "bench-solvers.json": "python benchmarks/bench_solvers.py --json runs/bench-solvers.json",
+    "bench-compare.json": "python benchmarks/bench_compare.py --json runs/bench-compare.json",
+    "bench-env.json": "python benchmarks/bench_env.py --json runs/bench-env.json",
+    "bench-seeds.json": "python benchmarks/bench_seeds.py --seeds 500 --steps 100 --batched-only "
+    "--json runs/bench-seeds.json",
+    "bench-hf.json": "python benchmarks/bench_hf.py --json runs/bench-hf.json",
+    "bench-lm.json": "python benchmarks/bench_lm.py --threads 1 --json runs/bench-lm.json",
+    "bench-token-seeds.json": "python benchmarks/bench_token_seeds.py --json runs/bench-token-seeds.json",
+    "bench-sweep.json": "python benchmarks/bench_sweep.py --json runs/bench-sweep.json",
+    "bench-retrain.json": "python benchmarks/bench_retrain.py --json runs/bench-retrain.json",
+    "bench-update-maps.json": "python benchmarks/bench_update_maps.py --json runs/bench-update-maps.json",
+}
+COMMANDS.update(BENCHMARKS)
+OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
+
+
+def read_benchmark(name: str, path: str | Path | None = None) -> dict[str, Any]:
+    """The benchmark file ``name`` (read from ``path``, default ``docs/results/name``), checked: its schema, and the
+    command :data:`BENCHMARKS` names for it."""
+    path = RESULTS / name if path is None else Path(path)
+    data = json.loads(path.read_text())
+    if data.get("schema") != BENCH_SCHEMA:
+        raise SystemExit(f"{path} is not a benchmark's file (expected schema {BENCH_SCHEMA})")
+    if without_json(data["command"]) != without_json(BENCHMARKS[name]):
+        raise SystemExit(f"{path} was written by `{data['command']}`, not `{BENCHMARKS[name]}`: run that")
+    return data
+
+
+def without_json(command: str) -> list[str]:
+    """A command's words without its ``--json PATH`` (where the file went does not change what it holds)."""
+    words = shlex.split(command)
+    if "--json" in words:
+        del words[words.index("--json") : words.index("--json") + 2]
+    return words
+
+
+def quantity(value: float | bool | None, unit: str) -> str:
+    """A measured number as the Speed table prints it: ``473x``, ``1.93x``, ``0.27 s``, ``1.4e-11``, ``yes``."""
+    if value is None:
+        return "not measured"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    size = abs(value)
+    if unit == "" and 0 < size < 1e-3:
+        return f"{value:.1e}"
+    digits = ",.0f" if size >= 100 else ".1f" if size >= 10 else ".2f" if size >= 0.1 or value == 0 else ".3f"
+    return f"{value:{digits}}x" if unit == "x" else f"{value:{digits}} {unit}".rstrip()
+
+
+def measured(data: dict[str, Any], target: dict[str, Any]) -> str:
+    """The numbers of a target, each with its label, ``**missed**`` after each that misses its target."""
+    numbers = [data["numbers"][key] for key in target["numbers"]]
+    note = f" ({target['note']})" if target.get("note") else ""
+    if all(number["value"] is None for number in numbers):
+        return "**not measured**" + note
+    parts = []
+    for number in numbers:
+        target, value = number.get("target"), number["value"]
+        missed = target is not None and value is not None and not OPS[target["op"]](value, target["value"])
+        parts.append(f"{number['label']} {quantity(value, number['unit'])}" + (" **missed**" if missed else ""))
+    return "; ".join(parts) + note
+
+
+def speed_table() -> str:
+    """One row per target of every benchmark whose file is in ``docs/results/`` (target, the numbers measured, the
+    command), where and when they ran, and the commands of the benchmarks not run this round."""
+    rows, machines, missing = [], {}, []
+    for name, command in BENCHMARKS.items():
+        if not (RESULTS / name).is_file():
+            missing.append(command)
+            continue
+        data = read_benchmark(name)
+        rows += [[target["target"], measured(data, target), f"`{command}`"] for target in data["targets"]]
+        m = data["machine"]
+        where = f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}"
+        where += f", CUDA: {m['cuda']}" if m.get("cuda") else ""
+        machines.setdefault(where, []).append(f"`{data['benchmark']}` {data['date'][:10]}")
+    parts = [markdown(["target", "measured", "command"], rows)] if rows else []
+    parts += [f"Measured on {where}: {', '.join(runs)}." for where, runs in machines.items()]
+    if missing:
+        parts.append("Not run this round (no rows above):\n\n" + "\n".join(f"- `{c}`" for c in missing))
+    return "\n\n".join(parts) if parts else "No benchmark was run this round."
+
+
 # the token world's addition runs: SFT and IFT, then the controls, run in parts as one comparison
 ADDITION = ("tokens-addition.json", "tokens-addition-controls-1.json", "tokens-addition-controls-2.json")
 TABLES: dict[str, Callable[[], str]] = {
@@ -202,6 +298,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "random-ift": lambda: paired_table("random-ift.json", GRID_PAIRED, code=True, extras=False, across=True),
     "gru": gru_table,
     "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
+    "speed": speed_table,
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
@@ -229,6 +326,10 @@ def take(source: str, name: str) -> None:
     """Keep what the tables read of the results file ``source`` as ``docs/results/name``: a results file of its own
     (it reads back with :func:`load_results`) without the policy matrices, curves, histories and strips."""
     if json.loads(Path(source).read_text()).get("schema") == SWEEP_REPORT:  # a sweep's report: kept whole
+        (RESULTS / name).write_text(Path(source).read_text())
+        return
+    if name in BENCHMARKS:  # a benchmark's --json file: checked, then kept whole
+        read_benchmark(name, source)
         (RESULTS / name).write_text(Path(source).read_text())
         return
     results = load_results(source)

@@ -106,7 +106,8 @@ def test_the_own_world_recipe_runs_as_written(world_in_tmp: Path) -> None:
 
 def test_the_readme_tables_are_what_the_results_files_give() -> None:
     """Every generated table equals what ``docs/make_readme_tables.py`` renders from the committed results files,
-    every table it knows is in the README, and each results file's command is printed there."""
+    every table it knows is in the README, and each results file's command is printed there (a benchmark's file may
+    be absent: the Speed table then names its command among those not run this round)."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "docs" / "make_readme_tables.py"
@@ -116,4 +117,4 @@ def test_the_readme_tables_are_what_the_results_files_give() -> None:
     assert tables.render(README) == README, "run python docs/make_readme_tables.py"
     assert {m.group("name") for m in tables.BLOCK.finditer(README)} == set(tables.TABLES)
     for name, command in tables.COMMANDS.items():
-        assert (tables.RESULTS / name).is_file() and command in README, command
+        assert ((tables.RESULTS / name).is_file() or name in tables.BENCHMARKS) and command in README, command
