@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -42,25 +42,15 @@ from iftgym.validate import at_least, between, one_of
 from iftgym.world import World
 
 AVERAGES = ("sequence", "token")
-GRPO_FIELDS = ("n_episodes", "num_generations", "loss_type", "epsilon", "epsilon_high", "beta", "scale_rewards",
-               "num_iterations", "max_completion_length")  # fmt: skip
 
 
 @dataclass
-class CHORDConfig:
-    """GRPO's settings (TRL's names and defaults, see :class:`iftgym.rules.grpo.GRPOConfig`), the mu schedule
-    (``mu_peak``, ``mu_valley``, ``mu_warmup_steps``, ``mu_decay_steps``: the official names), ``phi`` (weight the
-    SFT term's tokens by ``p (1 - p)``) and ``sft_average`` (the SFT term's average over tokens)."""
+class CHORDConfig(GRPOConfig):
+    """GRPO's settings first (inherited: TRL's names and defaults, see :class:`iftgym.rules.grpo.GRPOConfig`), then
+    the mu schedule (``mu_peak``, ``mu_valley``, ``mu_warmup_steps``, ``mu_decay_steps``: the official names),
+    ``phi`` (weight the SFT term's tokens by ``p (1 - p)``) and ``sft_average`` (the SFT term's average over
+    tokens)."""
 
-    n_episodes: int = 16
-    num_generations: int = 8
-    loss_type: str = "dapo"
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    beta: float = 0.0
-    scale_rewards: str = "group"
-    num_iterations: int = 1
-    max_completion_length: int = 0
     mu_peak: float = 0.5
     mu_valley: float = 0.02
     mu_warmup_steps: int = 50
@@ -69,7 +59,7 @@ class CHORDConfig:
     sft_average: str = "token"
 
     def __post_init__(self) -> None:
-        self.grpo_config()  # GRPO's own checks
+        super().__post_init__()  # GRPO's own checks
         between("mu_peak", self.mu_peak, 0, 1)
         between("mu_valley", self.mu_valley, 0, 1)
         at_least("mu_warmup_steps", self.mu_warmup_steps, 0)
@@ -77,8 +67,8 @@ class CHORDConfig:
         one_of("sft_average", self.sft_average, AVERAGES)
 
     def grpo_config(self) -> GRPOConfig:
-        """The GRPO part's config."""
-        return GRPOConfig(**{name: getattr(self, name) for name in GRPO_FIELDS})
+        """The GRPO part's config: this config's GRPO settings."""
+        return GRPOConfig(**{field.name: getattr(self, field.name) for field in fields(GRPOConfig)})
 
     def mu_at(self, step: int) -> float:
         """``mu`` at optimiser step ``step`` of the stage, as the official ``mu_schedule_function``."""

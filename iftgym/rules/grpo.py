@@ -38,18 +38,15 @@ entropy masks, tools) are not here; ``loss_type`` ``sapo``, ``luspo`` and ``vesp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from iftgym import distributed
 from iftgym.policies.base import Policy
-from iftgym.rules.base import Rule, frozen_copy
-from iftgym.rules.onpolicy import sample_groups, sampled_logps
+from iftgym.rules.onpolicy import GroupRule, check_groups, sampled_logps
 from iftgym.types import StepBatch
 from iftgym.validate import at_least, non_negative, one_of, positive
-from iftgym.world import World
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo")
 SCALE_REWARDS = ("group", "batch", "none")
@@ -75,12 +72,7 @@ class GRPOConfig:
     max_completion_length: int = 0
 
     def __post_init__(self) -> None:
-        at_least("num_generations", self.num_generations, 2, note="a group needs two completions to compare")
-        at_least("n_episodes", self.n_episodes, self.num_generations, note="at least one group")
-        if self.n_episodes % self.num_generations:
-            whole = self.n_episodes // self.num_generations * self.num_generations
-            raise ValueError(f"n_episodes={self.n_episodes} is not a multiple of num_generations="
-                             f"{self.num_generations}: expected whole groups, e.g. n_episodes={whole}")  # fmt: skip
+        check_groups(self.n_episodes, self.num_generations, note="a group needs two completions to compare")
         one_of("loss_type", self.loss_type, LOSS_TYPES)
         positive("epsilon", self.epsilon)
         if self.epsilon_high is not None:
@@ -175,27 +167,20 @@ class GroupSamples:
     ref_logps: torch.Tensor | None
 
 
-class GRPO(Rule):
+class GRPO(GroupRule):
     """Group-relative policy optimisation on fresh groups of the policy's own episodes (TRL's ``GRPOTrainer``)."""
 
     name = "grpo"
-    data = "env"
     config_class = GRPOConfig
-
-    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
-        super().setup(policy, world, generators)
-        self.reference = frozen_copy(policy) if self.config.beta > 0 else None
-        self.samples: GroupSamples | None = None  # what :meth:`collect` sampled last in this stage
 
     def collect(self, policy: Policy, step: int) -> None:
         """Fresh groups every ``num_iterations`` steps (at step 0 of the stage, then the batch is reused)."""
         c = self.config
-        if step % c.num_iterations:
+        # 1. n_episodes / G starts per seed, each answered G times by the current policy
+        batch = self.fresh_groups(policy, step)
+        if batch is None:
             return
         with torch.no_grad():
-            # 1. n_episodes / G starts per seed, each answered G times by the current policy
-            batch = sample_groups(policy, self.world, c.n_episodes // c.num_generations, c.num_generations,
-                                  self.generators)  # fmt: skip
             # 2. a completion's reward is its episode's total; its advantage is relative to its group
             rewards = batch.rewards.sum(-1)
             advantages = group_advantages(rewards, c.num_generations, c.scale_rewards)
@@ -206,10 +191,7 @@ class GRPO(Rule):
 
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
-        s = self.samples
-        if s is None:
-            raise RuntimeError(f"rule {self.name!r} has no samples: call collect(policy, step) before loss(), "
-                               "as the training loop does")  # fmt: skip
+        s: GroupSamples = self.current_samples()
         # 4. the current policy's log-probabilities of the sampled steps, with gradient
         logps = sampled_logps(policy, s.batch)[0]
         # 5. TRL's clipped (or CISPO) token losses plus beta * k3, aggregated by loss_type

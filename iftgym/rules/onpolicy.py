@@ -1,12 +1,14 @@
 """What PPO and REINFORCE share: a critic, KL-shaped rewards, generalised advantage estimation and the rule
 base that sets them up. The rollouts are sampled in :meth:`CriticRule.collect` (``Rule.collect``: the loop calls it
-before every step's loss) and only read by the losses. The group-relative rules (GRPO, RLOO) sample their groups
-with :func:`sample_groups` and read log-probabilities of sampled episodes with :func:`sampled_logps`."""
+before every step's loss) and only read by the losses. The group-relative rules (GRPO, RLOO) share the rule base
+:class:`GroupRule`: their groups come from :func:`sample_groups`, their settings are checked by
+:func:`check_groups`, and they read log-probabilities of sampled episodes with :func:`sampled_logps`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +17,7 @@ from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
 from iftgym.rules.common import step_logps
 from iftgym.types import StepBatch
+from iftgym.validate import at_least
 from iftgym.world import World
 
 
@@ -171,6 +174,17 @@ def sample_groups(
     return world.sample_like(policy, starts, group_size, generators)
 
 
+def check_groups(n_episodes: int, num_generations: int, note: str) -> None:
+    """The group-relative rules' batch settings: groups of at least two completions (``note`` says why), at least
+    one group per batch, and whole groups (``n_episodes`` a multiple of ``num_generations``)."""
+    at_least("num_generations", num_generations, 2, note=note)
+    at_least("n_episodes", n_episodes, num_generations, note="at least one group")
+    if n_episodes % num_generations:
+        whole = n_episodes // num_generations * num_generations
+        raise ValueError(f"n_episodes={n_episodes} is not a multiple of num_generations={num_generations}: "
+                         f"expected whole groups, e.g. n_episodes={whole}")  # fmt: skip
+
+
 def _sampled_values(policy: Policy, critic: ValueHead, batch: StepBatch) -> torch.Tensor:
     """``(K, B, T)`` the critic's values at the sampled steps; a Markov policy's inputs are read from a table of
     values per input id rather than encoded step by step."""
@@ -230,3 +244,35 @@ class CriticRule(Rule):
         c = self.config
         return collect(policy, self.critic, self.reference, self.world, c.n_episodes, self.generators, c.gamma,
                        gae_lambda, c.kl_coef, normalize_advantage)  # fmt: skip
+
+
+class GroupRule(Rule):
+    """Base of the group-relative rules (GRPO, RLOO): fresh groups of the policy's own episodes every
+    ``num_iterations`` steps and, when the subclass's ``self.config.beta > 0``, a frozen reference (the policy as
+    the stage started). A subclass's ``collect`` scores :meth:`fresh_groups` into ``self.samples``, its ``loss``
+    reads :meth:`current_samples`."""
+
+    data = "env"
+
+    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
+        super().setup(policy, world, generators)
+        self.reference = frozen_copy(policy) if self.config.beta > 0 else None
+        self.samples: Any = None  # what :meth:`collect` sampled last in this stage
+
+    def fresh_groups(self, policy: Policy, step: int) -> StepBatch | None:
+        """``n_episodes / num_generations`` starts per seed, each answered ``num_generations`` times by the current
+        policy (:func:`sample_groups`), at step 0 of the stage and every ``num_iterations`` steps after; ``None`` at
+        the steps between, which reuse the last groups."""
+        c = self.config
+        if step % c.num_iterations:
+            return None
+        with torch.no_grad():
+            return sample_groups(policy, self.world, c.n_episodes // c.num_generations, c.num_generations,
+                                 self.generators)  # fmt: skip
+
+    def current_samples(self) -> Any:
+        """The groups the loss reads: the ones :meth:`collect` scored last."""
+        if self.samples is None:
+            raise RuntimeError(f"rule {self.name!r} has no samples: call collect(policy, step) before loss(), "
+                               "as the training loop does")  # fmt: skip
+        return self.samples

@@ -30,17 +30,14 @@ Differences from TRL, where iftgym's worlds differ from a prompt dataset: a grou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from iftgym.policies.base import Policy
-from iftgym.rules.base import Rule, frozen_copy
-from iftgym.rules.onpolicy import sample_groups, sampled_logps
+from iftgym.rules.onpolicy import GroupRule, check_groups, sampled_logps
 from iftgym.types import StepBatch
 from iftgym.validate import at_least, non_negative, positive
-from iftgym.world import World
 
 
 @dataclass
@@ -60,12 +57,7 @@ class RLOOConfig:
     normalize_advantages: bool = False
 
     def __post_init__(self) -> None:
-        at_least("num_generations", self.num_generations, 2, note="a leave-one-out baseline needs two completions")
-        at_least("n_episodes", self.n_episodes, self.num_generations, note="at least one group")
-        if self.n_episodes % self.num_generations:
-            whole = self.n_episodes // self.num_generations * self.num_generations
-            raise ValueError(f"n_episodes={self.n_episodes} is not a multiple of num_generations="
-                             f"{self.num_generations}: expected whole groups, e.g. n_episodes={whole}")  # fmt: skip
+        check_groups(self.n_episodes, self.num_generations, note="a leave-one-out baseline needs two completions")
         non_negative("beta", self.beta)
         positive("epsilon", self.epsilon)
         if self.epsilon_high is not None:
@@ -112,27 +104,20 @@ class LeaveOneOutSamples:
     kl: torch.Tensor | None
 
 
-class RLOO(Rule):
+class RLOO(GroupRule):
     """REINFORCE leave-one-out on fresh groups of the policy's own episodes (TRL's ``RLOOTrainer``)."""
 
     name = "rloo"
-    data = "env"
     config_class = RLOOConfig
-
-    def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
-        super().setup(policy, world, generators)
-        self.reference = frozen_copy(policy) if self.config.beta > 0 else None
-        self.samples: LeaveOneOutSamples | None = None  # what :meth:`collect` sampled last in this stage
 
     def collect(self, policy: Policy, step: int) -> None:
         """Fresh groups every ``num_iterations`` steps (at step 0 of the stage, then the batch is reused)."""
         c = self.config
-        if step % c.num_iterations:
+        # 1. n_episodes / k starts per seed, each answered k times by the current policy
+        batch = self.fresh_groups(policy, step)
+        if batch is None:
             return
         with torch.no_grad():
-            # 1. n_episodes / k starts per seed, each answered k times by the current policy
-            batch = sample_groups(policy, self.world, c.n_episodes // c.num_generations, c.num_generations,
-                                  self.generators)  # fmt: skip
             # 2. each completion's log-probability under the sampling policy: the sum over its tokens
             old_token_logps = sampled_logps(policy, batch)[0]
             old_logps = old_token_logps.sum(-1)
@@ -149,10 +134,7 @@ class RLOO(Rule):
 
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
-        s = self.samples
-        if s is None:
-            raise RuntimeError(f"rule {self.name!r} has no samples: call collect(policy, step) before loss(), "
-                               "as the training loop does")  # fmt: skip
+        s: LeaveOneOutSamples = self.current_samples()
         # 5. the completions' log-probabilities under the current policy, with gradient; the clipped surrogate
         logps = sampled_logps(policy, s.batch)[0].sum(-1)
         epsilon_high = c.epsilon if c.epsilon_high is None else c.epsilon_high
