@@ -38,6 +38,7 @@ import numpy as np
 from iftgym.experiments.paired import paired_statistics
 from iftgym.experiments.results import AlgorithmResult, CompareResult, load_results
 from iftgym.explain.sweep import REPORT_SCHEMA as SWEEP_REPORT
+from iftgym.explain.tables import update_rows
 from iftgym.io import strict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,7 @@ COMMANDS = {
     "gru-slippery.json": "iftgym compare --policy gru --slippery --algos \"sft,ift,ift(lam=0),ift(gamma=0)\" "
     "--out runs/gru-slippery",
     "sweep-equal-budget.json": "iftgym sweep examples/sweeps/equal-budget.toml --out runs/sweep-equal-budget",
+    "update-maps.json": "iftgym compare --update-maps --out runs/update-maps",
     "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
     "--steps 1500 --out runs/addition",
     "tokens-addition-controls-1.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
@@ -202,6 +204,28 @@ def budget_table(name: str) -> str:
     return markdown(["algorithm", "settings swept", f"best {metric}", f"median {metric}"], rows)
 
 
+def update_maps_table(name: str) -> str:
+    """A run with ``--update-maps``: per algorithm and training point, the change of the untrained cells' MSE that
+    its next optimiser step makes and each part's signed share of it, the carried share and the cosine to the
+    baseline (:func:`iftgym.explain.tables.update_rows`, what ``iftgym compare`` prints)."""
+    numbers = update_rows(load(name).maps[0])
+    if numbers is None:
+        raise SystemExit(f"{name} holds no update fields: run its command, with --update-maps")
+    header, rows = numbers
+    return markdown(header, [[f"`{row[0]}`", *row[1:]] for row in rows])
+
+
+def numbers_only(update: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An algorithm's update fields without what only their figure reads (the mean fields) or nothing does (the
+    per-seed values)."""
+    if not update or "points" not in update:
+        return update
+    points = [{**{key: value for key, value in point.items() if key != "field"},
+               "mse": {key: value for key, value in point["mse"].items() if key != "per_seed"}}
+              for point in update["points"]]  # fmt: skip
+    return {**update, "points": points}
+
+
 BENCH_SCHEMA = "iftgym.bench/1"  # benchmarks/_results.py's
 # the Speed table's benchmarks in its order: each results file and the command that wrote it
 BENCHMARKS = {
@@ -298,6 +322,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "random-ift": lambda: paired_table("random-ift.json", GRID_PAIRED, code=True, extras=False, across=True),
     "gru": gru_table,
     "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
+    "update-maps": lambda: update_maps_table("update-maps.json"),
     "speed": speed_table,
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
@@ -324,7 +349,8 @@ def render(text: str) -> str:
 
 def take(source: str, name: str) -> None:
     """Keep what the tables read of the results file ``source`` as ``docs/results/name``: a results file of its own
-    (it reads back with :func:`load_results`) without the policy matrices, curves, histories and strips."""
+    (it reads back with :func:`load_results`) without the policy matrices, curves, histories, strips and the update
+    fields' arrays (their numbers are kept)."""
     if json.loads(Path(source).read_text()).get("schema") == SWEEP_REPORT:  # a sweep's report: kept whole
         (RESULTS / name).write_text(Path(source).read_text())
         return
@@ -336,7 +362,8 @@ def take(source: str, name: str) -> None:
     for entry in results.maps:
         if len(results.maps) > 1:  # a comparison across maps: the tables read its statistics paired by map
             entry.paired = None
-        entry.algorithms = {algo: dataclasses.replace(run, policies=None, curves={}, history={}, strips=None)
+        entry.algorithms = {algo: dataclasses.replace(run, policies=None, curves={}, history={}, strips=None,
+                                                      update=numbers_only(run.update))
                             if isinstance(run, AlgorithmResult) else run
                             for algo, run in entry.algorithms.items()}  # fmt: skip
     (RESULTS / name).write_text(json.dumps(strict(results.to_json()), separators=(",", ":")) + "\n")

@@ -185,7 +185,10 @@ def across_maps_table(results: CompareResult) -> Table:
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:+.0f}%"
+    """A signed share (``+17%``, ``-4%``; ``0%`` where it rounds to nothing); ``-`` where there is none."""
+    if value is None:
+        return "-"
+    return "0%" if round(100 * value) == 0 else f"{100 * value:+.0f}%"
 
 
 def update_rows(entry: WorldResult, baseline: str | None = None) -> tuple[list[str], list[list[str]]] | None:
