@@ -9,15 +9,13 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP, TrainConfig, train
-from iftgym.policies import GRUPolicy, HFPolicy, MLPPolicy, TabularPolicy, TinyGPT
+from iftgym import FrozenLakeMDP
+from iftgym.policies import MLPPolicy
 from iftgym.rules import make_rule
-from iftgym.types import StepBatch
 from iftgym.world import seed_generators
-from iftgym.worlds.tokens import TokenWorld
-from iftgym.worlds.tokens.tasks import AdditionTask
 
-# the reference (the policy as the stage starts) and the policy it has moved to
+# the reference (the policy as the stage starts) and the policy it has moved to: moved_rule(name, REF_ROWS, ROWS) sets
+# the rule up on the first (its frozen copy is the reference), then moves the policy
 REF_ROWS = [[0.0, 0.0], [0.0, math.log(4)], [math.log(3), 0.0]]
 ROWS = [[0.0, math.log(3)], [math.log(2), 0.0], [0.0, 0.0]]
 PI = [[1 / 4, 3 / 4], [2 / 3, 1 / 3], [1 / 2, 1 / 2]]
@@ -25,28 +23,6 @@ PI_REF = [[1 / 2, 1 / 2], [1 / 5, 4 / 5], [3 / 4, 1 / 4]]
 # Sequence A: inputs 0, 1, 2, actions 0, 1, 0 (ratios 1/2, 5/12, 2/3); sequence B: inputs 1, 0, actions 0, 1
 # (ratios 10/3, above the token clip, and 3/2), then padding
 DATA = ([[0, 1, 2], [1, 0, 0]], [[0, 1, 0], [0, 1, 0]], [[True, True, True], [True, True, False]])
-
-
-def tabular(rows: list[list[float]]) -> TabularPolicy:
-    policy = TabularPolicy(len(rows), len(rows[0]))
-    with torch.no_grad():
-        policy.logits.copy_(torch.tensor([rows]))
-    return policy
-
-
-def batch(ids, actions, mask) -> StepBatch:
-    ids_t = torch.tensor(ids)
-    return StepBatch(ids_t, torch.tensor(actions), torch.tensor(mask), torch.zeros(ids_t.shape))
-
-
-def moved_rule(name: str):
-    """The rule set up on the reference policy (its frozen copy is the reference), then the policy moved to ROWS."""
-    policy = tabular(REF_ROWS)
-    rule = make_rule(name)
-    rule.setup(policy, None, seed_generators(0, policy.seeds))
-    with torch.no_grad():
-        policy.logits.copy_(torch.tensor([ROWS]))
-    return rule, policy
 
 
 def hand_tokens(level: str, temperature: float = 1.0) -> list[list[float]]:
@@ -66,9 +42,9 @@ def hand_tokens(level: str, temperature: float = 1.0) -> list[list[float]]:
 
 @pytest.mark.parametrize("level", ["sequence", "token"])
 @pytest.mark.parametrize("average", ["sequence", "token"])
-def test_the_loss_is_the_official_formula(level: str, average: str) -> None:
-    rule, policy = moved_rule(f'iw-sft(level="{level}", average="{average}")')
-    loss, _ = rule.loss(policy, batch(*DATA), 0)
+def test_the_loss_is_the_official_formula(level: str, average: str, step_batch, moved_rule) -> None:
+    rule, policy = moved_rule(f'iw-sft(level="{level}", average="{average}")', REF_ROWS, ROWS)
+    loss, _ = rule.loss(policy, step_batch(*DATA), 0)
     tokens = hand_tokens(level)
     if average == "sequence":
         expected = sum(sum(t) / len(t) for t in tokens) / len(tokens)
@@ -78,9 +54,9 @@ def test_the_loss_is_the_official_formula(level: str, average: str) -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_the_sequence_weight_is_clipped_at_16_and_temperature_scales_it() -> None:
-    rule, policy = moved_rule('iw-sft(temperature=8.0, average="token")')
-    loss, _ = rule.loss(policy, batch(*DATA), 0)
+def test_the_sequence_weight_is_clipped_at_16_and_temperature_scales_it(step_batch, moved_rule) -> None:
+    rule, policy = moved_rule('iw-sft(temperature=8.0, average="token")', REF_ROWS, ROWS)
+    loss, _ = rule.loss(policy, step_batch(*DATA), 0)
     tokens = hand_tokens("sequence", 8.0)
     assert loss.item() == pytest.approx(sum(map(sum, tokens)) / 5, rel=1e-6)
     # sequence B: mean log-ratio (log 10/3 + log 3/2) / 2 = log 5 / 2, and exp(8 log 5 / 2) = 625 > 16: clipped
@@ -88,13 +64,13 @@ def test_the_sequence_weight_is_clipped_at_16_and_temperature_scales_it() -> Non
     assert ratio_b > 16 and tokens[1][0] == pytest.approx(-16 * math.log(2 / 3))
 
 
-def test_the_weights_get_no_gradient() -> None:
+def test_the_weights_get_no_gradient(step_batch, moved_rule) -> None:
     """One token (action 0 at input 1, ratio 10/3): the token weight is clipped to 1.8, the gradient
     ``-1.8 (onehot - pi)``; the sequence weight exp(log 10/3) = 10/3 likewise scales SFT's gradient."""
-    data = batch([[1]], [[0]], [[True]])
+    data = step_batch([[1]], [[0]], [[True]])
     onehot, pi = torch.tensor([1.0, 0.0]), torch.tensor(PI[1])
     for level, w in (("token", 1.8), ("sequence", 10 / 3)):
-        rule, policy = moved_rule(f'iw-sft(level="{level}")')
+        rule, policy = moved_rule(f'iw-sft(level="{level}")', REF_ROWS, ROWS)
         loss, metrics = rule.loss(policy, data, 0)
         (grad,) = torch.autograd.grad(loss.sum(), [policy.logits])
         torch.testing.assert_close(grad[0, 1], -w * (onehot - pi))
@@ -114,59 +90,34 @@ def test_at_the_stages_start_every_weight_is_1_and_iw_sft_is_sft() -> None:
         torch.testing.assert_close(metrics["weight"], torch.ones(2))
 
 
-def test_a_seed_trains_the_same_alone_and_beside_other_seeds() -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    config = TrainConfig(steps=20, lr=1e-2, batch_size=1, seed=1)
-    data = world.training_data(n_demos=3)
-    for level in ("sequence", "token"):
-        alone = MLPPolicy(world.n_states, 4, hidden=16, seeds=[7])
-        together = MLPPolicy(world.n_states, 4, hidden=16, seeds=[3, 7, 9])
-        train(alone, f'sft+iw-sft(level="{level}")', world, data, config)
-        train(together, f'sft+iw-sft(level="{level}")', world, data, config)
-        torch.testing.assert_close(alone.action_probs()[0], together.action_probs()[1], rtol=0, atol=1e-6)
-
-
-def _token_policy(kind: str, world: TokenWorld):
-    if kind == "tiny-gpt":
-        return TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=2, device="cpu")
-    if kind == "gru":
-        return GRUPolicy(world.n_ids, world.n_actions, hidden=16, seeds=2)
-    config = {"model_type": "gpt2", "vocab_size": world.n_ids, "n_positions": 32, "n_embd": 16, "n_layer": 1,
-              "n_head": 2, "bos_token_id": world.tokenizer.bos_id, "eos_token_id": world.eos}  # fmt: skip
-    return HFPolicy(config, seeds=2, device="cpu")
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_a_seed_trains_the_same_alone_and_beside_other_seeds(level: str, seed_independent) -> None:
+    seed_independent(f'sft+iw-sft(level="{level}")')
 
 
 @pytest.mark.parametrize("kind", ["tabular", "mlp", "gru"])
-def test_every_grid_policy_trains(kind: str) -> None:
-    world = FrozenLakeMDP.from_map("4x4", slippery=True)
-    policy = {"tabular": TabularPolicy(world.n_states, 4, seeds=2), "mlp": MLPPolicy(world.n_states, 4, hidden=8,
-              seeds=2), "gru": GRUPolicy(world.n_states, 4, hidden=8, seeds=2)}[kind]  # fmt: skip
-    result = train(policy, 'iw-sft(level="token")', world, config=TrainConfig(steps=3))
-    assert result.history["loss"].shape == (3, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+def test_every_grid_policy_trains(kind: str, grid_run) -> None:
+    result = grid_run(kind, 'iw-sft(level="token")', steps=3)
+    assert result.history["loss"].shape == (3, 2)
 
 
 @pytest.mark.parametrize("kind", ["tiny-gpt", "gru", "hf"])
-def test_every_token_policy_trains(kind: str) -> None:
-    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
-    policy = _token_policy(kind, world)
-    result = train(policy, "iw-sft", world, config=TrainConfig(steps=2, batch_size=8))
-    weight = result.history["weight"]
+def test_every_token_policy_trains(kind: str, token_run) -> None:
+    weight = token_run(kind, "iw-sft", steps=2, batch_size=8).history["weight"]
     assert (weight[0] == 1).all() and (weight[1] != 1).all()  # 1 at the start, then the policy has moved
 
 
 @pytest.mark.parametrize("level", ["sequence", "token"])
-def test_a_run_lowers_the_loss_and_raises_success_on_the_4x4_map(level: str) -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    policy = TabularPolicy(world.n_states, 4, seeds=2)
-    before = world.scores(policy, ["success"])["success"]
-    result = train(policy, f'iw-sft(level="{level}")', world, config=TrainConfig(steps=100, lr=0.1))
-    after = world.scores(policy, ["success"])["success"]
-    assert (result.history["nll"][-1] < result.history["nll"][0]).all()
-    assert (after > before + 0.5).all() and (after > 0.9).all()
+def test_a_run_lowers_the_loss_and_raises_success_on_the_4x4_map(level: str, learns_on_4x4) -> None:
+    learns_on_4x4(f'iw-sft(level="{level}")', lowers="nll", success_above=0.9)
 
 
-def test_bad_settings_are_one_clear_error() -> None:
-    with pytest.raises(ValueError, match="level='batch' is not supported"):
-        make_rule("iw-sft", level="batch")
-    with pytest.raises(ValueError, match=r"temperature=0\.0 is out of range"):
-        make_rule("iw-sft", temperature=0.0)
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"level": "batch"}, "level='batch' is not supported"),
+        ({"temperature": 0.0}, r"temperature=0\.0 is out of range"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(settings: dict, message: str, refused) -> None:
+    refused("iw-sft", settings, message)
