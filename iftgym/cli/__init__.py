@@ -12,11 +12,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from iftgym.cli import bias, compare, generate, lm, maps, plot, solve, sweep
+from iftgym.cli import bias, compare, explore, generate, lm, maps, plot, solve, sweep
 from iftgym.cli.common import Parser, UsageError
 from iftgym.errors import RunFailed
 
-COMMANDS = (maps, solve, compare, plot, bias, lm, generate, sweep)
+COMMANDS = (maps, solve, compare, plot, bias, lm, generate, sweep, explore)
 
 __all__ = ["UsageError", "build_parser", "main"]
 

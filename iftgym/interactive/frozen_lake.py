@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -21,6 +22,7 @@ from iftgym.experiments.compare import CompareConfig
 from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, Grid, Skipped, WorldResult
 from iftgym.explain.figures import explored_maps, figure_png, preference_maps, training_curves, value_maps
 from iftgym.explain.tables import compare_table
+from iftgym.interactive.pages import LIMITS
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
 from iftgym.parallel import WorkerPool
@@ -32,9 +34,6 @@ from iftgym.worlds.frozen_lake.model import ACTION_NAMES, FrozenLakeMDP
 TILES = "FHSG"  # a click on a cell cycles through them
 TILE_COLOURS = {"F": "#e8f1fb", "H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
 RULES = ("sft", "ift", "dpo", "orpo", "ppo", "reinforce", "dpo-online", "ift(lam=0)", "ift(gamma=0)")
-
-
-LIMITS = {"seeds": (2, 50), "steps": (10, 1000)}  # the sliders' ranges: a value outside would be clamped
 
 
 def _cut(text: str, limit: int = 60) -> str:
@@ -79,6 +78,7 @@ class FrozenLakeExplorer:
         self.images: dict[str, bytes] = {}
         self.table_html = ""
         self.train_seconds = 0.0
+        self.listeners: list[Callable[[], None]] = []  # called after each training (the player, the bias explorer)
         names = list(catalogue())
         (min_seeds, max_seeds), (min_steps, max_steps) = LIMITS["seeds"], LIMITS["steps"]
         self.controls = {
@@ -198,6 +198,21 @@ class FrozenLakeExplorer:
         step.max = config.steps
         step.value = config.steps
         self.redraw()
+        for listener in self.listeners:
+            listener()
+
+    def on_retrain(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every training from now on (a map edit, a setting): what shows the trained
+        rules follows the explorer."""
+        self.listeners.append(listener)
+
+    def trained(self, algo: str) -> tuple[str, RuleRun]:
+        """``algo`` and its run if it trained, else the first rule that did (the user may have deselected it)."""
+        runs = {name: run for name, run in self.runs.items() if not run.skipped}
+        if not runs:
+            raise RuntimeError("no rule has trained yet: call retrain() with a valid map and at least one rule that "
+                               "trains on it")  # fmt: skip
+        return (algo, runs[algo]) if algo in runs else next(iter(runs.items()))
 
     def close(self) -> None:
         """End the worker processes (a later change starts them again)."""
@@ -246,14 +261,19 @@ class FrozenLakeExplorer:
         self.table.value = self.table_html
 
     @property
-    def widget(self) -> widgets.Widget:
-        """The explorer laid out: map editor and controls, status, figures, table."""
+    def editor(self) -> widgets.Widget:
+        """The map editor and the controls, with the status line."""
         c = self.controls
         left = widgets.VBox([widgets.HBox([c["map"], c["random_seed"], c["random"]]), self.grid, self.message])
         right = widgets.VBox([c[n] for n in ("algos", "lam", "gamma", "beta", "lr", "steps", "seeds", "slippery",
                                               "success_rate", "policy")])  # fmt: skip
-        return widgets.VBox([widgets.HBox([left, right]), self.status, c["step"],
-                             widgets.VBox(list(self.pictures.values())), self.table])  # fmt: skip
+        return widgets.VBox([widgets.HBox([left, right]), self.status])
+
+    @property
+    def widget(self) -> widgets.Widget:
+        """The explorer laid out: map editor and controls, status, figures, table."""
+        return widgets.VBox([self.editor, self.controls["step"], widgets.VBox(list(self.pictures.values())),
+                             self.table])  # fmt: skip
 
 
 def _error(err: Exception) -> str:
@@ -266,17 +286,41 @@ class EpisodePlayer:
     """Step through one rollout of a trained policy (play, pause, step): the agent on the map and the action
     probabilities of its cell."""
 
-    def __init__(self, model: FrozenLakeMDP, policy: np.ndarray, seed: int = 0, max_steps: int = 100) -> None:
-        policy = np.asarray(policy, dtype=float)
-        self.model, self.policy = model, policy / policy.sum(-1, keepdims=True)  # float32 rows, renormalised
-        trajectory = model.rollout(self.policy, rng=seed, max_steps=max_steps)
-        self.states = [*trajectory.states]
-        self.play = widgets.Play(value=0, min=0, max=len(self.states) - 1, interval=600, description="play")
-        self.step = widgets.IntSlider(value=0, min=0, max=len(self.states) - 1, description="step")
+    def __init__(self, model: FrozenLakeMDP, policy: np.ndarray, seed: int = 0, max_steps: int = 100,
+                 label: str = "") -> None:  # fmt: skip
+        self.seed, self.max_steps = seed, max_steps
+        self.play = widgets.Play(value=0, min=0, max=0, interval=600, description="play")
+        self.step = widgets.IntSlider(value=0, min=0, max=0, description="step")
         widgets.jslink((self.play, "value"), (self.step, "value"))
         self.picture = widgets.Image(format="png")
         self.step.observe(lambda _: self.draw(), names="value")
-        self.draw()
+        self.show(model, policy, label)
+
+    def show(self, model: FrozenLakeMDP, policy: np.ndarray, label: str = "") -> None:
+        """A new rollout of ``policy`` on ``model`` (the same seed), shown from its first step."""
+        policy = np.asarray(policy, dtype=float)
+        self.model, self.policy = model, policy / policy.sum(-1, keepdims=True)  # float32 rows, renormalised
+        self.label = label
+        self.states = [*model.rollout(self.policy, rng=self.seed, max_steps=self.max_steps).states]
+        redraw = self.step.value == 0  # otherwise moving the slider to 0 redraws
+        self.play.value = 0
+        self.step.value = 0
+        self.play.max = self.step.max = len(self.states) - 1
+        if redraw:
+            self.draw()
+
+    @classmethod
+    def following(cls, explorer: FrozenLakeExplorer, algo: str = "ift", seed: int = 0) -> EpisodePlayer:
+        """A player of ``algo``'s first seed (or the first rule trained, if ``algo`` is not) on ``explorer``'s
+        map, showing a new episode whenever the explorer retrains."""
+
+        def current() -> tuple[FrozenLakeMDP, np.ndarray, str]:
+            name, run = explorer.trained(algo)
+            return explorer.model, run.snapshots[-1][0], f"{name}, seed 0"
+
+        player = cls(*current()[:2], seed=seed, label=current()[2])
+        explorer.on_retrain(lambda: player.show(*current()))
+        return player
 
     def draw(self) -> None:
         """The map with the agent at the current step, and its cell's action probabilities."""
@@ -292,7 +336,8 @@ class EpisodePlayer:
         draw_arrows(grid, self.model, self.policy)
         row, col = divmod(state, self.model.ncol)
         grid.scatter([col], [row], s=180, color="#d1495b", zorder=5)
-        grid.set_title(f"step {self.step.value}: cell {state} ({self.model.tile(state)})")
+        grid.set_title(f"{self.label + ': ' if self.label else ''}step {self.step.value}: cell {state} "
+                       f"({self.model.tile(state)})")  # fmt: skip
         bars.bar(ACTION_NAMES, self.policy[state], color="#5b8fd1")
         bars.set(ylim=(0, 1), title="action probabilities here")
         self.picture.value = figure_png(fig)
@@ -307,17 +352,43 @@ class BiasExplorer:
     exact on-policy probability, with the log-bias and the accumulated prefix loss; a button runs the Monte Carlo
     check and shows its intervals."""
 
-    def __init__(self, model: FrozenLakeMDP, run: RuleRun, lam: float = 0.2) -> None:
-        self.model, self.run, self.lam = model, run, lam
-        self.demo = model.optimal_demonstration()
+    def __init__(self, model: FrozenLakeMDP, run: RuleRun, lam: float = 0.2, label: str = "") -> None:
         self.step = _slider(widgets.SelectionSlider, "training step", options=run.steps, value=run.steps[-1])
         self.check = widgets.Button(description="Monte Carlo check")
         self.picture = widgets.Image(format="png")
         self.intervals = widgets.HTML()
         self.estimates: dict[str, np.ndarray] = {}
-        self.step.observe(lambda _: self.draw(), names="value")
+        self._showing = False
+        self.step.observe(lambda _: self._showing or self.draw(), names="value")
         self.check.on_click(lambda _: self.monte_carlo())
+        self.show(model, run, lam, label)
+
+    def show(self, model: FrozenLakeMDP, run: RuleRun, lam: float = 0.2, label: str = "") -> None:
+        """``run``'s policies on ``model``, at its last kept step; the Monte Carlo intervals of the last ones are
+        cleared."""
+        self.model, self.run, self.lam, self.label = model, run, lam, label
+        self.demo = model.optimal_demonstration()
+        self._showing = True
+        try:
+            self.step.options = run.steps
+            self.step.value = run.steps[-1]
+        finally:
+            self._showing = False
+        self.intervals.value = ""
         self.draw()
+
+    @classmethod
+    def following(cls, explorer: FrozenLakeExplorer, algo: str = "sft") -> BiasExplorer:
+        """A bias explorer of ``algo``'s run (or the first rule trained, if ``algo`` is not) on ``explorer``'s map,
+        with IFT's lambda from the explorer's slider, shown anew whenever the explorer retrains."""
+
+        def current() -> tuple[FrozenLakeMDP, RuleRun, float, str]:
+            name, run = explorer.trained(algo)
+            return explorer.model, run, explorer.controls["lam"].value, name
+
+        bias = cls(*current())
+        explorer.on_retrain(lambda: bias.show(*current()))
+        return bias
 
     def draw(self) -> None:
         """The three estimates (mean over seeds) at each step of the demonstration, and the log-bias."""
@@ -340,7 +411,8 @@ class BiasExplorer:
         log_bias = np.log(self.estimates["teacher-forced (SFT)"]) - np.log(self.estimates["exact on-policy"])
         bias.plot(log_bias.mean(0), marker="o", label="SFT's log-bias")
         bias.plot(prefix.mean(0), ls="--", label="accumulated prefix loss")
-        bias.set(xlabel="demonstration step", title=f"training step {self.step.value}")
+        bias.set(xlabel="demonstration step",
+                 title=f"{self.label + ', ' if self.label else ''}training step {self.step.value}")  # fmt: skip
         bias.legend(fontsize=8)
         self.picture.value = figure_png(fig)
 

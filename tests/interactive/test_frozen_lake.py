@@ -114,3 +114,22 @@ def test_the_rules_train_the_same_in_the_worker_pool_as_here() -> None:
         np.testing.assert_array_equal(pooled.runs["ift"].snapshots, alone.runs["ift"].snapshots)
     finally:
         pooled.close()
+
+
+def test_the_player_and_the_bias_explorer_follow_the_explorer_s_map_and_rules() -> None:
+    explorer = FrozenLakeExplorer(algos=("sft", "ift"), seeds=2, steps=10, workers=0)
+    player, bias = EpisodePlayer.following(explorer, "ift"), BiasExplorer.following(explorer, "sft")
+    assert player.label == "ift, seed 0" and bias.label == "sft" and player.model is bias.model is explorer.model
+    player.step.value = player.step.max
+    bias.check.click()
+    first = player.picture.value, bias.picture.value
+    explorer.load("4x4")  # a new map: both show it at once
+    assert player.model is bias.model is explorer.model and player.model.desc == tuple(explorer.rows)
+    assert player.step.value == 0 and player.step.max == len(player.states) - 1 and player.states[0] == 0
+    assert bias.step.options == tuple(explorer.runs["sft"].steps) and bias.run is explorer.runs["sft"]
+    assert bias.intervals.value == "" and (player.picture.value, bias.picture.value) != first  # stale check cleared
+    np.testing.assert_allclose(player.policy[0], explorer.runs["ift"].snapshots[-1][0][0], rtol=1e-6)
+    explorer.controls["lam"].value = 0.6  # the bias explorer's IFT estimate uses the explorer's lambda
+    assert bias.lam == 0.6
+    explorer.controls["algos"].value = ("sft",)  # IFT deselected: the player shows the first rule that trained
+    assert player.label == "sft, seed 0"
