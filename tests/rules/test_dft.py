@@ -7,24 +7,7 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP, TrainConfig, train
-from iftgym.policies import MLPPolicy, TabularPolicy
 from iftgym.rules import make_rule
-from iftgym.types import StepBatch
-
-
-def tabular(rows: list[list[float]]) -> TabularPolicy:
-    """A one-seed tabular policy with the given logits (one row per input id)."""
-    policy = TabularPolicy(len(rows), len(rows[0]))
-    with torch.no_grad():
-        policy.logits.copy_(torch.tensor([rows]))
-    return policy
-
-
-def batch(ids: list[list[int]], actions: list[list[int]], mask: list[list[bool]]) -> StepBatch:
-    ids_t = torch.tensor(ids)
-    return StepBatch(ids_t, torch.tensor(actions), torch.tensor(mask), torch.zeros(ids_t.shape))
-
 
 # pi(.|0) = (1/4, 3/4), pi(.|1) = (2/3, 1/3), pi(.|2) = (1/2, 1/2)
 ROWS = [[0.0, math.log(3)], [math.log(2), 0.0], [0.0, 0.0]]
@@ -37,8 +20,8 @@ def weighted(probs: list[float]) -> list[float]:
     return [-p * math.log(p) for p in probs]
 
 
-def test_dft_loss_is_the_probability_weighted_nll_per_sequence_then_batch() -> None:
-    policy, data = tabular(ROWS), batch(*DATA)
+def test_dft_loss_is_the_probability_weighted_nll_per_sequence_then_batch(tabular, step_batch) -> None:
+    policy, data = tabular(ROWS), step_batch(*DATA)
     loss, metrics = make_rule("dft").loss(policy, data, 0)
     expected = (sum(weighted(PROBS_A)) / 3 + sum(weighted(PROBS_B)) / 2) / 2
     assert loss.shape == (1,)
@@ -48,8 +31,8 @@ def test_dft_loss_is_the_probability_weighted_nll_per_sequence_then_batch() -> N
     assert metrics["nll"].item() == pytest.approx(nll, rel=1e-6)  # what SFT's loss would be
 
 
-def test_dft_token_average_is_trl_s() -> None:
-    policy, data = tabular(ROWS), batch(*DATA)
+def test_dft_token_average_is_trl_s(tabular, step_batch) -> None:
+    policy, data = tabular(ROWS), step_batch(*DATA)
     loss, metrics = make_rule('dft(average="token")').loss(policy, data, 0)
     expected = sum(weighted(PROBS_A) + weighted(PROBS_B)) / 5
     assert loss.item() == pytest.approx(expected, rel=1e-6)
@@ -57,11 +40,11 @@ def test_dft_token_average_is_trl_s() -> None:
     assert abs(loss.item() - make_rule("dft").loss(policy, data, 0)[0].item()) > 1e-3
 
 
-def test_dft_gradient_is_minus_the_gradient_of_p() -> None:
+def test_dft_gradient_is_minus_the_gradient_of_p(tabular, step_batch) -> None:
     """The weight gets no gradient: a token's gradient is ``-sg(p) grad log p = -grad p``, i.e. on the logits of its
     state ``-p (onehot(a) - pi)``; SFT's is that divided by ``p``."""
     policy = tabular(ROWS)
-    data = batch([[0]], [[1]], [[True]])  # one token: action 1 at input 0, p = 3/4
+    data = step_batch([[0]], [[1]], [[True]])  # one token: action 1 at input 0, p = 3/4
     loss, _ = make_rule("dft").loss(policy, data, 0)
     (grad,) = torch.autograd.grad(loss.sum(), [policy.logits])
     pi = torch.tensor([1 / 4, 3 / 4])
@@ -73,24 +56,10 @@ def test_dft_gradient_is_minus_the_gradient_of_p() -> None:
     torch.testing.assert_close(grad, sft_grad * 3 / 4)
 
 
-def test_a_seed_trains_the_same_alone_and_beside_other_seeds() -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    config = TrainConfig(steps=20, lr=1e-2, batch_size=1, seed=1)
-    data = world.training_data(n_demos=3)
-    alone = MLPPolicy(world.n_states, 4, hidden=16, seeds=[7])
-    together = MLPPolicy(world.n_states, 4, hidden=16, seeds=[3, 7, 9])
-    train(alone, "dft", world, data, config)
-    train(together, "dft", world, data, config)
-    torch.testing.assert_close(alone.action_probs()[0], together.action_probs()[1], rtol=0, atol=1e-6)
+def test_a_seed_trains_the_same_alone_and_beside_other_seeds(seed_independent) -> None:
+    seed_independent("dft")
 
 
 @pytest.mark.parametrize("average", ["sequence", "token"])
-def test_a_run_lowers_the_loss_and_raises_success_on_the_4x4_map(average: str) -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    policy = TabularPolicy(world.n_states, 4, seeds=2)
-    before = world.scores(policy, ["success"])["success"]
-    result = train(policy, f'dft(average="{average}")', world, config=TrainConfig(steps=100, lr=0.1))
-    after = world.scores(policy, ["success"])["success"]
-    losses = result.history["loss"]
-    assert (losses[-1] < losses[0]).all()
-    assert (after > before + 0.5).all() and (after > 0.9).all()
+def test_a_run_lowers_the_loss_and_raises_success_on_the_4x4_map(average: str, learns_on_4x4) -> None:
+    learns_on_4x4(f'dft(average="{average}")', lowers="loss", success_above=0.9)

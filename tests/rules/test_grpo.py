@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP, TrainConfig, train
-from iftgym.policies import GRUPolicy, HFPolicy, MLPPolicy, TabularPolicy, TinyGPT
+from iftgym.policies import TinyGPT
 from iftgym.rules import make_rule
 from iftgym.rules.grpo import GroupSamples, group_advantages
 from iftgym.types import StepBatch
@@ -46,13 +45,6 @@ LENGTHS = [3, 1, 2, 2]
 PROBS = [[3 / 4, 2 / 3, 1 / 2], [1 / 4], [1 / 3, 1 / 2], [1 / 2, 3 / 4]]
 RATIOS = [[1.5, 0.5, 1.1], [0.7], [1.3, 0.9], [2.0, 0.6]]  # pi / pi_old per token, hand-chosen across the clip range
 REWARDS = [1.0, 0.0, 0.0, 1.0]
-
-
-def tabular(rows: list[list[float]]) -> TabularPolicy:
-    policy = TabularPolicy(len(rows), len(rows[0]))
-    with torch.no_grad():
-        policy.logits.copy_(torch.tensor([rows]))
-    return policy
 
 
 def hand_samples() -> GroupSamples:
@@ -98,7 +90,7 @@ def hand_loss(loss_type: str, beta: float, eps_low: float, eps_high: float, max_
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo"])
 @pytest.mark.parametrize("beta", [0.0, 0.1])
-def test_each_loss_type_is_trl_s_formula(loss_type: str, beta: float) -> None:
+def test_each_loss_type_is_trl_s_formula(loss_type: str, beta: float, tabular) -> None:
     policy = tabular(ROWS)
     eps_high = 1.25 if loss_type == "cispo" else 0.28
     rule = make_rule("grpo", n_episodes=4, num_generations=2, loss_type=loss_type, beta=beta, epsilon_high=eps_high,
@@ -115,7 +107,7 @@ def test_each_loss_type_is_trl_s_formula(loss_type: str, beta: float) -> None:
     )
 
 
-def test_a_clipped_token_gets_no_gradient_and_cispo_s_cap_does() -> None:
+def test_a_clipped_token_gets_no_gradient_and_cispo_s_cap_does(tabular) -> None:
     """Ratio 1.5 with a positive advantage: outside PPO's clip range, so no gradient; CISPO caps the ratio's weight
     but keeps ``-sg(min(r, eps)) A grad log p``."""
     policy = tabular(ROWS)
@@ -138,7 +130,7 @@ def test_a_clipped_token_gets_no_gradient_and_cispo_s_cap_does() -> None:
             torch.testing.assert_close(grad[0, 0], expected)
 
 
-def test_with_one_iteration_the_ratio_is_one_and_the_gradient_is_the_policy_gradient() -> None:
+def test_with_one_iteration_the_ratio_is_one_and_the_gradient_is_the_policy_gradient(tabular) -> None:
     """``num_iterations=1``: TRL's old log-probabilities are the current ones detached, so the loss's gradient is
     ``-sum_t A_i grad log p_t / n`` (dapo) whatever was stored."""
     policy = tabular(ROWS)
@@ -178,57 +170,26 @@ def test_groups_share_their_start_and_are_resampled_every_num_iterations_steps()
     assert rule.samples is not first
 
 
-def test_a_seed_trains_the_same_alone_and_beside_other_seeds_in_the_token_world() -> None:
-    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
-    config = TrainConfig(steps=4, lr=1e-2, seed=2)
-    histories = []
-    for seeds in ([5], [2, 5, 11]):
-        policy = TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=seeds, device="cpu")
-        result = train(policy, make_rule("grpo", n_episodes=8, num_generations=4, beta=0.1), world, config=config)
-        histories.append({key: values[:, seeds.index(5)] for key, values in result.history.items()})
-    alone, together = histories
-    for key in alone:
-        torch.testing.assert_close(torch.tensor(alone[key]), torch.tensor(together[key]), rtol=1e-4, atol=1e-5)
-
-
-def _token_policy(kind: str, world: TokenWorld):
-    if kind == "tiny-gpt":
-        return TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=2, device="cpu")
-    if kind == "gru":
-        return GRUPolicy(world.n_ids, world.n_actions, hidden=16, seeds=2)
-    config = {"model_type": "gpt2", "vocab_size": world.n_ids, "n_positions": 32, "n_embd": 16, "n_layer": 1,
-              "n_head": 2, "bos_token_id": world.tokenizer.bos_id, "eos_token_id": world.eos}  # fmt: skip
-    return HFPolicy(config, seeds=2, device="cpu")
+def test_a_seed_trains_the_same_alone_and_beside_other_seeds_in_the_token_world(seed_independent_on_tokens) -> None:
+    seed_independent_on_tokens("grpo", n_episodes=8, num_generations=4, beta=0.1)
 
 
 @pytest.mark.parametrize("kind", ["tabular", "mlp", "gru"])
-def test_every_grid_policy_trains(kind: str) -> None:
-    world = FrozenLakeMDP.from_map("4x4", slippery=True)
-    policy = {"tabular": TabularPolicy(world.n_states, 4, seeds=2), "mlp": MLPPolicy(world.n_states, 4, hidden=8,
-              seeds=2), "gru": GRUPolicy(world.n_states, 4, hidden=8, seeds=2)}[kind]  # fmt: skip
-    result = train(policy, "sft+grpo(beta=0.05, num_iterations=2)", world, config=TrainConfig(steps=4))
-    assert result.history["kl"].shape == (2, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+def test_every_grid_policy_trains(kind: str, grid_run) -> None:
+    result = grid_run(kind, "sft+grpo(beta=0.05, num_iterations=2)", steps=4)
+    assert result.history["kl"].shape == (2, 2)
 
 
 @pytest.mark.parametrize("kind", ["tiny-gpt", "gru", "hf"])
-def test_every_token_policy_trains(kind: str) -> None:
-    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
-    policy = _token_policy(kind, world)
+def test_every_token_policy_trains(kind: str, token_run) -> None:
     rule = make_rule("grpo", n_episodes=4, num_generations=2, beta=0.05, loss_type="dr_grpo")
-    result = train(policy, rule, world, config=TrainConfig(steps=2))
-    assert result.history["loss"].shape == (2, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+    assert token_run(kind, rule, steps=2).history["loss"].shape == (2, 2)
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo", "cispo"])
-def test_a_run_raises_success_on_the_4x4_map(loss_type: str) -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    policy = TabularPolicy(world.n_states, 4, seeds=2)
-    before = world.scores(policy, ["success"])["success"]
+def test_a_run_raises_success_on_the_4x4_map(loss_type: str, learns_on_4x4) -> None:
     options = ", epsilon_high=5.0" if loss_type == "cispo" else ""
-    result = train(policy, f'grpo(loss_type="{loss_type}"{options})', world, config=TrainConfig(steps=100, lr=0.1))
-    after = world.scores(policy, ["success"])["success"]
-    assert (after > before + 0.5).all()
-    assert (result.history["reward"][-10:].mean(0) > result.history["reward"][:10].mean(0)).all()
+    learns_on_4x4(f'grpo(loss_type="{loss_type}"{options})', raises="reward")
 
 
 @pytest.mark.parametrize(
@@ -239,6 +200,5 @@ def test_a_run_raises_success_on_the_4x4_map(loss_type: str) -> None:
      ({"scale_rewards": "std"}, "scale_rewards='std' is not supported"),
      ({"epsilon_high": -1.0}, "epsilon_high=-1.0 is out of range")],
 )  # fmt: skip
-def test_bad_settings_are_one_clear_error(settings: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        make_rule("grpo", **settings)
+def test_bad_settings_are_one_clear_error(settings: dict, message: str, refused) -> None:
+    refused("grpo", settings, message)

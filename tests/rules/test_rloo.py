@@ -8,14 +8,12 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP, TrainConfig, train
-from iftgym.policies import GRUPolicy, HFPolicy, MLPPolicy, TabularPolicy, TinyGPT
+from iftgym import FrozenLakeMDP
+from iftgym.policies import MLPPolicy, TabularPolicy
 from iftgym.rules import make_rule
 from iftgym.rules.rloo import LeaveOneOutSamples, leave_one_out_advantages
 from iftgym.types import StepBatch
 from iftgym.world import seed_generators
-from iftgym.worlds.tokens import TokenWorld
-from iftgym.worlds.tokens.tasks import AdditionTask
 
 
 def test_leave_one_out_advantages() -> None:
@@ -43,13 +41,6 @@ SEQUENCE_RATIOS = [1.5, 0.7, 1.1, 0.5]  # pi / pi_old of each whole completion
 ADVANTAGES = [0.8, -0.8, -0.3, 0.3]
 
 
-def tabular(rows: list[list[float]], seeds: int = 1) -> TabularPolicy:
-    policy = TabularPolicy(len(rows), len(rows[0]), seeds=seeds)
-    with torch.no_grad():
-        policy.logits.copy_(torch.tensor([rows] * seeds))
-    return policy
-
-
 def hand_samples() -> LeaveOneOutSamples:
     mask = torch.tensor([[t < n for t in range(3)] for n in LENGTHS])
     batch = StepBatch(torch.tensor(IDS)[None], torch.tensor(ACTIONS)[None], mask[None], torch.zeros(1, 4, 3))
@@ -59,7 +50,7 @@ def hand_samples() -> LeaveOneOutSamples:
     return LeaveOneOutSamples(batch, zeros, zeros, torch.tensor([ADVANTAGES]), old, None)
 
 
-def test_the_loss_is_the_clipped_surrogate_on_whole_sequences() -> None:
+def test_the_loss_is_the_clipped_surrogate_on_whole_sequences(tabular) -> None:
     policy = tabular(ROWS)
     rule = make_rule("rloo", n_episodes=4, num_generations=2, beta=0.0, epsilon_high=0.28, num_iterations=2)
     rule.samples = hand_samples()
@@ -120,51 +111,23 @@ def test_the_reward_is_penalised_by_the_summed_kl_of_the_sampling_policy_to_the_
     torch.testing.assert_close(metrics["kl"], per_step.sum((-2, -1)) / s.batch.mask.sum((-2, -1)))
 
 
-def test_a_seed_trains_the_same_alone_and_beside_other_seeds_in_the_token_world() -> None:
-    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
-    config = TrainConfig(steps=4, lr=1e-2, seed=2)
-    histories = []
-    for seeds in ([5], [2, 5, 11]):
-        policy = TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=seeds, device="cpu")
-        result = train(policy, make_rule("rloo", n_episodes=8, num_generations=4), world, config=config)
-        histories.append({key: values[:, seeds.index(5)] for key, values in result.history.items()})
-    alone, together = histories
-    for key in alone:
-        torch.testing.assert_close(torch.tensor(alone[key]), torch.tensor(together[key]), rtol=1e-4, atol=1e-5)
+def test_a_seed_trains_the_same_alone_and_beside_other_seeds_in_the_token_world(seed_independent_on_tokens) -> None:
+    seed_independent_on_tokens("rloo", n_episodes=8, num_generations=4)
 
 
 @pytest.mark.parametrize("kind", ["tabular", "mlp", "gru"])
-def test_every_grid_policy_trains(kind: str) -> None:
-    world = FrozenLakeMDP.from_map("4x4", slippery=True)
-    policy = {"tabular": TabularPolicy(world.n_states, 4, seeds=2), "mlp": MLPPolicy(world.n_states, 4, hidden=8,
-              seeds=2), "gru": GRUPolicy(world.n_states, 4, hidden=8, seeds=2)}[kind]  # fmt: skip
-    result = train(policy, "sft+rloo(num_iterations=2)", world, config=TrainConfig(steps=4))
-    assert result.history["kl"].shape == (2, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+def test_every_grid_policy_trains(kind: str, grid_run) -> None:
+    result = grid_run(kind, "sft+rloo(num_iterations=2)", steps=4)
+    assert result.history["kl"].shape == (2, 2)
 
 
 @pytest.mark.parametrize("kind", ["tiny-gpt", "gru", "hf"])
-def test_every_token_policy_trains(kind: str) -> None:
-    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
-    if kind == "tiny-gpt":
-        policy = TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=2, device="cpu")
-    elif kind == "gru":
-        policy = GRUPolicy(world.n_ids, world.n_actions, hidden=16, seeds=2)
-    else:
-        policy = HFPolicy({"model_type": "gpt2", "vocab_size": world.n_ids, "n_positions": 32, "n_embd": 16,
-                           "n_layer": 1, "n_head": 2, "bos_token_id": world.tokenizer.bos_id,
-                           "eos_token_id": world.eos}, seeds=2, device="cpu")  # fmt: skip
-    result = train(policy, make_rule("rloo", n_episodes=4), world, config=TrainConfig(steps=2))
-    assert result.history["loss"].shape == (2, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+def test_every_token_policy_trains(kind: str, token_run) -> None:
+    assert token_run(kind, make_rule("rloo", n_episodes=4), steps=2).history["loss"].shape == (2, 2)
 
 
-def test_a_run_raises_success_on_the_4x4_map() -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    policy = TabularPolicy(world.n_states, 4, seeds=2)
-    before = world.scores(policy, ["success"])["success"]
-    result = train(policy, "rloo(num_generations=4)", world, config=TrainConfig(steps=100, lr=0.1))
-    after = world.scores(policy, ["success"])["success"]
-    assert (after > before + 0.5).all()
-    assert (result.history["reward"][-10:].mean(0) > result.history["reward"][:10].mean(0)).all()
+def test_a_run_raises_success_on_the_4x4_map(learns_on_4x4) -> None:
+    learns_on_4x4("rloo(num_generations=4)", raises="reward")
 
 
 @pytest.mark.parametrize(
@@ -174,6 +137,5 @@ def test_a_run_raises_success_on_the_4x4_map() -> None:
      ({"beta": -0.1}, "beta=-0.1 is out of range"),
      ({"num_iterations": 0}, "num_iterations=0 is out of range")],
 )  # fmt: skip
-def test_bad_settings_are_one_clear_error(settings: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        make_rule("rloo", **settings)
+def test_bad_settings_are_one_clear_error(settings: dict, message: str, refused) -> None:
+    refused("rloo", settings, message)

@@ -8,29 +8,12 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP, TrainConfig, train
-from iftgym.policies import GRUPolicy, HFPolicy, MLPPolicy, TabularPolicy, TinyGPT
 from iftgym.rules import make_rule
-from iftgym.types import StepBatch
-from iftgym.worlds.tokens import TokenWorld
-from iftgym.worlds.tokens.tasks import AdditionTask
 
 # pi(.|0) = (1/4, 3/4), pi(.|1) = (2/3, 1/3), pi(.|2) = (1/2, 1/2)
 ROWS = [[0.0, math.log(3)], [math.log(2), 0.0], [0.0, 0.0]]
 DATA = ([[0, 1, 2], [1, 0, 0]], [[0, 1, 0], [1, 1, 0]], [[True, True, True], [True, True, False]])
 PROBS = [[1 / 4, 1 / 3, 1 / 2], [1 / 3, 3 / 4]]  # each sequence's demonstrated probabilities
-
-
-def tabular(rows: list[list[float]]) -> TabularPolicy:
-    policy = TabularPolicy(len(rows), len(rows[0]))
-    with torch.no_grad():
-        policy.logits.copy_(torch.tensor([rows]))
-    return policy
-
-
-def batch(ids, actions, mask) -> StepBatch:
-    ids_t = torch.tensor(ids)
-    return StepBatch(ids_t, torch.tensor(actions), torch.tensor(mask), torch.zeros(ids_t.shape))
 
 
 def hand(f, average: str) -> float:
@@ -51,18 +34,18 @@ FORMULAS = {
 
 @pytest.mark.parametrize("transform", list(FORMULAS))
 @pytest.mark.parametrize("average", ["sequence", "token"])
-def test_each_transform_is_the_papers_formula(transform: str, average: str) -> None:
+def test_each_transform_is_the_papers_formula(transform: str, average: str, tabular, step_batch) -> None:
     name, _, power = transform.partition("(power=")
     settings = f'transform="{name}", average="{average}"' + (f", power={power[:-1]}" if power else "")
-    loss, metrics = make_rule(f"sft({settings})").loss(tabular(ROWS), batch(*DATA), 0)
+    loss, metrics = make_rule(f"sft({settings})").loss(tabular(ROWS), step_batch(*DATA), 0)
     assert loss.shape == (1,)
     assert loss.item() == pytest.approx(hand(FORMULAS[transform], average), rel=1e-6)
     if name != "log":  # SFT's loss on the same batch, logged beside
         assert metrics["nll"].item() == pytest.approx(hand(FORMULAS["log"], average), rel=1e-6)
 
 
-def test_the_default_is_sft_exactly_as_before() -> None:
-    policy, data = tabular(ROWS), batch(*DATA)
+def test_the_default_is_sft_exactly_as_before(tabular, step_batch) -> None:
+    policy, data = tabular(ROWS), step_batch(*DATA)
     for average in ("sequence", "token"):
         loss, metrics = make_rule(f'sft(average="{average}")').loss(policy, data, 0)
         explicit, _ = make_rule(f'sft(transform="log", average="{average}")').loss(policy, data, 0)
@@ -71,10 +54,10 @@ def test_the_default_is_sft_exactly_as_before() -> None:
 
 
 @pytest.mark.parametrize(("transform", "power"), [("log", 0.0), ("p", 1.0), ("p10", 10.0)])
-def test_the_gradient_is_minus_p_to_the_k_times_sfts(transform: str, power: float) -> None:
+def test_the_gradient_is_minus_p_to_the_k_times_sfts(transform: str, power: float, tabular, step_batch) -> None:
     """One token (action 1 at input 0, p = 3/4): ``-grad p^k = -k p^k (onehot - pi)`` on its state's logits (k = 0:
     SFT's ``-(onehot - pi)``); ``power`` k gives ``-p^k (onehot - pi)``, the same direction over k."""
-    data = batch([[0]], [[1]], [[True]])
+    data = step_batch([[0]], [[1]], [[True]])
     sft_direction = -(torch.tensor([0.0, 1.0]) - torch.tensor([1 / 4, 3 / 4]))
     policy = tabular(ROWS)
     loss, _ = make_rule(f'sft(transform="{transform}")').loss(policy, data, 0)
@@ -87,68 +70,41 @@ def test_the_gradient_is_minus_p_to_the_k_times_sfts(transform: str, power: floa
     torch.testing.assert_close(grad[0, 0], (3 / 4) ** power * sft_direction)
 
 
-def test_transform_p_has_dfts_gradient() -> None:
-    policy, data = tabular(ROWS), batch(*DATA)
+def test_transform_p_has_dfts_gradient(tabular, step_batch) -> None:
+    policy, data = tabular(ROWS), step_batch(*DATA)
     grad_p = torch.autograd.grad(make_rule('sft(transform="p")').loss(policy, data, 0)[0].sum(), [policy.logits])
     grad_dft = torch.autograd.grad(make_rule("dft").loss(policy, data, 0)[0].sum(), [policy.logits])
     torch.testing.assert_close(grad_p[0], grad_dft[0])
 
 
-def test_a_seed_trains_the_same_alone_and_beside_other_seeds() -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    config = TrainConfig(steps=20, lr=1e-2, batch_size=1, seed=1)
-    data = world.training_data(n_demos=3)
-    alone = MLPPolicy(world.n_states, 4, hidden=16, seeds=[7])
-    together = MLPPolicy(world.n_states, 4, hidden=16, seeds=[3, 7, 9])
-    recipe = 'sft+sft(transform="p10")'
-    train(alone, recipe, world, data, config)
-    train(together, recipe, world, data, config)
-    torch.testing.assert_close(alone.action_probs()[0], together.action_probs()[1], rtol=0, atol=1e-6)
-
-
-def _token_policy(kind: str, world: TokenWorld):
-    if kind == "tiny-gpt":
-        return TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=2, device="cpu")
-    if kind == "gru":
-        return GRUPolicy(world.n_ids, world.n_actions, hidden=16, seeds=2)
-    config = {"model_type": "gpt2", "vocab_size": world.n_ids, "n_positions": 32, "n_embd": 16, "n_layer": 1,
-              "n_head": 2, "bos_token_id": world.tokenizer.bos_id, "eos_token_id": world.eos}  # fmt: skip
-    return HFPolicy(config, seeds=2, device="cpu")
+def test_a_seed_trains_the_same_alone_and_beside_other_seeds(seed_independent) -> None:
+    seed_independent('sft+sft(transform="p10")')
 
 
 @pytest.mark.parametrize("kind", ["tabular", "mlp", "gru"])
-def test_every_grid_policy_trains(kind: str) -> None:
-    world = FrozenLakeMDP.from_map("4x4", slippery=True)
-    policy = {"tabular": TabularPolicy(world.n_states, 4, seeds=2), "mlp": MLPPolicy(world.n_states, 4, hidden=8,
-              seeds=2), "gru": GRUPolicy(world.n_states, 4, hidden=8, seeds=2)}[kind]  # fmt: skip
-    result = train(policy, 'sft(transform="power", power=0.5)', world, config=TrainConfig(steps=3))
-    assert result.history["loss"].shape == (3, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+def test_every_grid_policy_trains(kind: str, grid_run) -> None:
+    result = grid_run(kind, 'sft(transform="power", power=0.5)', steps=3)
+    assert result.history["loss"].shape == (3, 2)
 
 
 @pytest.mark.parametrize("kind", ["tiny-gpt", "gru", "hf"])
-def test_every_token_policy_trains(kind: str) -> None:
-    world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
-    policy = _token_policy(kind, world)
-    result = train(policy, 'sft(transform="p")', world, config=TrainConfig(steps=2, batch_size=8))
-    assert result.history["nll"].shape == (2, 2) and torch.isfinite(torch.tensor(result.history["loss"])).all()
+def test_every_token_policy_trains(kind: str, token_run) -> None:
+    result = token_run(kind, 'sft(transform="p")', steps=2, batch_size=8)
+    assert result.history["nll"].shape == (2, 2)
 
 
 @pytest.mark.parametrize("transform", ["p", "p10"])
-def test_a_run_raises_success_on_the_4x4_map_from_a_prior(transform: str) -> None:
+def test_a_run_raises_success_on_the_4x4_map_from_a_prior(transform: str, learns_on_4x4) -> None:
     """From a uniform policy every demonstrated token has p = 1/4, so -p^10 starts with almost no gradient: the
-    prior-leaning transforms learn from a policy that already leans the right way (a few SFT steps first)."""
-    world = FrozenLakeMDP.from_map("4x4")
-    policy = TabularPolicy(world.n_states, 4, seeds=2)
-    before = world.scores(policy, ["success"])["success"]
-    result = train(policy, f'sft+sft(transform="{transform}")', world, config=TrainConfig(steps=60, lr=0.1))
-    after = world.scores(policy, ["success"])["success"]
-    nll = result.history["nll"]  # logged by the second stage only
-    assert (nll[-1] < nll[0]).all()
-    assert (after > before + 0.5).all() and (after > 0.9).all()
+    prior-leaning transforms learn from a policy that already leans the right way (a few SFT steps first). The nll
+    is logged by the second stage only."""
+    learns_on_4x4(f'sft+sft(transform="{transform}")', steps=60, lowers="nll", success_above=0.9)
 
 
-def test_bad_settings_are_one_clear_error() -> None:
-    with pytest.raises(ValueError, match="transform='p2' is not supported"):
-        make_rule("sft", transform="p2")
-    with pytest.raises(ValueError, match=r"power=-1\.0 is out of range"):
-        make_rule("sft", transform="power", power=-1.0)
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"transform": "p2"}, "transform='p2' is not supported"),
+     ({"transform": "power", "power": -1.0}, r"power=-1\.0 is out of range")],
+)  # fmt: skip
+def test_bad_settings_are_one_clear_error(settings: dict, message: str, refused) -> None:
+    refused("sft", settings, message)
