@@ -61,6 +61,12 @@ COMMANDS = {
     "--out runs/gru-slippery",
     "sweep-equal-budget.json": "iftgym sweep examples/sweeps/equal-budget.toml --out runs/sweep-equal-budget",
     "update-maps.json": "iftgym compare --update-maps --out runs/update-maps",
+    "dft.json": "iftgym compare --algos sft,dft --out runs/dft",
+    "dft-slippery.json": "iftgym compare --slippery --algos sft,dft --out runs/dft-slippery",
+    "dft-random.json": "iftgym compare --random-maps 10 --size 6 --seeds 20 --algos sft,dft --out runs/dft-random",
+    "prior.json": "iftgym compare --algos 'sft,sft(transform=\"p\"),sft(transform=\"p10\"),dft,ift,"
+    "sft+sft(transform=\"p\"),sft+sft(transform=\"p10\"),sft+dft,sft+ift' --out runs/prior",
+    "rl-mixed.json": "iftgym compare --algos 'sft,sft+grpo,chord,grpo,sft+ppo' --out runs/rl-mixed",
     "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
     "--steps 1500 --out runs/addition",
     "tokens-addition-controls-1.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
@@ -175,21 +181,37 @@ def per_seed_table(name: str | tuple[str, ...], metric: str) -> str:
     return markdown(["row", label, "per seed"], rows)
 
 
-def gru_table() -> str:
-    """The GRU runs: each IFT row against SFT on the run's headline metric, paired by seed, with its Holm p."""
-    runs = [("paper map, 300 steps (`runs/gru`), P(success)", "gru.json", "success"),
-            ("paper map, 40 steps (`runs/gru-early`), P(success)", "gru-early.json", "success"),
-            ("slippery paper map (`runs/gru-slippery`), MSE along own visits", "gru-slippery.json", "mse_own_visits")]
-    rows_shown = ("ift", "ift(lam=0)", "ift(gamma=0)")
+def contrasts(runs: list[tuple[str, str, str]], rows_shown: tuple[str, ...]) -> str:
+    """Several runs side by side: per run (its label, results file and metric) each row's paired difference to the
+    run's baseline on that metric, with its Holm p (a run over several maps: paired by map)."""
     rows = []
     for label, name, metric in runs:
-        paired = load(name).maps[0].paired
+        results = load(name)
+        paired = results.paired_across_maps if len(results.maps) > 1 else results.maps[0].paired
         cells = []
         for row in rows_shown:
             difference = paired["rows"][row][metric]["difference"]
             cells.append(f"{signed(difference)}, Holm p {difference['p_holm']:.2g}")
         rows.append([label, *cells])
-    return markdown(["run", *(f"`{row}` − `sft`" for row in rows_shown)], rows)
+    return markdown(["run", *(f"`{row}` − `{paired['baseline']}`" for row in rows_shown)], rows)
+
+
+def gru_table() -> str:
+    """The GRU runs: each IFT row against SFT on the run's headline metric, paired by seed, with its Holm p."""
+    runs = [("paper map, 300 steps (`runs/gru`), P(success)", "gru.json", "success"),
+            ("paper map, 40 steps (`runs/gru-early`), P(success)", "gru-early.json", "success"),
+            ("slippery paper map (`runs/gru-slippery`), MSE along own visits", "gru-slippery.json", "mse_own_visits")]
+    return contrasts(runs, ("ift", "ift(lam=0)", "ift(gamma=0)"))
+
+
+def dft_table() -> str:
+    """DFT against SFT on the paper map, on slippery ice and on random maps (paired by map)."""
+    places = (("paper map", "dft.json"), ("slippery paper map", "dft-slippery.json"),
+              ("10 random 6x6 maps, by map", "dft-random.json"))
+    metrics = (("mse", "MSE"), ("mse_rest", "MSE other cells"), ("success", "P(success)"))
+    runs = [(f"{where} (`runs/{name.removesuffix('.json')}`), {label}", name, metric)
+            for where, name in places for metric, label in metrics]  # fmt: skip
+    return contrasts(runs, ("dft",))
 
 
 def budget_table(name: str) -> str:
@@ -315,12 +337,19 @@ def speed_table() -> str:
 
 # the token world's addition runs: SFT and IFT, then the controls, run in parts as one comparison
 ADDITION = ("tokens-addition.json", "tokens-addition-controls-1.json", "tokens-addition-controls-2.json")
+FROZEN_LAKE_TEXT = ("tokens-frozen-lake.json", "tokens-frozen-lake-controls-1.json",
+                    "tokens-frozen-lake-controls-2.json")  # fmt: skip
 TABLES: dict[str, Callable[[], str]] = {
     "paper": lambda: rows_table("paper.json", GRID_COLUMNS),
     "paper-paired": lambda: paired_table("paper.json", GRID_PAIRED),
     "ablation": lambda: paired_table("ablation.json", GRID_PAIRED, code=True, extras=False),
     "random-ift": lambda: paired_table("random-ift.json", GRID_PAIRED, code=True, extras=False, across=True),
     "gru": gru_table,
+    "dft": dft_table,
+    "prior": lambda: paired_table("prior.json", GRID_PAIRED, code=True, extras=False),
+    "rl-mixed": lambda: paired_table("rl-mixed.json", GRID_PAIRED, code=True, extras=False),
+    "rl-mixed-vs-sft-grpo": lambda: paired_table("rl-mixed.json", GRID_PAIRED, code=True, extras=False,
+                                                 baseline="sft+grpo", rows_only=("chord", "grpo", "sft+ppo")),
     "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
     "update-maps": lambda: update_maps_table("update-maps.json"),
     "speed": speed_table,
