@@ -173,21 +173,18 @@ class GRPO(GroupRule):
     name = "grpo"
     config_class = GRPOConfig
 
-    def collect(self, policy: Policy, step: int) -> None:
-        """Fresh groups every ``num_iterations`` steps (at step 0 of the stage, then the batch is reused)."""
+    def score(self, policy: Policy, batch: StepBatch) -> GroupSamples:
+        """The groups :meth:`GroupRule.collect` sampled (every ``num_iterations`` steps), with their rewards, group
+        advantages and the log-probabilities the ratio and the KL need."""
         c = self.config
-        # 1. n_episodes / G starts per seed, each answered G times by the current policy
-        batch = self.fresh_groups(policy, step)
-        if batch is None:
-            return
-        with torch.no_grad():
-            # 2. a completion's reward is its episode's total; its advantage is relative to its group
-            rewards = batch.rewards.sum(-1)
-            advantages = group_advantages(rewards, c.num_generations, c.scale_rewards)
-            # 3. the sampling policy's log-probabilities (for the ratio of later iterations) and the reference's
-            old_logps = sampled_logps(policy, batch)[0] if c.num_iterations > 1 else None
-            ref_logps = sampled_logps(self.reference, batch)[0] if self.reference is not None else None
-        self.samples = GroupSamples(batch, rewards, advantages, old_logps, ref_logps)
+        # 1. (collect) n_episodes / G starts per seed, each answered G times by the current policy
+        # 2. a completion's reward is its episode's total; its advantage is relative to its group
+        rewards = batch.rewards.sum(-1)
+        advantages = group_advantages(rewards, c.num_generations, c.scale_rewards)
+        # 3. the sampling policy's log-probabilities (for the ratio of later iterations) and the reference's
+        old_logps = sampled_logps(policy, batch)[0] if c.num_iterations > 1 else None
+        ref_logps = sampled_logps(self.reference, batch)[0] if self.reference is not None else None
+        return GroupSamples(batch, rewards, advantages, old_logps, ref_logps)
 
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config

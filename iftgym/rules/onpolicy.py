@@ -249,8 +249,8 @@ class CriticRule(Rule):
 class GroupRule(Rule):
     """Base of the group-relative rules (GRPO, RLOO): fresh groups of the policy's own episodes every
     ``num_iterations`` steps and, when the subclass's ``self.config.beta > 0``, a frozen reference (the policy as
-    the stage started). A subclass's ``collect`` scores :meth:`fresh_groups` into ``self.samples``, its ``loss``
-    reads :meth:`current_samples`."""
+    the stage started). :meth:`collect` samples the groups, the subclass's :meth:`score` turns them into what its
+    ``loss`` reads from :meth:`current_samples`."""
 
     data = "env"
 
@@ -259,16 +259,21 @@ class GroupRule(Rule):
         self.reference = frozen_copy(policy) if self.config.beta > 0 else None
         self.samples: Any = None  # what :meth:`collect` sampled last in this stage
 
-    def fresh_groups(self, policy: Policy, step: int) -> StepBatch | None:
-        """``n_episodes / num_generations`` starts per seed, each answered ``num_generations`` times by the current
-        policy (:func:`sample_groups`), at step 0 of the stage and every ``num_iterations`` steps after; ``None`` at
-        the steps between, which reuse the last groups."""
+    def collect(self, policy: Policy, step: int) -> None:
+        """Fresh groups every ``num_iterations`` steps (at step 0 of the stage, then the batch is reused):
+        ``n_episodes / num_generations`` starts per seed, each answered ``num_generations`` times by the current
+        policy (:func:`sample_groups`), scored by :meth:`score` into ``self.samples``."""
         c = self.config
         if step % c.num_iterations:
-            return None
+            return
         with torch.no_grad():
-            return sample_groups(policy, self.world, c.n_episodes // c.num_generations, c.num_generations,
-                                 self.generators)  # fmt: skip
+            batch = sample_groups(policy, self.world, c.n_episodes // c.num_generations, c.num_generations,
+                                  self.generators)  # fmt: skip
+            self.samples = self.score(policy, batch)
+
+    def score(self, policy: Policy, batch: StepBatch) -> Any:
+        """What the loss reads of freshly sampled groups ``batch`` (called without gradients)."""
+        raise NotImplementedError
 
     def current_samples(self) -> Any:
         """The groups the loss reads: the ones :meth:`collect` scored last."""

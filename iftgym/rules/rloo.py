@@ -110,27 +110,24 @@ class RLOO(GroupRule):
     name = "rloo"
     config_class = RLOOConfig
 
-    def collect(self, policy: Policy, step: int) -> None:
-        """Fresh groups every ``num_iterations`` steps (at step 0 of the stage, then the batch is reused)."""
+    def score(self, policy: Policy, batch: StepBatch) -> LeaveOneOutSamples:
+        """The groups :meth:`GroupRule.collect` sampled (every ``num_iterations`` steps), with their summed
+        log-probabilities, KL-penalised rewards and leave-one-out advantages."""
         c = self.config
-        # 1. n_episodes / k starts per seed, each answered k times by the current policy
-        batch = self.fresh_groups(policy, step)
-        if batch is None:
-            return
-        with torch.no_grad():
-            # 2. each completion's log-probability under the sampling policy: the sum over its tokens
-            old_token_logps = sampled_logps(policy, batch)[0]
-            old_logps = old_token_logps.sum(-1)
-            # 3. its reward: the episode's total, minus beta times the summed KL estimate log pi_old - log pi_ref
-            rewards = batch.rewards.sum(-1)
-            kl = None
-            penalised = rewards
-            if self.reference is not None:
-                kl = ((old_token_logps - sampled_logps(self.reference, batch)[0]) * batch.mask).sum(-1)
-                penalised = rewards - c.beta * kl
-            # 4. its advantage: the reward against the mean of the group's other completions
-            advantages = leave_one_out_advantages(penalised, c.num_generations, c.normalize_advantages)
-        self.samples = LeaveOneOutSamples(batch, rewards, penalised, advantages, old_logps, kl)
+        # 1. (collect) n_episodes / k starts per seed, each answered k times by the current policy
+        # 2. each completion's log-probability under the sampling policy: the sum over its tokens
+        old_token_logps = sampled_logps(policy, batch)[0]
+        old_logps = old_token_logps.sum(-1)
+        # 3. its reward: the episode's total, minus beta times the summed KL estimate log pi_old - log pi_ref
+        rewards = batch.rewards.sum(-1)
+        kl = None
+        penalised = rewards
+        if self.reference is not None:
+            kl = ((old_token_logps - sampled_logps(self.reference, batch)[0]) * batch.mask).sum(-1)
+            penalised = rewards - c.beta * kl
+        # 4. its advantage: the reward against the mean of the group's other completions
+        advantages = leave_one_out_advantages(penalised, c.num_generations, c.normalize_advantages)
+        return LeaveOneOutSamples(batch, rewards, penalised, advantages, old_logps, kl)
 
     def loss(self, policy: Policy, batch: None, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
