@@ -76,6 +76,15 @@ def make_step_batch(ids: list[list[int]], actions: list[list[int]], mask: list[l
     return StepBatch(ids_t, torch.tensor(actions), torch.tensor(mask), torch.zeros(ids_t.shape))
 
 
+def average_token_losses(tokens: list[list[float]], average: str) -> float:
+    """Hand-computed token losses ``tokens`` (a list per sequence) averaged as a rule's ``average`` says: each
+    sequence's mean, then the mean over sequences ("sequence"), or their sum over the number of tokens ("token",
+    TRL's and the papers' official code's)."""
+    if average == "sequence":
+        return sum(sum(t) / len(t) for t in tokens) / len(tokens)
+    return sum(map(sum, tokens)) / sum(map(len, tokens))
+
+
 def make_moved_rule(name: str, start: list[list[float]], rows: list[list[float]], collect: bool = False):
     """``(rule, policy)``: the rule ``name`` set up (and, with ``collect``, collected at step 0) on a tabular policy
     with logits ``start``, then the policy moved to ``rows``; what the rule froze at the stage's start (its reference
@@ -88,6 +97,16 @@ def make_moved_rule(name: str, start: list[list[float]], rows: list[list[float]]
     with torch.no_grad():
         policy.logits.copy_(torch.tensor([rows]))
     return rule, policy
+
+
+def make_rule_at_start(name: str, **settings):
+    """``(rule, policy, demos)``: the rule ``name`` with ``settings`` set up, as a stage starts, on a two-seed MLP
+    policy on the 4x4 map, and the map's 3 demonstrations."""
+    world = FrozenLakeMDP.from_map("4x4")
+    policy = MLPPolicy(world.n_states, 4, hidden=8, seeds=2)
+    rule = make_rule(name, **settings)
+    rule.setup(policy, world, seed_generators(0, policy.seeds))
+    return rule, policy, world.training_data(n_demos=3).demos
 
 
 @pytest.fixture
@@ -103,10 +122,24 @@ def step_batch():
 
 
 @pytest.fixture
+def hand_average():
+    """``hand_average(tokens, average)``: hand-computed token losses (a list per sequence) averaged per sequence then
+    over sequences ("sequence") or over every token ("token")."""
+    return average_token_losses
+
+
+@pytest.fixture
 def moved_rule():
     """``moved_rule(name, start, rows, collect=False)``: the rule set up on logits ``start``, the policy then moved
     to ``rows``."""
     return make_moved_rule
+
+
+@pytest.fixture
+def rule_at_start():
+    """``rule_at_start(name, **settings)``: ``(rule, policy, demos)``, the rule set up on a fresh MLP policy on the
+    4x4 map, and its demonstrations."""
+    return make_rule_at_start
 
 
 # -- every policy kind in both worlds --------------------------------------------------------------------------------

@@ -9,10 +9,7 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP
-from iftgym.policies import MLPPolicy
 from iftgym.rules import make_rule
-from iftgym.world import seed_generators
 
 # moved_rule(name, REF_ROWS, ROWS) sets the rule up on the reference, the policy as the stage starts (its frozen copy
 # is the anchor), then moves the policy: pi_ref(.|0) = (1/2, 1/2), pi_ref(.|1) = (1/5, 4/5),
@@ -46,23 +43,16 @@ def hand_tokens(kl: str, coef: float) -> list[list[float]]:
 
 @pytest.mark.parametrize("kl", ["full", "token"])
 @pytest.mark.parametrize("average", ["sequence", "token"])
-def test_the_loss_is_the_authors_formula(kl: str, average: str, step_batch, moved_rule) -> None:
+def test_the_loss_is_the_authors_formula(kl: str, average: str, step_batch, moved_rule, hand_average) -> None:
     rule, policy = moved_rule(f'asft(kl="{kl}", average="{average}")', REF_ROWS, ROWS)
     loss, metrics = rule.loss(policy, step_batch(*DATA), 0)
     tokens = hand_tokens(kl, 0.1)
-    if average == "sequence":
-        expected = sum(sum(t) / len(t) for t in tokens) / len(tokens)
-    else:  # the official code: the summed token losses over the batch's target tokens
-        expected = sum(map(sum, tokens)) / sum(map(len, tokens))
     assert loss.shape == (1,)
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert loss.item() == pytest.approx(hand_average(tokens, average), rel=1e-6)
     # the parts it logs: DFT's term and the KL alone
     dft = hand_tokens(kl, 0.0)
     kl_only = [[(a - b) / 0.1 for a, b in zip(x, y)] for x, y in zip(tokens, dft)]
-    if average == "sequence":
-        assert metrics["kl"].item() == pytest.approx(sum(sum(t) / len(t) for t in kl_only) / 2, rel=1e-5)
-    else:
-        assert metrics["kl"].item() == pytest.approx(sum(map(sum, kl_only)) / 5, rel=1e-5)
+    assert metrics["kl"].item() == pytest.approx(hand_average(kl_only, average), rel=1e-5)
 
 
 def test_the_two_kl_forms_differ_and_kl_coef_scales_the_anchor(step_batch, moved_rule) -> None:
@@ -90,22 +80,16 @@ def test_the_gradient_adds_the_anchors_pull_to_dfts(kl: str, step_batch, moved_r
     assert grad[0, 1:].abs().max() == 0
 
 
-def test_at_the_stages_start_asft_is_dft_in_loss_and_gradient() -> None:
+@pytest.mark.parametrize("kl", ["full", "token"])
+def test_at_the_stages_start_asft_is_dft_in_loss_and_gradient(kl: str, rule_at_start, grads) -> None:
     """The reference is the policy as the stage started: both KL forms and their gradients are 0 there."""
-    world = FrozenLakeMDP.from_map("4x4")
-    data = world.training_data(n_demos=3).demos
-    for kl in ("full", "token"):
-        policy = MLPPolicy(world.n_states, 4, hidden=8, seeds=2)
-        rule = make_rule("asft", kl=kl)
-        rule.setup(policy, world, seed_generators(0, policy.seeds))
-        loss, metrics = rule.loss(policy, data, 0)
-        dft = make_rule("dft").loss(policy, data, 0)[0]
-        torch.testing.assert_close(loss, dft)
-        assert metrics["kl"].abs().max() < 1e-6
-        grads = torch.autograd.grad(loss.sum(), list(policy.parameters()))
-        dft_grads = torch.autograd.grad(dft.sum(), list(policy.parameters()))
-        for a, b in zip(grads, dft_grads):
-            torch.testing.assert_close(a, b)
+    rule, policy, data = rule_at_start("asft", kl=kl)
+    loss, metrics = rule.loss(policy, data, 0)
+    dft = make_rule("dft").loss(policy, data, 0)[0]
+    torch.testing.assert_close(loss, dft)
+    assert metrics["kl"].abs().max() < 1e-6
+    for a, b in zip(grads(policy, loss), grads(policy, dft)):
+        torch.testing.assert_close(a, b)
 
 
 def test_a_seed_trains_the_same_alone_and_beside_other_seeds(seed_independent) -> None:

@@ -59,18 +59,18 @@ def chord_rule(name: str, policy):
     return rule
 
 
-def hand_sft_phi(phi: bool, average: str) -> float:
-    tokens = [[-(p * (1 - p) if phi else 1.0) * math.log(p) for p in seq] for seq in ([3 / 4, 2 / 3, 1 / 2],
-                                                                                       [1 / 3, 1 / 4])]  # fmt: skip
-    if average == "token":
-        return sum(map(sum, tokens)) / 5
-    return sum(sum(t) / len(t) for t in tokens) / 2
+def hand_sft_phi_tokens(phi: bool) -> list[list[float]]:
+    """The SFT term's token losses on DEMOS, ``-p (1 - p) log p`` (``phi``) or ``-log p``, a list per sequence."""
+    return [[-(p * (1 - p) if phi else 1.0) * math.log(p) for p in seq] for seq in ([3 / 4, 2 / 3, 1 / 2],
+                                                                                     [1 / 3, 1 / 4])]  # fmt: skip
 
 
 @pytest.mark.parametrize("phi", [True, False])
 @pytest.mark.parametrize("average", ["token", "sequence"])
 @pytest.mark.parametrize("step", [0, 10, 80, 200])
-def test_the_loss_is_one_minus_mu_grpo_plus_mu_sft_phi(phi: bool, average: str, step: int, tabular, step_batch) -> None:
+def test_the_loss_is_one_minus_mu_grpo_plus_mu_sft_phi(
+    phi: bool, average: str, step: int, tabular, step_batch, hand_average
+) -> None:
     policy = tabular(ROWS)
     rule = chord_rule(f'chord(n_episodes=4, num_generations=2, phi={str(phi).lower()}, sft_average="{average}")',
                       policy)  # fmt: skip
@@ -79,7 +79,7 @@ def test_the_loss_is_one_minus_mu_grpo_plus_mu_sft_phi(phi: bool, average: str, 
     grpo.samples = hand_samples()
     grpo_loss = grpo.loss(policy, None, step)[0].item()
     mu = official_mu(step, 50, 100, 0.5, 0.02)
-    sft = hand_sft_phi(phi, average)
+    sft = hand_average(hand_sft_phi_tokens(phi), average)
     assert loss.shape == (1,)
     assert loss.item() == pytest.approx((1 - mu) * grpo_loss + mu * sft, rel=1e-6, abs=1e-9)
     assert metrics["sft_loss"].item() == pytest.approx(sft, rel=1e-6)

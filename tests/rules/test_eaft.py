@@ -28,25 +28,23 @@ def hand_weight(probs: list[float], k: int, alpha: float, normalize: str) -> flo
     return (entropy / divisor) ** alpha
 
 
-def hand_loss(k: int, alpha: float, normalize: str, average: str) -> float:
-    tokens = [[hand_weight(PI[s], k, alpha, normalize) * -math.log(PI[s][a]) for s, a, m in zip(*row) if m]
-              for row in zip(*DATA)]  # fmt: skip
-    if average == "sequence":
-        return sum(sum(t) / len(t) for t in tokens) / len(tokens)
-    return sum(map(sum, tokens)) / sum(map(len, tokens))
+def hand_tokens(k: int, alpha: float, normalize: str) -> list[list[float]]:
+    """DATA's weighted token losses ``-w log p``, a list per sequence."""
+    return [[hand_weight(PI[s], k, alpha, normalize) * -math.log(PI[s][a]) for s, a, m in zip(*row) if m]
+            for row in zip(*DATA)]  # fmt: skip
 
 
 @pytest.mark.parametrize("normalize", ["ln_k", "llama-factory", "none"])
 @pytest.mark.parametrize(("k", "alpha"), [(2, 1.0), (20, 1.0), (2, 0.5)])
 @pytest.mark.parametrize("average", ["sequence", "token"])
 def test_the_loss_is_the_authors_formula(
-    normalize: str, k: int, alpha: float, average: str, tabular, step_batch
+    normalize: str, k: int, alpha: float, average: str, tabular, step_batch, hand_average
 ) -> None:
     policy, data = tabular(ROWS), step_batch(*DATA)
     rule = make_rule("eaft", k=k, alpha=alpha, normalize=normalize, average=average)
     loss, metrics = rule.loss(policy, data, 0)
     assert loss.shape == (1,)
-    assert loss.item() == pytest.approx(hand_loss(k, alpha, normalize, average), rel=1e-6)
+    assert loss.item() == pytest.approx(hand_average(hand_tokens(k, alpha, normalize), average), rel=1e-6)
     sft = make_rule("sft", average=average).loss(policy, data, 0)[0]
     assert metrics["nll"].item() == pytest.approx(sft.item(), rel=1e-6)
 

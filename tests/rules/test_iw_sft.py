@@ -9,10 +9,7 @@ import math
 import pytest
 import torch
 
-from iftgym import FrozenLakeMDP
-from iftgym.policies import MLPPolicy
 from iftgym.rules import make_rule
-from iftgym.world import seed_generators
 
 # the reference (the policy as the stage starts) and the policy it has moved to: moved_rule(name, REF_ROWS, ROWS) sets
 # the rule up on the first (its frozen copy is the reference), then moves the policy
@@ -42,16 +39,12 @@ def hand_tokens(level: str, temperature: float = 1.0) -> list[list[float]]:
 
 @pytest.mark.parametrize("level", ["sequence", "token"])
 @pytest.mark.parametrize("average", ["sequence", "token"])
-def test_the_loss_is_the_official_formula(level: str, average: str, step_batch, moved_rule) -> None:
+def test_the_loss_is_the_official_formula(level: str, average: str, step_batch, moved_rule, hand_average) -> None:
     rule, policy = moved_rule(f'iw-sft(level="{level}", average="{average}")', REF_ROWS, ROWS)
     loss, _ = rule.loss(policy, step_batch(*DATA), 0)
-    tokens = hand_tokens(level)
-    if average == "sequence":
-        expected = sum(sum(t) / len(t) for t in tokens) / len(tokens)
-    else:  # the official code: the summed weighted token losses over the batch's target tokens
-        expected = sum(map(sum, tokens)) / sum(map(len, tokens))
     assert loss.shape == (1,)
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # "token": the official code's summed weighted token losses over the batch's target tokens
+    assert loss.item() == pytest.approx(hand_average(hand_tokens(level), average), rel=1e-6)
 
 
 def test_the_sequence_weight_is_clipped_at_16_and_temperature_scales_it(step_batch, moved_rule) -> None:
@@ -78,16 +71,12 @@ def test_the_weights_get_no_gradient(step_batch, moved_rule) -> None:
         assert grad[0, [0, 2]].abs().max() == 0
 
 
-def test_at_the_stages_start_every_weight_is_1_and_iw_sft_is_sft() -> None:
-    world = FrozenLakeMDP.from_map("4x4")
-    data = world.training_data(n_demos=3).demos
-    for level in ("sequence", "token"):
-        policy = MLPPolicy(world.n_states, 4, hidden=8, seeds=2)
-        rule = make_rule("iw-sft", level=level)
-        rule.setup(policy, world, seed_generators(0, policy.seeds))
-        loss, metrics = rule.loss(policy, data, 0)
-        torch.testing.assert_close(loss, make_rule("sft").loss(policy, data, 0)[0])
-        torch.testing.assert_close(metrics["weight"], torch.ones(2))
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_at_the_stages_start_every_weight_is_1_and_iw_sft_is_sft(level: str, rule_at_start) -> None:
+    rule, policy, data = rule_at_start("iw-sft", level=level)
+    loss, metrics = rule.loss(policy, data, 0)
+    torch.testing.assert_close(loss, make_rule("sft").loss(policy, data, 0)[0])
+    torch.testing.assert_close(metrics["weight"], torch.ones(2))
 
 
 @pytest.mark.parametrize("level", ["sequence", "token"])

@@ -32,18 +32,17 @@ def hand_tokens(eps: float) -> list[list[float]]:
 
 @pytest.mark.parametrize("eps", [0.2, 0.6])
 @pytest.mark.parametrize("average", ["sequence", "token"])
-def test_the_loss_is_the_clipped_surrogate_with_advantage_1(eps: float, average: str, step_batch, moved_rule) -> None:
+def test_the_loss_is_the_clipped_surrogate_with_advantage_1(
+    eps: float, average: str, step_batch, moved_rule, hand_average
+) -> None:
     rule, policy = moved_rule(f'psft(clip_range={eps}, average="{average}")', OLD_ROWS, ROWS, collect=True)
     loss, metrics = rule.loss(policy, step_batch(*DATA), 1)  # step 1: the old policy is still step 0's
-    tokens = hand_tokens(eps)
     if average == "sequence":
-        expected = sum(sum(t) / len(t) for t in tokens) / len(tokens)
         clipped = (0 / 3 + 2 / 2) / 2 if eps == 0.2 else (0 / 3 + 1 / 2) / 2
     else:
-        expected = sum(map(sum, tokens)) / sum(map(len, tokens))
         clipped = 2 / 5 if eps == 0.2 else 1 / 5
     assert loss.shape == (1,)
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert loss.item() == pytest.approx(hand_average(hand_tokens(eps), average), rel=1e-6)
     assert metrics["clip_fraction"].item() == pytest.approx(clipped)
 
 

@@ -16,11 +16,9 @@ DATA = ([[0, 1, 2], [1, 0, 0]], [[0, 1, 0], [1, 1, 0]], [[True, True, True], [Tr
 PROBS = [[1 / 4, 1 / 3, 1 / 2], [1 / 3, 3 / 4]]  # each sequence's demonstrated probabilities
 
 
-def hand(f, average: str) -> float:
-    tokens = [[f(p) for p in seq] for seq in PROBS]
-    if average == "sequence":
-        return sum(sum(t) / len(t) for t in tokens) / len(tokens)
-    return sum(map(sum, tokens)) / sum(map(len, tokens))
+def hand_tokens(f) -> list[list[float]]:
+    """The token losses ``f(p)`` of DATA, a list per sequence."""
+    return [[f(p) for p in seq] for seq in PROBS]
 
 
 FORMULAS = {
@@ -34,23 +32,23 @@ FORMULAS = {
 
 @pytest.mark.parametrize("transform", list(FORMULAS))
 @pytest.mark.parametrize("average", ["sequence", "token"])
-def test_each_transform_is_the_papers_formula(transform: str, average: str, tabular, step_batch) -> None:
+def test_each_transform_is_the_papers_formula(transform: str, average: str, tabular, step_batch, hand_average) -> None:
     name, _, power = transform.partition("(power=")
     settings = f'transform="{name}", average="{average}"' + (f", power={power[:-1]}" if power else "")
     loss, metrics = make_rule(f"sft({settings})").loss(tabular(ROWS), step_batch(*DATA), 0)
     assert loss.shape == (1,)
-    assert loss.item() == pytest.approx(hand(FORMULAS[transform], average), rel=1e-6)
+    assert loss.item() == pytest.approx(hand_average(hand_tokens(FORMULAS[transform]), average), rel=1e-6)
     if name != "log":  # SFT's loss on the same batch, logged beside
-        assert metrics["nll"].item() == pytest.approx(hand(FORMULAS["log"], average), rel=1e-6)
+        assert metrics["nll"].item() == pytest.approx(hand_average(hand_tokens(FORMULAS["log"]), average), rel=1e-6)
 
 
-def test_the_default_is_sft_exactly_as_before(tabular, step_batch) -> None:
+def test_the_default_is_sft_exactly_as_before(tabular, step_batch, hand_average) -> None:
     policy, data = tabular(ROWS), step_batch(*DATA)
     for average in ("sequence", "token"):
         loss, metrics = make_rule(f'sft(average="{average}")').loss(policy, data, 0)
         explicit, _ = make_rule(f'sft(transform="log", average="{average}")').loss(policy, data, 0)
         assert torch.equal(loss, explicit) and list(metrics) == ["loss"]
-        assert loss.item() == pytest.approx(hand(FORMULAS["log"], average), rel=1e-6)
+        assert loss.item() == pytest.approx(hand_average(hand_tokens(FORMULAS["log"]), average), rel=1e-6)
 
 
 @pytest.mark.parametrize(("transform", "power"), [("log", 0.0), ("p", 1.0), ("p10", 10.0)])
