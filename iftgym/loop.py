@@ -38,9 +38,10 @@ from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.rules.registry import base_name, is_built_in, make_rule, parse_recipe, rule_spec
 from iftgym.types import PairBatch, StepBatch, TrainingData
-from iftgym.validate import MAX_GRAD_ACCUM, MAX_STEPS, at_least, non_negative, one_of, positive
+from iftgym.validate import BUDGETS, MAX_GRAD_ACCUM, MAX_STEPS, at_least, non_negative, one_of, positive
 from iftgym.world import World, seed_generators
 
+BUDGET_STEP_CAP = 100  # a budgeted stage takes at most this many times its planned steps
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 EvalCallback = Callable[[int, Policy], dict[str, np.ndarray]]
 StepLog = Callable[[dict[str, Any]], None]
@@ -84,8 +85,10 @@ class TrainConfig:
     micro-batches whose gradients add up before the one optimiser step (the same step as one pass over the
     minibatch: each micro-batch's loss counts by its share of the minibatch, :meth:`Rule.batch_weight`, so token
     averages stay exact; rules that sample their own episodes sample as usual); ``seed`` drives minibatch order and
-    every random draw of the rules; ``eval_every`` calls the evaluation callback every that many steps (0: only at
-    the end); ``progress`` shows a progress bar.
+    every random draw of the rules; ``budget`` is what a run spends (:data:`BUDGETS`): with ``budget_amount``, each
+    stage trains until it has spent its even share of that many token passes or seconds of training (at most
+    :data:`BUDGET_STEP_CAP` times its steps), rather than for its steps; ``eval_every`` calls the evaluation
+    callback every that many steps (0: only at the end); ``progress`` shows a progress bar.
     """
 
     steps: int = 300
@@ -94,6 +97,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int | None = None
     grad_accum: int = 1
+    budget: str = "steps"
+    budget_amount: float | None = None
     seed: int = 0
     eval_every: int = 0
     progress: bool = False
@@ -106,6 +111,9 @@ class TrainConfig:
         if self.batch_size is not None:
             at_least("batch_size", self.batch_size, 1, note="or None for all")
         at_least("grad_accum", self.grad_accum, 1, high=MAX_GRAD_ACCUM)
+        one_of("budget", self.budget, BUDGETS)
+        if self.budget_amount is not None:
+            positive("budget_amount", self.budget_amount)
         at_least("seed", self.seed, 0)
         at_least("eval_every", self.eval_every, 0)
 
@@ -208,13 +216,16 @@ def check_algorithms(
 @dataclass
 class TrainResult:
     """The trained policy, per-step metrics (each a ``(steps, K)`` array; a metric of one stage only has that
-    stage's rows), evaluations ``(step, metrics)``, the stages run and the wall time in seconds."""
+    stage's rows), evaluations ``(step, metrics)``, the stages run, the wall time in seconds and the compute spent
+    (``{"steps", "tokens", "seconds", "capped"}``: optimiser steps, token passes per seed of every policy the rules
+    ran, seconds of training steps alone; ``capped``: a budgeted stage stopped at its step cap)."""
 
     policy: Policy
     history: dict[str, np.ndarray]
     evaluations: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list)
     wall_time: float = 0.0
     stages: list[dict[str, Any]] = field(default_factory=list)
+    compute: dict[str, float] = field(default_factory=dict)
 
 
 def _minibatch(data: StepBatch | PairBatch | None, size: int | None, generator: torch.Generator):
@@ -441,9 +452,11 @@ def train(
     if not isinstance(data, TrainingData):
         data = TrainingData(pairs=data) if isinstance(data, PairBatch) else TrainingData(demos=data)
     stage_data = stage_batches(stages, data, config.batch_size, config.grad_accum)
-    total = sum(stage.steps for stage in stages)
+    total = sum(stage.steps for stage in stages)  # planned; a budget decides the steps of a budgeted run
     history: dict[str, list[np.ndarray]] = {}
     evaluations: list[tuple[int, dict[str, np.ndarray]]] = []
+    compute: dict[str, float] = {"steps": 0, "tokens": 0, "seconds": 0.0, "capped": False}
+    budgeted = config.budget != "steps" and config.budget_amount is not None
     start, done = time.perf_counter(), 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
@@ -463,9 +476,14 @@ def train(
             optimizer = OPTIMIZERS[config.optimizer](
                 [*policy.parameters(), *rule.parameters()], lr=stage.lr or config.lr, weight_decay=config.weight_decay
             )
-            for step in range(stage.steps):
+            held = _policies_run(policy, rule)  # whose token passes a step spends (the policy, its references)
+            share = config.budget_amount / len(stages) if budgeted else None
+            step, spent = 0, 0.0
+            while step < (stage.steps * BUDGET_STEP_CAP if budgeted else stage.steps) and (share is None or
+                                                                                         spent < share):  # fmt: skip
                 if snapshot is not None:
                     snapshot(Snapshot(done, index, step, policy, optimizer, rule))
+                tokens, started = sum(p.token_passes for p in held), time.perf_counter()
                 minibatch = distributed.shard(_minibatch(batch, config.batch_size, data_order))
                 optimizer.zero_grad(set_to_none=True)
                 loss, metrics = _accumulated_step(rule, stepper, policy, minibatch, step, config.grad_accum)
@@ -479,6 +497,15 @@ def train(
                     )
                 optimizer.step()
                 rule.after_step(policy)
+                cost = _spent(sum(p.token_passes for p in held) - tokens, time.perf_counter() - started)
+                compute["tokens"] += cost["tokens"]
+                compute["seconds"] += cost["seconds"]
+                if budgeted and cost[config.budget] <= 0:
+                    raise ValueError(f"budget={config.budget!r}: a step of rule {rule.name!r} spent no token passes: "
+                                     f"the policy ({type(policy).__name__}) does not count them (Policy.seed_inputs); "
+                                     "expected a budget of steps or seconds for it")  # fmt: skip
+                spent += cost[config.budget] if budgeted else 0.0
+                step += 1
                 values = metrics
                 if distributed.world_size() > 1 and values:  # one exchange for all the metrics (weighted shares)
                     shapes = {key: value.shape for key, value in values.items()}
@@ -494,9 +521,37 @@ def train(
                 if callback is not None and config.eval_every and done % config.eval_every == 0:
                     evaluations.append((done, callback(done, policy)))
                 progress.update(task, advance=1, loss=f"{float(mean_loss.mean()):.4f}")
+            compute["capped"] = compute["capped"] or (share is not None and spent < share)
     if snapshot is not None:
-        snapshot(Snapshot(total, len(stages) - 1, stages[-1].steps, policy, optimizer, rule))
-    if callback is not None and (not evaluations or evaluations[-1][0] != total):
-        evaluations.append((total, callback(total, policy)))
+        snapshot(Snapshot(done, len(stages) - 1, step, policy, optimizer, rule))
+    if callback is not None and (not evaluations or evaluations[-1][0] != done):
+        evaluations.append((done, callback(done, policy)))
     stacked = {key: np.stack(values) for key, values in history.items()}
-    return TrainResult(policy, stacked, evaluations, time.perf_counter() - start, [s.spec() for s in stages])
+    compute["steps"] = done
+    return TrainResult(policy, stacked, evaluations, time.perf_counter() - start, [s.spec() for s in stages],
+                       compute)  # fmt: skip
+
+
+def _policies_run(policy: Policy, rule: Rule) -> list[Policy]:
+    """The policy and every other policy the rule holds (its frozen reference, a rule inside it: CHORD's GRPO), whose
+    forward passes a step spends."""
+    found: dict[int, Policy] = {id(policy): policy}
+    rules, seen = [rule], set()
+    while rules:
+        current = rules.pop()
+        seen.add(id(current))
+        for value in vars(current).values():
+            if isinstance(value, Policy):
+                found.setdefault(id(value), value)
+            elif isinstance(value, Rule) and id(value) not in seen:
+                rules.append(value)
+    return list(found.values())
+
+
+def _spent(tokens: int, seconds: float) -> dict[str, float]:
+    """A step's token passes and seconds, over every process (the same numbers on each, so that a budgeted loop stops
+    at the same step everywhere: token passes summed, seconds averaged)."""
+    if distributed.world_size() == 1:
+        return {"tokens": float(tokens), "seconds": seconds}
+    summed = distributed.sum_over_processes(torch.tensor([float(tokens), seconds], dtype=torch.float64))
+    return {"tokens": float(summed[0]), "seconds": float(summed[1]) / distributed.world_size()}

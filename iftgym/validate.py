@@ -18,6 +18,7 @@ import numpy as np
 MAX_SEEDS = 100_000  # seeds train as one model: far more than any comparison needs, far less than memory allows
 MAX_STEPS = 10**9  # a billion optimiser steps: beyond any run on this workbench
 MAX_GRAD_ACCUM = 1024  # micro-batches per optimiser step
+BUDGETS = ("steps", "tokens", "seconds")  # what a run spends: optimiser steps, token passes, seconds of training
 MAX_SIDE = 256  # the largest Frozen Lake map side (65,536 cells): every exact solver still runs in seconds
 
 MAX_SETTING = 10**9  # the largest integer hyper-parameter (episodes, epochs, warm-up steps): beyond any run here

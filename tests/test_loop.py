@@ -353,3 +353,27 @@ def test_two_processes_add_up_to_one_with_unequal_token_counts(routes: TokenWorl
     total = sum(torch.as_tensor(w, dtype=torch.float64) for w in weights)
     averaged = sum(gradient(half, total, 2) for half in halves) / 2  # DistributedDataParallel's mean
     torch.testing.assert_close(averaged, one, rtol=1e-5, atol=1e-6)
+
+
+# -- compute spent, and budgets of token passes or seconds ------------------------------------------------------
+def test_the_compute_spent_is_counted_and_a_token_budget_sets_the_steps(paper: FrozenLakeMDP, data: TrainingData):
+    from iftgym.policies import TabularPolicy
+
+    def run(config: TrainConfig, algorithm: str = "sft"):
+        return train(TabularPolicy(paper.n_states, 4, seeds=[0, 1]), algorithm, paper, data, config)
+
+    one = run(TrainConfig(steps=1)).compute
+    per_step = one["tokens"]
+    positions = data.demos.ids.shape[-2] * data.demos.ids.shape[-1]
+    assert per_step == 2 * positions  # SFT reads the demonstration's positions once per step, with a backward pass
+    assert run(TrainConfig(steps=3)).compute["tokens"] == 3 * per_step
+    budgeted = run(TrainConfig(steps=1, budget="tokens", budget_amount=5 * per_step)).compute
+    assert (budgeted["steps"], budgeted["tokens"], budgeted["capped"]) == (5, 5 * per_step, False)
+    recipe = run(TrainConfig(steps=2, budget="tokens", budget_amount=6 * per_step), "sft+sft").compute
+    assert recipe["steps"] == 6  # each stage its even share: 3 steps each
+    capped = run(TrainConfig(steps=1, budget="tokens", budget_amount=1e12)).compute
+    assert capped["capped"] and capped["steps"] == 100  # BUDGET_STEP_CAP times the planned step
+    timed = run(TrainConfig(steps=1, budget="seconds", budget_amount=0.01)).compute
+    assert timed["seconds"] >= 0.01 and timed["steps"] > 1 and not timed["capped"]
+    with pytest.raises(ValueError, match="budget='weeks' is not supported"):
+        TrainConfig(budget="weeks")

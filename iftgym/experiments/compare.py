@@ -67,13 +67,20 @@ def named_maps(config: CompareConfig) -> list[tuple[str, FrozenLakeMDP]]:
 
 
 def run_algorithm(
-    model: FrozenLakeMDP, algo: str, data: TrainingData, config: CompareConfig, seeds: list[int] | None = None
+    model: FrozenLakeMDP,
+    algo: str,
+    data: TrainingData,
+    config: CompareConfig,
+    seeds: list[int] | None = None,
+    budget_amount: float | None = None,
 ) -> dict[str, Any]:
     """Train one rule or recipe on all seeds at once (``seeds``, default ``0..config.seeds-1``) through the one
     runner: ``{"policies": (K, S, A), "curves": ..., "stages": [...], "history": ...}``, or ``{"skipped": reason}``
     when the map lacks its data. With ``config.update_maps`` also ``"update"``, the numbers and mean fields of its
     update fields at the start, middle and end of training (:class:`iftgym.explain.update.UpdateRecorder`), and
-    ``"update_changes"``, their per-seed predicted changes ``{step: (K, S, A)}`` (for the cosines between rules)."""
+    ``"update_changes"``, their per-seed predicted changes ``{step: (K, S, A)}`` (for the cosines between rules).
+    ``budget_amount``: the token passes or seconds it may spend (``config.budget``), ``None`` for its steps; the
+    compute it spent is ``"compute"``."""
     seeds = list(range(config.seeds)) if seeds is None else seeds
     recorder = None
     if config.update_maps:
@@ -82,12 +89,13 @@ def run_algorithm(
         recorder = UpdateRecorder(model, data, training_points(config.steps), config.seed)
     run = runner.run_algorithm(
         algo, config.stages(algo), model, data, lambda: make_policy(model, config, seeds),
-        config.train_config(),
+        config.train_config(budget_amount=budget_amount),
         callback=lambda step, p: evaluate(model, p, data), no_pairs=NO_SECOND_ROUTE, snapshot=recorder,
     )  # fmt: skip
     if run.skipped is not None:
         return {"skipped": run.skipped}
-    common = {"curves": run.curves(("mse", "success")), "stages": run.stage_specs(), "history": run.history_means()}
+    common = {"curves": run.curves(("mse", "success")), "stages": run.stage_specs(), "history": run.history_means(),
+              "compute": run.compute}  # fmt: skip
     if recorder is not None:
         common.update(update=recorder.result(), update_changes=recorder.changes)
     if not run.policy.markov:  # no policy matrix: scored from its own rollouts
@@ -195,15 +203,17 @@ def math_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train_on_rows(rows: tuple[str, ...], algo: str, config: CompareConfig) -> tuple[dict[str, Any], float]:
-    """:func:`run_algorithm` on the map ``rows`` with ``config``'s dynamics, and the seconds it took; what a worker
-    process runs (it rebuilds the model and the data from plain values)."""
+def train_on_rows(
+    rows: tuple[str, ...], algo: str, config: CompareConfig, budget_amount: float | None = None
+) -> tuple[dict[str, Any], float]:
+    """:func:`run_algorithm` on the map ``rows`` with ``config``'s dynamics (and ``budget_amount``), and the seconds it
+    took; what a worker process runs (it rebuilds the model and the data from plain values)."""
     for plugin in config.plugins:  # a worker process registers what the caller's plugins register
         load_plugin(plugin)
     with math_threads(config.threads):
         start = time.perf_counter()
         model = FrozenLakeMDP.from_map(list(rows), config.slippery, config.success_rate, config.gamma)
-        run = run_algorithm(model, algo, model.training_data(config.demos), config)
+        run = run_algorithm(model, algo, model.training_data(config.demos), config, budget_amount=budget_amount)
         return run, time.perf_counter() - start
 
 
@@ -226,11 +236,20 @@ def _compare(
                 stage_batches(stages, data, config.batch_size, config.grad_accum)
     jobs = {name: sb3_jobs(config, model) for name, model in maps} if SB3 in config.algos else {}
     sb3_done, sb3_todo = sb3_tasks([job for seeds in jobs.values() for job in seeds], cache)
+    # an equal budget of token passes or seconds: the budget's baseline trains its steps first, on every map; what it
+    # spent there is every other algorithm's budget on that map
+    first, amounts = config.budget_baseline(), {}
+    done: dict[Any, tuple[dict[str, Any], float]] = {}
+    for name, model in maps if first is not None else ():
+        progress(f"{name}: {first} (the budget's baseline)")
+        done[(name, first)] = train_on_rows(tuple(model.desc), first, config)
+        amounts[name] = done[(name, first)][0].get("compute", {}).get(config.budget)
     # every algorithm a worker can train starts now, the rules first and SB3's short seeds after them (they fill
     # the gaps); this process trains too while it waits, scores each result as it comes, and trains the caller's
     # own registered rules
-    tasks: dict[Any, Task] = {(name, algo): (train_on_rows, (tuple(model.desc), algo, config)) for name, model in maps
-                              for algo in rules if in_worker(algo, config.plugins)}  # fmt: skip
+    tasks: dict[Any, Task] = {(name, algo): (train_on_rows, (tuple(model.desc), algo, config, amounts.get(name)))
+                              for name, model in maps for algo in rules
+                              if in_worker(algo, config.plugins) and (name, algo) not in done}  # fmt: skip
     with in_background({**tasks, **sb3_todo}, workers) as result:
         for name, model in maps:
             data = model.training_data(config.demos)
@@ -251,11 +270,13 @@ def _compare(
                     if config.update_maps:
                         run["update"] = {"skipped": SB3_NO_UPDATE}
                     wall = sum(seconds for _, seconds in seeds)  # its seeds' training time, wherever they trained
+                elif (name, algo) in done:
+                    run, wall = done[(name, algo)]
                 elif (name, algo) in tasks:
                     run, wall = result((name, algo))
                 else:
                     start = time.perf_counter()
-                    run = run_algorithm(model, algo, data, config)
+                    run = run_algorithm(model, algo, data, config, budget_amount=amounts.get(name))
                     wall = time.perf_counter() - start
                 if "skipped" in run:
                     entry.algorithms[algo] = Skipped(run["skipped"])
@@ -268,7 +289,7 @@ def _compare(
                 changes[algo] = run.get("update_changes", {})
                 entry.algorithms[algo] = AlgorithmResult(row.per_seed, row.summary, wall, run["stages"],
                                                          run["curves"], run["history"], policies,
-                                                         update=update)  # fmt: skip
+                                                         update=update, compute=run.get("compute"))  # fmt: skip
             if config.update_maps:
                 entry.update = update_alignment(changes, model, data, config)
             entry.references = reference_rows(model, data, config)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from iftgym.io import read_json
 from iftgym.registry import load_plugin
 from iftgym.settings import check_settings, default_of, setting, settings_of
-from iftgym.validate import MAX_GRAD_ACCUM, MAX_SEEDS, MAX_SIDE, MAX_STEPS, one_of
+from iftgym.validate import BUDGETS, MAX_GRAD_ACCUM, MAX_SEEDS, MAX_SIDE, MAX_STEPS, one_of
 
 if TYPE_CHECKING:
     from iftgym.loop import Stage, TrainConfig
@@ -69,6 +69,9 @@ class CompareConfig:
     grad_accum: int = setting(1, "micro-batches each step's demonstrations or pairs are split into, their gradients "
                               "added before the one optimiser step (the same step: token averages stay exact)",
                               low=1, high=MAX_GRAD_ACCUM)  # fmt: skip
+    budget: str = setting("steps", "what every algorithm gets the same amount of: optimiser steps (--steps each), "
+                          "token passes or seconds of training (the baseline trains --steps steps first; its spend is "
+                          "every other algorithm's budget)", choices=BUDGETS)  # fmt: skip
     seed: int = setting(0, "seed of data order, rollouts and sampling", low=0)
     eval_every: int | None = setting(None, "steps between evaluations for the curves (0: only at the end; default: "
                                      "the world's: 10 on frozen-lake, steps // 10 on tokens)", low=0)  # fmt: skip
@@ -269,14 +272,24 @@ class CompareConfig:
 
         return make_stages(algo, self.steps, self.stage_lrs, self.rule_overrides)
 
-    def train_config(self, eval_every: int | None = None, progress: bool = False) -> TrainConfig:
+    def train_config(
+        self, eval_every: int | None = None, progress: bool = False, budget_amount: float | None = None
+    ) -> TrainConfig:
         """The training loop's settings for every algorithm of this config (``eval_every``: the config's unless
-        given)."""
+        given; ``budget_amount``: the token passes or seconds an algorithm may spend, ``None`` for its steps)."""
         from iftgym.loop import TrainConfig
 
         return TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size, grad_accum=self.grad_accum,
-                           seed=self.seed, eval_every=self.eval_every if eval_every is None else eval_every,
+                           budget=self.budget, budget_amount=budget_amount, seed=self.seed,
+                           eval_every=self.eval_every if eval_every is None else eval_every,
                            progress=progress)  # fmt: skip
+
+    def budget_baseline(self) -> str | None:
+        """The algorithm whose spend at ``steps`` steps is every other algorithm's budget (the baseline when it is an
+        algorithm, else the first); ``None`` when the budget is steps."""
+        if self.budget == "steps":
+            return None
+        return self.baseline if self.baseline in self.algos else self.algos[0]
 
     def references(self) -> tuple[str, ...]:
         """The reference rows of this config's world."""

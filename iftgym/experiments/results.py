@@ -87,7 +87,9 @@ class AlgorithmResult(Row):
     seeds per step), its policy matrices ``(K, S, A)`` where the world has them (Frozen Lake, a Markov policy), its
     preference strips (tokens), whether it ended significantly worse than the untrained network, and with
     ``--update-maps`` its update fields over training (``update``: ``{"points": [...], "seconds": s}`` or
-    ``{"skipped": reason}``; see :class:`iftgym.explain.update.UpdateRecorder`)."""
+    ``{"skipped": reason}``; see :class:`iftgym.explain.update.UpdateRecorder`), and the compute it spent
+    (``compute``: ``{"steps", "tokens", "seconds", "capped", "budget", "amount"}``: optimiser steps, token passes per
+    seed, seconds of training steps, whether a budget hit its step cap, the budget and its amount; ``--budget``)."""
 
     wall_time: float = 0.0
     stages: list[dict[str, Any]] = field(default_factory=list)
@@ -97,6 +99,7 @@ class AlgorithmResult(Row):
     strips: list[dict[str, Any]] | None = None
     worse_than_untrained: bool | None = None
     update: dict[str, Any] | None = None
+    compute: dict[str, Any] | None = None
 
 
 @dataclass
@@ -219,7 +222,7 @@ def _row_json(row: Row | Skipped) -> dict[str, Any]:
     data: dict[str, Any] = {"per_seed": row.per_seed, "summary": row.summary}
     if isinstance(row, AlgorithmResult):
         data.update(wall_time=row.wall_time, stages=row.stages, curves=row.curves, history=row.history)
-        for key in ("policies", "strips", "worse_than_untrained", "update"):
+        for key in ("policies", "strips", "worse_than_untrained", "update", "compute"):
             if getattr(row, key) is not None:
                 data[key] = getattr(row, key)
     return data
@@ -388,9 +391,14 @@ def _algorithm(value: Any, where: str, cells: int | None) -> AlgorithmResult | S
     update = run.get("update")
     if update is not None:
         _algorithm_update(update, f"{where}.update", cells)
+    compute = run.get("compute")
+    if compute is not None:
+        compute = _object(compute, f"{where}.compute")
+        for key in ("steps", "tokens", "seconds"):
+            _field(compute, key, float, f"{where}.compute")
     row = _row(run, where)
     return AlgorithmResult(row.per_seed, row.summary, _field(run, "wall_time", float, where), stages, curves,
-                           history, run.get("policies"), strips, flag, update)  # fmt: skip
+                           history, run.get("policies"), strips, flag, update, compute)  # fmt: skip
 
 
 def _integer(obj: dict[str, Any], key: str, where: str, low: int = 0) -> int:

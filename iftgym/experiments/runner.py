@@ -26,8 +26,9 @@ from iftgym.world import World, seed_generators
 @dataclass
 class AlgorithmRun:
     """One algorithm trained on all seeds: the trained policy, its stages, every step's metrics ``(steps, K)`` (a
-    registered rule's own logged metrics included), the evaluations ``(step, {metric: (K,)})`` and the wall time;
-    or, when the world lacks the data a stage needs, why it was ``skipped``."""
+    registered rule's own logged metrics included), the evaluations ``(step, {metric: (K,)})``, the wall time and the
+    compute it spent (``{"steps", "tokens", "seconds", "capped", "budget", "amount"}``: :class:`TrainResult`'s, and
+    the budget it trained under); or, when the world lacks the data a stage needs, why it was ``skipped``."""
 
     algorithm: str
     stages: list[Stage]
@@ -36,6 +37,7 @@ class AlgorithmRun:
     evaluations: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list)
     wall_time: float = 0.0
     skipped: str | None = None
+    compute: dict[str, float] = field(default_factory=dict)
 
     def setting(self, rule: str, key: str, default: Any = None) -> Any:
         """The value of ``key`` in the config of the first stage whose rule is ``rule`` (a base name such as
@@ -90,7 +92,9 @@ def run_algorithm(
                                                        "preference pairs to train on")  # fmt: skip
     policy = make_policy()
     result = train(policy, stages, world, data, config, callback=callback, log=log, snapshot=snapshot)
-    return AlgorithmRun(algorithm, stages, policy, result.history, result.evaluations, result.wall_time)
+    compute = {**result.compute, "budget": config.budget, "amount": config.budget_amount}
+    return AlgorithmRun(algorithm, stages, policy, result.history, result.evaluations, result.wall_time,
+                        compute=compute)  # fmt: skip
 
 
 def check_world_samples(world: World, policy: Policy, name: str) -> None:

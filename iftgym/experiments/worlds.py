@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -222,23 +222,29 @@ def compare_world(
     bounds = {name: (0.0, 1.0) for name in TOKEN_METRICS} if config.world == TOKENS else {}
     entry = WorldResult(kind.name, {}, info=kind.info())
     loop = config.train_config(progress=bars)
-    for algo in config.algos:
+    first = config.budget_baseline()  # with a budget of token passes or seconds: its spend is the others' budget
+    amount = None
+    for algo in sorted(config.algos, key=lambda name: name != first):
         progress(f"training {algo} on {kind.name} x{config.seeds} seeds")
-        run = runner.run_algorithm(algo, stages[algo], world, data, lambda: kind.policy(seeds), loop,
+        budgeted = loop if first is None or algo == first else replace(loop, budget_amount=amount)
+        run = runner.run_algorithm(algo, stages[algo], world, data, lambda: kind.policy(seeds), budgeted,
                                    callback=lambda step, p: kind.evaluate(p),
                                    log=None if log is None else lambda record, a=algo: log({"algorithm": a,
                                                                                             **record}))  # fmt: skip
         if run.skipped is not None:
             entry.algorithms[algo] = Skipped(run.skipped)
             continue
+        if algo == first:
+            amount = run.compute[config.budget]
         if save is not None and distributed.is_main():
             save_model(run.policy, world.tokenizer, model_folder(save, algo), {"algorithm": algo,
                                                                                "config": asdict(config)})  # fmt: skip
         row = scored(kind.scores(run.policy), bounds)
         entry.algorithms[algo] = AlgorithmResult(
             row.per_seed, row.summary, run.wall_time, run.stage_specs(), run.curves(), run.history_means(),
-            strips=kind.strips(run),
+            strips=kind.strips(run), compute=run.compute,
         )  # fmt: skip
+    entry.algorithms = {algo: entry.algorithms[algo] for algo in config.algos}  # the budget's baseline trained first
     references = {"uniform": TabularPolicy(world.n_ids, world.n_actions, seeds=seeds), "untrained": untrained}
     entry.references = {name: scored(kind.scores(actor), bounds) for name, actor in references.items()}
     measured = list(next(iter(entry.references.values())).per_seed)

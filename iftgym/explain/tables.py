@@ -94,6 +94,11 @@ def compare_table(entry: WorldResult) -> Table:
     table.add_column("algorithm")
     for _, label in columns:
         table.add_column(escape(label), justify="right")
+    budget = next((kind for r in scored.values() if (kind := (r.compute or {}).get("budget", "steps")) != "steps"),
+                  None)  # an equal budget of token passes or seconds: what each algorithm took and spent  # fmt: skip
+    spent_columns = ["steps", "token passes" if budget == "tokens" else "train s"] if budget else []
+    for label in spent_columns:
+        table.add_column(label, justify="right")
     table.add_column("wall s", justify="right")
     best = {}
     for key, _ in columns:
@@ -102,7 +107,8 @@ def compare_table(entry: WorldResult) -> Table:
             best[key] = (min if lower[key] else max)(means)
     for algo, result in entry.algorithms.items():
         if isinstance(result, Skipped):
-            table.add_row(escape(algo), *["-"] * len(columns), f"skipped: {escape(result.skipped)}")
+            dashes = ["-"] * (len(columns) + len(spent_columns))
+            table.add_row(escape(algo), *dashes, f"skipped: {escape(result.skipped)}")
             continue
         cells = []
         for key, _ in columns:
@@ -110,12 +116,20 @@ def compare_table(entry: WorldResult) -> Table:
             text = "-" if mean is None else format_interval(stats)
             cells.append(f"[bold green]{text}[/]" if mean is not None and np.isclose(mean, best[key]) else text)
         flag = " [red](worse than untrained)[/]" if result.worse_than_untrained else ""
+        cells += _spent(result.compute or {}, budget) if budget else []
         table.add_row(escape(algo) + flag, *cells, f"{result.wall_time:.1f}")
     for row, result in entry.references.items():
         cells = ["-" if _mean(s := result.summary.get(key)) is None else format_interval(s)
                  for key, _ in columns]  # fmt: skip
+        cells += [""] * len(spent_columns)
         table.add_row(f"[dim italic]{escape(row)}[/]", *(f"[dim]{c}[/]" for c in cells), "[dim]reference[/]")
     return table
+
+
+def _spent(compute: dict[str, Any], budget: str) -> list[str]:
+    """An algorithm's steps (``capped``: it reached its step cap before its budget) and its token passes or seconds."""
+    steps = f"{compute.get('steps', 0):.0f}" + (" (capped)" if compute.get("capped") else "")
+    return [steps, f"{compute.get('tokens', 0):,.0f}" if budget == "tokens" else f"{compute.get('seconds', 0):.2f}"]
 
 
 def _mean(stats: dict[str, Any] | None) -> float | None:

@@ -63,6 +63,10 @@ class Policy(nn.Module):
     """Base class: ``seeds`` name the K models, ``encodings`` (n_ids x D) is the input table."""
 
     markov: bool = True  # logits at step t depend on the input at step t only (False for sequence models)
+    # token passes computed so far, per seed: every input position a forward pass reads, counted again when the pass
+    # records a graph for a backward pass (what an equal-compute budget counts; ``seed_inputs`` counts them)
+    token_passes: int = 0
+    counting: bool = True
 
     def __init__(self, seeds: int | Sequence[int], n_actions: int) -> None:
         super().__init__()
@@ -113,7 +117,12 @@ class Policy(nn.Module):
         """
         if not self.markov:
             return self(self.embed(ids))
-        table = self(self.embedding_table().unsqueeze(1))[:, 0]  # (K, n_ids, A)
+        counted, self.counting = self.counting, False  # the table is a shortcut: count the positions asked for
+        try:
+            table = self(self.embedding_table().unsqueeze(1))[:, 0]  # (K, n_ids, A)
+        finally:
+            self.counting = counted
+        self.count_positions(ids.shape[-2] * ids.shape[-1])
         ids = ids.expand(self.n_seeds, *ids.shape[-2:])
         return table[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
 
@@ -126,12 +135,19 @@ class Policy(nn.Module):
         return self(inputs.unsqueeze(2))[:, :, 0], None
 
     def seed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Give shared inputs a leading seed axis so every seed sees them."""
+        """Give shared inputs ``(B, T, D)`` a leading seed axis so every seed sees them, and count the positions read
+        (:attr:`token_passes`; twice where the pass records a graph: its backward pass reads them again)."""
+        self.count_positions(inputs.shape[-3] * inputs.shape[-2])
         if inputs.dim() == 3:
             return inputs.unsqueeze(0).expand(self.n_seeds, *inputs.shape)
         if inputs.shape[0] != self.n_seeds:
             raise ValueError(f"inputs have {inputs.shape[0]} seeds on axis 0, the policy has {self.n_seeds}")
         return inputs
+
+    def count_positions(self, positions: int) -> None:
+        """Add ``positions`` read by one forward pass to :attr:`token_passes` (twice with gradients on)."""
+        if self.counting:
+            self.token_passes += positions * (2 if torch.is_grad_enabled() else 1)
 
     @torch.no_grad()
     def action_probs(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:

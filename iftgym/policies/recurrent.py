@@ -71,6 +71,7 @@ class GRUPolicy(Policy):
         return torch.einsum("kbth,kha->kbta", torch.stack(states, 2), self.w_out) + self.b_out[:, None, None]
 
     def step(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.count_positions(inputs.shape[-2])
         gates_x = torch.einsum("kbd,kdg->kbg", inputs, self.w_x) + self.b_x[:, None]
         h = self._cell(gates_x, inputs.new_zeros(*inputs.shape[:2], self.hidden) if state is None else state)
         return torch.einsum("kbh,kha->kba", h, self.w_out) + self.b_out[:, None], h

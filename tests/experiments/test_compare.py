@@ -146,3 +146,21 @@ def test_a_comparison_trains_a_policy_with_memory_and_scores_it_from_rollouts() 
     refused = r"^policy='lstm' is not supported for world 'frozen-lake': expected one of 'mlp', 'gru', 'tabular'"
     with pytest.raises(ValueError, match=refused):
         CompareConfig(policy="lstm")
+
+
+@pytest.mark.parametrize("world", ["frozen-lake", "tokens"])
+def test_an_equal_budget_of_token_passes_gives_every_algorithm_the_baselines_spend(world: str) -> None:
+    tokens = {"world": "tokens", "task": "sort", "task_args": {"length": 3}, "n_train": 16, "n_test": 4,
+              "algos": ["sft", "ift"], "n_layer": 1, "n_embd": 16, "n_head": 2, "device": "cpu", "strips": 0}
+    settings = {"algos": ["sft", "ift", "dpo"]} if world == "frozen-lake" else tokens
+    results = compare(CompareConfig(**settings, seeds=2, steps=6, budget="tokens"), workers=0)
+    runs = results.maps[0].trained()
+    baseline = runs["sft"].compute
+    assert baseline["steps"] == 6 and baseline["amount"] is None and baseline["budget"] == "tokens"
+    for algo in settings["algos"][1:]:
+        compute = runs[algo].compute
+        assert compute["amount"] == baseline["tokens"] and not compute["capped"]
+        assert baseline["tokens"] <= compute["tokens"]  # trained until its spend reached the baseline's
+        assert len(runs[algo].history["loss"]) == compute["steps"] != 6  # other rules cost another amount per step
+    steps = compare(CompareConfig(**settings, seeds=2, steps=6), workers=0).maps[0].trained()
+    assert all(run.compute["steps"] == 6 and run.compute["budget"] == "steps" for run in steps.values())
