@@ -37,19 +37,13 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.cm import ScalarMappable
-from matplotlib.collections import PatchCollection
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
 from torch import nn
 from torch.func import functional_call, jvp
 
-from iftgym.explain.figures import ARROWS, _panels, draw_tiles
 from iftgym.loop import OPTIMIZERS
 from iftgym.metrics.decompose import cell_errors, demonstrated_cells
 from iftgym.policies.base import Policy
@@ -59,6 +53,14 @@ from iftgym.types import PairBatch, StepBatch, TrainingData
 from iftgym.validate import non_negative, one_of, positive
 from iftgym.world import World, seed_generators
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.figure import Figure
+
+# matplotlib is imported by the drawing functions only: the fields and their numbers are computed where rules train
+# (compare's worker processes), which then need not load it
 
 FIELDS = ("predicted", "measured")
 
@@ -669,6 +671,15 @@ def _mean_or_seed(values: np.ndarray, seed: int | None) -> np.ndarray:
     return values.mean(0) if seed is None else values[seed]
 
 
+def _boxes(left: np.ndarray, bottom: np.ndarray, width: np.ndarray | float, height: float) -> np.ndarray:
+    """``(n, 4, 2)``: the corners of ``n`` axis-aligned boxes, for one ``PolyCollection`` (a ``Rectangle`` patch per box
+    costs a colour lookup each, which a figure of many panels feels)."""
+    left, bottom = np.asarray(left, float), np.asarray(bottom, float)
+    right, top = left + np.broadcast_to(width, left.shape), bottom + height
+    return np.stack([np.stack([left, bottom], -1), np.stack([right, bottom], -1), np.stack([right, top], -1),
+                     np.stack([left, top], -1)], 1)  # fmt: skip
+
+
 def draw_update_field(
     ax: Axes,
     field: AnyField,
@@ -680,12 +691,17 @@ def draw_update_field(
 ) -> ScalarMappable:
     """Draw one field on ``ax`` (see :func:`draw_update_map`); ``scale`` is the largest change of the colour scale
     (default this field's). Returns what a colour bar reads."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import Normalize
+
+    from iftgym.explain.figures import ARROWS, draw_tiles
+
     _cell_field(field, model)
     values = _mean_or_seed(field.values(which), seed)
     alive = ~model.terminal
     scale = scale or float(np.abs(values[alive]).max()) or 1.0
     norm = Normalize(-scale, scale)
-    ax.imshow(np.ones((model.nrow, model.ncol, 3)), zorder=0)
     draw_tiles(ax, model, label=False)  # S filled rather than lettered: its arrows stay visible
     shown = (np.abs(values) >= MIN_ARROW * scale) & (values != 0) & alive[:, None]
     for name, sign in (("reinforced", 1), ("suppressed", -1)):
@@ -709,13 +725,12 @@ def draw_update_field(
     parts = (("own", cols - 0.45, 0.9 * share, OWN_COLOUR),
              ("carried", cols - 0.45 + 0.9 * share, 0.9 * (1 - share), CARRIED_COLOUR))  # fmt: skip
     for name, left, width, colour in parts:
-        bars = PatchCollection([Rectangle((x, r + 0.36), w, 0.08) for x, r, w in zip(left, rows, width)],
-                               facecolor=colour, edgecolor="none", zorder=4)  # fmt: skip
+        bars = PolyCollection(_boxes(left, rows + 0.36, width, 0.08), facecolor=colour, edgecolor="none", zorder=4)
         bars.set_gid(name)
         ax.add_collection(bars)
     rows, cols = np.divmod(np.flatnonzero(demonstrated), model.ncol)
-    outline = PatchCollection([Rectangle((c - 0.45, r - 0.45), 0.9, 0.9) for r, c in zip(rows, cols)],
-                              facecolor="none", edgecolor="black", linewidth=1.6, zorder=3)  # fmt: skip
+    outline = PolyCollection(_boxes(cols - 0.45, rows - 0.45, 0.9, 0.9), facecolor="none", edgecolor="black",
+                             linewidth=1.6, zorder=3)  # fmt: skip
     outline.set_gid("demonstrated")
     ax.add_collection(outline)
     overall = own[alive].sum() / total[alive].sum() if total[alive].sum() > 0 else float("nan")
@@ -741,6 +756,10 @@ def draw_update_map(
     colour scale); ``demos`` define the demonstrated cells (default the model's own; or a boolean mask over the
     cells). Returns the figure; the caller saves it (:func:`iftgym.explain.figures.save_figure`).
     """
+    from matplotlib.patches import Patch
+
+    from iftgym.explain.figures import _panels
+
     fields = {field.rule: field} if isinstance(field, UpdateField | FieldSummary) else dict(field)
     if not fields:
         raise ValueError("no update field to draw: expected at least one")
@@ -790,6 +809,11 @@ def draw_update_maps(
     SFT's, differ by orders of magnitude, and the map shows where and which way each step moves (the table gives the
     sizes). A rule missing at a point leaves its panel empty. ``demos``: the demonstrated cells (or a boolean mask
     over the cells)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     one_of("which", which, FIELDS)
     labels = list(dict.fromkeys(label for fields in rows.values() for label in fields))
     if not labels:
