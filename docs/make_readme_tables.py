@@ -67,6 +67,8 @@ COMMANDS = {
     "prior.json": "iftgym compare --algos 'sft,sft(transform=\"p\"),sft(transform=\"p10\"),dft,ift,"
     "sft+sft(transform=\"p\"),sft+sft(transform=\"p10\"),sft+dft,sft+ift' --out runs/prior",
     "rl-mixed.json": "iftgym compare --algos 'sft,sft+grpo,chord,grpo,sft+ppo' --out runs/rl-mixed",
+    "rl-mixed-tokens.json": "iftgym compare --budget tokens --algos 'sft,sft+grpo,chord,grpo,sft+ppo' "
+    "--out runs/rl-mixed-tokens",
     "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
     "--steps 1500 --out runs/addition",
     "tokens-addition-controls-1.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
@@ -214,6 +216,22 @@ def dft_table() -> str:
     return contrasts(runs, ("dft",))
 
 
+def compute_table(name: str) -> str:
+    """A comparison at an equal budget: each row's steps and spend, P(success) and MSE (mean ± 95% CI), and its paired
+    difference in success to the baseline with Holm p."""
+    entry = load(name).maps[0]
+    paired = entry.paired
+    rows = []
+    for algo, run in entry.trained().items():
+        compute = run.compute or {}
+        difference = paired["rows"].get(algo, {}).get("success", {}).get("difference")
+        versus = "" if difference is None else f"{signed(difference)}, Holm p {difference['p_holm']:.2g}"
+        rows.append([f"`{algo}`", f"{compute.get('steps', 0):.0f}", f"{compute.get('tokens', 0):,.0f}",
+                     interval(run.summary["success"], 3), interval(run.summary["mse"], 3), versus])  # fmt: skip
+    return markdown(["row", "steps", "token passes", "P(success)", "MSE", f"Δ P(success) − {paired['baseline']}"],
+                    rows)  # fmt: skip
+
+
 def budget_table(name: str) -> str:
     """A sweep's equal-budget result (its ``report.json``): per algorithm the settings swept and the best and median
     of the metric over the same number of settings for every algorithm."""
@@ -348,6 +366,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "dft": dft_table,
     "prior": lambda: paired_table("prior.json", GRID_PAIRED, code=True, extras=False),
     "rl-mixed": lambda: paired_table("rl-mixed.json", GRID_PAIRED, code=True, extras=False),
+    "rl-mixed-tokens": lambda: compute_table("rl-mixed-tokens.json"),
     "rl-mixed-vs-sft-grpo": lambda: paired_table("rl-mixed.json", GRID_PAIRED, code=True, extras=False,
                                                  baseline="sft+grpo", rows_only=("chord", "grpo", "sft+ppo")),
     "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
