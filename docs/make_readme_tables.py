@@ -275,6 +275,7 @@ BENCHMARKS = {
     "bench-seeds.json": "python benchmarks/bench_seeds.py --seeds 500 --steps 100 --batched-only "
     "--json runs/bench-seeds.json",
     "bench-hf.json": "python benchmarks/bench_hf.py --json runs/bench-hf.json",
+    "bench-grpo.json": "python benchmarks/bench_grpo.py --json runs/bench-grpo.json",
     "bench-lm.json": "python benchmarks/bench_lm.py --threads 1 --json runs/bench-lm.json",
     "bench-token-seeds.json": "python benchmarks/bench_token_seeds.py --json runs/bench-token-seeds.json",
     "bench-sweep.json": "python benchmarks/bench_sweep.py --json runs/bench-sweep.json",
