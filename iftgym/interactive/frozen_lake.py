@@ -9,19 +9,18 @@ calls ``button.click()`` and reads the state. Heavy work runs only when a contro
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from rich.console import Console
 
 from iftgym.experiments.compare import CompareConfig
 from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, Grid, Skipped, WorldResult
 from iftgym.explain.figures import explored_maps, figure_png, preference_maps, training_curves, value_maps
 from iftgym.explain.tables import compare_table
+from iftgym.interactive.html import table_html
 from iftgym.interactive.pages import LIMITS
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
@@ -33,6 +32,7 @@ from iftgym.worlds.frozen_lake.model import ACTION_NAMES, FrozenLakeMDP
 
 TILES = "FHSG"  # a click on a cell cycles through them
 TILE_COLOURS = {"F": "#e8f1fb", "H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
+BLANK = "\u00a0"  # the label of a frozen or hole cell: ipywidgets keeps a button's old label when given ""
 RULES = ("sft", "ift", "dpo", "orpo", "ppo", "reinforce", "dpo-online", "ift(lam=0)", "ift(gamma=0)")
 
 
@@ -160,7 +160,7 @@ class FrozenLakeExplorer:
             for c in range(ncol):
                 cell = self.cells[r * ncol + c]
                 tile = self.rows[r][c]
-                cell.description = tile if tile in "SG" else ""
+                cell.description = tile if tile in "SG" else BLANK
                 cell.style.button_color = TILE_COLOURS.get(tile, "#ffffff")
                 shown.append(cell)
         self.grid.children = shown
@@ -255,9 +255,7 @@ class FrozenLakeExplorer:
         }
         for name, picture in self.pictures.items():
             picture.value = self.images[name]
-        console = Console(record=True, width=150, file=io.StringIO())  # rendered to HTML, not shown
-        console.print(compare_table(entry))
-        self.table_html = console.export_html(inline_styles=True)
+        self.table_html = table_html(compare_table(entry))
         self.table.value = self.table_html
 
     @property

@@ -3,10 +3,12 @@ for a prompt of the task, its per-token preference strip for the target answer (
 
 from __future__ import annotations
 
+import textwrap
 import time
 from html import escape
 
 import ipywidgets as widgets
+from matplotlib.figure import Figure
 
 from iftgym.experiments.compare import math_threads
 from iftgym.experiments.config import TOKENS, CompareConfig
@@ -14,10 +16,13 @@ from iftgym.experiments.runner import AlgorithmRun, run_algorithm
 from iftgym.experiments.worlds import Tokens, preference_strips
 from iftgym.explain.figures import figure_png
 from iftgym.explain.strips import draw_strips
+from iftgym.interactive.html import show_png
 from iftgym.policies.base import Policy
 from iftgym.rules.ift import IFTConfig
 from iftgym.worlds.tokens.tasks import Example
 
+FIGURE_DPI = 110  # figure_png's default: one figure pixel per CSS pixel
+DENSITY = 2  # the strips' pixels per CSS pixel: sharp on a high-density screen (they are small and cheap to draw)
 # the explorer's model: small enough to train in seconds on a laptop's CPU
 MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "device": "cpu", "lr": 3e-3, "batch_size": 32}
 
@@ -87,8 +92,8 @@ class TinyLMExplorer:
         target = self.targets.get(prompt)
         lines.append(f"target: {escape(target)}" if target else "<i>not a prompt of the task: no target strip</i>")
         self.answers.value = "<br>".join(lines)
-        for algo, picture in self.strips.items():
-            picture.value = self.strip_png(algo, prompt, target) if target else b""
+        for algo, picture in self.strips.items():  # no strip without a target: hidden, not a broken image
+            show_png(picture, self.strip_png(algo, prompt, target) if target else None, DENSITY)
 
     def strip(self, algo: str, prompt: str, target: str) -> dict:
         """The three estimates at each token of ``target`` for ``algo``'s policy, as ``iftgym lm`` computes them (the
@@ -97,9 +102,19 @@ class TinyLMExplorer:
         lam = run.setting("ift", "lam", IFTConfig.lam)
         return preference_strips(run.policy, self.world, [Example(prompt, target)], lam)[0]
 
+    def strip_figure(self, algo: str, prompt: str, target: str) -> Figure:
+        """:meth:`strip` drawn as ``iftgym lm`` draws it, laid out for a page: the colour bar's label wrapped and
+        the figure at least 5 x 2.4 inches, so the title clears the label."""
+        fig = draw_strips([self.strip(algo, prompt, target)], algo)
+        bar = fig.axes[-1]  # draw_strips adds the colour bar last
+        bar.set_ylabel(textwrap.fill(bar.get_ylabel(), 18), fontsize=8)
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(max(width, 5.0), max(height, 2.4))
+        return fig
+
     def strip_png(self, algo: str, prompt: str, target: str) -> bytes:
-        """:meth:`strip` drawn as ``iftgym lm`` draws it."""
-        return figure_png(draw_strips([self.strip(algo, prompt, target)], algo))
+        """:meth:`strip_figure` as PNG bytes at :data:`DENSITY` times the figures' usual resolution."""
+        return figure_png(self.strip_figure(algo, prompt, target), dpi=FIGURE_DPI * DENSITY)
 
     @property
     def widget(self) -> widgets.Widget:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from iftgym.interactive import BiasExplorer, EpisodePlayer, FrozenLakeExplorer
+from iftgym.interactive.frozen_lake import BLANK
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,28 @@ def test_the_player_and_the_bias_explorer_follow_the_explorer_s_map_and_rules() 
     assert bias.lam == 0.6
     explorer.controls["algos"].value = ("sft",)  # IFT deselected: the player shows the first rule that trained
     assert player.label == "sft, seed 0"
+
+
+def test_cell_labels_are_never_empty_and_match_the_map_after_edits_and_switches() -> None:
+    """ipywidgets keeps a button's old label when given "": frozen and hole cells get a non-breaking space."""
+    explorer = FrozenLakeExplorer(seeds=2, steps=10, train=False)
+
+    def shown() -> str:
+        return "".join(cell.description for cell in explorer.grid.children)
+
+    assert all(cell.description for cell in explorer.cells)
+    explorer.rows[0] = "G" + explorer.rows[0][1:]
+    explorer.cycle(0)  # G -> F
+    assert explorer.cells[0].description == BLANK
+    explorer.controls["random_seed"].value = 2
+    explorer.load_random()  # the paper map's goal at cell 21 moves to cell 35
+    assert shown() == "".join(t if t in "SG" else BLANK for row in explorer.rows for t in row)
+    assert explorer.cells[21].description == BLANK and explorer.cells[35].description == "G"
+    explorer.load("4x4")
+    assert shown() == "".join(t if t in "SG" else BLANK for row in explorer.rows for t in row)
+
+
+def test_the_table_is_an_html_table() -> None:
+    explorer = FrozenLakeExplorer(algos=("sft", "ift"), seeds=2, steps=10, workers=0)
+    assert explorer.table.value == explorer.table_html and "<pre" not in explorer.table_html
+    assert explorer.table_html.startswith("<div class='iftgym-table'") and explorer.table_html.count("<tr>") == 3
