@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, jvp
+from torch.func import functional_call, jvp, vmap
 
 from iftgym.loop import OPTIMIZERS
 from iftgym.metrics.decompose import cell_errors, demonstrated_cells
@@ -229,10 +229,14 @@ class _Readout(nn.Module):
         return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float64)), dim=-1)
 
 
+BATCHED_TANGENTS = 20_000_000  # at most this many tangent numbers in all: the directions' passes run as one (vmap)
+
+
 def _directional(policy: Policy, states: torch.Tensor, directions: Sequence[dict[str, torch.Tensor]]) -> list:
-    """``log pi`` at the states and, for each direction (a tangent per named weight), its derivative along it: one
-    forward-mode pass per direction, or, where an operation has no forward-mode derivative (the CPU's fused
-    attention of TinyGPT), one reverse-mode pass per probed output."""
+    """``log pi`` at the states and, for each direction (a tangent per named weight), its derivative along it:
+    forward-mode passes, all directions in one batched pass (``vmap``) where their tangents are small (a grid policy's
+    are: three times faster than one pass each), else one pass per direction; or, where an operation has no
+    forward-mode derivative (the CPU's fused attention of TinyGPT), one reverse-mode pass per probed output."""
     readout = _Readout(policy, states)
     names = [name for name, _ in policy.named_parameters()]
     primals = tuple(param.detach() for _, param in policy.named_parameters())
@@ -247,6 +251,12 @@ def _directional(policy: Policy, states: torch.Tensor, directions: Sequence[dict
     try:
         with warnings.catch_warnings():  # torch's first forward-mode pass loads decompositions with torch.jit.script
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=DeprecationWarning)
+            if len(tangents) > 1 and len(tangents) * sum(p.numel() for p in primals) <= BATCHED_TANGENTS:
+                try:
+                    stacked = [torch.stack(parts) for parts in zip(*tangents)]
+                    return [base, *vmap(lambda *tangent: jvp(logps, primals, tangent)[1])(*stacked).unbind()]
+                except (RuntimeError, NotImplementedError):  # an operation without a batching rule: one by one
+                    pass
             return [base, *(jvp(logps, primals, tangent)[1] for tangent in tangents)]
     except NotImplementedError:
         return [base, *_reverse_directional(policy, readout, tangents)]
