@@ -1,4 +1,4 @@
-"""Browser tests: ``iftgym explore`` on loopback, driven by headless Chromium through selenium as a
+"""Browser tests: ``iftgym explore`` and JupyterLab on loopback, driven by headless Chromium through selenium as a
 person would drive them. Skipped, with the reason, only where Chromium or its driver cannot be found (``.ci/run``
 installs Debian's ``chromium`` and ``chromium-driver``).
 
