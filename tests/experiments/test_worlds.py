@@ -57,7 +57,8 @@ def test_variants_and_controls_are_rows_of_an_lm_run() -> None:
     results = run_lm(config)
     assert list(results["algorithms"]) == algos
     frozen, chain = results["algorithms"]['sft(embedding="frozen")'], results["algorithms"]["sft+ift(lam=0,gamma=0.5)"]
-    assert frozen["stages"][0]["config"] == {"embedding": "frozen", "average": "sequence"}
+    assert frozen["stages"][0]["config"] == {"embedding": "frozen", "average": "sequence", "transform": "log",
+                                             "power": 1.0}  # fmt: skip
     ift = chain["stages"][1]
     assert (ift["name"], ift["lr"], ift["config"]["lam"], ift["config"]["gamma"]) == (
         "ift(lam=0,gamma=0.5)",
