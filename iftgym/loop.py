@@ -50,7 +50,7 @@ StepLog = Callable[[dict[str, Any]], None]
 @dataclass(frozen=True)
 class Snapshot:
     """The loop between two optimiser steps, as :func:`train`'s ``snapshot`` hook sees it: what the next step would
-    use, live (not copies: a hook that needs to step copies them, as :func:`iftgym.explain.update.update_field` does,
+    use, live (not copies: a hook that needs to step copies them, as :func:`iftgym.metrics.update.update_field` does,
     and must leave them as it found them).
 
     Attributes:

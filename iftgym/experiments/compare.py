@@ -77,14 +77,14 @@ def run_algorithm(
     """Train one rule or recipe on all seeds at once (``seeds``, default ``0..config.seeds-1``) through the one
     runner: ``{"policies": (K, S, A), "curves": ..., "stages": [...], "history": ...}``, or ``{"skipped": reason}``
     when the map lacks its data. With ``config.update_maps`` also ``"update"``, the numbers and mean fields of its
-    update fields at the start, middle and end of training (:class:`iftgym.explain.update.UpdateRecorder`), and
+    update fields at the start, middle and end of training (:class:`iftgym.metrics.update.UpdateRecorder`), and
     ``"update_changes"``, their per-seed predicted changes ``{step: (K, S, A)}`` (for the cosines between rules).
     ``budget_amount``: the token passes or seconds it may spend (``config.budget``), ``None`` for its steps; the
     compute it spent is ``"compute"``."""
     seeds = list(range(config.seeds)) if seeds is None else seeds
     recorder = None
     if config.update_maps:
-        from iftgym.explain.update import UpdateRecorder, training_points
+        from iftgym.metrics.update import UpdateRecorder, training_points
 
         recorder = UpdateRecorder(model, data, training_points(config.steps), config.seed)
     run = runner.run_algorithm(
@@ -307,9 +307,9 @@ def update_alignment(
 ) -> dict[str, Any]:
     """The cosines between the algorithms' update fields at each training point (``WorldResult.update``):
     ``{"alignment": [{"step": s, "pairs": {"a | b": {"all": cos, "untrained": cos}}}]}``, each the mean over seeds of
-    the per-seed cosine of two algorithms' predicted changes of log pi (:func:`iftgym.explain.update.pair_alignment`;
+    the per-seed cosine of two algorithms' predicted changes of log pi (:func:`iftgym.metrics.update.pair_alignment`;
     at step 0 every algorithm's policy is the same network, later each its own)."""
-    from iftgym.explain.update import pair_alignment, training_points
+    from iftgym.metrics.update import pair_alignment, training_points
 
     points = []
     for step in training_points(config.steps):

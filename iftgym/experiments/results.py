@@ -87,7 +87,7 @@ class AlgorithmResult(Row):
     seeds per step), its policy matrices ``(K, S, A)`` where the world has them (Frozen Lake, a Markov policy), its
     preference strips (tokens), whether it ended significantly worse than the untrained network, and with
     ``--update-maps`` its update fields over training (``update``: ``{"points": [...], "seconds": s}`` or
-    ``{"skipped": reason}``; see :class:`iftgym.explain.update.UpdateRecorder`), and the compute it spent
+    ``{"skipped": reason}``; see :class:`iftgym.metrics.update.UpdateRecorder`), and the compute it spent
     (``compute``: ``{"steps", "tokens", "seconds", "capped", "budget", "amount"}``: optimiser steps, token passes per
     seed, seconds of training steps, whether a budget hit its step cap, the budget and its amount; ``--budget``)."""
 

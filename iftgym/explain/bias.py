@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from iftgym.explain.figures import draw_tiles, save_figure
+from iftgym.explain.canvas import draw_tiles, save_figure
 from iftgym.metrics.bias import SPACES
 from iftgym.validate import one_of
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP

@@ -17,89 +17,21 @@ Holes are dark, S is blue and G green in every panel; panels of a figure share o
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from pathlib import Path
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.collections import PatchCollection
-from matplotlib.colors import LogNorm, to_rgba
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from iftgym.experiments.results import CompareResult, WorldResult
-from iftgym.io import atomic_path, safe_name
+from iftgym.explain.canvas import draw_arrows, draw_tiles, panel_grid, save_figure
+from iftgym.io import safe_name
 from iftgym.metrics.stats import mean_ci
-from iftgym.worlds.frozen_lake.maps import MOVES
 from iftgym.worlds.frozen_lake.model import EXPLORED_THRESHOLD, FrozenLakeMDP
-
-TILE_FILL = {"H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
-# Arrow directions (dx, dy) in plot coordinates (y grows downwards with the inverted axis).
-ARROWS = [(dc, dr) for dr, dc in MOVES]
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Save as PNG, atomically (see :mod:`iftgym.io`)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return path
-
-
-def figure_png(fig: Figure, dpi: int = 110) -> bytes:
-    """The figure as PNG bytes (for a widget or a web page: nothing is written to disk)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def draw_tiles(ax: Axes, model: FrozenLakeMDP, label: bool = True) -> None:
-    """Holes, start and goal over whatever the axes already show, with grid lines and no ticks (one image and
-    one line collection per panel: drawing cost does not grow with patches per cell)."""
-    overlay = np.zeros((model.nrow, model.ncol, 4))
-    for s in range(model.n_states):
-        tile = model.tile(s)
-        row, col = divmod(s, model.ncol)
-        if tile in TILE_FILL and (tile != "S" or not label):
-            overlay[row, col] = to_rgba(TILE_FILL[tile])
-        if label and tile in "SG":
-            ax.text(col, row, tile, ha="center", va="center", fontsize=9, weight="bold", zorder=4,
-                    color="#1f2a44" if tile == "S" else "white")  # fmt: skip
-    ax.imshow(overlay, zorder=2, interpolation="nearest")
-    ax.hlines(np.arange(-0.5, model.nrow), -0.5, model.ncol - 0.5, color="#9aa5b1", linewidth=0.6, zorder=1)
-    ax.vlines(np.arange(-0.5, model.ncol), -0.5, model.nrow - 0.5, color="#9aa5b1", linewidth=0.6, zorder=1)
-    ax.set_xlim(-0.5, model.ncol - 0.5)
-    ax.set_ylim(model.nrow - 0.5, -0.5)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_aspect("equal")
-
-
-def draw_arrows(ax: Axes, model: FrozenLakeMDP, policy: np.ndarray, greedy_only: bool = False) -> None:
-    """One arrow per action from each non-terminal cell's centre, length proportional to its probability (all of
-    a panel's arrows as one quiver)."""
-    cells = np.flatnonzero(~model.terminal)
-    probs = policy[cells]
-    shown = probs >= probs.max(axis=1, keepdims=True) - 1e-9 if greedy_only else probs >= 0.02
-    cell, action = np.nonzero(shown)
-    rows, cols = np.divmod(cells[cell], model.ncol)
-    length = 0.42 * (1.0 if greedy_only else probs[cell, action])
-    dx, dy = np.array(ARROWS, dtype=float)[action].T
-    # sizes in cells (units="xy"), as with one arrow patch per action; an arrow shorter than its head shrinks whole
-    ax.quiver(cols, rows, dx * length, dy * length, angles="xy", scale_units="xy", scale=1, units="xy", width=0.035,
-              headwidth=4, headlength=2.9, headaxislength=2.9, minlength=0, color="#c0392b", zorder=3)  # fmt: skip
-
-
-def _panels(n: int) -> tuple[Figure, list[Axes]]:
-    """A figure with ``n`` panels (up to four a row); returns the ``n`` axes in use."""
-    cols = min(n, 4)
-    rows = -(-n // cols)
-    fig = Figure(figsize=(3.2 * cols, 3.4 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    return fig, list(axes.flat[:n])
 
 
 def _trained(entry: WorldResult) -> dict[str, np.ndarray]:
@@ -111,7 +43,7 @@ def preference_maps(entry: WorldResult, model: FrozenLakeMDP) -> Figure:
     """What each algorithm's policy prefers in every cell (mean over seeds), beside the optimal policy."""
     policies = {"optimal (DP)": np.array(entry.grid.optimal_policy),
                 **{a: p.mean(0) for a, p in _trained(entry).items()}}  # fmt: skip
-    fig, axes = _panels(len(policies))
+    fig, axes = panel_grid(len(policies))
     for ax, (name, policy) in zip(axes, policies.items()):
         ax.imshow(np.ones((model.nrow, model.ncol, 3)), zorder=0)
         draw_tiles(ax, model)
@@ -128,7 +60,7 @@ def value_maps(entry: WorldResult, model: FrozenLakeMDP, gamma: float) -> Figure
         values = np.mean([model.evaluate(p, gamma) for p in policies], axis=0)
         panels[algo] = (values, policies.mean(0))
     vmax = max(float(v.max()) for v, _ in panels.values()) or 1.0
-    fig, axes = _panels(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ax, (name, (values, policy)) in zip(axes, panels.items()):
         image = ax.imshow(values.reshape(model.nrow, model.ncol), cmap="viridis", vmin=0, vmax=vmax, zorder=0)
         draw_tiles(ax, model)
@@ -146,7 +78,7 @@ def explored_maps(entry: WorldResult, model: FrozenLakeMDP, gamma: float) -> Fig
         panels[algo] = np.mean([model.occupancy(p, gamma) for p in policies], axis=0)
     vmax = max(float(o.max()) for o in panels.values())
     norm = LogNorm(vmin=max(vmax * 1e-4, 1e-6), vmax=vmax)
-    fig, axes = _panels(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ax, (name, occupancy) in zip(axes, panels.items()):
         grid = np.clip(occupancy, norm.vmin, None).reshape(model.nrow, model.ncol)
         image = ax.imshow(grid, cmap="magma", norm=norm, zorder=0)
@@ -169,7 +101,7 @@ def why_maps(entry: WorldResult, model: FrozenLakeMDP, baseline: str) -> Figure 
     shares = {a: e - errors[baseline] for a, e in errors.items() if a != baseline}
     bound = max(float(np.abs(share).max()) for share in shares.values()) or 1.0
     demonstrated = entry.grid.demonstrated
-    fig, axes = _panels(len(shares))
+    fig, axes = panel_grid(len(shares))
     for ax, (algo, share) in zip(axes, shares.items()):
         image = ax.imshow(share.reshape(model.nrow, model.ncol), cmap="RdBu_r", vmin=-bound, vmax=bound, zorder=0)
         draw_tiles(ax, model)
@@ -210,7 +142,8 @@ def update_maps_figure(entry: WorldResult, model: FrozenLakeMDP) -> Figure | Non
     """The update maps of a run with ``--update-maps``: a row per training point (start, middle, end), a panel per
     algorithm that has a field there (an algorithm without one, such as sb3-ppo, is left out), drawn from the mean
     fields in ``AlgorithmResult.update``; ``None`` when the run kept none."""
-    from iftgym.explain.update import FieldSummary, draw_update_maps  # it draws with this module's tiles
+    from iftgym.explain.update import draw_update_maps  # it draws with this module's tiles
+    from iftgym.metrics.update import FieldSummary
 
     kept = {algo: [p for p in run.update["points"] if "field" in p] for algo, run in entry.trained().items()
             if run.update is not None and "points" in run.update}  # fmt: skip

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from iftgym.experiments.results import CompareResult, WorldResult
-from iftgym.explain.figures import save_figure
+from iftgym.explain.canvas import save_figure
 from iftgym.io import safe_name
 
 ESTIMATES = ("teacher_forced", "ift", "on_policy")

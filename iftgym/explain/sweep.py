@@ -15,7 +15,7 @@ from rich.table import Table
 
 from iftgym.experiments.compare import LOWER_IS_BETTER
 from iftgym.experiments.results import AlgorithmResult
-from iftgym.explain.figures import save_figure
+from iftgym.explain.canvas import save_figure
 from iftgym.io import safe_name
 from iftgym.rules.registry import recipe_rules
 

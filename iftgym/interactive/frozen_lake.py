@@ -18,7 +18,8 @@ import numpy as np
 
 from iftgym.experiments.compare import CompareConfig
 from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, Grid, Skipped, WorldResult
-from iftgym.explain.figures import explored_maps, figure_png, preference_maps, training_curves, value_maps
+from iftgym.explain.canvas import figure_png
+from iftgym.explain.figures import explored_maps, preference_maps, training_curves, value_maps
 from iftgym.explain.tables import compare_table
 from iftgym.interactive.html import table_html
 from iftgym.interactive.pages import LIMITS
@@ -324,7 +325,7 @@ class EpisodePlayer:
         """The map with the agent at the current step, and its cell's action probabilities."""
         from matplotlib.figure import Figure
 
-        from iftgym.explain.figures import draw_arrows, draw_tiles
+        from iftgym.explain.canvas import draw_arrows, draw_tiles
 
         state = self.states[self.step.value]
         fig = Figure(figsize=(7, 3.2), layout="constrained")

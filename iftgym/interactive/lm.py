@@ -14,7 +14,7 @@ from iftgym.experiments.compare import math_threads
 from iftgym.experiments.config import TOKENS, CompareConfig
 from iftgym.experiments.runner import AlgorithmRun, run_algorithm
 from iftgym.experiments.worlds import Tokens, preference_strips
-from iftgym.explain.figures import figure_png
+from iftgym.explain.canvas import figure_png
 from iftgym.explain.strips import draw_strips
 from iftgym.interactive.html import show_png
 from iftgym.policies.base import Policy

@@ -33,7 +33,7 @@ def test_the_table_renderer_never_displays_into_jupyter() -> None:
 def test_pictures_are_shown_at_a_density_or_hidden() -> None:
     from matplotlib.figure import Figure
 
-    from iftgym.explain.figures import figure_png
+    from iftgym.explain.canvas import figure_png
 
     fig = Figure(figsize=(2, 1))
     fig.subplots().plot([0, 1])

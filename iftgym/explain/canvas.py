@@ -1,0 +1,85 @@
+"""The drawing primitives every picture of a Frozen Lake map shares: tiles, action arrows, panels, and a figure saved
+as a PNG file (atomically) or as PNG bytes (for a widget or a web page).
+
+Built with matplotlib's object API (no pyplot), so drawing needs no display and never changes a notebook's backend.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from iftgym.io import atomic_path
+from iftgym.worlds.frozen_lake.maps import MOVES
+from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
+
+TILE_FILL = {"H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
+# Arrow directions (dx, dy) in plot coordinates (y grows downwards with the inverted axis).
+ARROWS = [(dc, dr) for dr, dc in MOVES]
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Save as PNG, atomically (see :mod:`iftgym.io`)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (for a widget or a web page: nothing is written to disk)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def draw_tiles(ax: Axes, model: FrozenLakeMDP, label: bool = True) -> None:
+    """Holes, start and goal over whatever the axes already show, with grid lines and no ticks (one image and
+    one line collection per panel: drawing cost does not grow with patches per cell)."""
+    overlay = np.zeros((model.nrow, model.ncol, 4))
+    for s in range(model.n_states):
+        tile = model.tile(s)
+        row, col = divmod(s, model.ncol)
+        if tile in TILE_FILL and (tile != "S" or not label):
+            overlay[row, col] = to_rgba(TILE_FILL[tile])
+        if label and tile in "SG":
+            ax.text(col, row, tile, ha="center", va="center", fontsize=9, weight="bold", zorder=4,
+                    color="#1f2a44" if tile == "S" else "white")  # fmt: skip
+    ax.imshow(overlay, zorder=2, interpolation="nearest")
+    ax.hlines(np.arange(-0.5, model.nrow), -0.5, model.ncol - 0.5, color="#9aa5b1", linewidth=0.6, zorder=1)
+    ax.vlines(np.arange(-0.5, model.ncol), -0.5, model.nrow - 0.5, color="#9aa5b1", linewidth=0.6, zorder=1)
+    ax.set_xlim(-0.5, model.ncol - 0.5)
+    ax.set_ylim(model.nrow - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal")
+
+
+def draw_arrows(ax: Axes, model: FrozenLakeMDP, policy: np.ndarray, greedy_only: bool = False) -> None:
+    """One arrow per action from each non-terminal cell's centre, length proportional to its probability (all of
+    a panel's arrows as one quiver)."""
+    cells = np.flatnonzero(~model.terminal)
+    probs = policy[cells]
+    shown = probs >= probs.max(axis=1, keepdims=True) - 1e-9 if greedy_only else probs >= 0.02
+    cell, action = np.nonzero(shown)
+    rows, cols = np.divmod(cells[cell], model.ncol)
+    length = 0.42 * (1.0 if greedy_only else probs[cell, action])
+    dx, dy = np.array(ARROWS, dtype=float)[action].T
+    # sizes in cells (units="xy"), as with one arrow patch per action; an arrow shorter than its head shrinks whole
+    ax.quiver(cols, rows, dx * length, dy * length, angles="xy", scale_units="xy", scale=1, units="xy", width=0.035,
+              headwidth=4, headlength=2.9, headaxislength=2.9, minlength=0, color="#c0392b", zorder=3)  # fmt: skip
+
+
+def panel_grid(n: int) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` panels (up to four a row); returns the ``n`` axes in use."""
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(3.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
