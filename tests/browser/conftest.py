@@ -2,7 +2,9 @@
 person would drive them. Skipped, with the reason, only where Chromium or its driver cannot be found (``.ci/run``
 installs Debian's ``chromium`` and ``chromium-driver``).
 
-``pytest tests/browser --screenshots docs/figures`` also saves the pages' pictures for the README."""
+``pytest tests/browser --screenshots docs/figures`` also saves the pages' pictures for the README: the explorers then
+train with their default settings (as a person sees them; minutes on a busy machine) and the browser draws at a
+device pixel ratio of 1 (smaller files)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +32,7 @@ from selenium.webdriver.remote.webelement import WebElement
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 DRIVERS = ("chromedriver", "/usr/lib/chromium/chromedriver", "/usr/bin/chromedriver")
 START_SECONDS = 120  # a busy two-core machine takes tens of seconds to start a kernel and train
+SHOOTING_SECONDS = 900  # with --screenshots the explorers train with their default settings
 TIMINGS: dict[str, float] = {}  # measured in the tests, printed at the end of the run
 
 
@@ -62,18 +66,32 @@ def chromium() -> tuple[str, str]:
     return browser, driver
 
 
+@pytest.fixture(scope="session")
+def shooting(request: pytest.FixtureRequest) -> str | None:
+    """The ``--screenshots`` folder, or ``None``."""
+    return request.config.getoption("--screenshots", default=None)
+
+
+@pytest.fixture(scope="session")
+def small(shooting: str | None) -> list[str]:
+    """The explorers' settings for the tests (2 seeds, 20 steps: seconds per change), none with ``--screenshots``
+    (the defaults, as a person sees them)."""
+    return [] if shooting else ["--seeds", "2", "--steps", "20"]
+
+
 @pytest.fixture(scope="module")
-def browser(chromium: tuple[str, str]) -> Iterator[WebDriver]:
-    """A headless Chromium at 1400x1800 CSS pixels and a device pixel ratio of 2 (a high-density screen), its
-    console log kept."""
+def browser(chromium: tuple[str, str], shooting: str | None) -> Iterator[WebDriver]:
+    """A headless Chromium at 1400x1800 CSS pixels and a device pixel ratio of 2 (a high-density screen; 1 with
+    ``--screenshots``), its console log kept."""
     options = webdriver.ChromeOptions()
     options.binary_location = chromium[0]
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1400,1800", "--force-device-scale-factor=2", "--no-proxy-server"):  # fmt: skip
+                     "--window-size=1400,1800", f"--force-device-scale-factor={1 if shooting else 2}",
+                     "--no-proxy-server"):  # fmt: skip
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(chromium[1]))
-    driver.set_page_load_timeout(START_SECONDS)
+    driver.set_page_load_timeout(SHOOTING_SECONDS if shooting else START_SECONDS)
     try:
         yield driver
     finally:
@@ -130,6 +148,7 @@ class Page:
 
     def __init__(self, driver: WebDriver, folder: str | None) -> None:
         self.driver, self.folder = driver, folder
+        self.timeout = SHOOTING_SECONDS if folder else START_SECONDS
 
     def open(self, server: Server) -> float:
         """Load ``server``'s page and wait until its pictures show; the seconds from the server's first listening."""
@@ -147,8 +166,10 @@ class Page:
         """Whether ``image`` holds a picture the browser could decode (a broken image has no natural width)."""
         return bool(self.driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", image))
 
-    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = START_SECONDS) -> Any:
-        """``check()``'s first truthy value, polled every 0.1 s; a timeout fails the test naming ``what``."""
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float | None = None) -> Any:
+        """``check()``'s first truthy value, polled every 0.1 s; a timeout (default: the page's) fails the test
+        naming ``what``."""
+        timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -158,8 +179,23 @@ class Page:
                 value, last = None, err
             if value:
                 return value
+            error = self.error_output()
+            if error:
+                pytest.fail(f"the page shows an error while waiting for {what}: {error[-1500:]}")
             time.sleep(0.1)
-        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}" + (f" (last error: {last})" if last else ""))
+        shot = Path(tempfile.gettempdir()) / f"iftgym-browser-{re.sub(r'[^a-z0-9]+', '-', what.lower())}.png"
+        self.driver.save_screenshot(str(shot))
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (the page: {shot})"
+                    + (f" (last error: {last})" if last else ""))  # fmt: skip
+
+    def error_output(self) -> str:
+        """The text of an error the page's code raised (a traceback in an output area: Voila and JupyterLab show
+        them so), or ""."""
+        return self.driver.execute_script(
+            "const outputs = document.querySelectorAll('[data-mime-type=\"application/vnd.jupyter.stderr\"]');"
+            "const error = Array.from(outputs).find(e => e.innerText.includes('Traceback'));"
+            "return error ? error.innerText : '';"
+        )
 
     def widget(self, kind: str, label: str) -> WebElement:
         """The widget of CSS class ``kind`` (``widget-slider``, ``widget-dropdown``...) described as ``label``."""
@@ -174,19 +210,29 @@ class Page:
         """The browser console's errors since the last call."""
         return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
 
-    def shoot(self, name: str, element: WebElement | None = None) -> None:
-        """With ``--screenshots DIR``: the page, or one element, saved as ``DIR/name.png``."""
+    def shoot(self, name: str, element: WebElement | None = None, height: int | None = None) -> None:
+        """With ``--screenshots DIR``: one element, or the top ``height`` CSS pixels of the page (scrolled to the
+        top), saved as ``DIR/name.png``."""
         if self.folder is None:
             return
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         self.driver.execute_script("document.activeElement && document.activeElement.blur()")
-        png = element.screenshot_as_png if element is not None else self.driver.get_screenshot_as_png()
+        if element is not None:
+            self.driver.execute_script("arguments[0].scrollIntoView()", element)
+            png = element.screenshot_as_png
+        else:
+            size = self.driver.get_window_size()
+            self.driver.execute_script("window.scrollTo(0, 0)")
+            if height:
+                self.driver.set_window_size(size["width"], height)
+            png = self.driver.get_screenshot_as_png()
+            self.driver.set_window_size(size["width"], size["height"])
         (Path(self.folder) / f"{name}.png").write_bytes(png)
 
 
 @pytest.fixture(scope="module")
-def page(browser: WebDriver, request: pytest.FixtureRequest) -> Page:
-    return Page(browser, request.config.getoption("--screenshots", default=None))
+def page(browser: WebDriver, shooting: str | None) -> Page:
+    return Page(browser, shooting)
 
 
 def _free_port() -> int:

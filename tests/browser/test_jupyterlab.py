@@ -19,18 +19,22 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore_frozen_l
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    """JupyterLab serving a copy of the notebook on 127.0.0.1 (no token: loopback only, stopped after the module)."""
+def lab(tmp_path_factory: pytest.TempPathFactory, shooting: str | None):
+    """JupyterLab serving a copy of the notebook on 127.0.0.1 (no token: loopback only, stopped after the module);
+    the notebook's small settings but with ``--screenshots``."""
     pytest.importorskip("jupyterlab")
     folder = tmp_path_factory.mktemp("lab")
     shutil.copy(NOTEBOOK, folder / NOTEBOOK.name)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "IFTGYM_NOTEBOOK_SMALL": "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "IFTGYM_NOTEBOOK_SMALL": "" if shooting else "1",
            "JUPYTER_CONFIG_DIR": str(folder / ".config"), "JUPYTERLAB_SETTINGS_DIR": str(folder / ".settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(folder / ".workspaces"),
            "JUPYTER_RUNTIME_DIR": str(folder / ".runtime")}  # fmt: skip
+    notification = folder / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text('{"fetchNews": "false"}')  # no toast asking to fetch Jupyter's news
     log = (folder / "lab.log").open("w")
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=",
@@ -86,5 +90,5 @@ def test_the_notebook_runs_in_jupyterlab_and_its_map_responds(lab, page) -> None
         driver.find_elements(By.CSS_SELECTOR, ".widget-gridbox button")[0].click()
     driver.find_elements(By.CSS_SELECTOR, ".widget-gridbox button")[2].click()  # F -> H: retrains
     page.wait_for("new pictures", lambda: [i.get_attribute("src") for i in page.images()][:4] != before[:4])
-    page.shoot("jupyterlab-explorer")
+    page.shoot("browser-jupyterlab", height=1100)
     assert page.console_errors() == []

@@ -11,15 +11,18 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-SETTINGS = "1 seed, 20 steps, sft and ift"
+
+@pytest.fixture(scope="module")
+def settings(small) -> str:
+    return "1 seed, 20 steps, sft and ift" if small else "2 seeds, 600 steps, sft and ift"
 
 
 @pytest.fixture(scope="module")
-def lm(serve, page, timings):
-    server = serve("tiny-lm", "--seeds", "1", "--steps", "20")
+def lm(serve, page, timings, small, settings):
+    server = serve("tiny-lm", *(["--seeds", "1", "--steps", "20"] if small else []))
     page.open(server)
     page.wait_for("both strips", lambda: len(page.images()) == 2 and all(map(page.loaded, page.images())))
-    timings[f"first page ready after the server listens (tiny-lm; {SETTINGS})"] = time.monotonic() - server.listening
+    timings[f"first page ready after the server listens (tiny-lm; {settings})"] = time.monotonic() - server.listening
     return page
 
 
@@ -35,7 +38,7 @@ def type_prompt(page, text: str) -> None:
     box.send_keys(text, Keys.ENTER)
 
 
-def test_a_typed_prompt_of_the_task_gets_every_rule_s_answer_and_sharp_strips(lm, timings) -> None:
+def test_a_typed_prompt_of_the_task_gets_every_rule_s_answer_and_sharp_strips(lm, timings, settings) -> None:
     options = lm.driver.execute_script("return Array.from(document.querySelectorAll('datalist option'), o => o.value)")
     before = [image.get_attribute("src") for image in lm.images()]
     prompt = options[3]  # not the first, shown at start
@@ -46,7 +49,7 @@ def test_a_typed_prompt_of_the_task_gets_every_rule_s_answer_and_sharp_strips(lm
     text = lm.wait_for("the answers", lambda: f"target: {target}" in answers(lm) and answers(lm))
     lm.wait_for("new strips", lambda: all(a != b for a, b in zip((i.get_attribute("src") for i in lm.images()),
                                                                  before)))  # fmt: skip
-    timings[f"typed prompt -> answers and strips ({SETTINGS})"] = time.monotonic() - typed
+    timings[f"typed prompt -> answers and strips ({settings})"] = time.monotonic() - typed
     lines = text.split("\n")
     assert [line.split(":")[0] for line in lines] == ["sft", "ift", "target"]
     assert all(re.fullmatch(r"(sft|ift): \S*", line) for line in lines[:2]), lines
@@ -54,7 +57,7 @@ def test_a_typed_prompt_of_the_task_gets_every_rule_s_answer_and_sharp_strips(lm
         assert lm.loaded(image)
         natural, shown = lm.driver.execute_script("return [arguments[0].naturalWidth, arguments[0].width]", image)
         assert abs(natural - 2 * shown) <= 1, (natural, shown)  # two pixels per CSS pixel: sharp at density 2
-    lm.shoot("explorer-lm")
+    lm.shoot("browser-tiny-lm", height=900)
     assert lm.console_errors() == []
 
 
