@@ -24,7 +24,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, shooting: str | None):
     the notebook's small settings but with ``--screenshots``."""
     pytest.importorskip("jupyterlab")
     folder = tmp_path_factory.mktemp("lab")
-    shutil.copy(NOTEBOOK, folder / NOTEBOOK.name)
+    root = folder / "root"  # what JupyterLab shows: the notebook alone (its log and settings beside it)
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -38,10 +40,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, shooting: str | None):
     log = (folder / "lab.log").open("w")
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=",
-               "--ServerApp.password=", f"--ServerApp.root_dir={folder}", "--LabApp.news_url=None",
+               "--ServerApp.password=", f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
                "--LabApp.extension_manager=readonly",
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:

@@ -101,3 +101,19 @@ def test_iftgym_help_imports_no_widget_server_or_browser_library() -> None:
 
 def _never_called(*_):
     raise AssertionError("no server may start")
+
+
+def test_the_readme_s_explore_command_parses() -> None:
+    from pathlib import Path
+
+    from iftgym.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    block = readme.split("<!-- explore-command -->\n```bash\n", 1)[1].split("```", 1)[0].strip()
+    install, command = block.split(" && ")
+    assert install == 'pip install -e ".[notebooks]"'
+    args = build_parser().parse_args(command.split()[1:])
+    assert args.explorer == "frozen-lake" and args.run is explore.run
+    for picture in ("browser-frozen-lake", "browser-table", "browser-episode", "browser-bias", "browser-tiny-lm"):
+        assert f"(docs/figures/{picture}.png)" in readme and (root / "docs" / "figures" / f"{picture}.png").is_file()
