@@ -22,7 +22,7 @@ from iftgym.explain.canvas import figure_png
 from iftgym.explain.figures import explored_maps, preference_maps, training_curves, value_maps
 from iftgym.explain.tables import compare_table
 from iftgym.interactive.html import table_html
-from iftgym.interactive.pages import LIMITS
+from iftgym.interactive.limits import LIMITS
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
 from iftgym.parallel import WorkerPool

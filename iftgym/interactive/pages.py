@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from iftgym.interactive.limits import LIMITS
+
 PAGES = {
     "frozen-lake": "the Frozen Lake explorer: map editor, every rule retrained live, episode player, estimator bias",
     "tiny-lm": "the tiny-LM explorer: tiny GPTs trained on addition, each rule's answer to a typed prompt",
     "bias": "the estimator-bias explorer: SFT's optimism along the demonstration of an editable map",
 }
-# the explorers' settings a page takes, with their ranges and defaults (a Frozen Lake slider would clamp a value
-# outside its range; the tiny-LM bounds keep a page's training to minutes)
-LIMITS = {"seeds": (2, 50), "steps": (10, 1000)}
+# the explorers' settings a page takes, with their ranges and defaults (the Frozen Lake explorer's sliders' ranges;
+# the tiny-LM bounds keep a page's training to minutes)
 PAGE_SETTINGS = {
     "frozen-lake": {"seeds": (*LIMITS["seeds"], 20), "steps": (*LIMITS["steps"], 300)},
     "bias": {"seeds": (*LIMITS["seeds"], 20), "steps": (*LIMITS["steps"], 300)},
