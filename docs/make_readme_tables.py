@@ -69,6 +69,12 @@ COMMANDS = {
     "rl-mixed.json": "iftgym compare --algos 'sft,sft+grpo,chord,grpo,sft+ppo' --out runs/rl-mixed",
     "rl-mixed-tokens.json": "iftgym compare --budget tokens --algos 'sft,sft+grpo,chord,grpo,sft+ppo' "
     "--out runs/rl-mixed-tokens",
+    "tokens-frozen-lake.json": "iftgym compare --world tokens --task frozen-lake --algos sft,ift --steps 500 "
+    "--out runs/fl-text",
+    "tokens-frozen-lake-controls-1.json": "iftgym compare --world tokens --task frozen-lake --algos "
+    "'sft(embedding=\"frozen\"),ift(gamma=0)' --steps 500 --out runs/fl-text-controls-1",
+    "tokens-frozen-lake-controls-2.json": "iftgym compare --world tokens --task frozen-lake --algos "
+    "'ift(lam=0),ift(embedding=\"live\")' --steps 500 --out runs/fl-text-controls-2",
     "tokens-addition.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos sft,ift "
     "--steps 1500 --out runs/addition",
     "tokens-addition-controls-1.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
@@ -122,7 +128,8 @@ def load(name: str | tuple[str, ...], baseline: str | None = None) -> CompareRes
         return load_results(RESULTS / name)
     name = (name,) if isinstance(name, str) else name
     parts = [load_results(RESULTS / part) for part in name if (RESULTS / part).is_file()]
-    configs = [{k: v for k, v in part.config.items() if k not in ("algos", "baseline")} for part in parts]
+    shared = set.intersection(*(set(part.config) for part in parts)) - {"algos", "baseline"}  # a setting added
+    configs = [{k: part.config[k] for k in shared} for part in parts]  # after a run is absent from its file
     if any(config != configs[0] for config in configs):
         raise SystemExit(f"{', '.join(name)} are not runs of one comparison: their settings differ")
     first = parts[0].maps[0]
@@ -373,6 +380,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
     "update-maps": lambda: update_maps_table("update-maps.json"),
     "speed": speed_table,
+    "tokens-frozen-lake": lambda: rows_table(FROZEN_LAKE_TEXT, TOKEN_COLUMNS),
+    "tokens-frozen-lake-paired": lambda: paired_table(FROZEN_LAKE_TEXT, TOKEN_PAIRED, code=True),
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
