@@ -53,11 +53,11 @@ def run_command(out: Path, seeds: int, *options: str) -> float:
 
 
 def numbers(out: Path) -> Any:
-    """``results.json`` without the wall times (the only thing allowed to differ between two runs)."""
+    """``results.json`` without the times spent (the only thing allowed to differ between two runs)."""
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {key: strip(item) for key, item in value.items() if key != "wall_time"}
+            return {key: strip(item) for key, item in value.items() if key not in ("wall_time", "seconds")}
         return [strip(item) for item in value] if isinstance(value, list) else value
 
     return strip(json.loads((out / "results.json").read_text())["maps"])
