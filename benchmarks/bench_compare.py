@@ -100,7 +100,7 @@ def startup_and_figures(results: CompareResult, console: Console, record: Result
     record.target(f"a comparison's figures under {FIGURE_SECONDS:g} s", "figures")
 
 
-COMMANDS = ("maps", "solve", "compare", "plot", "bias", "lm", "generate", "sweep")
+COMMANDS = ("maps", "solve", "compare", "plot", "bias", "lm", "generate", "sweep", "explore")
 
 
 def whole_command(seeds: int, console: Console, record: Results) -> CompareResult:
