@@ -477,10 +477,11 @@ def train(
                 [*policy.parameters(), *rule.parameters()], lr=stage.lr or config.lr, weight_decay=config.weight_decay
             )
             held = _policies_run(policy, rule)  # whose token passes a step spends (the policy, its references)
+            # a budgeted stage trains until it has spent its even share, at most BUDGET_STEP_CAP times its steps
             share = config.budget_amount / len(stages) if budgeted else None
+            cap = stage.steps * BUDGET_STEP_CAP if budgeted else stage.steps
             step, spent = 0, 0.0
-            while step < (stage.steps * BUDGET_STEP_CAP if budgeted else stage.steps) and (share is None or
-                                                                                         spent < share):  # fmt: skip
+            while step < cap and (share is None or spent < share):
                 if snapshot is not None:
                     snapshot(Snapshot(done, index, step, policy, optimizer, rule))
                 tokens, started = sum(p.token_passes for p in held), time.perf_counter()
