@@ -4,19 +4,20 @@ TinyGPT, batch and sequence length.
 One training step is: the rule's collect (GRPO: sampling its groups, generation included; nothing for the others),
 its loss, backward, an Adam step and the rule's after-step (IFT's re-sync). All rules share one model and one batch
 of sequences (DPO: the same sequences as chosen, plus their rejected twins; iw-SFT and ASFT: their reference, the
-model as the rule was set up, read at every step; GRPO: ``--batch`` completions of its own per step, in groups of
-``--group`` answering one prompt of the task each, at most the demonstrations' answer length). Step times are
-measured interleaved, one step of every rule per round, the order rotated every round, so that a change in the
-machine's load hits every rule alike; the median of ``--steps`` rounds is reported. Throughput counts the tokens of
-the batch (B sequences for SFT, IFT and the SFT variants, B chosen + B rejected for DPO, GRPO's B sampled sequences
-padded to its longest). Peak memory: on CUDA the allocator's peak during one step of the rule (measured rule by
-rule, DPO's reference model included); on the CPU, which keeps no such count, the training
-state (weights, gradients, Adam's two moments) plus every tensor the step saves for backward (distinct storages,
-weights excluded). Each rule gets its data as the loop hands it over (`Rule.prepare`: offline DPO reads the
-reference log-probabilities of its fixed pairs, computed once). Targets: IFT at most 1.40x SFT's step time (one extra
-no-grad forward: about 4/3 of SFT), DPO at most 2.1x; DFT, EAFT and iw-SFT at most 1.1x, ASFT (its reference's
-full-vocabulary forward at every step) at most 1.5x (issue 21); GRPO's step over SFT's is reported without a target
-(a random model's completions end at a random ``<eos>``: its mean completion length is printed beside it).
+model as the rule was set up, iw-SFT's log-probabilities of the batch computed once, ASFT's full-vocabulary forward
+pass read at every step; GRPO: ``--batch`` completions of its own per step, in groups of ``--group`` answering one
+prompt of the task each, at most the demonstrations' answer length). Step times are measured interleaved, one step
+of every rule per round, the order rotated every round, so that a change in the machine's load hits every rule
+alike; the median of ``--steps`` rounds is reported. Throughput counts the tokens of the batch (B sequences for SFT,
+IFT and the SFT variants, B chosen + B rejected for DPO, GRPO's B sampled sequences padded to its longest). Peak
+memory: on CUDA the allocator's peak during one step of the rule (measured rule by rule, DPO's reference model
+included); on the CPU, which keeps no such count, the training state (weights, gradients, Adam's two moments) plus
+every tensor the step saves for backward (distinct storages, weights excluded). Each rule gets its data as the loop
+hands it over (`Rule.prepare`: offline DPO and iw-SFT read the reference's log-probabilities of their fixed pairs or
+demonstrations, computed once). Targets: IFT at most 1.40x SFT's step time (one extra no-grad forward: about 4/3 of
+SFT), DPO at most 2.1x; DFT, EAFT and iw-SFT at most 1.1x, ASFT (its reference's full-vocabulary forward at every
+step) at most 1.5x (issue 21); GRPO's step over SFT's is reported without a target (a random model's completions end
+at a random ``<eos>``: its mean completion length is printed beside it).
 ``--json PATH`` writes the numbers and targets (``benchmarks/_results.py``); on CUDA they include the tokens/s of
 SFT, IFT and DPO there.
 

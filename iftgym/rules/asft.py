@@ -16,7 +16,8 @@ with ``KL_t`` at every target position, in one of two forms (``kl``):
   action's probability at the position towards the reference's, not only the demonstrated one.
 * ``"token"``: a target-token estimator, as NeMo-RL computes a KL penalty from the log-probabilities of the
   tokens in the batch only: Schulman's k3, ``exp(log p_ref,t - log p_t) - (log p_ref,t - log p_t) - 1`` at the
-  demonstrated token. It needs no full-vocabulary pass of the reference, but the token is the demonstration's,
+  demonstrated token. It needs no full-vocabulary pass of the reference (its log-probabilities of the stage's fixed
+  demonstrations are computed once, in ``prepare``, and looked up at every step), but the token is the demonstration's,
   sampled from neither policy, so it is not an unbiased estimate of either KL: it is zero whenever ``p_t``
   equals ``p_ref,t``, whatever the rest of the distribution does, and it anchors only the demonstrated action's
   probability (the full form anchors the whole distribution at the position).
@@ -35,7 +36,7 @@ import torch
 
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
-from iftgym.rules.common import step_log_probs, taken_logps
+from iftgym.rules.common import ReferenceLogps, step_log_probs, taken_logps
 from iftgym.rules.dft import average_tokens
 from iftgym.types import StepBatch
 from iftgym.validate import non_negative, one_of
@@ -77,20 +78,18 @@ def token_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
 
 def asft_loss(
     log_probs: torch.Tensor,
-    ref_log_probs: torch.Tensor,
+    reference: torch.Tensor,
     batch: StepBatch,
     kl_coef: float = 0.1,
     kl: str = "full",
     average: str = "sequence",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(K,)`` ASFT losses and metrics from the policy's log-probabilities of every action ``(K, B, T, A)`` (with
-    gradient) and the reference's (without)."""
+    gradient) and the reference's, without gradient: of every action ``(K, B, T, A)`` for the ``"full"`` KL, of the
+    demonstrated actions ``(K, B, T)`` for the ``"token"`` one."""
     logps = taken_logps(log_probs, batch)
     dft_tokens = -logps.exp().detach() * logps
-    if kl == "full":
-        kl_tokens = full_kl(log_probs, ref_log_probs)
-    else:
-        kl_tokens = token_kl(logps, taken_logps(ref_log_probs, batch))
+    kl_tokens = full_kl(log_probs, reference) if kl == "full" else token_kl(logps, reference)
     loss = average_tokens(dft_tokens + kl_coef * kl_tokens, batch.mask, average)
     return loss, {
         "loss": loss.detach(),
@@ -110,12 +109,24 @@ class ASFT(Rule):
     def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
         super().setup(policy, world, generators)
         self.reference = frozen_copy(policy)  # the anchor: the policy as the stage started
+        self.reference_logps = ReferenceLogps(self.reference)
+
+    def prepare(self, policy: Policy, data: StepBatch) -> StepBatch:
+        """For the token KL, the reference's log-probabilities of the stage's demonstrations, computed once for the
+        whole stage (the full KL reads the reference's every action at every step)."""
+        if self.config.kl == "token":
+            self.reference_logps.prepare(data)
+        return data
 
     def loss(self, policy: Policy, batch: StepBatch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
-        # 1. every action's log-probability at the demonstrations' steps, with gradient, and the reference's
+        # 1. every action's log-probability at the demonstrations' steps, with gradient, and the reference's: of every
+        # action for the full KL, of the demonstrated one (computed in prepare) for the token KL
         log_probs = step_log_probs(policy, batch)
-        with torch.no_grad():
-            ref_log_probs = step_log_probs(self.reference, batch)
+        if c.kl == "full":
+            with torch.no_grad():
+                reference = step_log_probs(self.reference, batch)
+        else:
+            reference = self.reference_logps(batch)
         # 2. DFT's -sg(p_t) log p_t plus kl_coef times the KL at every target position, averaged
-        return asft_loss(log_probs, ref_log_probs, batch, c.kl_coef, c.kl, c.average)
+        return asft_loss(log_probs, reference, batch, c.kl_coef, c.kl, c.average)

@@ -15,6 +15,10 @@ The weights get no gradient (the official code computes them under ``torch.no_gr
 (policy = reference) every weight is 1 and iw-SFT is SFT. ``temperature`` is the official ``temp`` (1.0 as its
 trainer calls it). The official code sums the weighted token losses over the batch's target-token count
 (``average="token"``); iftgym's default ``"sequence"`` averages each demonstration first, as its SFT does.
+
+The reference is frozen and the demonstrations fixed for the stage, so its log-probabilities of them are computed
+once, in ``prepare``, and looked up for every minibatch (:class:`~iftgym.rules.common.ReferenceLogps`): a step costs
+SFT's one forward pass, not two.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule, frozen_copy
-from iftgym.rules.common import masked_mean, step_logps
+from iftgym.rules.common import ReferenceLogps, masked_mean, step_logps
 from iftgym.rules.dft import average_tokens
 from iftgym.types import StepBatch
 from iftgym.validate import one_of, positive
@@ -79,13 +83,18 @@ class IWSFT(Rule):
     def setup(self, policy: Policy, world: World, generators: Sequence[torch.Generator]) -> None:
         super().setup(policy, world, generators)
         self.reference = frozen_copy(policy)  # the policy as the stage started
+        self.reference_logps = ReferenceLogps(self.reference)
+
+    def prepare(self, policy: Policy, data: StepBatch) -> StepBatch:
+        """The reference's log-probabilities of the stage's demonstrations, computed once for the whole stage."""
+        self.reference_logps.prepare(data)
+        return data
 
     def loss(self, policy: Policy, batch: StepBatch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
-        # 1. the demonstrated actions' log-probabilities, with gradient, and the reference's
+        # 1. the demonstrated actions' log-probabilities, with gradient, and the reference's (computed in prepare)
         logps = step_logps(policy, batch)
-        with torch.no_grad():
-            ref_logps = step_logps(self.reference, batch)
+        ref_logps = self.reference_logps(batch)
         # 2. the clipped importance weights, per demonstration or per token, held constant
         weights = importance_weights(logps, ref_logps, batch.mask, c.level, c.temperature)
         # 3. the weighted negative log-likelihood, averaged as SFT

@@ -1,6 +1,7 @@
 """ASFT: DFT plus a KL anchor, both KL forms on hand-made logits against the authors' formula written out, their
-gradients, the reference frozen at the stage's start, seed independence, every policy kind in both worlds, and a
-run on the 4x4 map."""
+gradients, the reference frozen at the stage's start, the token form's reference log-probabilities computed once per
+stage training as a reference pass at every step, seed independence, every policy kind in both worlds, and a run on
+the 4x4 map."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from iftgym.rules import make_rule
+from iftgym.rules.asft import ASFT, ASFTConfig
 
 # moved_rule(name, REF_ROWS, ROWS) sets the rule up on the reference, the policy as the stage starts (its frozen copy
 # is the anchor), then moves the policy: pi_ref(.|0) = (1/2, 1/2), pi_ref(.|1) = (1/5, 4/5),
@@ -100,6 +102,28 @@ def test_a_seed_trains_the_same_alone_and_beside_other_seeds(seed_independent) -
 def test_every_grid_policy_trains(kind: str, grid_run) -> None:
     result = grid_run(kind, 'sft+asft(kl="token")', steps=4)
     assert result.history["loss"].shape == (4, 2)
+
+
+class PassEveryStep(ASFT):
+    """ASFT without the token KL's reference log-probabilities computed in ``prepare``: the reference reads every
+    step's batch by a forward pass of its own."""
+
+    def prepare(self, policy, data):
+        return data
+
+
+def test_the_token_kls_reference_computed_once_trains_as_a_reference_pass_every_step(token_run) -> None:
+    """Minibatches of 8 of the 40 demonstrations, each in two micro-batches, two TinyGPT seeds: every logged number
+    and every weight after 6 steps as with the reference's forward pass at every step (float round-off apart)."""
+    runs = [token_run("tiny-gpt", rule(ASFTConfig(kl="token")), steps=6, batch_size=8, grad_accum=2, lr=3e-2)
+            for rule in (ASFT, PassEveryStep)]  # fmt: skip
+    cached, uncached = runs
+    assert (cached.history["kl"][1:] > 0).all()  # the policy has moved from its anchor
+    assert cached.compute["tokens"] == 2 / 3 * uncached.compute["tokens"]  # no reference pass at the steps
+    for key in uncached.history:
+        torch.testing.assert_close(cached.history[key], uncached.history[key])
+    for a, b in zip(cached.policy.parameters(), uncached.policy.parameters()):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("kind", ["tiny-gpt", "gru", "hf"])

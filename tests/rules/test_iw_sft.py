@@ -1,6 +1,7 @@
 """iw-SFT: the sequence- and token-level importance weights on hand-made logits against the official formula written
-out (clips included), the gradient with the weights constant, the reference frozen at the stage's start, seed
-independence, every policy kind in both worlds, and a run on the 4x4 map."""
+out (clips included), the gradient with the weights constant, the reference frozen at the stage's start, its
+log-probabilities computed once per stage training as a reference pass at every step, seed independence, every policy
+kind in both worlds, and a run on the 4x4 map."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from iftgym.rules import make_rule
+from iftgym.rules.iw_sft import IWSFT, IWSFTConfig
 
 # the reference (the policy as the stage starts) and the policy it has moved to: moved_rule(name, REF_ROWS, ROWS) sets
 # the rule up on the first (its frozen copy is the reference), then moves the policy
@@ -77,6 +79,30 @@ def test_at_the_stages_start_every_weight_is_1_and_iw_sft_is_sft(level: str, rul
     loss, metrics = rule.loss(policy, data, 0)
     torch.testing.assert_close(loss, make_rule("sft").loss(policy, data, 0)[0])
     torch.testing.assert_close(metrics["weight"], torch.ones(2))
+
+
+class PassEveryStep(IWSFT):
+    """iw-SFT without the stage's reference log-probabilities computed in ``prepare``: the reference reads every
+    step's batch by a forward pass of its own."""
+
+    def prepare(self, policy, data):
+        return data
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_the_reference_computed_once_trains_as_a_reference_pass_every_step(level: str, token_run) -> None:
+    """Minibatches of 8 of the 40 demonstrations, each in two micro-batches, two TinyGPT seeds: every logged number
+    and every weight after 6 steps as with the reference's forward pass at every step (float round-off apart)."""
+    runs = [token_run("tiny-gpt", rule(IWSFTConfig(level=level)), steps=6, batch_size=8, grad_accum=2, lr=3e-2)
+            for rule in (IWSFT, PassEveryStep)]  # fmt: skip
+    cached, uncached = runs
+    assert (cached.history["weight"][1:] != 1).all()  # the policy has moved from its reference
+    # the steps read no token with the reference (the policy's pass counts twice: its backward pass reads them again)
+    assert cached.compute["tokens"] == 2 / 3 * uncached.compute["tokens"]
+    for key in uncached.history:
+        torch.testing.assert_close(cached.history[key], uncached.history[key])
+    for a, b in zip(cached.policy.parameters(), uncached.policy.parameters()):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("level", ["sequence", "token"])
