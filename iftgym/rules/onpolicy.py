@@ -162,15 +162,51 @@ def sampled_logps(policy: Policy, batch: StepBatch) -> tuple[torch.Tensor, torch
     return table[seeds, batch.ids, batch.actions] * batch.mask, table
 
 
+class UniformActor:
+    """K seeds of a policy that gives every action the same logit and runs no model: what :func:`sample_groups` hands
+    :meth:`World.sample` in the policy's place to draw the groups' starts. A world draws an episode's start before the
+    policy acts, and iftgym's worlds draw as many uniforms for a step whatever the policy's probabilities (one per
+    episode to pick its action; Frozen Lake's moves too), so the starts, and every draw after them, are the ones the
+    policy itself would have been given; the one step taken is discarded."""
+
+    markov = True
+
+    def __init__(self, seeds: Sequence[int], n_ids: int, n_actions: int, device: torch.device) -> None:
+        self.seeds, self.n_ids, self.n_actions, self.device = list(seeds), n_ids, n_actions, device
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    def logits_at(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(K, B, T, A)`` zeros at input ids ``(B, T)`` or ``(K, B, T)``."""
+        return torch.zeros(self.n_seeds, *ids.shape[-2:], self.n_actions, device=self.device)
+
+    def action_probs(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``(K, n_ids, A)``: ``1 / A`` everywhere."""
+        return torch.full((self.n_seeds, self.n_ids, self.n_actions), 1 / self.n_actions, dtype=dtype,
+                          device=self.device)  # fmt: skip
+
+    def embed(self, ids: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """``(K, B, T, 1)`` zeros: no encoding is read."""
+        return torch.zeros(self.n_seeds, *ids.shape[-2:], 1, device=self.device)
+
+    def step(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        """``(K, B, A)`` zero logits and no memory."""
+        return torch.zeros(*inputs.shape[:2], self.n_actions, device=self.device), None
+
+
 def sample_groups(
     policy: Policy, world: World, n_groups: int, group_size: int, generators: Sequence[torch.Generator]
 ) -> StepBatch:
     """``n_groups * group_size`` on-policy episodes per seed, a ``(K, n_groups * group_size, T)`` batch whose
     episodes ``g * group_size ... (g + 1) * group_size - 1`` share one start (a prompt): what GRPO and RLOO compare
-    a completion with. The starts are drawn as :meth:`World.sample` draws them (one step of ``n_groups`` episodes;
-    a prompt uniformly from the task, the grid's start cell), then each is answered ``group_size`` times
-    (:meth:`World.sample_like`). Seed k draws from ``generators[k]`` alone."""
-    starts = world.sample(policy, n_groups, generators, max_steps=1)
+    a completion with. The starts are drawn as :meth:`World.sample` draws them (a prompt uniformly from the task, the
+    grid's start cell), by its first step of ``n_groups`` episodes taken by a :class:`UniformActor` (no model runs),
+    then each is answered ``group_size`` times by the policy (:meth:`World.sample_like`). Seed k draws from
+    ``generators[k]`` alone."""
+    stand_in = UniformActor(policy.seeds, world.n_ids, world.n_actions, policy.device)
+    starts = world.sample(stand_in, n_groups, generators, max_steps=1)
     return world.sample_like(policy, starts, group_size, generators)
 
 

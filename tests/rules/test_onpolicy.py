@@ -1,15 +1,20 @@
-"""The on-policy machinery shared by PPO and REINFORCE: GAE, rollouts and the KL penalty on their rewards."""
+"""The on-policy machinery shared by PPO and REINFORCE: GAE, rollouts and the KL penalty on their rewards; and the
+group-relative rules' groups, whose starts are drawn without running the policy."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from iftgym import FrozenLakeMDP
-from iftgym.policies import MLPPolicy
+from iftgym.policies import GRUPolicy, MLPPolicy, TinyGPT
 from iftgym.rules import make_rule
 from iftgym.rules.common import step_logps
-from iftgym.rules.onpolicy import ValueHead, collect, gae
+from iftgym.rules.onpolicy import ValueHead, collect, gae, sample_groups
+from iftgym.world import seed_generators
+from iftgym.worlds.tokens import TokenWorld
+from iftgym.worlds.tokens.tasks import AdditionTask
 
 
 def test_gae_hand_computation() -> None:
@@ -71,3 +76,27 @@ def test_kl_penalty_shapes_the_rewards(paper: FrozenLakeMDP, generators) -> None
             rule = make_rule(name, kl_coef=kl_coef)
             rule.setup(policy, paper, generators(policy))
             assert (rule.reference is not None) == has_reference
+
+
+@pytest.mark.parametrize("world_name", ["frozen-lake", "addition"])
+def test_groups_start_where_the_policys_own_first_step_would_have_without_running_it(world_name: str) -> None:
+    """The groups are those of starts drawn by the policy's own first step (World.sample, one step), then answered
+    (World.sample_like): the same episodes, draw for draw, and the policy reads no token before the answers."""
+    if world_name == "frozen-lake":
+        world = FrozenLakeMDP.from_map("4x4", slippery=True)
+        policies = [MLPPolicy(world.n_ids, 4, hidden=8, seeds=2), GRUPolicy(world.n_ids, 4, hidden=8, seeds=2)]
+    else:
+        world = TokenWorld(AdditionTask(digits=1, n_train=40, n_test=10, seed=1))
+        policies = [TinyGPT(world.n_ids, world.block_size, n_layer=1, n_head=2, n_embd=16, seeds=2, device="cpu"),
+                    GRUPolicy(world.n_ids, world.n_actions, hidden=16, seeds=2)]  # fmt: skip
+    for policy in policies:
+        generators = seed_generators(3, policy.seeds)
+        starts = world.sample(policy, 3, generators, max_steps=1)
+        passes = policy.token_passes
+        expected = world.sample_like(policy, starts, 4, generators)
+        answers_passes = policy.token_passes - passes
+        passes = policy.token_passes
+        groups = sample_groups(policy, world, 3, 4, seed_generators(3, policy.seeds))
+        assert policy.token_passes - passes == answers_passes
+        for got, want in zip(groups.tensors(), expected.tensors()):
+            assert torch.equal(got, want)
