@@ -35,8 +35,10 @@ import copy
 import itertools
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,26 +211,34 @@ def gradient_scale(optimizer: torch.optim.Optimizer, fresh: set[int]) -> dict[in
 
 # -- the field ---------------------------------------------------------------------------------------------------
 class _Readout(nn.Module):
-    """``log pi(a|s)`` at the last step of each probed state, as a module (for :func:`torch.func.functional_call`)."""
+    """``log pi(a|s)`` at the last step of each probed state, or at the ``(row, step)`` pairs ``reads`` ``(P, 2)``
+    of the states (a token sequence's answer positions), as a module (for :func:`torch.func.functional_call`)."""
 
-    def __init__(self, policy: Policy, states: torch.Tensor) -> None:
+    def __init__(self, policy: Policy, states: torch.Tensor, reads: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.policy, self.states = policy, states
+        self.policy, self.states, self.reads = policy, states, reads
 
     def forward(self) -> torch.Tensor:
-        logits = self.policy.logits_at(self.states)[:, :, -1]
+        logits = self.policy.logits_at(self.states)
+        logits = logits[:, :, -1] if self.reads is None else logits[:, self.reads[:, 0], self.reads[:, 1]]
         return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float64)), dim=-1)
 
 
 BATCHED_TANGENTS = 20_000_000  # at most this many tangent numbers in all: the directions' passes run as one (vmap)
 
 
-def _directional(policy: Policy, states: torch.Tensor, directions: Sequence[dict[str, torch.Tensor]]) -> list:
-    """``log pi`` at the states and, for each direction (a tangent per named weight), its derivative along it:
-    forward-mode passes, all directions in one batched pass (``vmap``) where their tangents are small (a grid policy's
-    are: three times faster than one pass each), else one pass per direction; or, where an operation has no
-    forward-mode derivative (the CPU's fused attention of TinyGPT), one reverse-mode pass per probed output."""
-    readout = _Readout(policy, states)
+def directional(
+    policy: Policy,
+    states: torch.Tensor,
+    directions: Sequence[dict[str, torch.Tensor]],
+    reads: torch.Tensor | None = None,
+) -> list:
+    """``log pi`` at the states (at their last steps, or at ``reads``: see :class:`_Readout`) and, for each direction
+    (a tangent per named weight), its derivative along it: forward-mode passes, all directions in one batched pass
+    (``vmap``) where their tangents are small (a grid policy's are: three times faster than one pass each), else one
+    pass per direction; or, where an operation has no forward-mode derivative (the CPU's fused attention of TinyGPT),
+    one reverse-mode pass per probed output."""
+    readout = _Readout(policy, states, reads)
     names = [name for name, _ in policy.named_parameters()]
     primals = tuple(param.detach() for _, param in policy.named_parameters())
 
@@ -254,7 +264,7 @@ def _directional(policy: Policy, states: torch.Tensor, directions: Sequence[dict
 
 
 def _reverse_directional(policy: Policy, readout: _Readout, tangents: list[tuple[torch.Tensor, ...]]) -> list:
-    """:func:`_directional`'s derivatives by reverse mode: the gradient of each probed ``log pi(a|s)`` summed over
+    """:func:`directional`'s derivatives by reverse mode: the gradient of each probed ``log pi(a|s)`` summed over
     the seeds (seed k's weights, slice k of every weight, reach only seed k's outputs), dotted with each tangent."""
     params = list(policy.parameters())
     K = policy.n_seeds
@@ -300,6 +310,103 @@ def update_field(
     first order and split by source cell (see the module doc). ``policy`` is left untouched.
 
     Args:
+        rule, policy, world, data, lr, optimizer, weight_decay, step, seed: the step, as :func:`take_step` takes it.
+        states: ``(N, T)`` input ids whose last step is probed (default: every input id, ``(n_ids, 1)``; for a
+            policy with memory that is each cell as an episode's first step).
+        split: also split the prediction by source cell (needs a one-hot encoding table, as every Frozen Lake
+            policy has).
+    """
+    if split and not _one_hot_table(policy):
+        raise ValueError(f"split=True names each loss term by its input id, which needs a one-hot encoding table; "
+                         f"{type(policy).__name__} has a learned one: pass split=False")  # fmt: skip
+    with torch.no_grad():
+        n_ids = policy.embedding_table().shape[-2]
+    states = torch.arange(n_ids)[:, None] if states is None else torch.as_tensor(states, dtype=torch.long)
+    if states.dim() != 2 or states.numel() == 0 or states.min() < 0 or states.max() >= n_ids:
+        raise ValueError(f"states must be (N, T) input ids in [0, {n_ids}), got shape {tuple(states.shape)}")
+    states = states.to(policy.device)
+
+    def sources(copied: Policy, loss: torch.Tensor, outputs: list) -> dict[int, dict[int, torch.Tensor]]:
+        names = {id(p): name for name, p in copied.named_parameters()}
+        return _source_gradients(loss, outputs, list(copied.parameters()), names) if split else {}
+
+    taken = take_step(rule, policy, world, data, lr=lr, optimizer=optimizer, weight_decay=weight_decay, step=step,
+                      seed=seed, inspect=sources)  # fmt: skip
+    terms: dict[int, dict[int, torch.Tensor]] = taken.inspected
+    directions = [taken.delta]
+    for gradients in terms.values():
+        directions.append({taken.names[pid]: -taken.scale[pid] * g for pid, g in gradients.items()
+                           if pid in taken.scale})  # fmt: skip
+    base, predicted, *parts = directional(policy, states, directions)
+    with torch.no_grad():
+        after = _Readout(taken.policy, states)()
+    K, N, A = base.shape
+    contributions = torch.stack(parts, 1) if parts else base.new_zeros(K, 0, N, A)
+    return UpdateField(
+        rule=taken.rule, optimizer=taken.optimizer, lr=taken.lr, seeds=tuple(policy.seeds),
+        states=states.cpu().numpy(), logps=_numpy(base), measured=_numpy(after - base), predicted=_numpy(predicted),
+        sources=np.array(sorted(terms), dtype=int), contributions=_numpy(contributions),
+        rest=_numpy(predicted) - _numpy(contributions).sum(1), markov=policy.markov,
+    )  # fmt: skip
+
+
+@dataclass
+class TakenStep:
+    """One optimiser step of a rule, taken by :func:`take_step` on copies of the policy, the rule and the optimiser.
+
+    Attributes:
+        policy: the policy's copy after the step.
+        rule, optimizer, lr: the rule's name, the optimiser's class name and its first group's learning rate.
+        delta: each of the policy's weights' change, by name.
+        scale: the step's :func:`gradient_scale`, by ``id`` of the copy's weights; ``names``: their names by ``id``.
+        inspected: what ``take_step``'s ``inspect`` returned (``None`` without one).
+    """
+
+    policy: Policy
+    rule: str
+    optimizer: str
+    lr: float
+    delta: dict[str, torch.Tensor]
+    scale: dict[int, torch.Tensor]
+    names: dict[int, str]
+    inspected: Any = None
+
+
+@contextmanager
+def forward_outputs(policy: Policy) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Inside the block, every forward pass of ``policy`` that records a graph appends its ``(logits, input
+    encodings)`` to the list yielded."""
+    outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if output.requires_grad:
+            outputs.append((output, args[0]))
+
+    hook = policy.register_forward_hook(record)
+    try:
+        yield outputs
+    finally:
+        hook.remove()
+
+
+def take_step(
+    rule: str | Rule,
+    policy: Policy,
+    world: World,
+    data: TrainingData | StepBatch | PairBatch | None = None,
+    *,
+    lr: float | None = None,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    weight_decay: float = 0.0,
+    step: int = 0,
+    seed: int = 0,
+    watch: Callable[[Policy], AbstractContextManager[Any]] = forward_outputs,
+    inspect: Callable[[Policy, torch.Tensor, Any], Any] | None = None,
+) -> TakenStep:
+    """One optimiser step of ``rule`` on copies of ``policy``, the rule and the optimiser (``policy`` is left
+    untouched): what an update field is read from.
+
+    Args:
         rule: a rule name or variant (``"ift(lam=0)"``), or a :class:`Rule`; a rule not yet set up is set up on a copy
             of the policy as :func:`iftgym.train` sets up its first stage (DPO's reference is then the policy
             itself); a set-up rule (a training run's, its reference kept) is copied as it is.
@@ -311,12 +418,11 @@ def update_field(
             torch optimiser over ``policy``'s weights (and the rule's), whose state is copied: a step in the middle
             of training.
         weight_decay: for a fresh optimiser.
-        states: ``(N, T)`` input ids whose last step is probed (default: every input id, ``(n_ids, 1)``; for a
-            policy with memory that is each cell as an episode's first step).
         step: the stage's optimiser step the rule believes it is at (IFT's lambda schedule).
         seed: the run seed the rule's generators are drawn from (as :func:`iftgym.train` does for stage 1).
-        split: also split the prediction by source cell (needs a one-hot encoding table, as every Frozen Lake
-            policy has).
+        watch: a context manager around the rule's ``collect`` and ``loss`` on the copy (default
+            :func:`forward_outputs`); ``inspect(copy, loss, watched)`` reads the ``(K,)`` loss and what ``watch``
+            yielded before the backward pass (its result is :attr:`TakenStep.inspected`).
     """
     if lr is not None:
         positive("lr", lr)
@@ -324,18 +430,9 @@ def update_field(
     rule = make_rule(rule) if isinstance(rule, str) else rule
     if not isinstance(rule, Rule):
         raise TypeError(f"rule={rule!r} is {type(rule).__name__}: expected a rule name or an iftgym Rule")
-    if split and not _one_hot_table(policy):
-        raise ValueError(f"split=True names each loss term by its input id, which needs a one-hot encoding table; "
-                         f"{type(policy).__name__} has a learned one: pass split=False")  # fmt: skip
     given = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
     if given is None:
         one_of("optimizer", optimizer, OPTIMIZERS)
-    with torch.no_grad():
-        n_ids = policy.embedding_table().shape[-2]
-    states = torch.arange(n_ids)[:, None] if states is None else torch.as_tensor(states, dtype=torch.long)
-    if states.dim() != 2 or states.numel() == 0 or states.min() < 0 or states.max() >= n_ids:
-        raise ValueError(f"states must be (N, T) input ids in [0, {n_ids}), got shape {tuple(states.shape)}")
-    states = states.to(policy.device)
 
     copied, rule, given = copy.deepcopy((policy, rule, given))
     if not hasattr(rule, "generators"):  # not yet set up: as train() sets up its first stage
@@ -355,26 +452,12 @@ def update_field(
         for group in given.param_groups:
             group["lr"] = lr
 
-    outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, input encodings) of every forward with grad
-
-    def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if output.requires_grad:
-            outputs.append((output, args[0]))
-
-    hook = copied.register_forward_hook(record)
-    try:
+    with watch(copied) as watched:
         rule.collect(copied, step)
         loss, _ = rule.loss(copied, batch, step)
-    finally:
-        hook.remove()
     if not (isinstance(loss, torch.Tensor) and loss.shape == (copied.n_seeds,) and loss.requires_grad):
         raise ValueError(f"rule {rule.name!r} gave no (K,) loss with a gradient")
-
-    names = {id(p): name for name, p in copied.named_parameters()}
-    params = list(copied.parameters())
-    terms: dict[int, dict[str, torch.Tensor]] = {}
-    if split:
-        terms = _source_gradients(loss, outputs, params, names)
+    inspected = None if inspect is None else inspect(copied, loss, watched)
     given.zero_grad(set_to_none=True)
     fresh = {id(p) for p in weights if not given.state.get(p)}
     before = {name: p.detach().clone() for name, p in copied.named_parameters()}
@@ -382,22 +465,9 @@ def update_field(
     given.step()
     rule.after_step(copied)
     delta = {name: p.detach() - before[name] for name, p in copied.named_parameters()}
-    scale = gradient_scale(given, fresh)
-    directions = [delta]
-    for gradients in terms.values():
-        directions.append({names[pid]: -scale[pid] * g for pid, g in gradients.items() if pid in scale})
-    base, predicted, *parts = _directional(policy, states, directions)
-    with torch.no_grad():
-        after = _Readout(copied, states)()
-    K, N, A = base.shape
-    contributions = torch.stack(parts, 1) if parts else base.new_zeros(K, 0, N, A)
-    group = given.param_groups[0]
-    return UpdateField(
-        rule=rule.name, optimizer=type(given).__name__, lr=float(group["lr"]), seeds=tuple(policy.seeds),
-        states=states.cpu().numpy(), logps=_numpy(base), measured=_numpy(after - base), predicted=_numpy(predicted),
-        sources=np.array(sorted(terms), dtype=int), contributions=_numpy(contributions),
-        rest=_numpy(predicted) - _numpy(contributions).sum(1), markov=policy.markov,
-    )  # fmt: skip
+    return TakenStep(copied, rule.name, type(given).__name__, float(given.param_groups[0]["lr"]), delta,
+                     gradient_scale(given, fresh), {id(p): name for name, p in copied.named_parameters()},
+                     inspected)  # fmt: skip
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -610,40 +680,65 @@ def unsupported_policy(policy: Policy) -> str | None:
     return None
 
 
-class UpdateRecorder:
-    """A :func:`iftgym.train` snapshot hook (:class:`iftgym.loop.Snapshot`): at each of ``points`` (optimiser steps
-    taken so far) it takes the :func:`update_field` of the step the loop is about to take — the live optimiser's
-    state (Adam's moments) and the set-up rule of the stage active there (for a recipe at a stage boundary: the
-    stage that starts), on the whole ``data`` — and keeps its numbers (:meth:`point`) and its per-seed predicted
-    change (:attr:`changes`, for the cosines between rules). At the run's last step count it takes the step a further
-    step of the last stage would make. Training is unchanged: the field is taken on copies.
+class PointRecorder:
+    """A :func:`iftgym.train` snapshot hook (:class:`iftgym.loop.Snapshot`) that takes something of the step the loop
+    is about to take at each of ``points`` (optimiser steps taken so far): a subclass's :meth:`record` appends it to
+    :attr:`points` (once per step count), timed in :attr:`seconds`; a ``ValueError`` or ``NotImplementedError`` it
+    raises, or a reason it sets in :attr:`skipped`, stops the recording. :meth:`result` is what ``iftgym compare``
+    keeps per algorithm (``AlgorithmResult.update``): ``{"points": [...], "seconds": ...}``, or ``{"skipped":
+    reason}``."""
 
-    :meth:`result` is what ``iftgym compare`` keeps per algorithm (``AlgorithmResult.update``): ``{"points": [...],
-    "seconds": ...}``, or ``{"skipped": reason}`` where the policy or the rule cannot give one.
-    """
-
-    def __init__(self, model: FrozenLakeMDP, data: TrainingData, points: Sequence[int], seed: int = 0) -> None:
-        self.model, self.data, self.wanted, self.seed = model, data, set(points), seed
+    def __init__(self, points: Sequence[int]) -> None:
+        self.wanted = set(points)
         self.points: list[dict] = []
-        self.changes: dict[int, np.ndarray] = {}
         self.seconds = 0.0
         self.skipped: str | None = None
 
     def __call__(self, snapshot) -> None:
-        if snapshot.step not in self.wanted or snapshot.step in self.changes or self.skipped is not None:
+        done = {point["step"] for point in self.points}
+        if snapshot.step not in self.wanted or snapshot.step in done or self.skipped is not None:
             return
         start = time.perf_counter()
         try:
-            self.skipped = unsupported_policy(snapshot.policy)
-            if self.skipped is None:
-                field = update_field(snapshot.rule, snapshot.policy, self.model, self.data, seed=self.seed,
-                                     optimizer=snapshot.optimizer, step=snapshot.stage_step)  # fmt: skip
-                self.points.append(self.point(field, snapshot.step, snapshot.stage, snapshot.stage_step))
-                self.changes[snapshot.step] = field.predicted
+            self.record(snapshot)
         except (ValueError, NotImplementedError) as err:
             self.skipped = f"rule {snapshot.rule.name!r} gives no update field: {str(err)[:200]}"
         finally:
             self.seconds += time.perf_counter() - start
+
+    def record(self, snapshot) -> None:
+        """Take the snapshot's step and append its JSON-ready point (with its ``"step"``) to :attr:`points`."""
+        raise NotImplementedError(f"{type(self).__name__} does not define record()")
+
+    def result(self) -> dict:
+        """What ``iftgym compare`` keeps (see the class doc)."""
+        if self.skipped is not None:
+            return {"skipped": self.skipped}
+        return {"points": self.points, "seconds": self.seconds}
+
+
+class UpdateRecorder(PointRecorder):
+    """A :class:`PointRecorder` that takes, at each of ``points``, the :func:`update_field` of the step the loop is
+    about to take — the live optimiser's state (Adam's moments) and the set-up rule of the stage active there (for a
+    recipe at a stage boundary: the stage that starts), on the whole ``data`` — and keeps its numbers
+    (:meth:`point`) and its per-seed predicted change (:attr:`changes`, for the cosines between rules). At the run's
+    last step count it takes the step a further step of the last stage would make. Training is unchanged: the field
+    is taken on copies. It is skipped where the policy or the rule cannot give a field.
+    """
+
+    def __init__(self, model: FrozenLakeMDP, data: TrainingData, points: Sequence[int], seed: int = 0) -> None:
+        super().__init__(points)
+        self.model, self.data, self.seed = model, data, seed
+        self.changes: dict[int, np.ndarray] = {}
+
+    def record(self, snapshot) -> None:
+        """The snapshot's :func:`update_field`, kept as :meth:`point` and in :attr:`changes`."""
+        self.skipped = unsupported_policy(snapshot.policy)
+        if self.skipped is None:
+            field = update_field(snapshot.rule, snapshot.policy, self.model, self.data, seed=self.seed,
+                                 optimizer=snapshot.optimizer, step=snapshot.stage_step)  # fmt: skip
+            self.points.append(self.point(field, snapshot.step, snapshot.stage, snapshot.stage_step))
+            self.changes[snapshot.step] = field.predicted
 
     def point(self, field: UpdateField, step: int, stage: int, stage_step: int) -> dict:
         """JSON-ready: where the field was taken (``step``; ``stage`` from 1 and its ``stage_step``), the rule, the
@@ -655,12 +750,6 @@ class UpdateRecorder:
                 "optimizer": field.optimizer, "lr": field.lr,
                 "mse": mse_change_shares(field, self.model, self.data.demos).as_json(),
                 "own_fraction": summary.own_fraction(~self.model.terminal), "field": summary.as_json()}  # fmt: skip
-
-    def result(self) -> dict:
-        """What ``iftgym compare`` keeps (see the class doc)."""
-        if self.skipped is not None:
-            return {"skipped": self.skipped}
-        return {"points": self.points, "seconds": self.seconds}
 
 
 # -- pictures ----------------------------------------------------------------------------------------------------
