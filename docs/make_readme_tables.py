@@ -18,6 +18,9 @@ absent has no rows, and the README says it was not run this round:
 
     python benchmarks/bench_env.py --json runs/bench-env.json
     python docs/make_readme_tables.py --take runs/bench-env.json bench-env.json
+
+The estimators table is rendered from ``docs/results/estimators.json`` (schema ``iftgym.estimators/1``), which
+``python docs/estimator_checks.py`` writes there itself.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ COMMANDS = {
     "'sft(embedding=\"frozen\"),ift(gamma=0)' --steps 1500 --out runs/addition-controls-1",
     "tokens-addition-controls-2.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
     "'ift(lam=0),ift(embedding=\"live\")' --steps 1500 --out runs/addition-controls-2",
+    "estimators.json": "python docs/estimator_checks.py",
 }
 
 GRID_COLUMNS = [("mse", "MSE", 3), ("mse_demo", "MSE demo cells", 3), ("mse_rest", "MSE other cells", 3),
@@ -273,6 +277,49 @@ def numbers_only(update: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**update, "points": points}
 
 
+ESTIMATORS_SCHEMA = "iftgym.estimators/1"  # docs/estimator_checks.py's
+# the group checks' rows: the check's key in estimators.json, its label, the numbers shown and an unbiased update's
+GROUP_ROWS = [
+    ("rloo", "RLOO: gain, relative error", ("gain", "relative_error"), "1, 0"),
+    ("rloo_two_starts", "RLOO over both starts: gain, relative error", ("gain", "relative_error"), "1, 0"),
+    ("grpo", 'GRPO (`scale_rewards="group"`): gain c, cosine', ("gain", "cosine"), "1, 1"),
+    ("grpo_two_starts", "GRPO over both starts: gain, cosine", ("gain", "cosine"), "1, 1"),
+    ("dr_grpo_scaling", 'GRPO, `scale_rewards="none"` (Dr. GRPO): gain', ("gain",), "1"),
+    ("rloo_loss_grpo", 'RLOO advantage, `loss_type="grpo"` (mean per completion): cosine', ("cosine",), "1"),
+    ("rloo_loss_dapo", 'RLOO advantage, `loss_type="dapo"` (over the batch tokens): cosine', ("cosine",), "1"),
+    ("rloo_loss_dr_grpo", 'RLOO advantage, `loss_type="dr_grpo"` (over the longest): cosine', ("cosine",), "1"),
+]
+
+
+def group_cell(check: dict[str, float], shown: tuple[str, ...]) -> str:
+    """The ``shown`` numbers of one group size's check: six decimals, a relative error in scientific notation."""
+    return ", ".join(f"{check[key]:.1e}" if key == "relative_error" else f"{check[key]:.6f}" for key in shown)
+
+
+def estimators_table() -> str:
+    """The exact checks of the new rules' estimators (``docs/estimator_checks.py``): the group estimators' expected
+    update against ``grad J`` per group size, then the importance weights' expectations per perturbation scale."""
+    data = json.loads((RESULTS / "estimators.json").read_text())
+    if data.get("schema") != ESTIMATORS_SCHEMA:
+        raise SystemExit(f"estimators.json is not docs/estimator_checks.py's (expected schema {ESTIMATORS_SCHEMA})")
+    sizes = list(data["groups"]["rloo"])
+    groups = [[label, *(group_cell(data["groups"][key][G], shown) for G in sizes), unbiased]
+              for key, label, shown, unbiased in GROUP_ROWS]  # fmt: skip
+    weights = []
+    for row in data["importance"]:
+        mean, reward, cosine = row["mean"], row["reward"], row["cosine"]
+        weights.append([f"{row['scale']:g} ({row['kl']:.4f})", f"{row['success_new']:.6f}",
+                        *(f"{mean[name]:.6f}, {reward[name]:.6f}"
+                          for name in ("sequence", "token_mean", "geometric", "iw_sft_token")),
+                        f"{cosine['sequence']:.6f}, {cosine['token']:.6f}, {cosine['geometric']:.6f}"])  # fmt: skip
+    return "\n\n".join([
+        markdown(["expected update against grad J", *(f"G = {G}" for G in sizes), "unbiased"], groups),
+        markdown(["scale (KL over episodes)", "J(pi)", "sequence w: E[w], E[w r]", "mean_t rho_t: E[w], E[w r]",
+                  "geometric (GSPO, iw-SFT): E[w], E[w r]", "iw-SFT clip(rho_t, 0.2, 1.8): E[w], E[w r]",
+                  "cosine to grad J(pi): sequence, token-level, GSPO"], weights),
+    ])  # fmt: skip
+
+
 BENCH_SCHEMA = "iftgym.bench/1"  # benchmarks/_results.py's
 # the Speed table's benchmarks in its order: each results file and the command that wrote it
 BENCHMARKS = {
@@ -380,6 +427,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
     "update-maps": lambda: update_maps_table("update-maps.json"),
     "speed": speed_table,
+    "estimators": estimators_table,
     "tokens-frozen-lake": lambda: rows_table(FROZEN_LAKE_TEXT, TOKEN_COLUMNS),
     "tokens-frozen-lake-paired": lambda: paired_table(FROZEN_LAKE_TEXT, TOKEN_PAIRED, code=True),
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
