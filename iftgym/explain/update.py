@@ -1,6 +1,7 @@
 """Update maps: the pictures of :mod:`iftgym.metrics.update`'s fields — per cell, arrows of the actions one step
-reinforces (blue) or suppresses (red), coloured by size, demonstrated cells outlined, and each cell's change split
-into "from its own loss" and "carried from other cells"."""
+reinforces (red) or suppresses (blue), coloured by size, demonstrated cells outlined, and each cell's change split
+into "from its own loss" and "carried from other cells"; and, for one cell, which training cells' losses moved it
+(:func:`draw_cell_sources`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from iftgym.metrics.decompose import demonstrated_cells
-from iftgym.metrics.update import FIELDS, AnyField, FieldSummary, UpdateField, check_cell_field
+from iftgym.metrics.update import FIELDS, AnyField, CellSources, FieldSummary, UpdateField, check_cell_field
 from iftgym.types import StepBatch, TrainingData
 from iftgym.validate import one_of
 from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
@@ -206,3 +207,61 @@ def draw_update_maps(
                  "(mean over seeds; outlined: demonstrated cells; red: reinforced, blue: suppressed)",
                  fontsize=11)  # fmt: skip
     return fig
+
+
+def draw_cell_sources(
+    field: UpdateField, model: FrozenLakeMDP, cell: int, demos: StepBatch | TrainingData | None = None
+) -> Figure:
+    """Which training cells moved ``cell`` in one step (:meth:`UpdateField.moved_by`, means over seeds): on the map,
+    each source cell coloured by its share of the cell's change (its part projected on the whole change: red pushes
+    the cell the way the step moves it, blue against it; shares and the rest's sum to 100%), the cell outlined in
+    green, demonstrated cells in black; beside it, each source's change of ``log pi(a|cell)`` per action, with the
+    whole change and the rest (momentum, weight decay)."""
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    from iftgym.explain.canvas import draw_tiles
+    from iftgym.worlds.frozen_lake.model import ACTION_NAMES
+
+    check_cell_field(field, model)
+    moved: CellSources = field.moved_by(cell)
+    fig = Figure(figsize=(9.5, 3.6), layout="constrained")
+    grid, bars = fig.subplots(1, 2, width_ratios=[1, 1.5])
+    shares = np.zeros(model.n_states)
+    shares[moved.sources] = np.nan_to_num(moved.shares)
+    largest = float(np.abs(shares).max()) or 1.0
+    heat = grid.imshow(shares.reshape(model.nrow, model.ncol), cmap="RdBu_r", norm=Normalize(-largest, largest),
+                       zorder=0)  # fmt: skip
+    heat.set_gid("shares")
+    draw_tiles(grid, model, label=True)
+    for source, share in zip(moved.sources, moved.shares):
+        row, col = divmod(int(source), model.ncol)
+        grid.text(col, row + 0.3, f"{100 * share:.0f}%", ha="center", va="center", fontsize=7, zorder=5,
+                  gid="share")  # fmt: skip
+    rows, cols = np.divmod(np.flatnonzero(_demonstrated(model, demos)), model.ncol)
+    for row, col in zip(rows, cols):
+        grid.add_patch(_outline(row, col, "black", 1.2))
+    row, col = divmod(moved.state, model.ncol)
+    grid.add_patch(_outline(row, col, "#2ca02c", 3.0, gid="cell"))
+    rest = "" if np.isnan(moved.rest_share) else f", rest {100 * moved.rest_share:.0f}%"
+    grid.set_title(f"what moved cell {moved.state}: own loss {100 * moved.own_share():.0f}%{rest}", fontsize=9)
+    labels = [*(f"cell {int(c)}" for c in moved.sources), "rest", "whole step"]
+    changes = np.vstack([moved.parts, moved.rest, moved.total])
+    width = 0.8 / len(ACTION_NAMES)
+    x = np.arange(len(labels))
+    for a, name in enumerate(ACTION_NAMES):
+        bars.bar(x + (a - (len(ACTION_NAMES) - 1) / 2) * width, changes[:, a], width, label=name, gid=f"action {name}")
+    bars.axhline(0, color="#555555", linewidth=0.8)
+    bars.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+    bars.set(ylabel=f"Δ log π(a | cell {moved.state})")
+    bars.legend(fontsize=8, ncol=len(ACTION_NAMES))
+    fig.suptitle(f"{field.rule}: one {field.optimizer} step, where cell {moved.state}'s change comes from "
+                 "(means over seeds)", fontsize=10)  # fmt: skip
+    return fig
+
+
+def _outline(row: int, col: int, colour: str, width: float, gid: str | None = None):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((col - 0.47, row - 0.47), 0.94, 0.94, fill=False, edgecolor=colour, linewidth=width, zorder=6,
+                     gid=gid)  # fmt: skip

@@ -1,5 +1,6 @@
 """Interactive explorers for notebooks and web pages (ipywidgets, the ``notebooks`` extra): Frozen Lake with a map
-editor and live retraining, an episode player, an estimator-bias explorer, and a tiny-LM explorer; ``pages`` lays
+editor and live retraining, an episode player, an estimator-bias explorer, an update view (why a rule moves each cell),
+and a tiny-LM explorer; ``pages`` lays
 them out as the pages ``iftgym explore`` serves.
 
 The explorers are imported on first use (``from iftgym.interactive import FrozenLakeExplorer``), so that
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BiasExplorer", "EpisodePlayer", "FrozenLakeExplorer", "TinyLMExplorer"]
+__all__ = ["BiasExplorer", "EpisodePlayer", "FrozenLakeExplorer", "TinyLMExplorer", "UpdateExplorer"]
 
 _WHERE = {"BiasExplorer": "frozen_lake", "EpisodePlayer": "frozen_lake", "FrozenLakeExplorer": "frozen_lake",
-          "TinyLMExplorer": "lm"}  # fmt: skip
+          "TinyLMExplorer": "lm", "UpdateExplorer": "frozen_lake"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

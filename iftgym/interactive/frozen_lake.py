@@ -1,5 +1,6 @@
 """Live explorers for Frozen Lake (ipywidgets): edit a map, move a slider, and every rule retrains and every figure
-redraws; play a trained policy's episode step by step; watch SFT's optimism along the demonstration.
+redraws; play a trained policy's episode step by step; watch SFT's optimism along the demonstration; see why a rule
+moves each cell (its update map at any recorded step, and which training cells moved a clicked cell).
 
 Each explorer is a plain object holding its controls (``explorer.controls``), its state and the images it drew, and
 ``explorer.widget`` lays them out; so a notebook shows ``explorer.widget`` and a test sets a control's ``value`` or
@@ -21,6 +22,7 @@ from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, Grid, Skip
 from iftgym.explain.canvas import figure_png
 from iftgym.explain.figures import explored_maps, preference_maps, training_curves, value_maps
 from iftgym.explain.tables import compare_table
+from iftgym.explain.update import draw_cell_sources, draw_update_map
 from iftgym.interactive.html import table_html
 from iftgym.interactive.limits import LIMITS
 from iftgym.interactive.training import RuleRun, train_rules
@@ -80,6 +82,7 @@ class FrozenLakeExplorer:
         self.table_html = ""
         self.train_seconds = 0.0
         self.listeners: list[Callable[[], None]] = []  # called after each training (the player, the bias explorer)
+        self.update_rules: set[str] = set()  # the rules whose update fields training records (the update view's)
         names = list(catalogue())
         (min_seeds, max_seeds), (min_steps, max_steps) = LIMITS["seeds"], LIMITS["steps"]
         self.controls = {
@@ -168,13 +171,15 @@ class FrozenLakeExplorer:
         self.grid.layout = widgets.Layout(grid_template_columns=f"repeat({ncol}, 36px)", grid_gap="2px")
 
     # -- training and drawing ---------------------------------------------------------------------------------
-    def config(self) -> CompareConfig:
-        """The comparison the controls describe (checked like any other)."""
+    def config(self, algos: tuple[str, ...] | None = None) -> CompareConfig:
+        """The comparison the controls describe (checked like any other); ``algos``: other rules than the chosen
+        ones, with the same settings."""
         c = {name: getattr(widget, "value", None) for name, widget in self.controls.items()}
+        algos = c["algos"] if algos is None else algos
         overrides = {"ift": {"lam": c["lam"], "gamma": c["gamma"]}, "dpo": {"beta": c["beta"]},
                      "orpo": {"beta": c["beta"]}}  # fmt: skip
-        used = {name for algo in c["algos"] for name in recipe_rules(algo)}
-        return CompareConfig(maps=["edited"], algos=list(c["algos"]), seeds=c["seeds"], steps=c["steps"], lr=c["lr"],
+        used = {name for algo in algos for name in recipe_rules(algo)}
+        return CompareConfig(maps=["edited"], algos=list(algos), seeds=c["seeds"], steps=c["steps"], lr=c["lr"],
                              slippery=c["slippery"], success_rate=c["success_rate"] if c["slippery"] else 1 / 3,
                              policy=c["policy"], eval_every=self.every,
                              rule_overrides={k: v for k, v in overrides.items() if k in used})  # fmt: skip
@@ -192,7 +197,7 @@ class FrozenLakeExplorer:
         self.message.value = ""
         self.status.value = "<i>training…</i>"
         start = time.perf_counter()
-        self.runs = train_rules(model, config, self.every, self.cache, self.pool)
+        self.runs = train_rules(model, config, self.every, self.cache, self.pool, self.fields(config.steps))
         self.model, self.train_seconds = model, time.perf_counter() - start
         self.status.value = f"trained {len(self.runs)} rules x {config.seeds} seeds in {self.train_seconds:.1f} s"
         step = self.controls["step"]
@@ -201,6 +206,16 @@ class FrozenLakeExplorer:
         self.redraw()
         for listener in self.listeners:
             listener()
+
+    def field_steps(self, steps: int) -> tuple[int, ...]:
+        """The steps whose update fields training records for the update view: about ten kept steps, evenly spaced,
+        and the last (the step a further step would take)."""
+        stride = self.every * max(1, round(steps / (10 * self.every)))
+        return tuple(sorted({*range(0, steps + 1, stride), steps}))
+
+    def fields(self, steps: int) -> dict[str, tuple[int, ...]]:
+        """``{rule: steps}``: the update fields to record (:func:`~iftgym.interactive.training.train_rules`)."""
+        return {algo: self.field_steps(steps) for algo in self.update_rules}
 
     def on_retrain(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every training from now on (a map edit, a setting): what shows the trained
@@ -273,6 +288,118 @@ class FrozenLakeExplorer:
         """The explorer laid out: map editor and controls, status, figures, table."""
         return widgets.VBox([self.editor, self.controls["step"], widgets.VBox(list(self.pictures.values())),
                              self.table])  # fmt: skip
+
+
+class UpdateExplorer:
+    """Why a rule moves each cell: its update map (:func:`~iftgym.explain.update.draw_update_map`) at any step where
+    training recorded its update field — the step training took there, with the live optimiser — and, for a clicked
+    cell, which training cells' losses moved it (:func:`~iftgym.explain.update.draw_cell_sources`). It follows a
+    :class:`FrozenLakeExplorer`: the explorer records the chosen rule's fields as it trains (a rule the explorer does
+    not train is trained alone, with the explorer's settings)."""
+
+    def __init__(self, explorer: FrozenLakeExplorer, algo: str = "ift") -> None:
+        if algo not in RULES:
+            raise ValueError(f"algo={_cut(repr(algo))} is not supported: expected one of {', '.join(RULES)}")
+        self.explorer = explorer
+        self.rule = widgets.Dropdown(options=RULES, value=algo, description="rule")
+        self.step = _slider(widgets.SelectionSlider, "update at step", options=[0], value=0)
+        self.status = widgets.HTML()
+        self.cells: list[widgets.Button] = []  # one button per cell of the explorer's map: a click picks the cell
+        self.grid = widgets.GridBox()
+        self.pictures = {name: widgets.Image(format="png") for name in ("map", "cell")}
+        self.images: dict[str, bytes] = {}
+        self.run: RuleRun | None = None
+        self.cell: int | None = None
+        self._showing = False
+        explorer.update_rules = {algo}
+        self.rule.observe(lambda change: self.choose(change["new"]), names="value")
+        self.step.observe(lambda _: self._showing or self.draw(), names="value")
+        explorer.on_retrain(self.show)
+        self.show()
+
+    def choose(self, algo: str) -> None:
+        """Show ``algo``'s fields (recorded from the explorer's next training on)."""
+        self.explorer.update_rules = {algo}
+        self.show()
+
+    def show(self) -> None:
+        """The chosen rule's run on the explorer's map, at the recorded step shown before if it still is one (else
+        the first); a rule or policy without update fields says why."""
+        explorer, algo = self.explorer, self.rule.value
+        if explorer.model is None:
+            return
+        run = explorer.runs.get(algo)
+        if run is None or not (run.fields or run.skipped or run.fields_skipped):
+            config = explorer.config((algo,))
+            self.status.value = f"<i>training {algo} with its update fields…</i>"
+            run = train_rules(explorer.model, config, explorer.every, explorer.cache, explorer.pool,
+                              explorer.fields(config.steps))[algo]  # fmt: skip
+        self.run = run
+        self._draw_grid()
+        reason = run.skipped or run.fields_skipped
+        if reason:
+            self.status.value = _error(ValueError(reason))
+            self.images = {}
+            for picture in self.pictures.values():
+                picture.value = b""
+            return
+        steps = sorted(run.fields)
+        self._showing = True
+        try:
+            shown = self.step.value
+            self.step.options = steps
+            self.step.value = shown if shown in steps else steps[0]
+        finally:
+            self._showing = False
+        self.draw()
+
+    def pick(self, cell: int) -> None:
+        """A click on ``cell``: show which training cells moved it."""
+        model = self.explorer.model
+        if model is None or isinstance(cell, bool) or not isinstance(cell, int | np.integer) or \
+                not 0 <= cell < model.n_states:  # fmt: skip
+            cells = "no map yet" if model is None else f"an integer 0 <= cell < {model.n_states}"
+            raise IndexError(f"cell={_cut(repr(cell))} is not a cell of the map: expected {cells}")
+        self.cell = int(cell)
+        self._draw_grid()
+        self.draw()
+
+    def _draw_grid(self) -> None:
+        model = self.explorer.model
+        while len(self.cells) < model.n_states:
+            index = len(self.cells)
+            cell = widgets.Button(layout=widgets.Layout(width="34px", height="34px", padding="0"),
+                                  tooltip="show which training cells moved this cell")  # fmt: skip
+            cell.on_click(lambda _, i=index: self.pick(i))
+            self.cells.append(cell)
+        if self.cell is not None and self.cell >= model.n_states:
+            self.cell = None
+        for index, cell in enumerate(self.cells[: model.n_states]):
+            tile = model.tile(index)
+            cell.description = tile if tile in "SG" else BLANK
+            cell.style.button_color = "#2ca02c" if index == self.cell else TILE_COLOURS.get(tile, "#ffffff")
+        self.grid.children = self.cells[: model.n_states]
+        self.grid.layout = widgets.Layout(grid_template_columns=f"repeat({model.ncol}, 36px)", grid_gap="2px")
+
+    def draw(self) -> None:
+        """The update map at the chosen step and, for the picked cell, what moved it."""
+        model, run = self.explorer.model, self.run
+        if model is None or run is None or not run.fields:
+            return
+        field = run.fields[self.step.value]
+        self.images = {"map": figure_png(draw_update_map(field, model))}
+        if self.cell is not None:
+            self.images["cell"] = figure_png(draw_cell_sources(field, model, self.cell))
+        for name, picture in self.pictures.items():
+            picture.value = self.images.get(name, b"")
+        moved = "click a cell to see which training cells moved it" if self.cell is None else \
+            f"cell {self.cell}: {100 * field.moved_by(self.cell).own_share():.0f}% of its change from its own loss"
+        self.status.value = f"{self.rule.value}, the step taken at step {self.step.value}; {moved}"
+
+    @property
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.rule, self.step]), self.status,
+                             widgets.HBox([self.grid, self.pictures["map"]]), self.pictures["cell"]])  # fmt: skip
 
 
 def _error(err: Exception) -> str:

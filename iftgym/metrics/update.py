@@ -110,10 +110,51 @@ class UpdateField:
         network's generalisation; zero on the tabular policy, apart from IFT's mixed inputs)."""
         return self.contributions.sum(1) - self.own()
 
+    def moved_by(self, state: int) -> CellSources:
+        """Which loss terms moved the probed state at index ``state`` (:class:`CellSources`, means over seeds)."""
+        if isinstance(state, bool) or not isinstance(state, int | np.integer) or not 0 <= state < len(self.states):
+            raise IndexError(f"state={state!r} is not a probed state: expected an integer 0 <= state < "
+                             f"{len(self.states)}")  # fmt: skip
+        total = self.predicted[:, state].mean(0)
+        parts = self.contributions[:, :, state].mean(0)
+        rest = self.rest[:, state].mean(0)
+        size = float(total @ total)
+        shares = (parts @ total / size, float(rest @ total / size)) if size > 0 else (np.full(len(parts), np.nan),
+                                                                                       float("nan"))  # fmt: skip
+        return CellSources(int(self.states[state, -1]), total, self.sources.copy(), parts, rest, *shares)
+
     def summary(self) -> FieldSummary:
         """The mean over seeds of what its picture shows (:class:`FieldSummary`)."""
         return FieldSummary(self.rule, self.optimizer, self.lr, self.seeds, self.states, self.predicted.mean(0),
                             self.measured.mean(0), self.own().mean(0), self.carried().mean(0), self.markov)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CellSources:
+    """What moved one state in an :class:`UpdateField` (:meth:`UpdateField.moved_by`), means over seeds.
+
+    Attributes:
+        state: the state's input id (on Frozen Lake its cell).
+        total: ``(A,)`` the predicted change of ``log pi(a|state)``.
+        sources: ``(C,)`` the input ids whose loss terms moved the weights (the field's).
+        parts: ``(C, A)`` each source's part of ``total``.
+        rest: ``(A,)`` the part from anything but this step's gradient (momentum, weight decay).
+        shares: ``(C,)`` each source's share of the change, its part projected on ``total``: ``parts @ total /
+            |total|^2``; with ``rest_share`` they sum to 1 (NaN where ``total`` is zero).
+        rest_share: the rest's share.
+    """
+
+    state: int
+    total: np.ndarray
+    sources: np.ndarray
+    parts: np.ndarray
+    rest: np.ndarray
+    shares: np.ndarray
+    rest_share: float
+
+    def own_share(self) -> float:
+        """The share of the state's own loss terms (0 where it is no source)."""
+        return float(self.shares[self.sources == self.state].sum())
 
 
 @dataclass(frozen=True)
@@ -721,7 +762,8 @@ class UpdateRecorder(PointRecorder):
     """A :class:`PointRecorder` that takes, at each of ``points``, the :func:`update_field` of the step the loop is
     about to take — the live optimiser's state (Adam's moments) and the set-up rule of the stage active there (for a
     recipe at a stage boundary: the stage that starts), on the whole ``data`` — and keeps its numbers
-    (:meth:`point`) and its per-seed predicted change (:attr:`changes`, for the cosines between rules). At the run's
+    (:meth:`point`) and the field itself (:attr:`fields`: the explorer's update view reads them whole;
+    :attr:`changes` are their per-seed predicted changes, for the cosines between rules). At the run's
     last step count it takes the step a further step of the last stage would make. Training is unchanged: the field
     is taken on copies. It is skipped where the policy or the rule cannot give a field.
     """
@@ -729,16 +771,21 @@ class UpdateRecorder(PointRecorder):
     def __init__(self, model: FrozenLakeMDP, data: TrainingData, points: Sequence[int], seed: int = 0) -> None:
         super().__init__(points)
         self.model, self.data, self.seed = model, data, seed
-        self.changes: dict[int, np.ndarray] = {}
+        self.fields: dict[int, UpdateField] = {}
+
+    @property
+    def changes(self) -> dict[int, np.ndarray]:
+        """``{step: (K, N, A)}``: each recorded field's per-seed predicted change."""
+        return {step: field.predicted for step, field in self.fields.items()}
 
     def record(self, snapshot) -> None:
-        """The snapshot's :func:`update_field`, kept as :meth:`point` and in :attr:`changes`."""
+        """The snapshot's :func:`update_field`, kept as :meth:`point` and in :attr:`fields`."""
         self.skipped = unsupported_policy(snapshot.policy)
         if self.skipped is None:
             field = update_field(snapshot.rule, snapshot.policy, self.model, self.data, seed=self.seed,
                                  optimizer=snapshot.optimizer, step=snapshot.stage_step)  # fmt: skip
             self.points.append(self.point(field, snapshot.step, snapshot.stage, snapshot.stage_step))
-            self.changes[snapshot.step] = field.predicted
+            self.fields[snapshot.step] = field
 
     def point(self, field: UpdateField, step: int, stage: int, stage_step: int) -> dict:
         """JSON-ready: where the field was taken (``step``; ``stage`` from 1 and its ``stage_step``), the rule, the

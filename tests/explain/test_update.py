@@ -10,7 +10,7 @@ import pytest
 
 from iftgym import FrozenLakeMDP
 from iftgym.explain.canvas import save_figure
-from iftgym.explain.update import draw_update_map, draw_update_maps
+from iftgym.explain.update import draw_cell_sources, draw_update_map, draw_update_maps
 from iftgym.metrics.update import (
     FieldSummary,
     UpdateField,
@@ -67,6 +67,25 @@ def test_update_map_draws_the_arrows_bars_and_outlines_of_a_known_field(tmp_path
     assert ax.get_title() == "hand: 72% own, 28% carried"
     path = save_figure(fig, tmp_path / "update.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_what_moved_a_cell_is_drawn_from_a_known_field():
+    world = FrozenLakeMDP.from_map("4x4")
+    field = hand_made_field(world)  # cell 2's change (RIGHT +0.15) is all from cell 4's term
+    fig = draw_cell_sources(field, world, 2)
+    grid, bars = fig.axes[:2]
+    shares = next(image for image in grid.images if image.get_gid() == "shares").get_array()
+    assert shares[1, 0] == pytest.approx(1.0) and np.count_nonzero(shares) == 1  # cell 4 (row 1, col 0): 100%
+    assert [t.get_text() for t in grid.texts if t.get_gid() == "share"] == ["0%", "100%"]
+    picked = next(patch for patch in grid.patches if patch.get_gid() == "cell")
+    assert picked.get_xy() == pytest.approx((2 - 0.47, 0 - 0.47))
+    assert grid.get_title() == "what moved cell 2: own loss 0%, rest 0%"
+    heights = {patch.get_gid(): [] for patch in bars.patches}
+    for patch in bars.patches:
+        heights[patch.get_gid()].append(round(patch.get_height(), 6))
+    # bars per action over (cell 0, cell 4, rest, whole step): RIGHT is 0.15 from cell 4 and in the whole step
+    assert heights["action RIGHT"] == [0.0, 0.15, 0.0, 0.15] and heights["action DOWN"] == [0.0, 0.0, 0.0, 0.0]
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["cell 0", "cell 4", "rest", "whole step"]
 
 
 def test_update_maps_of_several_rules_share_one_scale(paper):

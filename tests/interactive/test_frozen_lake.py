@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from iftgym.interactive import BiasExplorer, EpisodePlayer, FrozenLakeExplorer
-from iftgym.interactive.frozen_lake import BLANK
+from iftgym.interactive.frozen_lake import BLANK, UpdateExplorer
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,34 @@ def test_the_table_is_an_html_table() -> None:
     explorer = FrozenLakeExplorer(algos=("sft", "ift"), seeds=2, steps=10, workers=0)
     assert explorer.table.value == explorer.table_html and "<pre" not in explorer.table_html
     assert explorer.table_html.startswith("<div class='iftgym-table'") and explorer.table_html.count("<tr>") == 3
+
+
+def test_the_update_view_records_a_rule_s_fields_and_shows_what_moved_a_clicked_cell() -> None:
+    explorer = FrozenLakeExplorer(algos=("sft", "ift"), seeds=2, steps=40, workers=0)
+    view = UpdateExplorer(explorer, "ift")
+    assert explorer.field_steps(40) == (0, 10, 20, 30, 40) and list(view.step.options) == [0, 10, 20, 30, 40]
+    assert sorted(view.run.fields) == [0, 10, 20, 30, 40] and view.run.fields[0].rule == "ift"
+    assert view.images["map"][:8] == b"\x89PNG\r\n\x1a\n" and "cell" not in view.images
+    assert "click a cell" in view.status.value
+    assert [c.description for c in view.cells[:2]] == ["S", BLANK]
+    view.cells[0].click()  # the start cell: what moved it
+    assert view.cell == 0 and view.cells[0].style.button_color == "#2ca02c"
+    share = view.run.fields[0].moved_by(0).own_share()
+    assert f"cell 0: {100 * share:.0f}% of its change from its own loss" in view.status.value
+    first = dict(view.images)
+    view.step.value = 40  # a later step: Adam's momentum, another picture
+    assert view.images["cell"] != first["cell"] and view.images["map"] != first["map"]
+    assert "the step taken at step 40" in view.status.value
+    # a retrain (ift's lambda) records the fields again, from the same run the explorer shows
+    explorer.controls["lam"].value = 0.6
+    assert view.run is explorer.runs["ift"] and view.step.value == 40 and view.run.fields[40].rule == "ift"
+    # a rule the explorer does not train is trained alone, with the explorer's settings
+    view.rule.value = "dpo"
+    assert "dpo" not in explorer.runs and sorted(view.run.fields) == [0, 10, 20, 30, 40]
+    assert view.run.fields[0].rule == "dpo" and explorer.update_rules == {"dpo"}
+    with pytest.raises(IndexError, match="0 <= cell < 36"):
+        view.pick(36)
+    explorer.controls["policy"].value = "tabular"  # still a field per cell: own cells only for SFT-like rules
+    assert view.run.fields and not view.run.fields_skipped
+    with pytest.raises(ValueError, match="not supported"):
+        UpdateExplorer(explorer, "nope")

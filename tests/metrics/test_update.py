@@ -115,6 +115,30 @@ def test_the_sources_sum_to_the_whole_prediction(paper, rule, optimizer):
     assert field.sources.tolist() == sorted(expected)
 
 
+@pytest.mark.parametrize("kind", ["tabular", "mlp"])
+def test_what_moved_a_cell_splits_its_change_into_shares_that_sum_to_one(paper, kind):
+    field = update_field("sft", make(kind, paper.n_states), paper, lr=1e-2)
+    for cell in (0, 1, 12):
+        moved = field.moved_by(cell)
+        np.testing.assert_allclose(moved.parts.sum(0) + moved.rest, moved.total, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(moved.total, field.predicted[:, cell].mean(0))
+        if moved.total.any():  # (a cell nothing moves has no shares)
+            assert moved.shares.sum() + moved.rest_share == pytest.approx(1.0, abs=1e-12)
+        own = np.flatnonzero(field.sources == cell)
+        expected = moved.parts[own[0]] @ moved.total / (moved.total @ moved.total) if len(own) else 0.0
+        assert moved.own_share() == pytest.approx(expected, nan_ok=True)
+    # cell 0 is demonstrated: on the tabular policy all its change is its own loss's, on the MLP part is carried
+    own_share = field.moved_by(0).own_share()
+    assert own_share == pytest.approx(1.0) if kind == "tabular" else 0 < own_share < 1
+    # cell 1 is not: on the tabular policy nothing moves it (no share), on the MLP every share is carried
+    if kind == "tabular":
+        assert np.isnan(field.moved_by(1).shares).all() and field.moved_by(1).own_share() == 0
+    else:
+        assert field.moved_by(1).own_share() == 0 and np.isfinite(field.moved_by(1).shares).all()
+    with pytest.raises(IndexError, match="0 <= state < 36"):
+        field.moved_by(36)
+
+
 def test_a_sources_term_is_the_gradient_of_its_own_loss_terms(paper):
     """SFT's loss is the mean of its step losses: the cell c term of the split is the step alone, over the length."""
     policy = make("mlp", paper.n_states)
