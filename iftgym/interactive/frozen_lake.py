@@ -392,8 +392,10 @@ class UpdateExplorer:
             self.images["cell"] = figure_png(draw_cell_sources(field, model, self.cell))
         for name, picture in self.pictures.items():
             picture.value = self.images.get(name, b"")
-        moved = "click a cell to see which training cells moved it" if self.cell is None else \
-            f"cell {self.cell}: {100 * field.moved_by(self.cell).own_share():.0f}% of its change from its own loss"
+        moved = "click a cell to see which training cells moved it"
+        if self.cell is not None:
+            own = field.moved_by(self.cell).own_share()
+            moved = f"cell {self.cell}: {100 * own:.0f}% of its change from its own loss"
         self.status.value = f"{self.rule.value}, the step taken at step {self.step.value}; {moved}"
 
     @property
