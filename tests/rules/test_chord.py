@@ -143,7 +143,7 @@ def test_a_run_raises_success_on_the_4x4_map(learns_on_4x4) -> None:
     ("settings", "message"),
     [({"mu_peak": 1.5}, r"mu_peak=1\.5 is out of range"),
      ({"n_episodes": 12}, "not a multiple of num_generations"),
-     ({"loss_type": "sapo"}, "loss_type='sapo' is not supported")],
+     ({"loss_type": "gspo"}, "loss_type='gspo' is not supported")],
 )  # fmt: skip
 def test_bad_settings_are_one_clear_error(settings: dict, message: str, refused) -> None:
     refused("chord", settings, message)

@@ -70,10 +70,18 @@ def hand_loss(loss_type: str, beta: float, eps_low: float, eps_high: float, max_
     per_sequence = []
     for b, n in enumerate(LENGTHS):
         tokens = []
+        # VESPO's gamma weight of the sequence ratio w (TRL's defaults: k, lambda = 2, 3 for A >= 0, else 3, 2)
+        w, (k, lam) = math.prod(RATIOS[b][:n]), (2.0, 3.0) if advantages[b] >= 0 else (3.0, 2.0)
+        phi = math.exp(lam + k * math.log(w) - lam * w)
         for t in range(n):
             p, r, adv = PROBS[b][t], RATIOS[b][t], advantages[b]
             if loss_type == "cispo":
                 value = -min(r, eps_high) * adv * math.log(p)
+            elif loss_type == "sapo":  # TRL's default temperatures: 1.0 for A > 0, else 1.05
+                tau = 1.0 if adv > 0 else 1.05
+                value = -4 / tau / (1 + math.exp(-tau * (r - 1))) * adv
+            elif loss_type == "vespo":
+                value = -phi * adv * math.log(p)
             else:
                 value = -min(r * adv, min(max(r, 1 - eps_low), 1 + eps_high) * adv)
             log_ref_over_pi = math.log(0.5 / p)
@@ -81,14 +89,16 @@ def hand_loss(loss_type: str, beta: float, eps_low: float, eps_high: float, max_
             tokens.append(value)
         per_sequence.append(tokens)
     total, n_tokens = sum(map(sum, per_sequence)), sum(LENGTHS)
-    if loss_type == "grpo":
+    if loss_type in ("grpo", "sapo"):
         return sum(sum(tokens) / len(tokens) for tokens in per_sequence) / 4
+    if loss_type == "luspo":
+        return total / 4
     if loss_type == "dr_grpo":
         return total / (4 * max_length)
-    return total / n_tokens  # dapo, bnpo, cispo on one process
+    return total / n_tokens  # dapo, bnpo, cispo, vespo on one process
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo"])
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"])
 @pytest.mark.parametrize("beta", [0.0, 0.1])
 def test_each_loss_type_is_trl_s_formula(loss_type: str, beta: float, tabular) -> None:
     policy = tabular(ROWS)
@@ -186,7 +196,7 @@ def test_every_token_policy_trains(kind: str, token_run) -> None:
     assert token_run(kind, rule, steps=2).history["loss"].shape == (2, 2)
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "cispo"])
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "cispo", "sapo", "luspo", "vespo"])
 def test_a_run_raises_success_on_the_4x4_map(loss_type: str, learns_on_4x4) -> None:
     options = ", epsilon_high=5.0" if loss_type == "cispo" else ""
     learns_on_4x4(f'grpo(loss_type="{loss_type}"{options})', raises="reward")
@@ -196,7 +206,9 @@ def test_a_run_raises_success_on_the_4x4_map(loss_type: str, learns_on_4x4) -> N
     ("settings", "message"),
     [({"n_episodes": 12, "num_generations": 8}, "not a multiple of num_generations"),
      ({"num_generations": 1}, "num_generations=1 is out of range"),
-     ({"loss_type": "sapo"}, "loss_type='sapo' is not supported"),
+     ({"loss_type": "gspo"}, "loss_type='gspo' is not supported"),
+     ({"sapo_temperature_neg": 0.0}, "sapo_temperature_neg=0.0 is out of range"),
+     ({"vespo_lambda_pos": -1.0}, "vespo_lambda_pos=-1.0 is out of range"),
      ({"scale_rewards": "std"}, "scale_rewards='std' is not supported"),
      ({"epsilon_high": -1.0}, "epsilon_high=-1.0 is out of range")],
 )  # fmt: skip

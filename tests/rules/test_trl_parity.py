@@ -1,6 +1,6 @@
-"""Parity with TRL: iftgym's SFT, DFT, DPO, ORPO, GRPO and RLOO losses on a tiny Hugging Face GPT-2 equal the losses
-TRL's own trainers compute on the same model and the same batch (and where a normalisation genuinely differs, the
-difference is pinned down exactly).
+"""Parity with TRL: iftgym's SFT, DFT, DPO, ORPO, GRPO (every loss type) and RLOO losses on a tiny Hugging Face
+GPT-2 equal the losses TRL's own trainers compute on the same model and the same batch (and where a normalisation
+genuinely differs, the difference is pinned down exactly).
 
 TRL's loss code is called as TRL ships it: ``SFTTrainer.compute_loss``, ``DPOTrainer._compute_loss``,
 ``ORPOTrainer.get_batch_loss_metrics``, ``GRPOTrainer._compute_loss`` and ``RLOOTrainer._compute_loss`` run on a
@@ -464,23 +464,31 @@ def sampled_and_moved(world: TokenWorld, warm: dict[str, torch.Tensor], rule_nam
 def test_grpo_defaults_are_trl_s() -> None:
     from iftgym.rules.grpo import GRPOConfig
 
-    for name in ("num_generations", "loss_type", "epsilon", "epsilon_high", "beta", "scale_rewards", "num_iterations"):
+    for name in ("num_generations", "loss_type", "epsilon", "epsilon_high", "beta", "scale_rewards", "num_iterations",
+                 *SOFT_WEIGHTS):  # fmt: skip
         assert getattr(GRPOConfig(), name) == _default(grpo_config.GRPOConfig, name), name
+
+
+# SAPO's gate temperatures and VESPO's gamma weight, set away from TRL's defaults so that each is seen to act
+SOFT_WEIGHTS = {"sapo_temperature_pos": 0.8, "sapo_temperature_neg": 1.3, "vespo_k_pos": 1.5, "vespo_lambda_pos": 2.5,
+                "vespo_k_neg": 2.5, "vespo_lambda_neg": 1.5}  # fmt: skip
 
 
 # TRL's disable_gradient_checkpointing reads model.is_gradient_checkpointing, which transformers 5 deprecates.
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
-@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo"])
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"])
 @pytest.mark.parametrize("scale_rewards", ["group", "batch", "none"])
 def test_grpo_matches_trl(addition: TokenWorld, warm: dict, loss_type: str, scale_rewards: str) -> None:
     """iftgym's GRPO on its own sampled groups (8 completions in groups of 4, mu = 2, beta > 0) against
     ``GRPOTrainer._compute_loss`` (trl/trainer/grpo_trainer.py, line 3020) on the same completions, TRL computing
-    the per-token, old and reference log-probabilities itself from copies of the three models: loss and gradient.
-    The advantages are TRL's lines 2764-2788 (``sum_then_normalize``) written out with TRL's ``nanstd``."""
+    the per-token, old and reference log-probabilities itself from copies of the three models: loss, gradient and
+    the logged KL and clip fraction (VESPO: its mean weight; SAPO logs neither). The advantages are TRL's lines
+    2764-2788 (``sum_then_normalize``) written out with TRL's ``nanstd``."""
     epsilon_high = 1.05 if loss_type == "cispo" else 0.28
     rule, loss, metrics, models = sampled_and_moved(
         addition, warm, "grpo", n_episodes=8, num_generations=4, loss_type=loss_type, beta=0.04,
         epsilon_high=epsilon_high, scale_rewards=scale_rewards, num_iterations=2, max_completion_length=6,
+        **SOFT_WEIGHTS,
     )  # fmt: skip
     samples = rule.samples
     inputs = trl_group_inputs(samples.batch)
@@ -500,7 +508,7 @@ def test_grpo_matches_trl(addition: TokenWorld, warm: dict, loss_type: str, scal
     model = models["model"]
     trainer = bare_trainer(
         grpo_trainer.GRPOTrainer, model,
-        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1, **SOFT_WEIGHTS),
         loss_type=loss_type, beta=0.04, epsilon_low=0.2, epsilon_high=epsilon_high, max_completion_length=6,
         importance_sampling_level="token", top_entropy_quantile=1.0, off_policy_mask_threshold=None, use_vllm=False,
         current_gradient_accumulation_steps=1, _entropy_bonus_enabled=False,
@@ -515,9 +523,15 @@ def test_grpo_matches_trl(addition: TokenWorld, warm: dict, loss_type: str, scal
     assert_grads_close(grads(model, loss.sum()), grads(model, trl_loss))
     logged = trainer._metrics["eval"]
     assert metrics["kl"].item() == pytest.approx(logged["kl"][-1], rel=1e-5, abs=1e-6)
-    clip_key = "cispo_clip_ratio" if loss_type == "cispo" else "clip_ratio/region_mean"
-    assert metrics["clip_ratio"].item() == pytest.approx(logged[clip_key][-1], rel=1e-5, abs=1e-6)
-    assert logged[clip_key][-1] > 0  # the clipping acts on some tokens
+    if loss_type == "sapo":  # a soft gate: nothing is clipped
+        assert "clip_ratio" not in metrics and not any(key.startswith(("clip", "cispo")) for key in logged)
+    elif loss_type == "vespo":
+        assert metrics["phi"].item() == pytest.approx(logged["vespo/phi_seq_mean"][-1], rel=1e-5)
+        assert abs(logged["vespo/phi_seq_mean"][-1] - 1) > 1e-3  # the weights act (1 at ratio 1)
+    else:
+        clip_key = "cispo_clip_ratio" if loss_type == "cispo" else "clip_ratio/region_mean"
+        assert metrics["clip_ratio"].item() == pytest.approx(logged[clip_key][-1], rel=1e-5, abs=1e-6)
+        assert logged[clip_key][-1] > 0  # the clipping acts on some tokens
 
 
 def test_rloo_defaults_are_trl_s() -> None:
