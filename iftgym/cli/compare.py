@@ -163,10 +163,11 @@ def run(args: argparse.Namespace, console: Console) -> None:
         if config.world == FROZEN_LAKE:
             return draw_figures(results, folder)
         from iftgym.explain.strips import draw_world_figures
+        from iftgym.explain.update_tokens import draw_update_strip_figures
 
         if log is not None and log.path.exists():
             shutil.copyfile(log.path, folder / LOG)
-        return draw_world_figures(results, folder)
+        return [*draw_world_figures(results, folder), *draw_update_strip_figures(results, folder)]
 
     save_outputs(console, out, outputs, results.to_json(), inputs=inputs)
     if log is not None:

@@ -1,7 +1,9 @@
 """``iftgym lm``: the token world's short name for ``iftgym compare --world tokens`` — the same experiment and code
 path (TinyGPT or a Hugging Face model on a token task with any rule; reference rows, paired statistics, exact match
-and the exact probability of the target, preference strips, a live metrics log and, with ``--save``, the trained
-models), with ``--algo`` for ``--algos`` and its output in ``runs/lm``. Under ``torchrun --nproc_per_node=N -m iftgym
+and the exact probability of the target, preference strips, with ``--update-maps`` update strips (each rule's next
+step at three training points: the most raised and lowered tokens and the loss weight at each answer position, in
+``OUT/<task>-update.png``), a live metrics log and, with ``--save``, the trained models), with ``--algo`` for
+``--algos`` and its output in ``runs/lm``. Under ``torchrun --nproc_per_node=N -m iftgym
 lm ...`` the processes share every minibatch (rank 0 writes)."""
 
 from __future__ import annotations

@@ -26,10 +26,16 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from iftgym.explain.figures import draw_figures
     from iftgym.explain.strips import draw_world_figures
     from iftgym.explain.tables import comparison_tables
+    from iftgym.explain.update_tokens import draw_update_strip_figures
 
     results = load_results(args.results)
     out = writable_dir(args.out or str(Path(args.results).parent))
     for table in comparison_tables(results):
         console.print(table)
-    draw = draw_figures if results.world == GRID else draw_world_figures
-    save_outputs(console, out, lambda folder: draw(results, folder), inputs=[args.results])
+
+    def draw(folder: Path) -> list[Path]:
+        if results.world == GRID:
+            return draw_figures(results, folder)
+        return [*draw_world_figures(results, folder), *draw_update_strip_figures(results, folder)]
+
+    save_outputs(console, out, draw, inputs=[args.results])

@@ -100,11 +100,13 @@ class CompareConfig:
     size: int = setting(6, "side of the random maps", low=2, high=MAX_SIDE, world=FROZEN_LAKE)
     p_hole: float = setting(0.25, "hole rate of the random maps", low=0, high=1, include_high=False,
                             world=FROZEN_LAKE)  # fmt: skip
-    update_maps: bool = setting(False, "take each algorithm's update field (what its next optimiser step does to "
-                                "log pi(a|s) in every cell, split by the cell whose loss moved it) at steps 0, steps "
-                                "// 2 and steps, for every seed, with the live optimiser: numbers and cosines between "
-                                "rules in results.json and a table, maps in OUT/<map>-update.png (tabular and mlp "
-                                "policies)", world=FROZEN_LAKE)  # fmt: skip
+    update_maps: bool = setting(False, "take each algorithm's next optimiser step at steps 0, steps // 2 and steps, "
+                                "for every seed, with the live optimiser: on frozen-lake its update field (what it "
+                                "does to log pi(a|s) in every cell, split by the cell whose loss moved it; numbers and "
+                                "cosines between rules in results.json and a table, maps in OUT/<map>-update.png; "
+                                "tabular and mlp policies), on tokens its update strips (the most raised and lowered "
+                                "tokens at each answer position of the first training prompt and each position's loss "
+                                "weight, in results.json and OUT/<task>-update.png)")  # fmt: skip
     # the token world
     task: str = setting("addition", "the token task (addition, sort, frozen-lake as text, jsonl with --data, or a "
                         "registered one)", world=TOKENS)  # fmt: skip
@@ -195,6 +197,8 @@ class CompareConfig:
                              f"{', '.join(map(repr, rows))}")  # fmt: skip
         if self.world == FROZEN_LAKE or self.world == TOKENS:
             return
+        if self.update_maps:
+            raise ValueError(f"update_maps=True is for frozen-lake and tokens: world {self.world!r} has no update maps")
         for name in self.world_args:
             if not isinstance(name, str) or not name.isidentifier():
                 raise ValueError(f"world setting {name!r} is not a name: expected KEY=VALUE with KEY an identifier")

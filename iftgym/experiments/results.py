@@ -5,8 +5,9 @@ per world (every other world), each holding its algorithms (:class:`AlgorithmRes
 reason), its reference rows (:class:`Row`), the metrics it measured (:class:`Metric`) and the paired statistics
 against the baseline. Every row keeps its values per seed beside their summaries, and every trained algorithm keeps
 its training history (the mean over seeds of each logged metric per step, a registered rule's own metrics
-included), its evaluation curves and its stages; a map run with ``--update-maps`` keeps its algorithms' update
-fields at three training points and the cosines between them (optional fields, absent from older files).
+included), its evaluation curves and its stages; a run with ``--update-maps`` keeps its algorithms' next steps at
+three training points: on a map their update fields and the cosines between them, in the token world their update
+strips (optional fields, absent from older files).
 
 :meth:`CompareResult.to_json` writes :data:`SCHEMA`; :meth:`CompareResult.from_json` reads it and the previous
 version (``iftgym.compare/1``: the same layout without the grid's ``metrics`` and ``history``), checking every field
@@ -86,8 +87,9 @@ class AlgorithmResult(Row):
     evaluation curves (``{"steps": [...], metric: (K, n)}``), training history (each logged metric's mean over
     seeds per step), its policy matrices ``(K, S, A)`` where the world has them (Frozen Lake, a Markov policy), its
     preference strips (tokens), whether it ended significantly worse than the untrained network, and with
-    ``--update-maps`` its update fields over training (``update``: ``{"points": [...], "seconds": s}`` or
-    ``{"skipped": reason}``; see :class:`iftgym.metrics.update.UpdateRecorder`), and the compute it spent
+    ``--update-maps`` its next steps over training (``update``: ``{"points": [...], "seconds": s}`` or
+    ``{"skipped": reason}``; see :class:`iftgym.metrics.update.UpdateRecorder` for a map's update fields and
+    :class:`iftgym.metrics.update_tokens.TokenUpdateRecorder` for the token world's strips), and the compute it spent
     (``compute``: ``{"steps", "tokens", "seconds", "capped", "budget", "amount"}``: optimiser steps, token passes per
     seed, seconds of training steps, whether a budget hit its step cap, the budget and its amount; ``--budget``)."""
 
@@ -426,12 +428,10 @@ def _cell_keys(obj: dict[str, Any], where: str, cells: int, nullable: bool) -> N
 
 
 def _algorithm_update(update: Any, where: str, cells: int | None) -> None:
-    """An algorithm's update fields over training (``--update-maps``): ``{"skipped": reason}``, or its points, each
-    where it was taken, the rule and optimiser, the MSE change on the untrained cells and its split, and the mean
-    field's four ``(cells, 4)`` arrays (what the update map draws; a point without them is not drawn)."""
+    """An algorithm's next optimiser steps over training (``--update-maps``): ``{"skipped": reason}``, or its points,
+    each where it was taken, the rule, optimiser and learning rate, and what a map (``cells``: its number) or the
+    token world (``cells`` ``None``) keeps of it (:func:`_map_point`, :func:`_token_point`)."""
     update = _object(update, where)
-    if cells is None:
-        raise ValueError(f"{where} is there, but only a Frozen Lake map has update maps")
     if "skipped" in update:
         _field(update, "skipped", str, where)
         return
@@ -448,20 +448,56 @@ def _algorithm_update(update: Any, where: str, cells: int | None) -> None:
         _field(point, "rule", str, at)
         _field(point, "optimizer", str, at)
         _field(point, "lr", float, at)
-        _number_or_null(point, "own_fraction", at)
-        mse = _field(point, "mse", dict, at)
-        for key in ("mse_rest_change", "mse_rest_change_measured", "rest", "own", "carried"):
-            _field(mse, key, float, f"{at}.mse")
-        for key in ("rest_share", "own_share", "carried_share"):
-            _number_or_null(mse, key, f"{at}.mse")
-        _cell_keys(_field(mse, "shares", dict, f"{at}.mse"), f"{at}.mse.shares", cells, nullable=True)
-        _cell_keys(_field(mse, "by_source", dict, f"{at}.mse"), f"{at}.mse.by_source", cells, nullable=False)
-        demonstrated = _field(mse, "demonstrated", list, f"{at}.mse")
-        if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < cells for c in demonstrated):
-            raise ValueError(f"{at}.mse.demonstrated is not a list of cells: expected integers from 0 to {cells - 1}")
-        arrays = _field(point, "field", dict, at, required=False)  # absent: the numbers only (not drawn)
-        for key in ("predicted", "measured", "own", "carried") if arrays is not None else ():
-            _array(arrays, key, f"{at}.field", (cells, 4))
+        if cells is None:
+            _token_point(point, at)
+        else:
+            _map_point(point, at, cells)
+
+
+def _map_point(point: dict[str, Any], at: str, cells: int) -> None:
+    """A map's update field at one point: the MSE change on the untrained cells and its split, and the mean field's
+    four ``(cells, 4)`` arrays (what the update map draws; a point without them is not drawn)."""
+    _number_or_null(point, "own_fraction", at)
+    mse = _field(point, "mse", dict, at)
+    for key in ("mse_rest_change", "mse_rest_change_measured", "rest", "own", "carried"):
+        _field(mse, key, float, f"{at}.mse")
+    for key in ("rest_share", "own_share", "carried_share"):
+        _number_or_null(mse, key, f"{at}.mse")
+    _cell_keys(_field(mse, "shares", dict, f"{at}.mse"), f"{at}.mse.shares", cells, nullable=True)
+    _cell_keys(_field(mse, "by_source", dict, f"{at}.mse"), f"{at}.mse.by_source", cells, nullable=False)
+    demonstrated = _field(mse, "demonstrated", list, f"{at}.mse")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < cells for c in demonstrated):
+        raise ValueError(f"{at}.mse.demonstrated is not a list of cells: expected integers from 0 to {cells - 1}")
+    arrays = _field(point, "field", dict, at, required=False)  # absent: the numbers only (not drawn)
+    for key in ("predicted", "measured", "own", "carried") if arrays is not None else ():
+        _array(arrays, key, f"{at}.field", (cells, 4))
+
+
+def _token_point(point: dict[str, Any], at: str) -> None:
+    """The token world's update strips at one point (:meth:`iftgym.metrics.update_tokens.TokenStrip.as_json`): the
+    prediction's agreement with the measured step, and per shown prompt its target tokens, the loss weights (mean and
+    per seed), the target's probability and change, and each position's most raised and lowered tokens."""
+    agreement = _field(point, "agreement", dict, at)
+    for key in ("slope", "cosine", "relative_error"):
+        _number_or_null(agreement, key, f"{at}.agreement")
+    for j, strip in enumerate(_field(point, "strips", list, at)):
+        where = f"{at}.strips[{j}]"
+        strip = _object(strip, where)
+        _field(strip, "prompt", str, where)
+        _field(strip, "answer", str, where)
+        tokens = _field(strip, "tokens", list, where)
+        if not tokens or not all(isinstance(token, str) for token in tokens):
+            raise ValueError(f"{where}.tokens is not a list of strings: expected a target token per answer position")
+        for key in ("weights", "probability", "predicted", "measured"):
+            _array(strip, key, where, (len(tokens),))
+        _array(strip, "weights_per_seed", where, ("seeds", len(tokens)))
+        for key in ("reinforced", "suppressed"):
+            moved = _field(strip, key, list, where)
+            pairs = [pair for row in moved if isinstance(row, list) for pair in row]
+            if len(moved) != len(tokens) or not all(isinstance(row, list) for row in moved) or not all(
+                    isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and _is(pair[1], float)
+                    for pair in pairs):  # fmt: skip
+                raise ValueError(f"{where}.{key} is not a list of [token, change] pairs per answer position")
 
 
 def _world_update(update: Any, where: str) -> dict[str, Any]:

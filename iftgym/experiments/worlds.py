@@ -4,7 +4,8 @@ rows, reference rows, paired statistics, curves, history and ``results.json`` as
 A world kind says what a comparison needs beyond the World contract: how its policy is built, which metrics it
 reports and which way each is better, its reference rows and what else an algorithm's entry carries. :class:`Tokens`
 is the token world's (TinyGPT or a Hugging Face model; exact match greedy and sampled, and the exact probability of
-the target answer, on training and held-out prompts; preference strips); :class:`PluginWorld` any other world's (a
+the target answer, on training and held-out prompts; preference strips; with ``update_maps`` each algorithm's update
+strips, :class:`iftgym.metrics.update_tokens.TokenUpdateRecorder`); :class:`PluginWorld` any other world's (a
 policy kind from the registry on its ids; the world's own ``scores``; which metrics are lower-is-better from the
 world's optional ``lower_is_better`` mapping).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from iftgym import distributed
 from iftgym.experiments import runner
@@ -27,11 +29,14 @@ from iftgym.experiments.results import AlgorithmResult, CompareResult, Metric, S
 from iftgym.io import read_json
 from iftgym.loop import StepLog, stage_batches
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
+from iftgym.metrics.update import training_points
+from iftgym.metrics.update_tokens import TokenUpdateRecorder
 from iftgym.policies.base import Policy, resolve_device
 from iftgym.policies.folder import model_folder, save_model
 from iftgym.policies.registry import build_policy
 from iftgym.policies.tabular import TabularPolicy
 from iftgym.rules.ift import IFTConfig
+from iftgym.types import TrainingData
 from iftgym.world import World
 from iftgym.worlds.registry import make_world
 from iftgym.worlds.tokens.tasks import Example
@@ -196,6 +201,16 @@ def preference_strips(policy: Policy, world: TokenWorld, examples: Sequence[Exam
     return strips
 
 
+def first_examples(data: TrainingData, n: int) -> TrainingData:
+    """The first ``n`` demonstrations and pairs of ``data``: the batch ``--update-maps`` takes each rule's next step on
+    in the token world (a training step's size, the first training prompt, which its strips show, among them)."""
+
+    def first(batch: Any) -> Any:
+        return None if batch is None else batch.select(torch.arange(min(n, batch.size)))
+
+    return TrainingData(first(data.demos), first(data.pairs))
+
+
 def compare_world(
     config: CompareConfig,
     progress: Callable[[str], None],
@@ -221,16 +236,21 @@ def compare_world(
             stage_batches(algo_stages, data, config.batch_size, config.grad_accum)
     bounds = {name: (0.0, 1.0) for name in TOKEN_METRICS} if config.world == TOKENS else {}
     entry = WorldResult(kind.name, {}, info=kind.info())
+    strip_data = first_examples(data, config.batch_size) if config.update_maps else None
     loop = config.train_config(progress=bars)
     first = config.budget_baseline()  # with a budget of token passes or seconds: its spend is the others' budget
     amount = None
     for algo in sorted(config.algos, key=lambda name: name != first):
         progress(f"training {algo} on {kind.name} x{config.seeds} seeds")
         budgeted = loop if first is None or algo == first else replace(loop, budget_amount=amount)
+        recorder = None if strip_data is None else TokenUpdateRecorder(world, strip_data, world.task.train[:1],
+                                                                       training_points(config.steps),
+                                                                       config.seed)  # fmt: skip
         run = runner.run_algorithm(algo, stages[algo], world, data, lambda: kind.policy(seeds), budgeted,
                                    callback=lambda step, p: kind.evaluate(p),
                                    log=None if log is None else lambda record, a=algo: log({"algorithm": a,
-                                                                                            **record}))  # fmt: skip
+                                                                                            **record}),
+                                   snapshot=recorder)  # fmt: skip
         if run.skipped is not None:
             entry.algorithms[algo] = Skipped(run.skipped)
             continue
@@ -240,9 +260,10 @@ def compare_world(
             save_model(run.policy, world.tokenizer, model_folder(save, algo), {"algorithm": algo,
                                                                                "config": asdict(config)})  # fmt: skip
         row = scored(kind.scores(run.policy), bounds)
+        update = None if recorder is None else recorder.result()
         entry.algorithms[algo] = AlgorithmResult(
-            row.per_seed, row.summary, run.wall_time, run.stage_specs(), run.curves(), run.history_means(),
-            strips=kind.strips(run), compute=run.compute,
+            row.per_seed, row.summary, run.wall_time - (update or {}).get("seconds", 0.0), run.stage_specs(),
+            run.curves(), run.history_means(), strips=kind.strips(run), update=update, compute=run.compute,
         )  # fmt: skip
     entry.algorithms = {algo: entry.algorithms[algo] for algo in config.algos}  # the budget's baseline trained first
     references = {"uniform": TabularPolicy(world.n_ids, world.n_actions, seeds=seeds), "untrained": untrained}

@@ -61,6 +61,9 @@ def draw_token_strip(weight_ax: Axes, token_ax: Axes, strip: TokenStrip, top: in
     for bar in bars:
         bar.set_gid("weight")
     weight_ax.axhline(0, color="#9aa5b1", linewidth=0.6)
+    if not np.any(strip.weights):
+        weight_ax.text(0.5, 0.5, "the step trains none of these targets", transform=weight_ax.transAxes, ha="center",
+                       va="center", fontsize=8, color="#5d6d7e")  # fmt: skip
     weight_ax.set_xlim(-0.5, n - 0.5)
     weight_ax.set_xticks([])
     weight_ax.tick_params(labelsize=7)

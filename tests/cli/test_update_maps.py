@@ -1,12 +1,14 @@
 """``iftgym compare --update-maps``: update fields at the start, middle and end of training, kept in results.json
 (numbers and the small arrays the maps are drawn from), drawn as OUT/<map>-update.png, redrawn by ``iftgym plot``,
-printed as a table; one-line errors with exit 2."""
+printed as a table; one-line errors with exit 2. In the token world (``iftgym lm --update-maps``): update strips,
+kept in results.json, drawn as OUT/<task>-update.png and redrawn by ``iftgym plot``."""
 
 from __future__ import annotations
 
 import copy
 import io
 import json
+import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from iftgym.experiments.compare import SB3_NO_UPDATE, compare
 from iftgym.experiments.config import CompareConfig
 from iftgym.experiments.results import CompareResult, load_results
 from iftgym.explain.tables import update_rows
+from iftgym.explain.update_tokens import shown_token, update_strips_figure
+from iftgym.worlds.registry import make_world
 
 
 @pytest.fixture(scope="module")
@@ -129,14 +133,74 @@ def test_the_tabular_policy_under_sft_carries_nothing(tmp_path: Path) -> None:
     assert sft_row[header.index("(0,0)")] == "-"  # the step does not change the untrained cells' MSE
 
 
+def test_update_maps_where_they_cannot_be_taken_is_one_line_exit_2(capsys, tmp_path: Path) -> None:
+    assert main(["compare", "--update-maps", "--policy", "gru", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "update_maps=True needs a Markov policy" in err and "Traceback" not in err
+
+
+# -- the token world: update strips ----------------------------------------------------------------------------------
+LM = ["lm", "--update-maps", "--algo", "sft,dft,ift,grpo", "--seeds", "2", "--steps", "4", "--task-arg", "digits=1",
+      "--train-size", "8", "--test-size", "2", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size",
+      "4", "--reward", "token", "--strips", "0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("update-strips")
+    with redirect_stdout(io.StringIO()):
+        assert main([*LM, "--out", str(out)]) == 0
+    return out
+
+
+def test_lm_writes_the_update_strips_and_their_numbers(lm_run: Path) -> None:
+    assert (lm_run / "addition-update.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    entry = load_results(lm_run / "results.json").maps[0]
+    world = make_world("tokens", task="addition", task_args={"digits": 1}, n_train=8, n_test=2)
+    example = world.task.train[0]
+    tokens = [world.action_name(int(v)) for v in world.answer_ids(example.completion, example.prompt)]
+    for algo in ("sft", "dft", "ift", "grpo"):
+        update = entry.trained()[algo].update
+        assert [p["step"] for p in update["points"]] == [0, 2, 4] and update["seconds"] > 0, algo
+        for point in update["points"]:
+            assert point["rule"] == algo and point["agreement"]["cosine"] > 0.5
+            (strip,) = point["strips"]
+            assert strip["prompt"] == example.prompt and strip["tokens"] == tokens
+            assert np.array(strip["weights_per_seed"]).shape == (2, len(tokens))
+    for point in entry.trained()["sft"].update["points"]:  # each of the batch's 4 answers, averaged over its tokens
+        np.testing.assert_allclose(point["strips"][0]["weights"], 1 / (4 * len(tokens)), rtol=1e-5)
+    dft = entry.trained()["dft"].update["points"][0]["strips"][0]
+    np.testing.assert_allclose(dft["weights"], np.array(dft["probability"]) / (4 * len(tokens)), rtol=1e-4)
+
+
+def test_plot_redraws_the_update_strips(lm_run: Path, tmp_path: Path) -> None:
+    with redirect_stdout(io.StringIO()):
+        assert main(["plot", str(lm_run / "results.json"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "addition-update.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = load_results(lm_run / "results.json")
+    fig = update_strips_figure(results)
+    assert [t.get_text() for t in fig.texts if t.get_text().startswith("step")] == ["step 0", "step 2", "step 4"]
+    titles = [ax.get_title().split(":")[0] for ax in fig.axes if ax.get_title()]
+    assert titles == ["sft", "dft", "ift", "grpo"] * 3
+    strip = results.maps[0].trained()["ift"].update["points"][0]["strips"][0]
+    token_axes = [ax for ax in fig.axes if ax.get_images()]
+    assert [t.get_text() for t in token_axes[2].get_xticklabels()] == [shown_token(t) for t in strip["tokens"]]
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("path", "value", "message"),
     [
-        (["--world", "tokens"], "--update-maps is a setting of world 'frozen-lake', not of 'tokens'"),
-        (["--policy", "gru"], "update_maps=True needs a Markov policy"),
+        (("strips", 0, "tokens"), [1, 2], "strips[0].tokens is not a list of strings"),
+        (("strips", 0, "weights"), [0.5], "strips[0].weights has shape (1,)"),
+        (("strips", 0, "reinforced"), [[["1", "big"]]], "strips[0].reinforced is not a list of [token, change] pairs"),
+        (("agreement", "slope"), "1", "agreement.slope is a string"),
     ],
 )
-def test_update_maps_where_they_cannot_be_taken_is_one_line_exit_2(args, message, capsys, tmp_path: Path) -> None:
-    assert main(["compare", "--update-maps", *args, "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+def test_a_damaged_update_strip_is_one_error_naming_the_field(lm_run: Path, path, value, message) -> None:
+    data = json.loads((lm_run / "results.json").read_text())
+    target = data["maps"][0]["algorithms"]["sft"]["update"]["points"][0]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CompareResult.from_json(data)
