@@ -23,17 +23,19 @@ TILE_FILL = {"H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
 ARROWS = [(dc, dr) for dr, dc in MOVES]
 
 
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Save as PNG, atomically (see :mod:`iftgym.io`)."""
+def save_figure(fig: Figure, path: Path, tight: bool = True) -> Path:
+    """Save as PNG, atomically (see :mod:`iftgym.io`); ``tight``: cropped to what it draws (matplotlib then draws it
+    twice: a figure laid out by its function passes ``False``)."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
     return path
 
 
-def figure_png(fig: Figure, dpi: int = 110) -> bytes:
-    """The figure as PNG bytes (for a widget or a web page: nothing is written to disk)."""
+def figure_png(fig: Figure, dpi: int = 110, tight: bool = True) -> bytes:
+    """The figure as PNG bytes (for a widget or a web page: nothing is written to disk); ``tight`` as for
+    :func:`save_figure`."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 

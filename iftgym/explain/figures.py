@@ -138,6 +138,9 @@ def training_curves(entry: WorldResult) -> Figure:
     return fig
 
 
+LAID_OUT = {"update"}  # the figures their functions lay out whole: saved without a tight bounding box
+
+
 def update_maps_figure(entry: WorldResult, model: FrozenLakeMDP) -> Figure | None:
     """The update maps of a run with ``--update-maps``: a row per training point (start, middle, end), a panel per
     algorithm that has a field there (an algorithm without one, such as sb3-ppo, is left out), drawn from the mean
@@ -191,5 +194,6 @@ def draw_figures(results: CompareResult, out_dir: str | os.PathLike, max_maps: i
             "why": why_maps(entry, model, config.get("baseline") or "sft"),
             "update": update_maps_figure(entry, model),
         }
-        written += [save_figure(fig, out / f"{name}-{kind}.png") for kind, fig in figures.items() if fig is not None]
+        written += [save_figure(fig, out / f"{name}-{kind}.png", tight=kind not in LAID_OUT)
+                    for kind, fig in figures.items() if fig is not None]  # fmt: skip
     return written

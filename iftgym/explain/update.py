@@ -181,8 +181,12 @@ def draw_update_maps(
         raise ValueError("no update field to draw: expected at least one")
     demonstrated = _demonstrated(model, demos)
     alive = ~model.terminal
-    fig = Figure(figsize=(3.0 * len(labels) + 1.0, 3.3 * len(rows) + 0.6))
+    # laid out here, in inches (saved without a tight bounding box: that would draw it twice)
+    width, height = 2.7 * len(labels) + 1.6, 2.95 * len(rows) + 1.3
+    fig = Figure(figsize=(width, height))
     axes = fig.subplots(len(rows), len(labels), squeeze=False)
+    fig.subplots_adjust(left=0.5 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.95 / height,
+                        wspace=0.12, hspace=0.42)  # fmt: skip
     for r, (point, fields) in enumerate(rows.items()):
         for c, label in enumerate(labels):
             ax = axes[r, c]
@@ -198,11 +202,11 @@ def draw_update_maps(
                          fontsize=9)  # fmt: skip
             if c == 0:
                 ax.set_ylabel(point, fontsize=10)
-    fig.colorbar(ScalarMappable(norm=Normalize(-1, 1), cmap="RdBu_r"), ax=axes, shrink=0.6, pad=0.02,
+    fig.colorbar(ScalarMappable(norm=Normalize(-1, 1), cmap="RdBu_r"), ax=axes, shrink=0.6, pad=0.015,
                  label=f"{which} Δ log π(a|s) / the panel's largest")  # fmt: skip
     fig.legend(handles=[Patch(color=OWN_COLOUR, label="from the cell's own loss"),
                         Patch(color=CARRIED_COLOUR, label="carried from other cells")],
-               loc="lower center", ncol=2, fontsize=9, frameon=False)  # fmt: skip
+               loc="lower center", ncol=2, fontsize=9, frameon=False, borderaxespad=0.2)  # fmt: skip
     fig.suptitle(title or "the next optimiser step of each rule over training: change of log π per cell and action "
                  "(mean over seeds; outlined: demonstrated cells; red: reinforced, blue: suppressed)",
                  fontsize=11)  # fmt: skip
