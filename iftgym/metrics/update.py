@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, jvp, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from iftgym.loop import OPTIMIZERS
 from iftgym.metrics.decompose import cell_errors, demonstrated_cells
@@ -283,7 +284,10 @@ def directional(
     names = [name for name, _ in policy.named_parameters()]
     primals = tuple(param.detach() for _, param in policy.named_parameters())
     try:
-        return _double_backward(readout, [param for _, param in policy.named_parameters()], names, directions)
+        # the math attention kernel has second derivatives (the CPU's fused one has none): same numbers, 17x faster on
+        # a TinyGPT than one reverse pass per probed output
+        with sdpa_kernel([SDPBackend.MATH]):
+            return _double_backward(readout, [param for _, param in policy.named_parameters()], names, directions)
     except (RuntimeError, NotImplementedError):  # an operation without a second derivative
         pass
 
