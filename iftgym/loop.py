@@ -51,7 +51,9 @@ StepLog = Callable[[dict[str, Any]], None]
 class Snapshot:
     """The loop between two optimiser steps, as :func:`train`'s ``snapshot`` hook sees it: what the next step would
     use, live (not copies: a hook that needs to step copies them, as :func:`iftgym.metrics.update.update_field` does,
-    and must leave them as it found them).
+    and must leave them as it found them; but before the first step a hook may give the optimiser the state another
+    run's ended with, ``optimizer.load_state_dict``, so that training goes on from it: the tiny-LM explorer's
+    ``continue``).
 
     Attributes:
         step: optimiser steps taken so far in the run (0: before the first; the run's total: after the last).

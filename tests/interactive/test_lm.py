@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from iftgym.interactive import TinyLMExplorer
 from iftgym.interactive.html import png_size
@@ -11,7 +12,7 @@ from iftgym.interactive.lm import DENSITY
 
 def test_prompts_are_answered_by_every_rule_with_strips_for_the_task_s_own() -> None:
     explorer = TinyLMExplorer(steps=5)
-    assert set(explorer.policies) == {"sft", "ift"} and "trained 2 rules" in explorer.status.value
+    assert set(explorer.policies) == {"sft", "ift"} and "2 rules x 2 models trained" in explorer.status.value
     prompt = explorer.world.task.test[1].prompt
     explorer.prompt.value = prompt
     assert f"target: {explorer.targets[prompt]}" in explorer.answers.value
@@ -58,3 +59,68 @@ def test_the_strips_are_drawn_at_the_screen_s_density_with_the_title_clear_of_th
     title = fig.get_suptitle() and fig._suptitle.get_window_extent(renderer)
     label = fig.axes[-1].yaxis.label.get_window_extent(renderer)
     assert label.y1 < title.y0 and label.y0 >= 0 and label.y1 <= fig.bbox.y1  # below the title, inside the figure
+
+
+def weights(explorer: TinyLMExplorer) -> dict[str, list[torch.Tensor]]:
+    return {algo: [w.detach().clone() for w in policy.parameters()] for algo, policy in explorer.policies.items()}
+
+
+def test_the_score_line_is_each_rule_s_held_out_greedy_exact_match() -> None:
+    explorer = TinyLMExplorer(steps=150)  # enough steps for a few right answers
+    measured = {algo: explorer.world.scores(policy, ("greedy_test",))["greedy_test"].tolist()
+                for algo, policy in explorer.policies.items()}  # fmt: skip
+    assert {algo: values.tolist() for algo, values in explorer.accuracy.items()} == measured
+    assert any(value > 0 for values in measured.values() for value in values)
+    scores = ", ".join(f"{algo} {(a + b) / 2:.2f} [{a:.2f} {b:.2f}]" for algo, (a, b) in measured.items())
+    assert explorer.score_line.value == ("held-out exact match after 150 steps (greedy, 200 prompts; mean of 2 "
+                                         f"models, each in brackets): {scores}")  # fmt: skip
+
+
+def test_continue_trains_the_current_models_on_with_their_optimiser_s_state() -> None:
+    explorer = TinyLMExplorer(steps=4)
+    policies, before, strips = explorer.policies, weights(explorer), {a: p.value for a, p in explorer.strips.items()}
+    explorer.more.value = 3
+    explorer.continue_button.click()
+    assert explorer.step == 7 and explorer.seed == 0 and "<b>seed 0, step 7</b>" in explorer.status.value
+    assert "trained 3 steps more" in explorer.status.value and "after 7 steps" in explorer.score_line.value
+    assert explorer.policies == policies  # the same models, trained on
+    for algo, tensors in weights(explorer).items():
+        assert not all(torch.equal(a, b) for a, b in zip(tensors, before[algo])), algo
+        steps = {float(state["step"]) for state in explorer.optimizers[algo]["state"].values()}
+        assert steps == {7}, algo  # Adam's moments carried over: 4 steps, then 3 more
+    assert [stage.steps for stage in explorer.runs["ift"].stages] == [4, 3]
+    assert {a: p.value for a, p in explorer.strips.items()} != strips  # redrawn for the models as they are now
+    assert not explorer.continue_button.disabled and explorer.progress.layout.display == "none"
+    assert explorer.progress.value == explorer.progress.max == 6  # two rules, 3 steps each
+
+
+def test_a_recipe_goes_on_with_its_last_rule() -> None:
+    explorer = TinyLMExplorer(algos=("sft+ift(lam=0)",), steps=4, seeds=1)
+    explorer.train_on(2)
+    example = explorer.world.task.test[0]
+    names = [stage.rule.name for stage in explorer.runs["sft+ift(lam=0)"].stages]
+    assert names == ["sft", "ift(lam=0)", "ift(lam=0)"]
+    assert explorer.strip("sft+ift(lam=0)", example.prompt, example.completion)["lam"] == 0
+
+
+def test_new_seed_trains_new_models_from_scratch() -> None:
+    explorer = TinyLMExplorer(steps=4)
+    explorer.train_on(2)
+    before = weights(explorer)
+    example = explorer.world.task.test[0]
+    strip = explorer.strip("sft", example.prompt, example.completion)
+    explorer.new_seed_button.click()
+    assert explorer.seed == 1 and explorer.step == 4 and "<b>seed 1, step 4</b>" in explorer.status.value
+    assert all(policy.seeds == [2, 3] for policy in explorer.policies.values())  # seed 0's models were 0 and 1
+    assert all(not torch.equal(a, b) for a, b in zip(weights(explorer)["sft"], before["sft"]))
+    assert explorer.strip("sft", example.prompt, example.completion)["teacher_forced"] != strip["teacher_forced"]
+    assert explorer.answers.value.startswith("<b>sft</b>") and "after 4 steps" in explorer.score_line.value
+    assert [stage.steps for stage in explorer.runs["sft"].stages] == [4]
+
+
+def test_continue_before_any_training_is_refused() -> None:
+    explorer = TinyLMExplorer(train_now=False)
+    with pytest.raises(RuntimeError, match="has not trained yet"):
+        explorer.train_on(5)
+    with pytest.raises(ValueError, match="steps=0 is out of range"):
+        TinyLMExplorer(steps=2, seeds=1).train_on(0)

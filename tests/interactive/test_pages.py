@@ -13,7 +13,7 @@ from iftgym.interactive import pages
 
 def test_settings_are_checked_with_the_page_s_defaults_and_ranges() -> None:
     assert pages.check_page("frozen-lake", seeds=None, steps=None) == {"seeds": 20, "steps": 300}
-    assert pages.check_page("tiny-lm", seeds=1, steps=None) == {"seeds": 1, "steps": 600}
+    assert pages.check_page("tiny-lm", seeds=1, steps=None) == {"seeds": 1, "steps": 1000}
     for name, settings, message in [
         ("maze", {}, "unknown explorer 'maze': expected one of frozen-lake, tiny-lm, bias"),
         ("bias", {"seeds": 1}, "seeds=1 is out of range for the bias explorer: expected an integer 2 <= seeds <= 50"),
@@ -22,6 +22,12 @@ def test_settings_are_checked_with_the_page_s_defaults_and_ranges() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             pages.check_page(name, **settings)
+
+
+def test_the_tiny_lm_page_s_defaults_are_the_explorer_s() -> None:
+    from iftgym.interactive import lm
+
+    assert pages.check_page("tiny-lm", seeds=None, steps=None) == {"seeds": lm.SEEDS, "steps": lm.STEPS}
 
 
 def test_the_page_names_load_without_widgets_or_torch() -> None:
