@@ -138,8 +138,8 @@ class TinyLMExplorer:
         self.accuracy = {algo: self.world.scores(policy, ("greedy_test",))["greedy_test"]
                          for algo, policy in self.policies.items()}  # fmt: skip
         trained = "trained" if fresh else f"trained {steps} steps more"
-        self.status.value = (f"<b>seed {self.seed}, step {self.step}</b> ({len(runs)} rules x {self.config.seeds} "
-                             f"models {trained} in {self.seconds:.1f} s)")  # fmt: skip
+        self.status.value = (f"<b>seed {self.seed}, step {self.step}</b> ({_count(len(runs), 'rule')} x "
+                             f"{_count(self.config.seeds, 'model')} {trained} in {self.seconds:.1f} s)")  # fmt: skip
         self.score_line.value = self.score_text()
         self.answer()
 
@@ -176,7 +176,7 @@ class TinyLMExplorer:
         scores = ", ".join(f"{escape(algo)} {values.mean():.2f} [{' '.join(f'{v:.2f}' for v in values)}]"
                            for algo, values in self.accuracy.items())  # fmt: skip
         return (f"held-out exact match after {self.step} steps (greedy, {len(self.world.task.test)} prompts; mean "
-                f"of {self.config.seeds} models, each in brackets): {scores}")  # fmt: skip
+                f"of {_count(self.config.seeds, 'model')}, each in brackets): {scores}")  # fmt: skip
 
     def answer(self) -> None:
         """Each rule's greedy answer (its first model) to the prompt, and the target's preference strips."""
@@ -224,3 +224,8 @@ class TinyLMExplorer:
         return widgets.VBox([widgets.HBox([self.prompt, self.more, self.continue_button, self.new_seed_button]),
                              self.progress, self.status, self.score_line, self.answers,
                              *self.strips.values()])  # fmt: skip
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
