@@ -46,7 +46,6 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float =
     return logits
 
 
-@torch.no_grad()
 def generate(
     policy: Actor,
     prompts: torch.Tensor,
@@ -70,6 +69,9 @@ def generate(
     uniform per token of seed k from ``generators[k]`` (on the CPU), only while seed k has unfinished answers, so
     a seed's answers neither depend on the device nor on the other seeds. ``cache=False`` recomputes the whole
     sequence at every step even for a policy with a key-value cache (the reference the cache is tested against).
+
+    The policy runs under ``torch.inference_mode`` (no autograd bookkeeping in any of its operations; the same
+    numbers as under ``no_grad``); the answers returned are an ordinary tensor.
     """
     positive("temperature", temperature)
     between("top_p", top_p, 0, 1, include_low=False)
@@ -80,25 +82,49 @@ def generate(
     if not greedy and (generators is None or len(generators) != K):
         raise ValueError(f"sampling needs one torch.Generator per seed: expected {K}, got "
                          f"{None if generators is None else len(generators)}")  # fmt: skip
-    B = prompts.shape[-2]
-    lengths = lengths.expand(K, B).to(policy.device)
-    steps = _cached_steps(policy, prompts, lengths) if cache and getattr(policy, "kv_cache", False) else (
-        _full_steps(policy, prompts, lengths, max_new_tokens, pad))  # fmt: skip
-    answers = torch.full((K, B, max_new_tokens), pad, dtype=torch.long, device=policy.device)
-    done = torch.zeros(K, B, dtype=torch.bool, device=policy.device)
+    with torch.inference_mode():
+        answers = _answers(policy, prompts, lengths, max_new_tokens, greedy, temperature, generators, eos, pad,
+                           top_k, top_p, cache)  # fmt: skip
+    return answers.clone()  # an inference tensor could not be saved for a backward pass or changed in place
+
+
+def _answers(
+    policy: Actor,
+    prompts: torch.Tensor,
+    lengths: torch.Tensor,
+    max_new_tokens: int,
+    greedy: bool,
+    temperature: float,
+    generators: Sequence[torch.Generator] | None,
+    eos: int,
+    pad: int,
+    top_k: int | None,
+    top_p: float,
+    cache: bool,
+) -> torch.Tensor:
+    """:func:`generate`'s token loop, its arguments checked."""
+    K, B, device = policy.n_seeds, prompts.shape[-2], policy.device
+    lengths = lengths.expand(K, B).to(device)
+    if cache and getattr(policy, "kv_cache", False):
+        steps = _cached_steps(policy, prompts, lengths, max_new_tokens)
+    else:
+        steps = _full_steps(policy, prompts, lengths, max_new_tokens, pad)
+    answers = torch.full((K, B, max_new_tokens), pad, dtype=torch.long, device=device)
+    done = torch.zeros(K, B, dtype=torch.bool, device=device)
     last = next(steps)
     for i in range(max_new_tokens):
         if greedy:
             token = last.argmax(-1)
         else:
-            cdf = torch.softmax(filter_logits(last.float() / temperature, top_k, top_p), dim=-1).cumsum(-1).cpu()
+            logits = last if temperature == 1.0 else last / temperature  # x / 1 is x: skipped
+            cdf = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1).cumsum(-1).cpu()
             u = torch.zeros(K, B, 1)
             for k, finished in enumerate(done.all(-1).tolist()):
                 if not finished:
                     u[k] = torch.rand(B, 1, generator=generators[k])
             # the first token whose cdf exceeds u * total: never one of probability 0, even for u = 0 or a total
             # that rounding left below 1
-            token = (cdf <= u * cdf[..., -1:]).sum(-1).clamp(max=cdf.shape[-1] - 1).to(policy.device)
+            token = (cdf <= u * cdf[..., -1:]).sum(-1).clamp(max=cdf.shape[-1] - 1).to(device)
         token = torch.where(done, pad, token)
         answers[..., i] = token
         done |= token == eos
@@ -124,21 +150,21 @@ def _full_steps(policy: Actor, prompts: torch.Tensor, lengths: torch.Tensor, max
         position += 1
 
 
-def _cached_steps(policy: Actor, prompts: torch.Tensor, lengths: torch.Tensor):
+def _cached_steps(policy: Actor, prompts: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int):
     """Like :func:`_full_steps`, with the policy's key-value cache: the prompts, left-aligned to end together
     (padding on the left, masked out of attention, positions counted from each row's first token), are read
-    once, then each step reads the one new token."""
+    once, then each step reads the one new token (at most ``max_new_tokens`` answer tokens in all)."""
     K, B = lengths.shape
-    P = prompts.shape[-1]
-    columns = torch.arange(P, device=policy.device)
+    P, device = prompts.shape[-1], policy.device
+    columns = torch.arange(P, device=device)
     shift = P - lengths  # (K, B): how far each row moves right
     source = (columns - shift[..., None]).clamp(min=0)
-    ids = prompts.to(policy.device).expand(K, B, P).gather(-1, source)
-    keys = columns >= shift[..., None]  # (K, B, P): real tokens
+    ids = prompts.to(device).expand(K, B, P).gather(-1, source)
+    keys = torch.ones(K, B, P + max_new_tokens, dtype=torch.bool, device=device)  # every new token is real
+    keys[..., :P] = columns >= shift[..., None]  # the prompts' real tokens
     positions = (columns - shift[..., None]).clamp(min=0)
-    logits, state = policy.decode(policy.embed(ids), positions, keys, None)
-    while True:
+    logits, state = policy.decode(policy.embed(ids), positions, keys[..., :P], None)
+    for length in range(P + 1, P + max_new_tokens + 1):
         token = yield logits[..., -1, :].float()
-        keys = torch.cat([keys, keys.new_ones(K, B, 1)], dim=-1)
         positions = positions[..., -1:] + 1
-        logits, state = policy.decode(policy.embed(token[..., None]), positions, keys, state)
+        logits, state = policy.decode(policy.embed(token[..., None]), positions, keys[..., :length], state)

@@ -68,6 +68,26 @@ def test_the_tiny_gpt_key_value_cache_decodes_as_full_recomputation(reverse, tin
     assert torch.equal(runs[0], runs[1]) and (runs[0] != PAD).sum() > 12
 
 
+def test_answers_are_ordinary_tensors_though_the_policy_runs_in_inference_mode(reverse, tiny) -> None:
+    policy = tiny(reverse, seeds=2)
+    seen = []
+    decode = policy.decode
+
+    def watched(*args, **kwargs):
+        seen.append(torch.is_inference_mode_enabled())
+        return decode(*args, **kwargs)
+
+    policy.decode = watched
+    prompts = torch.tensor([list(reverse.prompt_ids(ex.prompt)) for ex in reverse.task.train[:1]] * 3)
+    answers = generate(policy, prompts, torch.full((3,), prompts.shape[1]), 4, greedy=False,
+                       generators=seed_generators(0, policy.seeds))  # fmt: skip
+    assert seen and all(seen) and not answers.is_inference()
+    # what a caller may do with them: index a graph's tensor (saved for the backward pass), change them in place
+    logits = policy.logits_at(answers[0])
+    logits.gather(-1, answers[..., None]).sum().backward()
+    answers[answers == PAD] = EOS
+
+
 def test_top_k_and_top_p_keep_exactly_the_tokens_they_name() -> None:
     logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]))
     kept = lambda **kw: torch.isfinite(filter_logits(logits, **kw))[0].tolist()  # noqa: E731
