@@ -28,9 +28,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from iftgym.experiments.results import CompareResult, WorldResult
-from iftgym.explain.canvas import draw_arrows, draw_tiles, panel_grid, save_figure
+from iftgym.explain.canvas import draw_arrows, draw_tiles, figure_png, panel_grid, save_figure
 from iftgym.io import safe_name
 from iftgym.metrics.stats import mean_ci
+from iftgym.validate import one_of
 from iftgym.worlds.frozen_lake.model import EXPLORED_THRESHOLD, FrozenLakeMDP
 
 
@@ -136,6 +137,17 @@ def training_curves(entry: WorldResult) -> Figure:
     ax_success.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"{entry.name}: training curves (mean, 95% CI over seeds)")
     return fig
+
+
+def map_figure_png(kind: str, entry: WorldResult, model: FrozenLakeMDP) -> bytes:
+    """One of a Frozen Lake comparison's figures (``"preference"``, ``"values"``, ``"explored"`` or ``"curves"``) as
+    PNG bytes: a top-level function, so that the explorers draw their figures in their worker processes at once."""
+    draw = {"preference": lambda: preference_maps(entry, model),
+            "values": lambda: value_maps(entry, model, model.gamma),
+            "explored": lambda: explored_maps(entry, model, model.gamma),
+            "curves": lambda: training_curves(entry)}  # fmt: skip
+    one_of("kind", kind, tuple(draw))
+    return figure_png(draw[kind]())
 
 
 LAID_OUT = {"update"}  # the figures their functions lay out whole: saved without a tight bounding box

@@ -20,14 +20,14 @@ import numpy as np
 from iftgym.experiments.compare import CompareConfig
 from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, Grid, Skipped, WorldResult
 from iftgym.explain.canvas import figure_png
-from iftgym.explain.figures import explored_maps, preference_maps, training_curves, value_maps
+from iftgym.explain.figures import map_figure_png
 from iftgym.explain.tables import compare_table
 from iftgym.explain.update import draw_cell_sources, draw_update_map
 from iftgym.interactive.html import table_html
 from iftgym.interactive.limits import LIMITS
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
-from iftgym.parallel import WorkerPool
+from iftgym.parallel import WorkerPool, in_background
 from iftgym.rules.registry import recipe_rules
 from iftgym.validate import at_least
 from iftgym.worlds.frozen_lake.maps import catalogue, load_map, random_map, validate_map
@@ -36,6 +36,8 @@ from iftgym.worlds.frozen_lake.model import ACTION_NAMES, FrozenLakeMDP
 TILES = "FHSG"  # a click on a cell cycles through them
 TILE_COLOURS = {"F": "#e8f1fb", "H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
 BLANK = "\u00a0"  # the label of a frozen or hole cell: ipywidgets keeps a button's old label when given ""
+FIGURES = ("preference", "values", "explored", "curves")
+STEP_FIGURES = FIGURES[:3]  # the figures of the policies at the shown step (the curves are of the whole training)
 RULES = ("sft", "ift", "dpo", "orpo", "ppo", "reinforce", "dpo-online", "ift(lam=0)", "ift(gamma=0)")
 
 
@@ -105,13 +107,14 @@ class FrozenLakeExplorer:
         self.message = widgets.HTML()
         self.cells: list[widgets.Button] = []  # one button per cell, made as a map needs them
         self.grid = widgets.GridBox()
-        self.pictures = {name: widgets.Image(format="png") for name in ("preference", "values", "explored", "curves")}
+        self.pictures = {name: widgets.Image(format="png") for name in FIGURES}
         self.table = widgets.HTML()
         self.controls["map"].observe(lambda change: self.load(change["new"]), names="value")
         self.controls["random"].on_click(lambda _: self.load_random())
         for name in ("algos", "lam", "gamma", "beta", "lr", "steps", "seeds", "slippery", "success_rate", "policy"):
             self.controls[name].observe(lambda _: self.retrain(), names="value")
-        self.controls["step"].observe(lambda _: self.redraw(), names="value")
+        self._moving_step = False
+        self.controls["step"].observe(lambda _: self._moving_step or self.redraw(STEP_FIGURES), names="value")
         self._draw_grid()
         if train:
             self.retrain()
@@ -201,8 +204,12 @@ class FrozenLakeExplorer:
         self.model, self.train_seconds = model, time.perf_counter() - start
         self.status.value = f"trained {len(self.runs)} rules x {config.seeds} seeds in {self.train_seconds:.1f} s"
         step = self.controls["step"]
-        step.max = config.steps
-        step.value = config.steps
+        self._moving_step = True  # to the last step without a redraw of its own: everything is redrawn below
+        try:
+            step.max = config.steps
+            step.value = config.steps
+        finally:
+            self._moving_step = False
         self.redraw()
         for listener in self.listeners:
             listener()
@@ -247,30 +254,22 @@ class FrozenLakeExplorer:
             if run.skipped:
                 algorithms[algo] = Skipped(run.skipped)
                 continue
-            curves = model.scores(run.snapshots.reshape(-1, *run.snapshots.shape[2:]), ("mse", "success"))
-            n = len(run.steps)
-            algorithms[algo] = AlgorithmResult(
-                {k: v.tolist() for k, v in run.metrics.items()}, run.summary, run.seconds,
-                curves={"steps": run.steps, **{k: v.reshape(n, -1).T.tolist() for k, v in curves.items()}},
-                policies=run.at(step),
-            )  # fmt: skip
+            algorithms[algo] = AlgorithmResult({k: v.tolist() for k, v in run.metrics.items()}, run.summary,
+                                               run.seconds, curves=run.curves, policies=run.at(step))  # fmt: skip
         grid = Grid(list(model.desc), optimal, values, model.success_probability(optimal))
         return WorldResult(f"step {step}", algorithms, metrics=dict(GRID_METRICS), grid=grid)
 
-    def redraw(self) -> None:
-        """Redraw the figures and the table for the selected training step."""
+    def redraw(self, kinds: tuple[str, ...] = FIGURES) -> None:
+        """Redraw the figures ``kinds`` (default all; a scrub changes all but the training curves) and the table for
+        the selected training step, the figures in the worker processes and here at once."""
         if self.model is None:
             return
         entry = self.entry()
-        gamma = self.model.gamma
-        self.images = {
-            "preference": figure_png(preference_maps(entry, self.model)),
-            "values": figure_png(value_maps(entry, self.model, gamma)),
-            "explored": figure_png(explored_maps(entry, self.model, gamma)),
-            "curves": figure_png(training_curves(entry)),
-        }
-        for name, picture in self.pictures.items():
-            picture.value = self.images[name]
+        tasks = {kind: (map_figure_png, (kind, entry, self.model)) for kind in kinds}
+        with in_background(tasks, pool=self.pool) as result:
+            self.images.update({kind: result(kind) for kind in kinds})
+        for name in kinds:
+            self.pictures[name].value = self.images[name]
         self.table_html = table_html(compare_table(entry))
         self.table.value = self.table_html
 

@@ -32,13 +32,15 @@ from iftgym.worlds.frozen_lake.model import FrozenLakeMDP
 
 @dataclass
 class RuleRun:
-    """One rule trained on all seeds: its policy matrices ``(n, K, S, A)`` at ``steps`` (step 0 is the start), the
-    final metrics per seed and their summaries, or why it was skipped; ``fields``: the update fields of the steps
+    """One rule trained on all seeds: its policy matrices ``(n, K, S, A)`` at ``steps`` (step 0 is the start), its
+    training curves (``AlgorithmResult.curves``: MSE and success per seed at each kept step), the final metrics per
+    seed and their summaries, or why it was skipped; ``fields``: the update fields of the steps
     training took at the steps asked (:class:`~iftgym.metrics.update.UpdateRecorder`), or ``fields_skipped``: why
     the rule or policy gives none."""
 
     steps: list[int] = field(default_factory=list)
     snapshots: np.ndarray | None = None
+    curves: dict[str, list] = field(default_factory=dict)
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: str | None = None
@@ -115,8 +117,12 @@ def train_rule(
         return RuleRun(skipped=run.skipped)
     kept[config.steps] = run.policy.action_probs().double().numpy()
     metrics = score(model, kept[config.steps], data)
+    steps = sorted(kept)
+    snapshots = np.stack([kept[s] for s in steps])
+    curves = model.scores(snapshots.reshape(-1, *snapshots.shape[2:]), ("mse", "success"))  # here: in the worker
     return RuleRun(
-        steps=sorted(kept), snapshots=np.stack([kept[s] for s in sorted(kept)]), metrics=metrics,
+        steps=steps, snapshots=snapshots, metrics=metrics,
+        curves={"steps": steps, **{k: v.reshape(len(steps), -1).T.tolist() for k, v in curves.items()}},
         summary={k: summarize(v, BOUNDS.get(k)) for k, v in metrics.items()}, seconds=time.perf_counter() - start,
         fields=recorder.fields if recorder else {}, fields_skipped=recorder.skipped if recorder else None,
     )  # fmt: skip

@@ -40,6 +40,22 @@ def test_the_scrubber_shows_the_policies_as_they_were(explorer: FrozenLakeExplor
     assert explorer.images["preference"] != start
 
 
+def test_a_scrub_redraws_only_the_figures_of_the_shown_step(explorer: FrozenLakeExplorer, monkeypatch) -> None:
+    import iftgym.interactive.frozen_lake as module
+
+    drawn: list[str] = []
+    run = module.in_background
+    monkeypatch.setattr(module, "in_background", lambda tasks, **options: drawn.extend(tasks) or run(tasks, **options))
+    explorer.controls["step"].value = 10
+    assert drawn == ["preference", "values", "explored"]  # the training curves do not depend on the step
+    drawn.clear()
+    explorer.controls["lr"].value = 0.015  # a retrain moves the scrubber to the end and draws everything once
+    assert sorted(drawn) == ["curves", "explored", "preference", "values"]
+    assert explorer.controls["step"].value == 20
+    assert explorer.entry().algorithms["sft"].curves == explorer.runs["sft"].curves  # computed where it trained
+    assert explorer.runs["sft"].curves["steps"] == [0, 10, 20] and len(explorer.runs["sft"].curves["mse"]) == 2
+
+
 def test_editing_the_map_retrains_and_an_invalid_map_keeps_the_last_figures(explorer: FrozenLakeExplorer) -> None:
     explorer.load("4x4")
     good = dict(explorer.images)
