@@ -282,17 +282,20 @@ class TokenWorld:
             raise ValueError(f"length={length} is shorter than the longest sequence ({longest} steps)")
         fits_in_memory(f"a batch of {len(rows)} sequences of {length} steps", len(rows) * length * BATCH_BYTES_PER_STEP,
                        "use fewer or shorter examples")  # fmt: skip
-        ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
-        actions, mask = ids.clone(), torch.zeros_like(ids, dtype=torch.bool)
-        rewards = torch.zeros_like(ids, dtype=torch.float32)
-        for b, (prompt, answer, row) in enumerate(zip(prompts, answers, rows)):
-            n = len(row) - 1
-            ids[b, :n] = torch.tensor(row[:-1])
-            actions[b, :n] = torch.tensor(row[1:])
-            mask[b, len(prompt) - 1 : n] = True
-            if prompt_masks is not None and prompt_masks[b] is not None:  # the action at step t is token t + 1
-                mask[b, : len(prompt) - 1] = torch.tensor(prompt_masks[b][1:], dtype=torch.bool)
-            rewards[b, len(prompt) - 1 : n] = torch.tensor(self.answer_rewards(prompt, answer))
+        # each field built whole from padded rows (one tensor each, not a copy per row)
+        pads = [length + 1 - len(row) for row in rows]  # padding steps after each sequence
+        starts = [len(prompt) - 1 for prompt in prompts]  # the step of each answer's first action
+        ids = torch.tensor([[*row[:-1], *[self.pad] * n] for row, n in zip(rows, pads)], dtype=torch.long)
+        actions = torch.tensor([[*row[1:], *[self.pad] * n] for row, n in zip(rows, pads)], dtype=torch.long)
+        rewards = torch.tensor([[*[0.0] * start, *self.answer_rewards(prompt, answer), *[0.0] * n]
+                                for prompt, answer, start, n in zip(prompts, answers, starts, pads)],
+                               dtype=torch.float32)  # fmt: skip
+        steps = torch.arange(length)
+        ends = torch.tensor([len(row) - 1 for row in rows])
+        mask = (steps >= torch.tensor(starts)[:, None]) & (steps < ends[:, None])
+        for b, prompt_mask in enumerate(prompt_masks or []):
+            if prompt_mask is not None:  # the action at step t is token t + 1
+                mask[b, : starts[b]] = torch.tensor(prompt_mask[1:], dtype=torch.bool)
         return StepBatch(ids, actions, mask, rewards)
 
     def step_batch(
