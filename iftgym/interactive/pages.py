@@ -22,6 +22,9 @@ PAGE_SETTINGS = {
     "bias": {"seeds": (*LIMITS["seeds"], 20), "steps": (*LIMITS["steps"], 300)},
     "tiny-lm": {"seeds": (1, 8, 2), "steps": (1, 5000, 1000)},
 }
+# the map editor's controls that change nothing the bias page shows (it trains SFT alone and draws its optimism, with
+# IFT's estimate at the lambda slider's value): the rules to train, IFT's gamma, DPO's and ORPO's beta
+BIAS_HIDDEN = ("algos", "gamma", "beta")
 
 
 def check_page(name: str, **settings: int | None) -> dict[str, int]:
@@ -57,6 +60,8 @@ def page(name: str, seeds: int | None = None, steps: int | None = None, **option
 
     if name == "bias":
         explorer = FrozenLakeExplorer(**{"algos": ("sft",), **settings, **options})
+        for control in BIAS_HIDDEN:
+            explorer.controls[control].layout.display = "none"
         bias = BiasExplorer.following(explorer, "sft")
         built[name] = {"explorer": explorer, "bias": bias}
         return widgets.VBox([explorer.editor, _heading("SFT's optimism along the demonstration"), bias.widget])

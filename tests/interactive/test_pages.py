@@ -39,5 +39,7 @@ def test_the_bias_page_follows_its_map_editor() -> None:
     widget = pages.page("bias", seeds=2, steps=10, workers=0)
     explorer, bias = pages.built["bias"]["explorer"], pages.built["bias"]["bias"]
     assert set(explorer.runs) == {"sft"} and len(widget.children) == 3  # the editor, a heading, the bias explorer
+    shown = {name for name, control in explorer.controls.items() if control.layout.display != "none"}
+    assert {"map", "lam", "lr", "steps", "seeds", "policy"} <= shown and not shown & {"algos", "gamma", "beta"}
     explorer.cycle(1)  # a hole beside the start
     assert bias.model is explorer.model and bias.model.desc[0][1] == "H"
