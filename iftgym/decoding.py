@@ -111,6 +111,7 @@ def _answers(
         steps = _full_steps(policy, prompts, lengths, max_new_tokens, pad)
     answers = torch.full((K, B, max_new_tokens), pad, dtype=torch.long, device=device)
     done = torch.zeros(K, B, dtype=torch.bool, device=device)
+    finished = [False] * K  # per seed: every answer has ended
     last = next(steps)
     for i in range(max_new_tokens):
         if greedy:
@@ -118,17 +119,16 @@ def _answers(
         else:
             logits = last if temperature == 1.0 else last / temperature  # x / 1 is x: skipped
             cdf = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1).cumsum(-1).cpu()
-            u = torch.zeros(K, B, 1)
-            for k, finished in enumerate(done.all(-1).tolist()):
-                if not finished:
-                    u[k] = torch.rand(B, 1, generator=generators[k])
+            u = torch.stack([torch.zeros(B, 1) if ended else torch.rand(B, 1, generator=generator)
+                             for ended, generator in zip(finished, generators)])  # fmt: skip
             # the first token whose cdf exceeds u * total: never one of probability 0, even for u = 0 or a total
             # that rounding left below 1
             token = (cdf <= u * cdf[..., -1:]).sum(-1).clamp(max=cdf.shape[-1] - 1).to(device)
         token = torch.where(done, pad, token)
         answers[..., i] = token
         done |= token == eos
-        if done.all() or i == max_new_tokens - 1:
+        finished = done.all(-1).tolist()
+        if all(finished) or i == max_new_tokens - 1:
             break
         last = steps.send(token)
     steps.close()
