@@ -26,10 +26,8 @@ PAD, EOS = 0, 2
 def pad_prompts(prompts: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts of token ids as the right-padded ``(B, P)`` tensor and the ``(B,)`` lengths :func:`generate` takes."""
     lengths = torch.tensor([len(p) for p in prompts])
-    padded = torch.full((len(prompts), int(lengths.max())), pad, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        padded[b, : len(p)] = torch.tensor(p)
-    return padded, lengths
+    width = int(lengths.max())
+    return torch.tensor([[*p, *[pad] * (width - len(p))] for p in prompts], dtype=torch.long), lengths
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float = 1.0) -> torch.Tensor:
