@@ -31,7 +31,7 @@ from iftgym.experiments.config import REFERENCES as WORLD_REFERENCES
 from iftgym.experiments.paired import flag_worse_than_untrained, paired_statistics, scored
 from iftgym.experiments.results import GRID_METRICS, AlgorithmResult, CompareResult, Grid, Row, Skipped, WorldResult
 from iftgym.experiments.worlds import compare_world
-from iftgym.loop import StepLog, stage_batches
+from iftgym.loop import StepLog
 from iftgym.metrics.decompose import DECOMPOSED, decomposed_scores, demonstrated_cells
 from iftgym.metrics.estimators import demonstration_log_bias
 from iftgym.metrics.rollouts import rollout_scores
@@ -229,11 +229,9 @@ def _compare(
     results = CompareResult(FROZEN_LAKE, asdict(config), [])
     maps = named_maps(config)
     rules = [algo for algo in config.algos if algo != SB3]
-    for _, model in maps:  # every algorithm's data split as asked, before any trains
-        data = model.training_data(config.demos)
-        for algo in rules:
-            if not runner.lacking_data(stages := config.stages(algo), data):
-                stage_batches(stages, data, config.batch_size, config.grad_accum)
+    for _, model in maps:
+        runner.check_batches([config.stages(algo) for algo in rules], model.training_data(config.demos),
+                             config.batch_size, config.grad_accum)  # fmt: skip
     jobs = {name: sb3_jobs(config, model) for name, model in maps} if SB3 in config.algos else {}
     sb3_done, sb3_todo = sb3_tasks([job for seeds in jobs.values() for job in seeds], cache)
     # an equal budget of token passes or seconds: the budget's baseline trains its steps first, on every map; what it

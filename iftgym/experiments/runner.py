@@ -9,14 +9,14 @@ command line's overrides again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from iftgym.loop import EvalCallback, SnapshotHook, Stage, StepLog, TrainConfig, train
+from iftgym.loop import EvalCallback, SnapshotHook, Stage, StepLog, TrainConfig, stage_batches, train
 from iftgym.policies.base import Policy
 from iftgym.rules.registry import base_name
 from iftgym.types import StepBatch, TrainingData
@@ -67,6 +67,18 @@ class AlgorithmRun:
 def lacking_data(stages: list[Stage], data: TrainingData) -> list[str]:
     """The rules among ``stages`` whose kind of data (demonstrations, pairs) ``data`` does not hold."""
     return [stage.rule.name for stage in stages if not data.has(stage.rule.data)]
+
+
+def check_batches(
+    algorithms: Iterable[list[Stage]], data: TrainingData, batch_size: int, grad_accum: int, skip_lacking: bool = True
+) -> None:
+    """Every algorithm (its stages) finds its data, split as asked, before any trains: a batch size or an
+    accumulation its data cannot be split by is refused now (:func:`iftgym.loop.stage_batches` raises), not after
+    the others trained. ``skip_lacking``: an algorithm whose kind of data ``data`` lacks is not checked (it is skipped
+    when it trains: a map without a second route); otherwise it is refused too."""
+    for stages in algorithms:
+        if not skip_lacking or not lacking_data(stages, data):
+            stage_batches(stages, data, batch_size, grad_accum)
 
 
 def run_algorithm(

@@ -27,7 +27,7 @@ from iftgym.experiments.config import TOKENS, CompareConfig
 from iftgym.experiments.paired import flag_worse_than_untrained, paired_statistics, scored
 from iftgym.experiments.results import AlgorithmResult, CompareResult, Metric, Skipped, WorldResult
 from iftgym.io import read_json
-from iftgym.loop import StepLog, stage_batches
+from iftgym.loop import StepLog
 from iftgym.metrics.estimators import ift_estimate, on_policy_exact, teacher_forced
 from iftgym.metrics.update import training_points
 from iftgym.metrics.update_tokens import TokenUpdateRecorder
@@ -229,11 +229,9 @@ def compare_world(
     untrained = kind.policy(seeds)  # the reference row, and the policy the world's samples are checked with
     runner.check_world_samples(world, untrained, config.world)
     stages = {algo: config.stages(algo) for algo in config.algos}
-    # every algorithm finds its data, split as asked, before any trains (a plugin world without pairs skips the pair
-    # rules, as a map without a second route does)
-    for algo_stages in stages.values():
-        if config.world == TOKENS or not runner.lacking_data(algo_stages, data):
-            stage_batches(algo_stages, data, config.batch_size, config.grad_accum)
+    # a plugin world without pairs skips the pair rules, as a map without a second route does; the token world has
+    # every kind of data
+    runner.check_batches(stages.values(), data, config.batch_size, config.grad_accum, config.world != TOKENS)
     bounds = {name: (0.0, 1.0) for name in TOKEN_METRICS} if config.world == TOKENS else {}
     entry = WorldResult(kind.name, {}, info=kind.info())
     strip_data = first_examples(data, config.batch_size) if config.update_maps else None
