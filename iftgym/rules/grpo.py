@@ -180,20 +180,20 @@ def grpo_loss(
         kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1
         token_loss = token_loss + c.beta * kl
     per_completion = (token_loss * mask).sum(-1)
-    summed = per_completion.sum(-1)
+    summed, tokens = per_completion.sum(-1), mask.sum((-2, -1))  # (K,) each: the summed loss, the completion tokens
     if loss_type in MEAN_PER_COMPLETION:
         loss = (per_completion / mask.sum(-1).clamp(min=1.0)).mean(-1)
     elif loss_type == "luspo":
         loss = per_completion.mean(-1)
     elif loss_type == "bnpo":
-        loss = summed / mask.sum((-2, -1)).clamp(min=1.0)
+        loss = summed / tokens.clamp(min=1.0)
     elif loss_type == "dr_grpo":
         loss = summed / (logps.shape[-2] * torch.as_tensor(max_completion_length, dtype=logps.dtype))
     else:  # OVER_BATCH_TOKENS: the generation batch's token count (of every process, over the number of processes)
-        loss = summed / distributed.mean_over_processes(mask.sum((-2, -1))).clamp(min=1.0)
+        loss = summed / distributed.mean_over_processes(tokens).clamp(min=1.0)
 
     def token_mean(values: torch.Tensor) -> torch.Tensor:
-        return (values * mask).sum((-2, -1)) / mask.sum((-2, -1)).clamp(min=1.0)
+        return (values * mask).sum((-2, -1)) / tokens.clamp(min=1.0)
 
     metrics = {}
     if loss_type == "cispo":
