@@ -294,9 +294,10 @@ class UpdateExplorer:
     training recorded its update field — the step training took there, with the live optimiser — and, for a clicked
     cell, which training cells' losses moved it (:func:`~iftgym.explain.update.draw_cell_sources`). It follows a
     :class:`FrozenLakeExplorer`: the explorer records the chosen rule's fields as it trains (a rule the explorer does
-    not train is trained alone, with the explorer's settings)."""
+    not train is trained alone, with the explorer's settings). Built with ``active=False`` (a page's closed panel),
+    it costs the explorer nothing until :meth:`activate`."""
 
-    def __init__(self, explorer: FrozenLakeExplorer, algo: str = "ift") -> None:
+    def __init__(self, explorer: FrozenLakeExplorer, algo: str = "ift", active: bool = True) -> None:
         if algo not in RULES:
             raise ValueError(f"algo={_cut(repr(algo))} is not supported: expected one of {', '.join(RULES)}")
         self.explorer = explorer
@@ -310,16 +311,23 @@ class UpdateExplorer:
         self.run: RuleRun | None = None
         self.cell: int | None = None
         self._showing = False
-        explorer.update_rules = {algo}
+        self.active = False
         self.rule.observe(lambda change: self.choose(change["new"]), names="value")
         self.step.observe(lambda _: self._showing or self.draw(), names="value")
-        explorer.on_retrain(self.show)
-        self.show()
+        explorer.on_retrain(lambda: self.active and self.show())
+        if active:
+            self.activate()
+
+    def activate(self) -> None:
+        """Record the chosen rule's fields from now on, and show them."""
+        self.active = True
+        self.choose(self.rule.value)
 
     def choose(self, algo: str) -> None:
         """Show ``algo``'s fields (recorded from the explorer's next training on)."""
-        self.explorer.update_rules = {algo}
-        self.show()
+        if self.active:
+            self.explorer.update_rules = {algo}
+            self.show()
 
     def show(self) -> None:
         """The chosen rule's run on the explorer's map, at the recorded step shown before if it still is one (else

@@ -27,6 +27,9 @@ PAGE_SETTINGS = {
 BIAS_HIDDEN = ("algos", "gamma", "beta")
 
 
+UPDATE_TITLE = "Why each rule moves each cell: update maps (open to record the chosen rule's)"
+
+
 def check_page(name: str, **settings: int | None) -> dict[str, int]:
     """The page's settings with their defaults filled in; an unknown page or a value outside its range is refused
     with a ValueError naming the range."""
@@ -56,7 +59,7 @@ def page(name: str, seeds: int | None = None, steps: int | None = None, **option
         lm = TinyLMExplorer(**settings, **options)
         built[name] = {"lm": lm}
         return lm.widget
-    from iftgym.interactive.frozen_lake import BiasExplorer, EpisodePlayer, FrozenLakeExplorer
+    from iftgym.interactive.frozen_lake import BiasExplorer, EpisodePlayer, FrozenLakeExplorer, UpdateExplorer
 
     if name == "bias":
         explorer = FrozenLakeExplorer(**{"algos": ("sft",), **settings, **options})
@@ -68,9 +71,12 @@ def page(name: str, seeds: int | None = None, steps: int | None = None, **option
     explorer = FrozenLakeExplorer(**settings, **options)
     player = EpisodePlayer.following(explorer, "ift")
     bias = BiasExplorer.following(explorer, "sft")
-    built[name] = {"explorer": explorer, "player": player, "bias": bias}
+    update = UpdateExplorer(explorer, "ift", active=False)  # its fields are recorded once its panel is opened
+    panel = widgets.Accordion(children=[update.widget], titles=(UPDATE_TITLE,), selected_index=None)
+    panel.observe(lambda change: change["new"] is None or update.active or update.activate(), names="selected_index")
+    built[name] = {"explorer": explorer, "player": player, "bias": bias, "update": update}
     return widgets.VBox([explorer.widget, _heading("Play an episode"), player.widget,
-                         _heading("SFT's optimism along the demonstration"), bias.widget])  # fmt: skip
+                         _heading("SFT's optimism along the demonstration"), bias.widget, panel])  # fmt: skip
 
 
 built: dict[str, dict[str, Any]] = {}

@@ -43,3 +43,16 @@ def test_the_bias_page_follows_its_map_editor() -> None:
     assert {"map", "lam", "lr", "steps", "seeds", "policy"} <= shown and not shown & {"algos", "gamma", "beta"}
     explorer.cycle(1)  # a hole beside the start
     assert bias.model is explorer.model and bias.model.desc[0][1] == "H"
+
+
+def test_the_frozen_lake_page_s_update_panel_costs_nothing_until_opened() -> None:
+    widget = pages.page("frozen-lake", seeds=2, steps=20, workers=0)
+    explorer, update = pages.built["frozen-lake"]["explorer"], pages.built["frozen-lake"]["update"]
+    panel = widget.children[-1]
+    assert panel.titles == (pages.UPDATE_TITLE,) and panel.selected_index is None
+    assert not update.active and not explorer.update_rules and not explorer.runs["ift"].fields
+    panel.selected_index = 0  # opened: IFT's fields are recorded from now on and shown
+    assert update.active and explorer.update_rules == {"ift"} and sorted(update.run.fields) == [0, 10, 20]
+    assert update.images["map"][:8] == b"\x89PNG\r\n\x1a\n"
+    explorer.controls["lam"].value = 0.5  # a retrain records them in the explorer's own run
+    assert update.run is explorer.runs["ift"] and explorer.runs["ift"].fields
