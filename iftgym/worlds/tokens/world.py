@@ -220,7 +220,8 @@ class TokenWorld:
         answers = generate(policy, padded.view(shape), lengths.view(shape[:2]), steps, greedy=False,
                            generators=generators, eos=self.eos, pad=self.pad).cpu().tolist()  # fmt: skip
         batch = self.pack(flat_prompts, [_trim(a, self.eos) for seed in answers for a in seed])
-        return StepBatch(*(t.view(shape).to(policy.device) for t in batch.tensors()))
+        device = policy.device  # read once: a policy may find it by looking at its weights
+        return StepBatch(*(t.view(shape).to(device) for t in batch.tensors()))
 
     def training_data(self, split: str = "train") -> TrainingData:
         """Demonstrations (every example's target answer) and, when the task has rejected answers, pairs."""
