@@ -147,6 +147,7 @@ class TinyLMExplorer:
         """The ``index``-th algorithm trained on new models or on its current ones; its optimiser's state is kept
         after its last step and, when it goes on, restored before its first (:class:`iftgym.loop.Snapshot`). A run
         that goes on lists the stages its models trained before too."""
+        before = None if fresh else self.runs[algo]
         steps, saved = loop.steps, None if fresh else self.optimizers[algo]
         stride = max(1, steps // PROGRESS_UPDATES)
 
@@ -162,13 +163,9 @@ class TinyLMExplorer:
                 self.status.value = (f"<i>training {escape(algo)} (seed {self.seed}): step {record['step']} of "
                                      f"{steps}…</i>")  # fmt: skip
 
-        if fresh:
-            return run_algorithm(algo, stages, self.world, self.data, lambda: self.kind.policy(self.model_seeds),
-                                 loop, log=show, snapshot=carry_optimizer)  # fmt: skip
-        before = self.runs[algo]
-        run = run_algorithm(algo, stages, self.world, self.data, lambda: before.policy, loop, log=show,
-                            snapshot=carry_optimizer)  # fmt: skip
-        return replace(run, stages=[*before.stages, *run.stages])
+        make = (lambda: self.kind.policy(self.model_seeds)) if before is None else (lambda: before.policy)
+        run = run_algorithm(algo, stages, self.world, self.data, make, loop, log=show, snapshot=carry_optimizer)
+        return run if before is None else replace(run, stages=[*before.stages, *run.stages])
 
     def score_text(self) -> str:
         """The line that says what the rules reach: each rule's held-out greedy exact match after the steps trained,
