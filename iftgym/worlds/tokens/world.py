@@ -200,7 +200,8 @@ class TokenWorld:
             # first step's input is the prompt's last token
             starts = seed_mask & ~torch.nn.functional.pad(seed_mask, (1, 0))[:, :-1]
             first = (starts * torch.arange(starts.shape[-1])).argmax(-1).tolist()
-            prompts.append([tuple(row[: f + 1].tolist()) for row, f in zip(seed_ids, first) for _ in range(n_per)])
+            rows = [tuple(row[: f + 1].tolist()) for row, f in zip(seed_ids, first)]  # each prompt read once
+            prompts.append([row for row in rows for _ in range(n_per)])
         return self._answer(policy, prompts, generators, None)
 
     def _answer(
