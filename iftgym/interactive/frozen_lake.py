@@ -202,7 +202,8 @@ class FrozenLakeExplorer:
         start = time.perf_counter()
         self.runs = train_rules(model, config, self.every, self.cache, self.pool, self.fields(config.steps))
         self.model, self.train_seconds = model, time.perf_counter() - start
-        self.status.value = f"trained {len(self.runs)} rules x {config.seeds} seeds in {self.train_seconds:.1f} s"
+        rules = f"{len(self.runs)} rule{'s' if len(self.runs) > 1 else ''}"
+        self.status.value = f"trained {rules} x {config.seeds} seeds in {self.train_seconds:.1f} s"
         step = self.controls["step"]
         self._moving_step = True  # to the last step without a redraw of its own: everything is redrawn below
         try:
@@ -499,14 +500,15 @@ class BiasExplorer:
         self.show(model, run, lam, label)
 
     def show(self, model: FrozenLakeMDP, run: RuleRun, lam: float = 0.2, label: str = "") -> None:
-        """``run``'s policies on ``model``, at its last kept step; the Monte Carlo intervals of the last ones are
-        cleared."""
+        """``run``'s policies on ``model``, at the step shown before if it is still kept (a change of lambda can then
+        be compared at an early step), else the last; the Monte Carlo intervals of the last ones are cleared."""
+        shown = self.step.value
         self.model, self.run, self.lam, self.label = model, run, lam, label
         self.demo = model.optimal_demonstration()
         self._showing = True
         try:
             self.step.options = run.steps
-            self.step.value = run.steps[-1]
+            self.step.value = shown if shown in run.steps else run.steps[-1]
         finally:
             self._showing = False
         self.intervals.value = ""

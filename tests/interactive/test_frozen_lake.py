@@ -146,8 +146,10 @@ def test_the_player_and_the_bias_explorer_follow_the_explorer_s_map_and_rules() 
     assert bias.step.options == tuple(explorer.runs["sft"].steps) and bias.run is explorer.runs["sft"]
     assert bias.intervals.value == "" and (player.picture.value, bias.picture.value) != first  # stale check cleared
     np.testing.assert_allclose(player.policy[0], explorer.runs["ift"].snapshots[-1][0][0], rtol=1e-6)
+    bias.step.value = 0
     explorer.controls["lam"].value = 0.6  # the bias explorer's IFT estimate uses the explorer's lambda
-    assert bias.lam == 0.6
+    assert bias.lam == 0.6 and bias.step.value == 0  # at the step it showed: lambda compared where it was
+    assert explorer.status.value.startswith("trained 2 rules x 2 seeds")
     explorer.controls["algos"].value = ("sft",)  # IFT deselected: the player shows the first rule that trained
     assert player.label == "sft, seed 0"
 
