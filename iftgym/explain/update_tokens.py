@@ -98,11 +98,13 @@ def draw_token_updates(
     if not labels:
         raise ValueError("no update strip to draw: expected at least one")
     width = max(len(strip.tokens) for strips in rows.values() for strip in strips.values())
-    fig = Figure(figsize=(max(3.0, 0.55 * width + 1.2) * len(labels) + 1.0, (0.28 * 2 * top + 1.6) * len(rows) + 0.8))
-    grid = fig.add_gridspec(len(rows), len(labels), right=0.9, hspace=0.75, wspace=0.35)
+    height = (0.28 * 2 * top + 1.6) * len(rows) + 1.2
+    fig = Figure(figsize=(max(3.0, 0.55 * width + 1.2) * len(labels) + 1.0, height))
+    # the two-line title and the first row's two-line panel titles take about 1.1 inches above the panels
+    grid = fig.add_gridspec(len(rows), len(labels), right=0.9, top=1 - 1.1 / height, hspace=0.75, wspace=0.35)
     for r, (row_label, strips) in enumerate(rows.items()):
         box = grid[r, 0].get_position(fig)
-        fig.text(max(box.x0 - 0.06, 0.005), (box.y0 + box.y1) / 2, row_label, rotation=90, ha="center", va="center",
+        fig.text(max(box.x0 - 0.085, 0.01), (box.y0 + box.y1) / 2, row_label, rotation=90, ha="center", va="center",
                  fontsize=10)  # fmt: skip
         for c, label in enumerate(labels):
             if label not in strips:

@@ -20,10 +20,14 @@ from iftgym.experiments.runner import AlgorithmRun, run_algorithm
 from iftgym.experiments.worlds import Tokens, preference_strips
 from iftgym.explain.canvas import figure_png
 from iftgym.explain.strips import draw_strips
+from iftgym.explain.update_tokens import draw_token_update
 from iftgym.interactive.html import show_png
 from iftgym.loop import Snapshot, Stage, TrainConfig
+from iftgym.metrics.update_tokens import TokenUpdate, token_update
 from iftgym.policies.base import Policy
+from iftgym.rules.base import Rule
 from iftgym.rules.ift import IFTConfig
+from iftgym.types import TrainingData
 from iftgym.validate import MAX_STEPS, at_least
 from iftgym.worlds.tokens.tasks import Example
 
@@ -58,6 +62,7 @@ class TinyLMExplorer:
         self.data = self.world.training_data()
         self.runs: dict[str, AlgorithmRun] = {}
         self.optimizers: dict[str, dict[str, Any]] = {}  # each algorithm's optimiser state after its last step
+        self.next_steps: dict[str, tuple[Rule, Any, int]] = {}  # each algorithm's live rule, optimiser, stage step
         self.seed = self.config.seed  # the models' seeds and the training's draws come from it
         self.step = 0  # the steps the current models have trained
         self.seconds = 0.0  # the last training's
@@ -77,7 +82,11 @@ class TinyLMExplorer:
         self.score_line = widgets.HTML()
         self.answers = widgets.HTML()
         self.strips = {algo: widgets.Image(format="png") for algo in algos}
+        self.why = widgets.Checkbox(value=False, description="why: each rule's next step on this prompt",
+                                    style={"description_width": "initial"})  # fmt: skip
+        self.updates = widgets.Image(format="png")
         self.prompt.observe(lambda _: self.answer(), names="value")
+        self.why.observe(lambda _: self.answer(), names="value")
         self.continue_button.on_click(lambda _: self.train_on(self.more.value))
         self.new_seed_button.on_click(lambda _: self.new_seed())
         if train_now:
@@ -156,6 +165,7 @@ class TinyLMExplorer:
                 snapshot.optimizer.load_state_dict(saved)
             elif snapshot.step == steps:
                 self.optimizers[algo] = snapshot.optimizer.state_dict()
+                self.next_steps[algo] = snapshot.rule, snapshot.optimizer, snapshot.stage_step
 
         def show(record: dict[str, Any]) -> None:
             if record["step"] % stride == 0 or record["step"] == steps:
@@ -194,6 +204,23 @@ class TinyLMExplorer:
         self.answers.value = "<br>".join(lines)
         for algo, picture in self.strips.items():  # no strip without a target: hidden, not a broken image
             show_png(picture, self.strip_png(algo, prompt, target) if target else None, DENSITY)
+        why = target and self.why.value
+        png = figure_png(self.update_figure(prompt, target), dpi=FIGURE_DPI * DENSITY) if why else None
+        show_png(self.updates, png, DENSITY)
+
+    def update(self, algo: str, prompt: str, target: str) -> TokenUpdate:
+        """The step ``algo`` would take next (its live rule and optimiser state after its last step) if it trained
+        on ``prompt`` and its ``target`` alone: the change of log pi at each answer position and each position's
+        loss weight (:func:`~iftgym.metrics.update_tokens.token_update`)."""
+        rule, optimizer, step = self.next_steps[algo]
+        example = Example(prompt, target)
+        data = TrainingData(demos=self.world.step_batch([(prompt, target)]))
+        return token_update(rule, self.runs[algo].policy, self.world, [example], data, optimizer=optimizer,
+                            step=step, seed=self.seed)  # fmt: skip
+
+    def update_figure(self, prompt: str, target: str) -> Figure:
+        """Every rule's :meth:`update` drawn side by side."""
+        return draw_token_update({algo: self.update(algo, prompt, target) for algo in self.runs}, self.world)
 
     def strip(self, algo: str, prompt: str, target: str) -> dict:
         """The three estimates at each token of ``target`` for ``algo``'s policy, as ``iftgym lm`` computes them (the
@@ -220,7 +247,7 @@ class TinyLMExplorer:
     def widget(self) -> widgets.Widget:
         return widgets.VBox([widgets.HBox([self.prompt, self.more, self.continue_button, self.new_seed_button]),
                              self.progress, self.status, self.score_line, self.answers,
-                             *self.strips.values()])  # fmt: skip
+                             *self.strips.values(), self.why, self.updates])  # fmt: skip
 
 
 def _count(n: int, noun: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,25 @@ def test_continue_before_any_training_is_refused() -> None:
         explorer.train_on(5)
     with pytest.raises(ValueError, match="steps=0 is out of range"):
         TinyLMExplorer(steps=2, seeds=1).train_on(0)
+
+
+def test_why_shows_each_rule_s_next_step_on_the_prompt_with_its_live_optimiser() -> None:
+    explorer = TinyLMExplorer(steps=4)
+    assert explorer.updates.layout.display == "none"  # off by default: nothing drawn
+    example = explorer.world.task.test[0]
+    explorer.prompt.value = example.prompt
+    explorer.why.value = True
+    assert explorer.updates.layout.display is None and explorer.updates.value[:8] == b"\x89PNG\r\n\x1a\n"
+    update = explorer.update("sft", example.prompt, example.completion)
+    rule, optimizer, step = explorer.next_steps["sft"]
+    assert update.optimizer == type(optimizer).__name__ and step == 4 and rule.name == "sft"
+    # SFT on this one answer: every position's loss weight is 1 / its answer's tokens, for every model
+    assert len(update.targets) == len(example.completion) + 1  # its digits and <eos>
+    np.testing.assert_allclose(update.weights, 1 / len(update.targets), rtol=1e-5)
+    before = weights(explorer)
+    explorer.update("ift", example.prompt, example.completion)
+    after = weights(explorer)
+    assert all(torch.equal(a, b) for algo in before for a, b in zip(before[algo], after[algo]))  # taken on copies
+    explorer.prompt.value = "not a prompt of the task"  # no target: no strip of a step either
+    shown = explorer.updates.layout.display
+    assert shown is None or shown == "none"
