@@ -85,6 +85,8 @@ COMMANDS = {
     "tokens-addition-controls-2.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
     "'ift(lam=0),ift(embedding=\"live\")' --steps 1500 --out runs/addition-controls-2",
     "estimators.json": "python docs/estimator_checks.py",
+    "tokens-prior.json": "iftgym lm --task addition --algo 'sft,dft,sft(transform=\"p10\"),ift,sft+dft,"
+    "sft+sft(transform=\"p10\"),sft+ift' --steps 400 --eval-every 100 --out runs/tokens-prior",
 }
 
 GRID_COLUMNS = [("mse", "MSE", 3), ("mse_demo", "MSE demo cells", 3), ("mse_rest", "MSE other cells", 3),
@@ -227,20 +229,25 @@ def dft_table() -> str:
     return contrasts(runs, ("dft",))
 
 
-def compute_table(name: str) -> str:
-    """A comparison at an equal budget: each row's steps and spend, P(success) and MSE (mean ± 95% CI), and its paired
-    difference in success to the baseline with Holm p."""
+GRID_COMPUTE = [("success", "P(success)"), ("mse", "MSE")]
+TOKEN_COMPUTE = [("greedy_test", "greedy held-out"), ("target_test", "P(target) held-out")]
+
+
+def compute_table(name: str, metrics: list[tuple[str, str]] = GRID_COMPUTE) -> str:
+    """A comparison at an equal budget: each row's steps and spend, its ``metrics`` (mean ± 95% CI), and its paired
+    difference in the first of them to the baseline with Holm p."""
     entry = load(name).maps[0]
     paired = entry.paired
+    first, label = metrics[0]
     rows = []
     for algo, run in entry.trained().items():
         compute = run.compute or {}
-        difference = paired["rows"].get(algo, {}).get("success", {}).get("difference")
+        difference = paired["rows"].get(algo, {}).get(first, {}).get("difference")
         versus = "" if difference is None else f"{signed(difference)}, Holm p {difference['p_holm']:.2g}"
         rows.append([f"`{algo}`", f"{compute.get('steps', 0):.0f}", f"{compute.get('tokens', 0):,.0f}",
-                     interval(run.summary["success"], 3), interval(run.summary["mse"], 3), versus])  # fmt: skip
-    return markdown(["row", "steps", "token passes", "P(success)", "MSE", f"Δ P(success) − {paired['baseline']}"],
-                    rows)  # fmt: skip
+                     *(interval(run.summary[key], 3) for key, _ in metrics), versus])  # fmt: skip
+    return markdown(["row", "steps", "token passes", *(header for _, header in metrics),
+                     f"Δ {label} − {paired['baseline']}"], rows)  # fmt: skip
 
 
 def budget_table(name: str) -> str:
@@ -430,6 +437,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "estimators": estimators_table,
     "tokens-frozen-lake": lambda: rows_table(FROZEN_LAKE_TEXT, TOKEN_COLUMNS),
     "tokens-frozen-lake-paired": lambda: paired_table(FROZEN_LAKE_TEXT, TOKEN_PAIRED, code=True),
+    "tokens-prior": lambda: paired_table("tokens-prior.json", TOKEN_PAIRED, code=True, extras=False),
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
