@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -172,15 +173,27 @@ def test_generated_bad_arguments_end_in_one_line_and_write_only_inside_out(args,
 
 
 # -- interrupts ---------------------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """The CPU seconds (user + system) process ``pid`` has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.mark.parametrize(("signum", "status", "said"), [(signal.SIGTERM, 143, "interrupted by SIGTERM"),
                                                         (signal.SIGINT, 130, "interrupted")])  # fmt: skip
 def test_an_interrupt_is_one_line_and_leaves_no_trace(signum, status, said, tmp_path) -> None:
     out = tmp_path / "out"
     command = [sys.executable, "-m", "iftgym", "compare", "--algos", "sft", "--seeds", "2", "--steps", "10000000",
                "--out", str(out)]  # fmt: skip
+    # well into training: the command has used a second of CPU more than its imports take (a fixed wait is too short
+    # on a loaded machine, where the interrupt would come before the command has read its arguments)
+    imports = "import time, iftgym.cli.compare, iftgym.experiments.compare; print(time.process_time())"
+    ready = float(subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True, check=True).stdout)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    time.sleep(3)  # well into training
+    deadline = time.monotonic() + 120
+    while cpu_seconds(process.pid) < ready + 1.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
     process.send_signal(signum)
     err = process.communicate(timeout=60)[1]
     assert process.returncode == status and err == f"iftgym: {said}; {out} was left as it was\n"
