@@ -233,11 +233,15 @@ def _probe_weights(
             # rows (k, b) that read shown sequence q's prefix up to position t: (K, B, Q, T)
             same = (ids[:, :, None, :T] == shown[None, None, :, :T]).cumprod(-1).bool()
             trains = same & (_next_ids(ids, pad)[:, :, None, :T] == shown_next[None, None, :, :T])
-            index = targets[None, None, :, :T, None].expand(*trains.shape, 1)
-            grad_target = grad[:, :, None, :T].expand(*trains.shape, -1).gather(-1, index)[..., 0]
-            p_target = probs[:, :, None, :T].expand(*trains.shape, -1).gather(-1, index)[..., 0]
-            coefficient = grad_target / (1 - p_target).clamp(min=torch.finfo(torch.float64).tiny)
-            weights[..., :T] -= (coefficient * trains).sum(1)
+            k, b, q, t = trains.nonzero(as_tuple=True)
+            # c from the other tokens' entries, -c p_v each, summed: the target's own, c (1 - p_a), is computed in
+            # the policy's precision and is mostly rounding once p_a is 1 to float32's precision (a confident
+            # position), and 1 - p_a is 0 in float64 too beyond a margin of about 37
+            others = torch.ones(len(k), probs.shape[-1], dtype=torch.bool, device=probs.device)
+            others.scatter_(-1, targets[q, t][:, None], False)
+            mass = (probs[k, b, t] * others).sum(-1).clamp(min=torch.finfo(torch.float64).tiny)
+            coefficient = -(grad[k, b, t] * others).sum(-1) / mass
+            weights.index_put_((k, q, t), -coefficient, accumulate=True)
         return weights
 
     return inspect

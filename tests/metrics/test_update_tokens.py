@@ -14,6 +14,7 @@ from iftgym.metrics.update_tokens import TokenStrip, TokenUpdateRecorder, token_
 from iftgym.policies.registry import build_policy
 from iftgym.rules.ift import propagation_weights
 from iftgym.rules.registry import make_rule
+from iftgym.types import TrainingData
 from iftgym.world import seed_generators
 from iftgym.worlds.registry import make_world
 
@@ -68,6 +69,26 @@ def test_sfts_weight_is_one_over_its_averages_count(world, average):
     answers = world.training_data().demos.mask.sum(-1).tolist()  # every answer's tokens, <eos> included
     expected = 1 / (len(answers) * answers[0]) if average == "sequence" else 1 / sum(answers)
     np.testing.assert_allclose(update.weights, expected, rtol=1e-6)  # the rules take log pi in float32
+
+
+def test_a_confident_positions_weight_survives_float32(world):
+    """Where the target's probability is 1 to float32's precision, the target's own logit gradient c (1 - p) is
+    mostly rounding there: the weight comes from the other tokens' entries."""
+    policy = build_policy("tiny-gpt", world.n_ids, world.n_actions, [0], block_size=world.block_size, n_layer=1,
+                          n_head=2, n_embd=16)  # fmt: skip
+    example = world.task.train[0]
+    data = TrainingData(demos=world.step_batch([(example.prompt, example.completion)]))
+    train(policy, [Stage(make_rule("sft"), 200, 0.05)], world, data, TrainConfig(steps=200, lr=0.05, batch_size=1))
+    with torch.no_grad():  # sharper: the trained targets' margins times four
+        policy.head.weight.mul_(4)
+        policy.head.bias.mul_(4)
+    batch = data.demos
+    with torch.no_grad():
+        probs = torch.softmax(policy.logits_at(batch.ids), -1)[0, 0][batch.mask[0]]
+    p_target = probs.gather(-1, batch.actions[0][batch.mask[0]][:, None])[:, 0]
+    assert (1 - p_target).min() < 1e-6  # float32 keeps under 7 digits of 1 - p there: c (1 - p) is mostly rounding
+    update = token_update("sft", policy, world, [example], data)
+    np.testing.assert_allclose(update.weights, 1 / batch.mask.sum().item(), rtol=1e-3)
 
 
 def test_dfts_weight_is_the_targets_probability_over_the_count(world):
