@@ -4,6 +4,7 @@ Training goes on from the current models (``continue``) or starts again from the
 
 from __future__ import annotations
 
+import copy
 import textwrap
 import time
 from dataclasses import replace
@@ -119,9 +120,13 @@ class TinyLMExplorer:
         self._train({algo: [Stage(stage.rule, steps, stage.lr)] for algo, stage in last.items()}, steps, fresh=False)
 
     def new_seed(self) -> None:
-        """Train new models from scratch with the next seed."""
+        """Train new models from scratch with the next seed (the seed stays if the training fails)."""
         self.seed += 1
-        self.train()
+        try:
+            self.train()
+        except BaseException:
+            self.seed -= 1
+            raise
 
     def _train(self, stages: dict[str, list[Stage]], steps: int, fresh: bool) -> None:
         """Train each algorithm's ``stages`` (``steps`` in all) on new models (``fresh``) or the current ones, showing
@@ -133,15 +138,24 @@ class TinyLMExplorer:
             button.disabled = True
         self.progress.max, self.progress.value, self.progress.layout.display = steps * len(stages), 0, None
         start = time.perf_counter()
+        kept: dict[str, tuple[dict[str, Any], tuple[Rule, Any, int]]] = {}  # each run's optimiser state, next step
+        shown = self.status.value
         try:
             with math_threads(self.config.threads):
-                runs = {algo: self._run(index, algo, algo_stages, loop, fresh)
+                runs = {algo: self._run(index, algo, algo_stages, loop, fresh, kept)
                         for index, (algo, algo_stages) in enumerate(stages.items())}  # fmt: skip
+        except BaseException as err:
+            self.status.value = (f"{shown}<br><span style='color:#b00020'>training stopped "
+                                 f"({escape(type(err).__name__)}: {escape(str(err))}); the models are as they "
+                                 "were</span>")  # fmt: skip
+            raise
         finally:
             for button in buttons:
                 button.disabled = False
             self.progress.layout.display = "none"
-        self.runs = runs
+        self.runs = runs  # all trained: the explorer's state changes only now
+        self.optimizers = {algo: state for algo, (state, _) in kept.items()}
+        self.next_steps = {algo: step for algo, (_, step) in kept.items()}
         self.seconds = time.perf_counter() - start
         self.step = steps if fresh else self.step + steps
         self.accuracy = {algo: self.world.scores(policy, ("greedy_test",))["greedy_test"]
@@ -152,20 +166,26 @@ class TinyLMExplorer:
         self.score_line.value = self.score_text()
         self.answer()
 
-    def _run(self, index: int, algo: str, stages: list[Stage], loop: TrainConfig, fresh: bool) -> AlgorithmRun:
-        """The ``index``-th algorithm trained on new models or on its current ones; its optimiser's state is kept
-        after its last step and, when it goes on, restored before its first (:class:`iftgym.loop.Snapshot`). A run
-        that goes on lists the stages its models trained before too."""
+    def _run(self, index: int, algo: str, stages: list[Stage], loop: TrainConfig, fresh: bool,
+             kept: dict[str, tuple[dict[str, Any], tuple[Rule, Any, int]]]) -> AlgorithmRun:  # fmt: skip
+        """The ``index``-th algorithm trained on new models or on a copy of its current ones (they stay as they are
+        if training fails); its optimiser's state and its live rule are put in ``kept`` after its last step and,
+        when it goes on, the state of the policy's weights is restored before its first (:class:`iftgym.loop.
+        Snapshot`). The rule itself starts again: a critic, a reference model and a lambda schedule are set up anew
+        from the current models. A run that goes on lists the stages its models trained before too."""
         before = None if fresh else self.runs[algo]
         steps, saved = loop.steps, None if fresh else self.optimizers[algo]
         stride = max(1, steps // PROGRESS_UPDATES)
 
         def carry_optimizer(snapshot: Snapshot) -> None:
             if snapshot.step == 0 and saved is not None:
-                snapshot.optimizer.load_state_dict(saved)
+                weights = sum(1 for _ in snapshot.policy.parameters())  # the optimiser's first entries: a new
+                # critic's come after them and start fresh, as the critic does
+                state = {i: value for i, value in saved["state"].items() if i < weights}
+                snapshot.optimizer.load_state_dict({**saved, "state": state})
             elif snapshot.step == steps:
-                self.optimizers[algo] = snapshot.optimizer.state_dict()
-                self.next_steps[algo] = snapshot.rule, snapshot.optimizer, snapshot.stage_step
+                state = copy.deepcopy(snapshot.optimizer.state_dict())  # not the live tensors, which train on
+                kept[algo] = state, (snapshot.rule, snapshot.optimizer, snapshot.stage_step)
 
         def show(record: dict[str, Any]) -> None:
             if record["step"] % stride == 0 or record["step"] == steps:
@@ -173,7 +193,9 @@ class TinyLMExplorer:
                 self.status.value = (f"<i>training {escape(algo)} (seed {self.seed}): step {record['step']} of "
                                      f"{steps}…</i>")  # fmt: skip
 
-        make = (lambda: self.kind.policy(self.model_seeds)) if before is None else (lambda: before.policy)
+        def make() -> Policy:
+            return self.kind.policy(self.model_seeds) if before is None else copy.deepcopy(before.policy)
+
         run = run_algorithm(algo, stages, self.world, self.data, make, loop, log=show, snapshot=carry_optimizer)
         return run if before is None else replace(run, stages=[*before.stages, *run.stages])
 
@@ -204,8 +226,12 @@ class TinyLMExplorer:
         self.answers.value = "<br>".join(lines)
         for algo, picture in self.strips.items():  # no strip without a target: hidden, not a broken image
             show_png(picture, self.strip_png(algo, prompt, target) if target else None, DENSITY)
-        why = target and self.why.value
-        png = figure_png(self.update_figure(prompt, target), dpi=FIGURE_DPI * DENSITY) if why else None
+        png = None
+        if target and self.why.value:
+            try:
+                png = figure_png(self.update_figure(prompt, target), dpi=FIGURE_DPI * DENSITY)
+            except ValueError as err:  # a rule whose step needs more than a demonstration (DPO's pairs)
+                self.answers.value += f"<br><span style='color:#b00020'>why: {escape(str(err))}</span>"
         show_png(self.updates, png, DENSITY)
 
     def update(self, algo: str, prompt: str, target: str) -> TokenUpdate:

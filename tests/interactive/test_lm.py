@@ -84,7 +84,7 @@ def test_continue_trains_the_current_models_on_with_their_optimiser_s_state() ->
     explorer.continue_button.click()
     assert explorer.step == 7 and explorer.seed == 0 and "<b>seed 0, step 7</b>" in explorer.status.value
     assert "trained 3 steps more" in explorer.status.value and "after 7 steps" in explorer.score_line.value
-    assert explorer.policies == policies  # the same models, trained on
+    assert all(explorer.policies[algo].seeds == policies[algo].seeds for algo in policies)  # the same models
     for algo, tensors in weights(explorer).items():
         assert not all(torch.equal(a, b) for a, b in zip(tensors, before[algo])), algo
         steps = {float(state["step"]) for state in explorer.optimizers[algo]["state"].values()}
@@ -147,3 +147,28 @@ def test_why_shows_each_rule_s_next_step_on_the_prompt_with_its_live_optimiser()
     explorer.prompt.value = "not a prompt of the task"  # no target: no strip of a step either
     shown = explorer.updates.layout.display
     assert shown is None or shown == "none"
+
+
+def test_a_training_that_fails_leaves_the_explorer_as_it_was(monkeypatch) -> None:
+    import iftgym.interactive.lm as module
+
+    explorer = TinyLMExplorer(steps=3)
+    runs, before, optimizers = dict(explorer.runs), weights(explorer), explorer.optimizers
+    status = explorer.status.value
+    train = module.run_algorithm
+
+    def fails_second(algo, *args, **kwargs):
+        if algo == "ift":
+            raise RuntimeError("stopped")
+        return train(algo, *args, **kwargs)
+
+    monkeypatch.setattr(module, "run_algorithm", fails_second)
+    for press in (lambda: explorer.train_on(2), explorer.new_seed):
+        with pytest.raises(RuntimeError, match="stopped"):
+            press()
+        assert explorer.runs == runs and explorer.step == 3 and explorer.seed == 0
+        assert explorer.optimizers is optimizers and explorer.status.value.startswith(status)
+        assert "training stopped (RuntimeError: stopped); the models are as they were" in explorer.status.value
+        after = weights(explorer)
+        assert all(torch.equal(a, b) for algo in before for a, b in zip(before[algo], after[algo]))  # not trained on
+        assert not explorer.continue_button.disabled
