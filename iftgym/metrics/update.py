@@ -7,7 +7,7 @@ optimiser step makes to ``log pi(a|s)`` at every probed state (by default every 
   untouched), ``log pi'(a|s) - log pi(a|s)``;
 * **predicted**, to first order: ``J(s, a) . delta``, ``J`` the gradient of ``log pi(a|s)`` in the policy's weights and
   ``delta`` the weight change the optimiser actually made (``-lr g`` for plain SGD; for Adam its preconditioned step,
-  about ``lr sign(g)`` on a fresh optimiser), computed exactly with forward-mode differentiation;
+  about ``lr sign(g)`` on a fresh optimiser), computed exactly by two reverse passes (:func:`directional`);
 * **contributions**: the prediction split by the loss term each part of the gradient comes from. The rule's gradient
   enters the network through the logits of every position it reads, ``g = sum_p (dz_p/dtheta)^T dL/dz_p``, exactly
   (the chain rule); grouping the positions by their input id (the cell the action is taken in) gives one term per
@@ -281,6 +281,9 @@ def directional(
     their tangents are small, else one pass per direction; or, where an operation has no forward-mode derivative
     either (the CPU's fused attention of TinyGPT), one reverse-mode pass per probed output."""
     readout = _Readout(policy, states, reads)
+    if not directions:  # log pi alone
+        with torch.no_grad():
+            return [readout()]
     names = [name for name, _ in policy.named_parameters()]
     primals = tuple(param.detach() for _, param in policy.named_parameters())
     try:
@@ -419,9 +422,10 @@ def update_field(
     contributions = torch.stack(parts, 1) if parts else base.new_zeros(K, 0, N, A)
     return UpdateField(
         rule=taken.rule, optimizer=taken.optimizer, lr=taken.lr, seeds=tuple(policy.seeds),
-        states=states.cpu().numpy(), logps=_numpy(base), measured=_numpy(after - base), predicted=_numpy(predicted),
-        sources=np.array(sorted(terms), dtype=int), contributions=_numpy(contributions),
-        rest=_numpy(predicted) - _numpy(contributions).sum(1), markov=policy.markov,
+        states=states.cpu().numpy(), logps=as_numpy(base), measured=as_numpy(after - base),
+        predicted=as_numpy(predicted),
+        sources=np.array(sorted(terms), dtype=int), contributions=as_numpy(contributions),
+        rest=as_numpy(predicted) - as_numpy(contributions).sum(1), markov=policy.markov,
     )  # fmt: skip
 
 
@@ -545,7 +549,8 @@ def take_step(
                      inspected)  # fmt: skip
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
+def as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a float64 numpy array (the fields' arrays)."""
     return tensor.detach().to(torch.float64).cpu().numpy()
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from iftgym.metrics.update import FIELDS, PointRecorder, directional, forward_outputs, take_step
+from iftgym.metrics.update import FIELDS, PointRecorder, as_numpy, directional, forward_outputs, take_step
 from iftgym.policies.base import Policy
 from iftgym.rules.base import Rule
 from iftgym.types import TrainingData
@@ -290,15 +290,11 @@ def token_update(
     return TokenUpdate(
         rule=taken.rule, optimizer=taken.optimizer, lr=taken.lr, seeds=tuple(policy.seeds),
         prompts=tuple(prompt_text(ex.prompt) for ex in examples), answers=tuple(ex.completion for ex in examples),
-        sequence=_numpy(reads[:, 0]).astype(int), position=_numpy(positions).astype(int),
-        targets=_numpy(targets[reads[:, 0], reads[:, 1]]).astype(int), logps=_numpy(base),
-        measured=_numpy(after - base), predicted=_numpy(predicted),
-        weights=_numpy(taken.inspected[:, reads[:, 0], reads[:, 1]]),
+        sequence=as_numpy(reads[:, 0]).astype(int), position=as_numpy(positions).astype(int),
+        targets=as_numpy(targets[reads[:, 0], reads[:, 1]]).astype(int), logps=as_numpy(base),
+        measured=as_numpy(after - base), predicted=as_numpy(predicted),
+        weights=as_numpy(taken.inspected[:, reads[:, 0], reads[:, 1]]),
     )  # fmt: skip
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to(torch.float64).cpu().numpy()
 
 
 # -- over training: the snapshot hook ------------------------------------------------------------------------------
