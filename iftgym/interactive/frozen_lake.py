@@ -23,7 +23,7 @@ from iftgym.explain.canvas import figure_png
 from iftgym.explain.figures import map_figure_png
 from iftgym.explain.tables import compare_table
 from iftgym.explain.update import draw_cell_sources, draw_update_map
-from iftgym.interactive.html import table_html
+from iftgym.interactive.html import count, table_html
 from iftgym.interactive.limits import LIMITS
 from iftgym.interactive.training import RuleRun, train_rules
 from iftgym.metrics.estimators import ift_estimate, monte_carlo, on_policy_exact, teacher_forced
@@ -202,8 +202,8 @@ class FrozenLakeExplorer:
         start = time.perf_counter()
         self.runs = train_rules(model, config, self.every, self.cache, self.pool, self.fields(config.steps))
         self.model, self.train_seconds = model, time.perf_counter() - start
-        rules = f"{len(self.runs)} rule{'s' if len(self.runs) > 1 else ''}"
-        self.status.value = f"trained {rules} x {config.seeds} seeds in {self.train_seconds:.1f} s"
+        self.status.value = (f"trained {count(len(self.runs), 'rule')} x {count(config.seeds, 'seed')} in "
+                             f"{self.train_seconds:.1f} s")  # fmt: skip
         step = self.controls["step"]
         self._moving_step = True  # to the last step without a redraw of its own: everything is redrawn below
         try:
@@ -500,9 +500,10 @@ class BiasExplorer:
         self.show(model, run, lam, label)
 
     def show(self, model: FrozenLakeMDP, run: RuleRun, lam: float = 0.2, label: str = "") -> None:
-        """``run``'s policies on ``model``, at the step shown before if it is still kept (a change of lambda can then
-        be compared at an early step), else the last; the Monte Carlo intervals of the last ones are cleared."""
-        shown = self.step.value
+        """``run``'s policies on ``model``, at the step shown before if it is still kept and was not the last (a change
+        of lambda can then be compared at an early step), else the last; the Monte Carlo intervals of the last ones
+        are cleared."""
+        shown = self.step.value if self.step.value != self.step.options[-1] else None  # the last: follow it
         self.model, self.run, self.lam, self.label = model, run, lam, label
         self.demo = model.optimal_demonstration()
         self._showing = True

@@ -84,3 +84,8 @@ def show_png(picture: Any, png: bytes | None, density: int = 1) -> None:
     picture.value = png
     picture.width = str(png_size(png)[0] // density)
     picture.layout.display = None
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (a status line's "1 rule", "2 models")."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

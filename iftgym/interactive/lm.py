@@ -22,7 +22,7 @@ from iftgym.experiments.worlds import Tokens, preference_strips
 from iftgym.explain.canvas import figure_png
 from iftgym.explain.strips import draw_strips
 from iftgym.explain.update_tokens import draw_token_update
-from iftgym.interactive.html import show_png
+from iftgym.interactive.html import count, show_png
 from iftgym.loop import Snapshot, Stage, TrainConfig
 from iftgym.metrics.update_tokens import TokenUpdate, token_update
 from iftgym.policies.base import Policy
@@ -161,8 +161,8 @@ class TinyLMExplorer:
         self.accuracy = {algo: self.world.scores(policy, ("greedy_test",))["greedy_test"]
                          for algo, policy in self.policies.items()}  # fmt: skip
         trained = "trained" if fresh else f"trained {steps} steps more"
-        self.status.value = (f"<b>seed {self.seed}, step {self.step}</b> ({_count(len(runs), 'rule')} x "
-                             f"{_count(self.config.seeds, 'model')} {trained} in {self.seconds:.1f} s)")  # fmt: skip
+        self.status.value = (f"<b>seed {self.seed}, step {self.step}</b> ({count(len(runs), 'rule')} x "
+                             f"{count(self.config.seeds, 'model')} {trained} in {self.seconds:.1f} s)")  # fmt: skip
         self.score_line.value = self.score_text()
         self.answer()
 
@@ -205,7 +205,7 @@ class TinyLMExplorer:
         scores = ", ".join(f"{escape(algo)} {values.mean():.2f} [{' '.join(f'{v:.2f}' for v in values)}]"
                            for algo, values in self.accuracy.items())  # fmt: skip
         return (f"held-out exact match after {self.step} steps (greedy, {len(self.world.task.test)} prompts; mean "
-                f"of {_count(self.config.seeds, 'model')}, each in brackets): {scores}")  # fmt: skip
+                f"of {count(self.config.seeds, 'model')}, each in brackets): {scores}")  # fmt: skip
 
     def answer(self) -> None:
         """Each rule's greedy answer (its first model) to the prompt, and the target's preference strips."""
@@ -274,8 +274,3 @@ class TinyLMExplorer:
         return widgets.VBox([widgets.HBox([self.prompt, self.more, self.continue_button, self.new_seed_button]),
                              self.progress, self.status, self.score_line, self.answers,
                              *self.strips.values(), self.why, self.updates])  # fmt: skip
-
-
-def _count(n: int, noun: str) -> str:
-    """``n`` and ``noun``, plural unless ``n`` is 1."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
