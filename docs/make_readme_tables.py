@@ -87,6 +87,10 @@ COMMANDS = {
     "estimators.json": "python docs/estimator_checks.py",
     "tokens-prior.json": "iftgym lm --task addition --algo 'sft,dft,sft(transform=\"p10\"),ift,sft+dft,"
     "sft+sft(transform=\"p10\"),sft+ift' --steps 400 --eval-every 100 --out runs/tokens-prior",
+    "tokens-prior-1500.json": "iftgym lm --task addition --algo 'sft,sft+dft,sft+ift' --steps 1500 --eval-every 150 "
+    "--out runs/tokens-prior-1500",
+    "tokens-rl-mixed.json": "iftgym lm --task addition --budget tokens --algo 'sft,sft+grpo,chord' --steps 1500 "
+    "--eval-every 150 --out runs/tokens-rl-mixed",
 }
 
 GRID_COLUMNS = [("mse", "MSE", 3), ("mse_demo", "MSE demo cells", 3), ("mse_rest", "MSE other cells", 3),
@@ -438,6 +442,11 @@ TABLES: dict[str, Callable[[], str]] = {
     "tokens-frozen-lake": lambda: rows_table(FROZEN_LAKE_TEXT, TOKEN_COLUMNS),
     "tokens-frozen-lake-paired": lambda: paired_table(FROZEN_LAKE_TEXT, TOKEN_PAIRED, code=True),
     "tokens-prior": lambda: paired_table("tokens-prior.json", TOKEN_PAIRED, code=True, extras=False),
+    "tokens-prior-1500": lambda: rows_table("tokens-prior-1500.json", TOKEN_COLUMNS),
+    "tokens-prior-1500-paired": lambda: paired_table("tokens-prior-1500.json", TOKEN_PAIRED, code=True, extras=False),
+    "tokens-rl-mixed": lambda: compute_table("tokens-rl-mixed.json", TOKEN_COMPUTE),
+    "tokens-rl-mixed-vs-sft-grpo": lambda: paired_table("tokens-rl-mixed.json", TOKEN_PAIRED, code=True,
+                                                        extras=False, baseline="sft+grpo", rows_only=("chord",)),
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
