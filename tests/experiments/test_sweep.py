@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from iftgym.experiments import sweep as sweep_module
-from iftgym.experiments.sweep import CELLS, finished, parse_spec, run_sweep
+from iftgym.experiments.sweep import CELLS, finished, load_spec, parse_spec, run_sweep
 
 TINY = {"base": {"algos": ["sft", "ift"], "seeds": 2, "steps": 3},
         "grid": {"ift.lam": [0.0, 0.5], "ift.gamma": [0.0, 0.95]}}  # fmt: skip
@@ -207,3 +208,12 @@ def test_plugin_rules_train_in_every_worker(tmp_path) -> None:
         RULES.unregister("half-sft")
     assert (state.done, state.failed) == (3, 0)
     assert all("half-sft" in r["results"].maps[0].algorithms for r in finished(tmp_path).values())
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples" / "sweeps").glob("*.toml")),
+                         ids=lambda path: path.stem)  # fmt: skip
+def test_the_example_specs_are_valid_sweeps(path) -> None:
+    spec = load_spec(path)
+    cells = spec.cells()  # every cell's comparison is checked as it is built
+    assert len(cells) == spec.size() and len({cell.key() for cell in cells}) == len(cells)
+    assert f"iftgym sweep examples/sweeps/{path.name}" in path.read_text()  # its command is in its header
