@@ -185,15 +185,17 @@ def test_an_interrupt_is_one_line_and_leaves_no_trace(signum, status, said, tmp_
     out = tmp_path / "out"
     command = [sys.executable, "-m", "iftgym", "compare", "--algos", "sft", "--seeds", "2", "--steps", "10000000",
                "--out", str(out)]  # fmt: skip
-    # well into training: the command has used a second of CPU more than its imports take (a fixed wait is too short
-    # on a loaded machine, where the interrupt would come before the command has read its arguments)
+    # well into training: the command has used the CPU its imports take (it has read its arguments; its rules train
+    # in worker processes, so its own CPU grows slowly after that), and a second more has passed (a fixed wait is too
+    # short on a loaded machine, where the interrupt would come before the command has read its arguments)
     imports = "import time, iftgym.cli.compare, iftgym.experiments.compare; print(time.process_time())"
     ready = float(subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True, check=True).stdout)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
-    while cpu_seconds(process.pid) < ready + 1.0 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while cpu_seconds(process.pid) < ready and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
     process.send_signal(signum)
     err = process.communicate(timeout=60)[1]
     assert process.returncode == status and err == f"iftgym: {said}; {out} was left as it was\n"
