@@ -11,7 +11,7 @@ calls ``button.click()`` and reads the state. Heavy work runs only when a contro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -35,6 +35,7 @@ from iftgym.worlds.frozen_lake.model import ACTION_NAMES, FrozenLakeMDP
 
 TILES = "FHSG"  # a click on a cell cycles through them
 TILE_COLOURS = {"F": "#e8f1fb", "H": "#1f2a44", "S": "#8fb8e8", "G": "#6cc47a"}
+PICKED = "#2ca02c"  # the colour of the cell the update view shows
 BLANK = "\u00a0"  # the label of a frozen or hole cell: ipywidgets keeps a button's old label when given ""
 FIGURES = ("preference", "values", "explored", "curves")
 STEP_FIGURES = FIGURES[:3]  # the figures of the policies at the shown step (the curves are of the whole training)
@@ -156,22 +157,7 @@ class FrozenLakeExplorer:
         self.retrain()
 
     def _draw_grid(self) -> None:
-        nrow, ncol = len(self.rows), len(self.rows[0])
-        while len(self.cells) < nrow * ncol:
-            index = len(self.cells)
-            cell = widgets.Button(layout=widgets.Layout(width="34px", height="34px", padding="0"))
-            cell.on_click(lambda _, i=index: self.cycle(i))
-            self.cells.append(cell)
-        shown = []
-        for r in range(nrow):
-            for c in range(ncol):
-                cell = self.cells[r * ncol + c]
-                tile = self.rows[r][c]
-                cell.description = tile if tile in "SG" else BLANK
-                cell.style.button_color = TILE_COLOURS.get(tile, "#ffffff")
-                shown.append(cell)
-        self.grid.children = shown
-        self.grid.layout = widgets.Layout(grid_template_columns=f"repeat({ncol}, 36px)", grid_gap="2px")
+        show_cells(self.grid, self.cells, self.rows, self.cycle)
 
     # -- training and drawing ---------------------------------------------------------------------------------
     def config(self, algos: tuple[str, ...] | None = None) -> CompareConfig:
@@ -374,20 +360,9 @@ class UpdateExplorer:
 
     def _draw_grid(self) -> None:
         model = self.explorer.model
-        while len(self.cells) < model.n_states:
-            index = len(self.cells)
-            cell = widgets.Button(layout=widgets.Layout(width="34px", height="34px", padding="0"),
-                                  tooltip="show which training cells moved this cell")  # fmt: skip
-            cell.on_click(lambda _, i=index: self.pick(i))
-            self.cells.append(cell)
         if self.cell is not None and self.cell >= model.n_states:
             self.cell = None
-        for index, cell in enumerate(self.cells[: model.n_states]):
-            tile = model.tile(index)
-            cell.description = tile if tile in "SG" else BLANK
-            cell.style.button_color = "#2ca02c" if index == self.cell else TILE_COLOURS.get(tile, "#ffffff")
-        self.grid.children = self.cells[: model.n_states]
-        self.grid.layout = widgets.Layout(grid_template_columns=f"repeat({model.ncol}, 36px)", grid_gap="2px")
+        show_cells(self.grid, self.cells, model.desc, self.pick, "show which training cells moved this cell", self.cell)
 
     def draw(self) -> None:
         """The update map at the chosen step and, for the picked cell, what moved it."""
@@ -410,6 +385,31 @@ class UpdateExplorer:
     def widget(self) -> widgets.Widget:
         return widgets.VBox([widgets.HBox([self.rule, self.step]), self.status,
                              widgets.HBox([self.grid, self.pictures["map"]]), self.pictures["cell"]])  # fmt: skip
+
+
+def show_cells(
+    grid: widgets.GridBox,
+    cells: list[widgets.Button],
+    rows: Sequence[str],
+    click: Callable[[int], None],
+    tooltip: str | None = None,
+    picked: int | None = None,
+) -> None:
+    """The map ``rows`` as buttons in ``grid``, one per cell (``cells``, made as a map needs them; a click on cell
+    ``i`` calls ``click(i)``): S and G lettered, frozen and hole cells blank, each in its tile's colour, the
+    ``picked`` cell in green."""
+    ncol, n = len(rows[0]), len(rows) * len(rows[0])
+    while len(cells) < n:
+        index = len(cells)
+        cell = widgets.Button(layout=widgets.Layout(width="34px", height="34px", padding="0"), tooltip=tooltip)
+        cell.on_click(lambda _, i=index: click(i))
+        cells.append(cell)
+    for index, cell in enumerate(cells[:n]):
+        tile = rows[index // ncol][index % ncol]
+        cell.description = tile if tile in "SG" else BLANK
+        cell.style.button_color = PICKED if index == picked else TILE_COLOURS.get(tile, "#ffffff")
+    grid.children = cells[:n]
+    grid.layout = widgets.Layout(grid_template_columns=f"repeat({ncol}, 36px)", grid_gap="2px")
 
 
 def _error(err: Exception) -> str:
