@@ -282,6 +282,10 @@ def _accumulated_step(
     their gradients: so the step's loss is the one-process, one-batch loss, however the minibatch is split. The
     returned loss and metrics are this process's weighted shares (the sum over processes is the step's)."""
     micro = _micro_batches(batch, parts)
+    if len(micro) == 1 and distributed.world_size() == 1:  # the whole step on one process: its share is 1
+        loss, metrics = _rule_step(rule, stepper, policy, batch, step)
+        loss.sum().backward()
+        return loss.detach(), {key: value.detach().float() for key, value in metrics.items()}
     weights = [torch.as_tensor(rule.batch_weight(part), dtype=torch.float64, device=policy.device) for part in micro]
     total = distributed.sum_over_processes(torch.stack(torch.broadcast_tensors(*weights)).sum(0))
     processes = distributed.world_size()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from iftgym.validate import MAX_SEEDS, at_least, fits_in_memory
 
@@ -119,12 +120,27 @@ class Policy(nn.Module):
             return self(self.embed(ids))
         counted, self.counting = self.counting, False  # the table is a shortcut: count the positions asked for
         try:
-            table = self(self.embedding_table().unsqueeze(1))[:, 0]  # (K, n_ids, A)
+            table = self.id_logits()
         finally:
             self.counting = counted
         self.count_positions(ids.shape[-2] * ids.shape[-1])
         ids = ids.expand(self.n_seeds, *ids.shape[-2:])
         return table[torch.arange(self.n_seeds, device=ids.device)[:, None, None], ids]
+
+    def id_logits(self) -> torch.Tensor:
+        """``(K, n_ids, A)``: the logits at every input id of a Markov policy, as :meth:`forward` gives them for the
+        encoding table, read straight from the weights (:meth:`direct_id_logits`) unless a forward hook watches the
+        policy's passes (:func:`iftgym.metrics.update.forward_outputs` does)."""
+        hooked = self._forward_hooks or self._forward_pre_hooks or _global_forward_hooks or _global_forward_pre_hooks
+        direct = None if hooked else self.direct_id_logits()
+        return self(self.embedding_table().unsqueeze(1))[:, 0] if direct is None else direct
+
+    def direct_id_logits(self) -> torch.Tensor | None:
+        """:meth:`id_logits` without a forward pass, or ``None`` (the default) for a policy without that shortcut.
+        A policy whose one-hot input picks a row of its first weights overrides it: the same numbers, without the
+        product with the encoding table, a third of a small policy's training step. It counts the ids it reads
+        (:meth:`count_positions`) as the forward pass would."""
+        return None
 
     def step(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One more step of every sequence: logits ``(K, B, A)`` for step inputs ``(K, B, D)``, given what
@@ -155,8 +171,8 @@ class Policy(nn.Module):
         computed in ``dtype``, or in the policy's own dtype where that is wider."""
         if not self.markov:
             raise ValueError(f"{type(self).__name__} is not Markov: its policy is not a table over input ids")
-        logits = self(self.embedding_table().unsqueeze(1))
-        return torch.softmax(logits.to(torch.promote_types(logits.dtype, dtype)), dim=-1)[:, 0]
+        logits = self.id_logits()
+        return torch.softmax(logits.to(torch.promote_types(logits.dtype, dtype)), dim=-1)
 
     def seed_generator(self, index: int) -> torch.Generator:
         """The generator that initialises seed number ``index``, so a seed's start does not depend on K."""

@@ -157,7 +157,7 @@ def sampled_logps(policy: Policy, batch: StepBatch) -> tuple[torch.Tensor, torch
     with gradients on, the log-probabilities carry them."""
     if not policy.markov:
         return step_logps(policy, batch), None
-    table = torch.log_softmax(policy(policy.embedding_table().unsqueeze(1)).float(), -1)[:, 0]
+    table = torch.log_softmax(policy.id_logits().float(), -1)
     seeds = torch.arange(policy.n_seeds, device=batch.ids.device)[:, None, None]
     return table[seeds, batch.ids, batch.actions] * batch.mask, table
 

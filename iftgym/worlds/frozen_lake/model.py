@@ -139,7 +139,7 @@ class FrozenLakeMDP:
         """``(S, A, 3)`` running sums of :attr:`next_probs`."""
         return self.next_probs.cumsum(-1)
 
-    @property
+    @functools.cached_property
     def deterministic(self) -> bool:
         return bool((self.next_probs[..., 0] == 1).all())
 
@@ -159,8 +159,11 @@ class FrozenLakeMDP:
         """Where ``action`` leads from ``state`` given a uniform draw ``u`` in [0, 1): the first successor whose
         cumulative probability exceeds ``u`` (element-wise for arrays)."""
         pair = np.asarray(state) * self.n_actions + action  # row of the (S * A, 3) views: one gather, not two
-        k = np.minimum((np.asarray(u)[..., None] > self.next_cdf.reshape(-1, 3)[pair]).sum(-1), 2)
-        nxt = self.next_cells.reshape(-1)[pair * 3 + k]
+        if self.deterministic:  # the first successor has probability 1: no draw exceeds its running sum
+            nxt = self.next_cells.reshape(-1)[pair * 3]
+        else:
+            k = np.minimum((np.asarray(u)[..., None] > self.next_cdf.reshape(-1, 3)[pair]).sum(-1), 2)
+            nxt = self.next_cells.reshape(-1)[pair * 3 + k]
         return int(nxt) if np.ndim(nxt) == 0 else nxt
 
     def step_one(self, state: int, action: int, u: float) -> int:
@@ -238,11 +241,18 @@ class FrozenLakeMDP:
         action_cdf = policy.action_probs().cpu().cumsum(-1).numpy() if policy.markov else None  # (K, S, A)
         memory = None
         max_steps = 4 * self.n_states if max_steps is None else max_steps
-        state = np.full((n_seeds, n_episodes), self.start)
-        alive = np.ones_like(state, dtype=bool)
-        steps = []  # per step: (ids, actions, mask, rewards), each (K, n)
+        shape = (n_seeds, n_episodes)
+        state = np.full(shape, self.start)
+        alive = np.ones(shape, dtype=bool)
+        at_least("max_steps", max_steps, 1)
+        # every episode is stepped, a finished one in place, and its steps are masked out: whole-array operations
+        # cost less than picking out the running episodes at every step
+        blocks: list[tuple[np.ndarray, ...]] = []  # per block of steps: (ids, actions, mask, rewards), (K, n, block)
+        seeds = np.arange(n_seeds)[:, None]
         for t in range(max_steps):
             if t % SAMPLE_BLOCK == 0:
+                blocks.append(tuple(np.zeros((*shape, SAMPLE_BLOCK), dtype)
+                                    for dtype in (np.int64, np.int64, bool, np.float32)))  # fmt: skip
                 running = alive.any(-1).tolist()
                 block = torch.zeros(SAMPLE_BLOCK, 2, n_seeds, n_episodes)
                 for k, generator in enumerate(generators):
@@ -250,26 +260,25 @@ class FrozenLakeMDP:
                         block[:, :, k] = torch.rand(SAMPLE_BLOCK, 2, n_episodes, generator=generator)
                 block_np = block.numpy()
             u = block_np[t % SAMPLE_BLOCK]
-            seed, episode = np.nonzero(alive)  # only running episodes are stepped
-            here = state[seed, episode]
             if action_cdf is not None:
-                cdf = action_cdf[seed, here]
+                cdf = action_cdf[seeds, state]
             else:  # one more step of the policy's memory, for every episode (finished ones idle in place)
                 with torch.no_grad():
                     inputs = policy.embed(torch.from_numpy(state[:, :, None]).to(policy.device))[:, :, 0]
                     logits, memory = policy.step(inputs, memory)
-                cdf = torch.softmax(logits.float(), -1).cumsum(-1).cpu().numpy()[seed, episode]
-            # Inverse-CDF sampling; the action index is clamped against round-off in the last CDF entry.
-            action = np.minimum((u[0, seed, episode, None] > cdf).sum(-1), self.n_actions - 1)
-            nxt = self.step(here, action, u[1, seed, episode])
-            actions, rewards = np.zeros_like(state), np.zeros(state.shape, np.float32)
-            actions[seed, episode], rewards[seed, episode] = action, self.goal_mask[nxt]
-            steps.append((state.copy(), actions, alive.copy(), rewards))
-            alive[seed, episode] = ~self.terminal[nxt]
-            state[seed, episode] = np.where(self.terminal[nxt], here, nxt)
+                cdf = torch.softmax(logits.float(), -1).cumsum(-1).cpu().numpy()
+            # Inverse-CDF sampling; the last CDF entry is not compared, so round-off there cannot pick a 5th action.
+            action = (u[0, ..., None] > cdf[..., :-1]).sum(-1)
+            nxt = self.step(state, action, u[1])
+            for array, value in zip(blocks[-1], (state, action * alive, alive, self.goal_mask[nxt] & alive)):
+                array[..., t % SAMPLE_BLOCK] = value
+            ends = self.terminal[nxt]
+            state = np.where(alive & ~ends, nxt, state)
+            alive &= ~ends
             if not alive.any():
                 break
-        return StepBatch(*(torch.from_numpy(np.stack(x, axis=-1)).to(policy.device) for x in zip(*steps)))
+        steps = (np.ascontiguousarray(np.concatenate(parts, axis=-1)[..., : t + 1]) for parts in zip(*blocks))
+        return StepBatch(*(torch.from_numpy(array).to(policy.device) for array in steps))
 
     def sample_like(
         self, policy: Actor, demos: StepBatch, n_per: int, generators: Sequence[torch.Generator]

@@ -69,13 +69,25 @@ class ExactSolver:
         return matrices[None] if matrices.ndim == 2 else matrices
 
     def _per_policy(
-        self, policy: np.ndarray, solve: Callable[[np.ndarray], np.ndarray | float], threads: int | None = None
+        self,
+        policy: np.ndarray,
+        dense: Callable[[np.ndarray], np.ndarray],
+        sparse_solve: Callable[[np.ndarray], np.ndarray | float],
+        threads: int | None = None,
     ) -> np.ndarray | float:
-        """``solve(matrix)`` for a policy matrix ``(S, A)``, or stacked for each of ``(K, S, A)``; sparse solves (maps
-        above ``DENSE_STATES`` cells) in ``threads`` threads, as SuperLU releases the GIL while it factorises."""
+        """For a policy matrix ``(S, A)`` its result, or for ``(K, S, A)`` theirs stacked: up to ``DENSE_STATES``
+        cells ``dense(matrices)`` solves all K at once (batched numpy), above it ``sparse_solve(matrix)`` one matrix
+        at a time, in ``threads`` threads, as SuperLU releases the GIL while it factorises."""
         matrices = self.matrices(policy)
-        results = thread_map(solve, matrices, threads if self.model.n_states > DENSE_STATES else 1)
-        return results[0] if np.ndim(policy) == 2 else np.stack(results)
+        if self.model.n_states <= DENSE_STATES:
+            results = dense(matrices)
+        else:
+            results = np.stack(thread_map(sparse_solve, matrices, threads))
+        return results[0] if np.ndim(policy) == 2 else results
+
+    def _chains(self, matrices: np.ndarray) -> np.ndarray:
+        """``(K, S, S)``: the dense chains of policy matrices ``(K, S, A)``."""
+        return np.einsum("ksa,sat->kst", matrices, self.model.P)
 
     def _gamma(self, gamma: float | None) -> float:
         gamma = self.model.gamma if gamma is None else gamma
@@ -108,12 +120,9 @@ class ExactSolver:
         states: np.ndarray | None = None,
         transposed: bool = False,
     ) -> np.ndarray:
-        """``x`` with ``(I - gamma chain) x = rhs`` (the transposed system when ``transposed``), for a chain over all
-        cells or over the cells ``states``: numpy's dense solve for a dense chain, else sparse LU factors with the
-        cells eliminated in nested-dissection order."""
-        if isinstance(chain, np.ndarray):
-            system = np.eye(len(chain)) - gamma * (chain.T if transposed else chain)
-            return np.linalg.solve(system, rhs)
+        """``x`` with ``(I - gamma chain) x = rhs`` (the transposed system when ``transposed``), for a sparse chain over
+        all cells or over the cells ``states``: sparse LU factors with the cells eliminated in nested-dissection
+        order."""
         order = self._elimination_order
         if states is not None:
             rank = np.empty(self.model.n_states, np.int64)
@@ -148,7 +157,12 @@ class ExactSolver:
         system ``(I - gamma P_pi) V = r_pi``."""
         gamma = self._gamma(gamma)
         R = self.model.R
-        return self._per_policy(policy, lambda m: self._solve(self._chain(m), gamma, (m * R).sum(axis=1)))
+        eye = np.eye(self.model.n_states)
+        return self._per_policy(
+            policy,
+            lambda ms: np.linalg.solve(eye - gamma * self._chains(ms), (ms * R).sum(axis=2)[..., None])[..., 0],
+            lambda m: self._solve(self._chain(m), gamma, (m * R).sum(axis=1)),
+        )
 
     def success_probability(
         self, policy: np.ndarray, state: int | str | None = None, threads: int | None = None
@@ -161,7 +175,23 @@ class ExactSolver:
         """
         if state is not None and state != "all":
             at_least("state", state, 0, high=self.model.n_states - 1)
-        return self._per_policy(policy, lambda matrix: self._success(matrix, state), threads)
+        return self._per_policy(
+            policy, lambda ms: self._dense_success(ms, state), lambda m: self._success(m, state), threads
+        )
+
+    def _dense_success(self, matrices: np.ndarray, state: int | str | None) -> np.ndarray:
+        """:meth:`_success` for K policies of a dense map at once: the same graph analysis, and one system per policy
+        in which a state of known probability (0 or 1) is an identity row, which leaves each system's block over the
+        other states exactly the one :meth:`_success` solves."""
+        m = self.model
+        chains = self._chains(matrices)
+        never = ~_dense_reaching(chains, m.goal_mask)
+        surely = ~_dense_reaching(chains, never)
+        rest = ~never & ~surely
+        system = np.eye(m.n_states) - chains * (rest[:, :, None] & rest[:, None, :])
+        rhs = np.where(rest, (chains * surely[:, None, :]).sum(axis=2), surely)
+        probs = np.linalg.solve(system, rhs[..., None])[..., 0]
+        return probs if state == "all" else probs[:, m.start if state is None else state]
 
     def _success(self, policy: np.ndarray, state: int | str | None) -> float | np.ndarray:
         m = self.model
@@ -176,8 +206,8 @@ class ExactSolver:
         probs = surely.astype(float)
         idx = np.flatnonzero(~never & ~surely)
         if idx.size:
-            into_surely = np.asarray(_submatrix(P_pi, idx, np.flatnonzero(surely)).sum(axis=1)).ravel()
-            probs[idx] = self._solve(_submatrix(P_pi, idx, idx), 1.0, into_surely, idx)
+            into_surely = np.asarray(P_pi[idx][:, np.flatnonzero(surely)].sum(axis=1)).ravel()
+            probs[idx] = self._solve(P_pi[idx][:, idx], 1.0, into_surely, idx)
         if state == "all":
             return probs
         return float(probs[m.start if state is None else state])
@@ -199,21 +229,37 @@ class ExactSolver:
         A terminal state counts once when entered (the episode stops there).
         """
         gamma = self._gamma(gamma)
-        return self._per_policy(policy, lambda matrix: self._occupancy(matrix, gamma), threads)
+        return self._per_policy(
+            policy, lambda ms: self._dense_occupancy(ms, gamma), lambda m: self._occupancy(m, gamma), threads
+        )
 
     def _occupancy(self, policy: np.ndarray, gamma: float) -> np.ndarray:
         # Solved on the live cells only (nothing flows out of a terminal one; a fifth of the cells of a random map
         # are holes): d_live = d0 + gamma P_live^T d_live, then each terminal cell gets what flows into it.
         m = self.model
         P_pi = self._chain(policy)
-        live = np.flatnonzero(~m.terminal)
-        start = np.zeros(m.n_states)
-        start[m.start] = 1.0
-        visits = start.copy()
-        visits[live] = self._solve(_submatrix(P_pi, live, live), gamma, start[live], live, transposed=True)
-        ends = np.flatnonzero(m.terminal)
-        visits[ends] += gamma * (_submatrix(P_pi, live, ends).T @ visits[live])
+        live, ends = np.flatnonzero(~m.terminal), np.flatnonzero(m.terminal)
+        visits = self._start_visits()
+        visits[live] = self._solve(P_pi[live][:, live], gamma, visits[live], live, transposed=True)
+        visits[ends] += gamma * (P_pi[live][:, ends].T @ visits[live])
         return visits
+
+    def _dense_occupancy(self, matrices: np.ndarray, gamma: float) -> np.ndarray:
+        """:meth:`_occupancy` for K policies of a dense map at once."""
+        m = self.model
+        chains = self._chains(matrices)
+        live, ends = ~m.terminal, m.terminal
+        visits = np.tile(self._start_visits(), (len(matrices), 1))
+        system = np.eye(live.sum()) - gamma * chains[:, live][:, :, live].transpose(0, 2, 1)
+        visits[:, live] = np.linalg.solve(system, visits[:, live, None])[..., 0]
+        visits[:, ends] += gamma * np.einsum("kle,kl->ke", chains[:, live][:, :, ends], visits[:, live])
+        return visits
+
+    def _start_visits(self) -> np.ndarray:
+        """``(S,)``: 1 at the start cell."""
+        start = np.zeros(self.model.n_states)
+        start[self.model.start] = 1.0
+        return start
 
     def value_iteration(
         self, gamma: float | None = None, tol: float = 1e-12, max_iter: int = 100_000
@@ -303,21 +349,21 @@ class ExactSolver:
         return times
 
 
-def _submatrix(chain: np.ndarray | sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray):
-    """The block of ``chain`` at ``rows`` x ``cols``, dense or sparse like ``chain``."""
-    return chain[np.ix_(rows, cols)] if isinstance(chain, np.ndarray) else chain[rows][:, cols]
+def _dense_reaching(chains: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``(K, S)``: which states of each chain ``(K, S, S)`` have a path of positive probability into ``targets``
+    (``(S,)`` or ``(K, S)``; the targets included)."""
+    edges = (chains > 0).astype(float)
+    seen = np.broadcast_to(targets, chains.shape[:2]).copy()
+    while True:
+        grown = seen | ((edges @ seen[..., None])[..., 0] > 0)
+        if (grown == seen).all():
+            return seen
+        seen = grown
 
 
-def _reaching(chain: np.ndarray | sparse.csr_matrix, targets: np.ndarray) -> np.ndarray:
-    """``(S,)`` which states have a path of positive probability into ``targets`` (the targets included)."""
-    if isinstance(chain, np.ndarray):
-        seen = targets.copy()
-        while True:
-            grown = seen | (chain @ seen > 0)
-            if (grown == seen).all():
-                return seen
-            seen = grown
-    # one breadth-first search back from all targets at once, in C
+def _reaching(chain: sparse.csr_matrix, targets: np.ndarray) -> np.ndarray:
+    """``(S,)`` which states of a sparse chain have a path of positive probability into ``targets`` (the targets
+    included): one breadth-first search back from all targets at once, in C."""
     steps = csgraph.dijkstra(chain.T, indices=np.flatnonzero(targets), min_only=True, unweighted=True)
     return np.isfinite(steps)
 
