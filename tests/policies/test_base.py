@@ -24,7 +24,7 @@ def test_direct_logits_are_the_forward_pass_s_numbers_gradients_and_counts(index
     assert direct.direct_id_logits() is not None
     ids = torch.tensor([[0, 4, 8, 2]])
     weights = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    for policy, logits in ((direct, direct.logits_at(ids)), (forward, _through_forward(forward)[:, None][:, :, ids[0]])):
+    for logits in (direct.logits_at(ids), _through_forward(forward)[:, None][:, :, ids[0]]):
         (logits * weights).sum().backward()
     assert torch.equal(direct.logits_at(ids), forward.logits_at(ids))
     for (name, a), b in zip(direct.named_parameters(), forward.parameters()):
