@@ -113,10 +113,11 @@ def in_background(
     Workers are started with ``spawn`` (no state of this process leaks into them: each imports what it needs), run
     one math thread each, and ignore Ctrl-C; leaving the block (normally, on an error or an interrupt) ends them. With
     a :class:`WorkerPool`, its workers run the tasks and stay alive afterwards (on an error or an interrupt, the
-    tasks not yet started are cancelled).
+    tasks not yet started are cancelled); a lone task runs here, which saves sending it and its result between
+    processes.
     """
     if pool is not None:
-        executor = pool.executor()
+        executor = pool.executor() if len(tasks) > 1 else None  # a lone task runs here: no trip to a worker
         pending = {key: executor.submit(function, *args) if executor else None
                    for key, (function, args) in tasks.items()}  # fmt: skip
         try:

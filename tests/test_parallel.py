@@ -72,6 +72,8 @@ def test_a_worker_pool_stays_alive_between_batches_and_gives_the_same_results() 
         with pytest.raises(ValueError, match="math domain error"), in_background({"x": (math.sqrt, (-1.0,))},
                                                                                  pool=pool) as result:  # fmt: skip
             result("x")
+        with in_background({"pid": (os.getpid, ())}, pool=pool) as result:
+            assert result("pid") == os.getpid()  # a lone task runs here: no trip to the worker
     finally:
         pool.close()
     assert pool.executor() is not None  # a closed pool starts again when asked
