@@ -8,9 +8,9 @@ first page: a fresh Python process that imports the explorer and builds the ``if
 (training and drawing included; the Voila server's own start is not part of it).
 
 Run: ``python benchmarks/bench_retrain.py [--rounds 3] [--json PATH]`` (``--json``: the numbers and the targets,
-``benchmarks/_results.py``). Targets (issue 24, with the pool): the full retrain at most 1.5 s, a change of one
-rule's setting answered in 0.7 s, a scrub in 0.3 s, the first page in 10 s. Medians of ``--rounds`` changes (for the
-full retrain each a new lambda with the cache cleared, so every rule trains again).
+``benchmarks/_results.py``). Targets (issue 24, with the pool): the full retrain, redraw included, at most 1.5 s, a
+change of one rule's setting answered in 0.7 s, a scrub in 0.3 s, the first page in 10 s. Medians of ``--rounds``
+changes (for the full retrain each a new lambda with the cache cleared, so every rule trains again).
 """
 
 from __future__ import annotations
@@ -32,16 +32,18 @@ PAGE = "from iftgym.interactive import pages; pages.page('frozen-lake')"
 
 
 def measure(workers: int | None, rounds: int) -> dict[str, float]:
-    """Medians of the full retrain, the redraw and the lambda-only retrain, for one way of training."""
+    """Medians of the full retrain (training and redraw, and each part), the lambda-only retrain and its answer, and
+    a scrub, for one way of training."""
     explorer = FrozenLakeExplorer(workers=workers)  # the first training pays one-off imports: not timed
     explorer.pool.warm()
-    totals, redraws = [], []
+    totals, trainings, redraws = [], [], []
     for round_ in range(rounds):
         explorer.cache.clear()  # the full retrain: every rule trains again
         start = time.perf_counter()
         explorer.controls["lam"].value = 0.3 + 0.1 * round_
-        totals.append(explorer.train_seconds)
-        redraws.append(time.perf_counter() - start - explorer.train_seconds)
+        totals.append(time.perf_counter() - start)
+        trainings.append(explorer.train_seconds)
+        redraws.append(totals[-1] - explorer.train_seconds)
     only_ift, answers, scrubs = [], [], []
     for round_ in range(rounds):  # what a user's change of lambda costs: the other rules come from the cache
         start = time.perf_counter()
@@ -52,7 +54,8 @@ def measure(workers: int | None, rounds: int) -> dict[str, float]:
         explorer.controls["step"].value = 150 + 10 * round_
         scrubs.append(time.perf_counter() - start)
     explorer.close()
-    return {"retrain": statistics.median(totals), "redraw": statistics.median(redraws),
+    return {"retrain": statistics.median(totals), "training": statistics.median(trainings),
+            "redraw": statistics.median(redraws),
             "lambda": statistics.median(only_ift), "answer": statistics.median(answers),
             "scrub": statistics.median(scrubs)}  # fmt: skip
 
@@ -77,7 +80,8 @@ def main() -> None:
     table = Table(title="explorer after a change: 5 rules x 20 seeds x 300 steps, paper map (medians, seconds)")
     for column in ("part", "one process", "worker pool", "ratio"):
         table.add_column(column, justify="right")
-    labels = {"retrain": "retrain, all rules", "redraw": "redraw (figures and table)",
+    labels = {"retrain": "all rules retrained and redrawn", "training": "of which training",
+              "redraw": "of which the redraw (figures and table)",
               "lambda": "retrain after a change of lambda (IFT only)",
               "answer": "answer to a change of lambda (retrain and redraw)", "scrub": "a show-step scrub"}  # fmt: skip
     for key, label in labels.items():
@@ -85,25 +89,27 @@ def main() -> None:
     table.add_row("first page (a fresh process builds it)", "", f"{page:.2f}", "")
     Console(width=120).print(table)
     for what, value, target in (
-        ("all rules retrained", pooled["retrain"], TARGET),
+        ("all rules retrained and redrawn", pooled["retrain"], TARGET),
         ("a change of lambda answered", pooled["answer"], ANSWER),
         ("a scrub answered", pooled["scrub"], SCRUB),
         ("the first page", page, FIRST_PAGE),
     ):
         verdict = "ok" if value <= target else "MISSED"
         Console(width=120).print(f"target: {what} in at most {target} s with the pool: {value:.2f} s, {verdict}")
-    record.number("retrain", pooled["retrain"], "s", "with the worker pool", ("<=", TARGET))
-    record.number("retrain_alone", alone["retrain"], "s", "in one process")
-    record.number("redraw", pooled["redraw"], "s", "redraw of the figures and table")
+    record.number("retrain", pooled["retrain"], "s", "all rules retrained and redrawn, with the worker pool",
+                  ("<=", TARGET))  # fmt: skip
+    record.number("retrain_alone", alone["retrain"], "s", "the same in one process")
+    record.number("training", pooled["training"], "s", "of which training")
+    record.number("redraw", pooled["redraw"], "s", "of which the redraw of the figures and table")
     record.number("lambda", pooled["lambda"], "s", "after a change of lambda (IFT alone retrains)")
     record.number("answer", pooled["answer"], "s", "a change of lambda answered (retrain and redraw)", ("<=", ANSWER))
     record.number("answer_alone", alone["answer"], "s", "the same in one process")
     record.number("scrub", pooled["scrub"], "s", "a show-step scrub answered", ("<=", SCRUB))
     record.number("scrub_alone", alone["scrub"], "s", "the same in one process")
     record.number("first_page", page, "s", "the frozen-lake page built by a fresh process", ("<=", FIRST_PAGE))
-    record.target(f"the Frozen Lake explorer retrains all five rules (20 seeds, 300 steps, paper map) in at most "
-                  f"{TARGET:g} s (medians of {args.rounds} changes)", "retrain", "retrain_alone", "redraw",
-                  "lambda")  # fmt: skip
+    record.target(f"the Frozen Lake explorer retrains and redraws all five rules (20 seeds, 300 steps, paper map) in "
+                  f"at most {TARGET:g} s (medians of {args.rounds} changes)", "retrain", "retrain_alone", "training",
+                  "redraw", "lambda")  # fmt: skip
     record.target(f"one rule's setting answered in at most {ANSWER:g} s", "answer", "answer_alone")
     record.target(f"a show-step scrub answered in at most {SCRUB:g} s", "scrub", "scrub_alone")
     record.target(f"the first page ready in at most {FIRST_PAGE:g} s", "first_page")
