@@ -114,7 +114,7 @@ class ExactSolver:
 
     def _solve(
         self,
-        chain: np.ndarray | sparse.csr_matrix,
+        chain: sparse.csr_matrix,
         gamma: float,
         rhs: np.ndarray,
         states: np.ndarray | None = None,
