@@ -53,22 +53,22 @@ RESULTS = ROOT / "docs" / "results"
 COMMANDS = {
     "paper.json": "iftgym compare --out runs/compare",
     "ablation.json": "iftgym compare --algos 'sft,ift,ift(lam=0),ift(gamma=0),ift(lam=0,gamma=0),"
-    "ift(detach_weights=true),ift(side=\"right\")' --out runs/ablation",
+    'ift(detach_weights=true),ift(side="right")\' --out runs/ablation',
     "random-ift.json": "iftgym compare --random-maps 10 --size 6 --seeds 20 --algos 'sft,ift,ift(lam=0),ift(gamma=0)' "
     "--out runs/random-ift",
-    "gru.json": "iftgym compare --policy gru --algos \"sft,ift,ift(lam=0),ift(gamma=0),ift(detach_weights=true)\" "
+    "gru.json": 'iftgym compare --policy gru --algos "sft,ift,ift(lam=0),ift(gamma=0),ift(detach_weights=true)" '
     "--out runs/gru",
-    "gru-early.json": "iftgym compare --policy gru --steps 40 --algos \"sft,ift,ift(lam=0),ift(gamma=0)\" "
+    "gru-early.json": 'iftgym compare --policy gru --steps 40 --algos "sft,ift,ift(lam=0),ift(gamma=0)" '
     "--out runs/gru-early",
-    "gru-slippery.json": "iftgym compare --policy gru --slippery --algos \"sft,ift,ift(lam=0),ift(gamma=0)\" "
+    "gru-slippery.json": 'iftgym compare --policy gru --slippery --algos "sft,ift,ift(lam=0),ift(gamma=0)" '
     "--out runs/gru-slippery",
     "sweep-equal-budget.json": "iftgym sweep examples/sweeps/equal-budget.toml --out runs/sweep-equal-budget",
     "update-maps.json": "iftgym compare --update-maps --out runs/update-maps",
     "dft.json": "iftgym compare --algos sft,dft --out runs/dft",
     "dft-slippery.json": "iftgym compare --slippery --algos sft,dft --out runs/dft-slippery",
     "dft-random.json": "iftgym compare --random-maps 10 --size 6 --seeds 20 --algos sft,dft --out runs/dft-random",
-    "prior.json": "iftgym compare --algos 'sft,sft(transform=\"p\"),sft(transform=\"p10\"),dft,ift,"
-    "sft+sft(transform=\"p\"),sft+sft(transform=\"p10\"),sft+dft,sft+ift' --out runs/prior",
+    "prior.json": 'iftgym compare --algos \'sft,sft(transform="p"),sft(transform="p10"),dft,ift,'
+    'sft+sft(transform="p"),sft+sft(transform="p10"),sft+dft,sft+ift\' --out runs/prior',
     "rl-mixed.json": "iftgym compare --algos 'sft,sft+grpo,chord,grpo,sft+ppo' --out runs/rl-mixed",
     "rl-mixed-tokens.json": "iftgym compare --budget tokens --algos 'sft,sft+grpo,chord,grpo,sft+ppo' "
     "--out runs/rl-mixed-tokens",
@@ -85,8 +85,8 @@ COMMANDS = {
     "tokens-addition-controls-2.json": "iftgym compare --world tokens --task addition --task-arg digits=2 --algos "
     "'ift(lam=0),ift(embedding=\"live\")' --steps 1500 --out runs/addition-controls-2",
     "estimators.json": "python docs/estimator_checks.py",
-    "tokens-prior.json": "iftgym lm --task addition --algo 'sft,dft,sft(transform=\"p10\"),ift,sft+dft,"
-    "sft+sft(transform=\"p10\"),sft+ift' --steps 400 --eval-every 100 --out runs/tokens-prior",
+    "tokens-prior.json": 'iftgym lm --task addition --algo \'sft,dft,sft(transform="p10"),ift,sft+dft,'
+    'sft+sft(transform="p10"),sft+ift\' --steps 400 --eval-every 100 --out runs/tokens-prior',
     "tokens-prior-1500.json": "iftgym lm --task addition --algo 'sft,sft+dft,sft+ift' --steps 1500 --eval-every 150 "
     "--out runs/tokens-prior-1500",
     "tokens-rl-mixed.json": "iftgym lm --task addition --budget tokens --algo 'sft,sft+grpo,chord' --steps 1500 "
@@ -217,16 +217,21 @@ def contrasts(runs: list[tuple[str, str, str]], rows_shown: tuple[str, ...]) -> 
 
 def gru_table() -> str:
     """The GRU runs: each IFT row against SFT on the run's headline metric, paired by seed, with its Holm p."""
-    runs = [("paper map, 300 steps (`runs/gru`), P(success)", "gru.json", "success"),
-            ("paper map, 40 steps (`runs/gru-early`), P(success)", "gru-early.json", "success"),
-            ("slippery paper map (`runs/gru-slippery`), MSE along own visits", "gru-slippery.json", "mse_own_visits")]
+    runs = [
+        ("paper map, 300 steps (`runs/gru`), P(success)", "gru.json", "success"),
+        ("paper map, 40 steps (`runs/gru-early`), P(success)", "gru-early.json", "success"),
+        ("slippery paper map (`runs/gru-slippery`), MSE along own visits", "gru-slippery.json", "mse_own_visits"),
+    ]
     return contrasts(runs, ("ift", "ift(lam=0)", "ift(gamma=0)"))
 
 
 def dft_table() -> str:
     """DFT against SFT on the paper map, on slippery ice and on random maps (paired by map)."""
-    places = (("paper map", "dft.json"), ("slippery paper map", "dft-slippery.json"),
-              ("10 random 6x6 maps, by map", "dft-random.json"))
+    places = (
+        ("paper map", "dft.json"),
+        ("slippery paper map", "dft-slippery.json"),
+        ("10 random 6x6 maps, by map", "dft-random.json"),
+    )
     metrics = (("mse", "MSE"), ("mse_rest", "MSE other cells"), ("success", "P(success)"))
     runs = [(f"{where} (`runs/{name.removesuffix('.json')}`), {label}", name, metric)
             for where, name in places for metric, label in metrics]  # fmt: skip
@@ -433,8 +438,14 @@ TABLES: dict[str, Callable[[], str]] = {
     "prior": lambda: paired_table("prior.json", GRID_PAIRED, code=True, extras=False),
     "rl-mixed": lambda: paired_table("rl-mixed.json", GRID_PAIRED, code=True, extras=False),
     "rl-mixed-tokens": lambda: compute_table("rl-mixed-tokens.json"),
-    "rl-mixed-vs-sft-grpo": lambda: paired_table("rl-mixed.json", GRID_PAIRED, code=True, extras=False,
-                                                 baseline="sft+grpo", rows_only=("chord", "grpo", "sft+ppo")),
+    "rl-mixed-vs-sft-grpo": lambda: paired_table(
+        "rl-mixed.json",
+        GRID_PAIRED,
+        code=True,
+        extras=False,
+        baseline="sft+grpo",
+        rows_only=("chord", "grpo", "sft+ppo"),
+    ),
     "sweep-equal-budget": lambda: budget_table("sweep-equal-budget.json"),
     "update-maps": lambda: update_maps_table("update-maps.json"),
     "speed": speed_table,
@@ -445,15 +456,21 @@ TABLES: dict[str, Callable[[], str]] = {
     "tokens-prior-1500": lambda: rows_table("tokens-prior-1500.json", TOKEN_COLUMNS),
     "tokens-prior-1500-paired": lambda: paired_table("tokens-prior-1500.json", TOKEN_PAIRED, code=True, extras=False),
     "tokens-rl-mixed": lambda: compute_table("tokens-rl-mixed.json", TOKEN_COMPUTE),
-    "tokens-rl-mixed-vs-sft-grpo": lambda: paired_table("tokens-rl-mixed.json", TOKEN_PAIRED, code=True,
-                                                        extras=False, baseline="sft+grpo", rows_only=("chord",)),
+    "tokens-rl-mixed-vs-sft-grpo": lambda: paired_table(
+        "tokens-rl-mixed.json", TOKEN_PAIRED, code=True, extras=False, baseline="sft+grpo", rows_only=("chord",)
+    ),
     "tokens-addition": lambda: rows_table(ADDITION, TOKEN_COLUMNS),
     "tokens-addition-paired": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True),
     "tokens-addition-seeds": lambda: per_seed_table(ADDITION, "greedy_test"),
     # IFT and its parts against SFT reading the same frozen copy of the embedding: what IFT adds to that
-    "tokens-addition-frozen": lambda: paired_table(ADDITION, TOKEN_PAIRED, code=True, extras=False,
-                                                   baseline='sft(embedding="frozen")',
-                                                   rows_only=("ift", "ift(lam=0)", "ift(gamma=0)")),
+    "tokens-addition-frozen": lambda: paired_table(
+        ADDITION,
+        TOKEN_PAIRED,
+        code=True,
+        extras=False,
+        baseline='sft(embedding="frozen")',
+        rows_only=("ift", "ift(lam=0)", "ift(gamma=0)"),
+    ),
 }
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>(?:(?!<!-- table:).)*?)\n?(<!-- /table -->)", re.S)
 

@@ -123,8 +123,10 @@ def add_settings(
         default = default_of(field)
         if isinstance(default, list):
             default = ",".join(map(str, default))
-        shown = "" if default in (None, "", {}) or kind is bool else f" (default: {default:g})" if isinstance(
-            default, float) else f" (default: {default})"
+        if default in (None, "", {}) or kind is bool:
+            shown = ""
+        else:
+            shown = f" (default: {default:g})" if isinstance(default, float) else f" (default: {default})"
         options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "metavar": meta["metavar"],
                                    "help": meta["help"] + shown + world}  # fmt: skip
         if kind is bool:

@@ -151,7 +151,8 @@ def test_a_comparison_trains_a_policy_with_memory_and_scores_it_from_rollouts() 
 @pytest.mark.parametrize("world", ["frozen-lake", "tokens"])
 def test_an_equal_budget_of_token_passes_gives_every_algorithm_the_baselines_spend(world: str) -> None:
     tokens = {"world": "tokens", "task": "sort", "task_args": {"length": 3}, "n_train": 16, "n_test": 4,
-              "algos": ["sft", "ift"], "n_layer": 1, "n_embd": 16, "n_head": 2, "device": "cpu", "strips": 0}
+              "algos": ["sft", "ift"], "n_layer": 1, "n_embd": 16, "n_head": 2, "device": "cpu",
+              "strips": 0}  # fmt: skip
     settings = {"algos": ["sft", "ift", "dpo"]} if world == "frozen-lake" else tokens
     results = compare(CompareConfig(**settings, seeds=2, steps=6, budget="tokens"), workers=0)
     runs = results.maps[0].trained()

@@ -105,7 +105,7 @@ def test_the_preference_strip_uses_the_lambda_of_the_rule_that_trained() -> None
 def test_twenty_seeds_of_the_token_world_are_one_batched_model_and_each_seed_its_own() -> None:
     """Seed k's numbers do not depend on how many seeds train beside it."""
     settings = {"task": "sort", "task_args": {"length": 3}, "n_train": 16, "n_test": 4, "steps": 3, "batch_size": 4,
-                "n_layer": 1, "n_embd": 16, "n_head": 2, "device": "cpu", "algos": ["sft"], "strips": 0}
+                "n_layer": 1, "n_embd": 16, "n_head": 2, "device": "cpu", "algos": ["sft"], "strips": 0}  # fmt: skip
     alone = run_lm(LMConfig(seeds=1, **settings))["algorithms"]["sft"]["per_seed"]
     many = run_lm(LMConfig(seeds=3, **settings))["algorithms"]["sft"]["per_seed"]
     for key in ("target_test", "target_train"):
