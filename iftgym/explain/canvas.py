@@ -10,9 +10,11 @@ import io
 from pathlib import Path
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.quiver import Quiver
 from matplotlib.transforms import Bbox
 
 from iftgym.io import atomic_path
@@ -34,9 +36,11 @@ def save_figure(fig: Figure, path: Path, tight: bool = True) -> Path:
 
 def figure_png(fig: Figure, dpi: int = 110, tight: bool = True, crop: Bbox | None = None) -> bytes:
     """The figure as PNG bytes (for a widget or a web page: nothing is written to disk); ``tight`` as for
-    :func:`save_figure`; ``crop``: the region to keep, in inches (:func:`tight_crop`), which draws the figure once."""
+    :func:`save_figure`; ``crop``: the region to keep, in inches (:func:`tight_crop`), which draws the figure once.
+    Compressed at zlib's fastest level: larger, but faster to encode, for pictures that cross a loopback socket."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=crop or ("tight" if tight else None))
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=crop or ("tight" if tight else None),
+                pil_kwargs={"compress_level": 1})  # fmt: skip
     return buffer.getvalue()
 
 
@@ -70,19 +74,28 @@ def draw_tiles(ax: Axes, model: FrozenLakeMDP, label: bool = True) -> None:
     ax.set_aspect("equal")
 
 
-def draw_arrows(ax: Axes, model: FrozenLakeMDP, policy: np.ndarray, greedy_only: bool = False) -> None:
+def draw_arrows(ax: Axes, model: FrozenLakeMDP, policy: np.ndarray, greedy_only: bool = False) -> Quiver:
     """One arrow per action from each non-terminal cell's centre, length proportional to its probability (all of
-    a panel's arrows as one quiver)."""
-    cells = np.flatnonzero(~model.terminal)
-    probs = policy[cells]
-    shown = probs >= probs.max(axis=1, keepdims=True) - 1e-9 if greedy_only else probs >= 0.02
-    cell, action = np.nonzero(shown)
-    rows, cols = np.divmod(cells[cell], model.ncol)
-    length = 0.42 * (1.0 if greedy_only else probs[cell, action])
-    dx, dy = np.array(ARROWS, dtype=float)[action].T
+    a panel's arrows as one quiver, returned: :func:`set_arrows` gives it another policy's lengths)."""
+    cells = np.repeat(np.flatnonzero(~model.terminal), model.n_actions)
+    rows, cols = np.divmod(cells, model.ncol)
+    zero = np.zeros(cells.size)
     # sizes in cells (units="xy"), as with one arrow patch per action; an arrow shorter than its head shrinks whole
-    ax.quiver(cols, rows, dx * length, dy * length, angles="xy", scale_units="xy", scale=1, units="xy", width=0.035,
-              headwidth=4, headlength=2.9, headaxislength=2.9, minlength=0, color="#c0392b", zorder=3)  # fmt: skip
+    quiver = ax.quiver(cols, rows, zero, zero, angles="xy", scale_units="xy", scale=1, units="xy", width=0.035,
+                       headwidth=4, headlength=2.9, headaxislength=2.9, minlength=0, color="#c0392b",
+                       zorder=3)  # fmt: skip
+    set_arrows(quiver, model, policy, greedy_only)
+    return quiver
+
+
+def set_arrows(quiver: Quiver, model: FrozenLakeMDP, policy: np.ndarray, greedy_only: bool = False) -> None:
+    """The arrows of :func:`draw_arrows` for ``policy``: ``0.42 x`` its probability (every greedy action at full
+    length with ``greedy_only``); an action below 2% (or not greedy) has no arrow (length 0 draws nothing)."""
+    probs = policy[~model.terminal]
+    shown = probs >= probs.max(axis=1, keepdims=True) - 1e-9 if greedy_only else probs >= 0.02
+    length = 0.42 * np.where(shown, 1.0 if greedy_only else probs, 0.0).ravel()
+    dx, dy = np.array(ARROWS, dtype=float)[np.tile(np.arange(model.n_actions), len(probs))].T
+    quiver.set_UVC(dx * length, dy * length)
 
 
 def panel_grid(n: int) -> tuple[Figure, list[Axes]]:
@@ -91,4 +104,6 @@ def panel_grid(n: int) -> tuple[Figure, list[Axes]]:
     rows = -(-n // cols)
     fig = Figure(figsize=(3.2 * cols, 3.4 * rows))
     grid = fig.add_gridspec(rows, cols)
-    return fig, [fig.add_subplot(grid[i // cols, i % cols]) for i in range(n)]  # no axes made for empty places
+    # titles just above the axes, where matplotlib would place them (no ticks on top), without searching each draw
+    with rc_context({"axes.titley": 1.0}):
+        return fig, [fig.add_subplot(grid[i // cols, i % cols]) for i in range(n)]  # no axes made for empty places

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from matplotlib.ticker import LogFormatter
 from matplotlib.transforms import Bbox
 
 from iftgym.experiments.results import CompareResult, WorldResult
-from iftgym.explain.canvas import draw_arrows, draw_tiles, figure_png, panel_grid, save_figure, tight_crop
+from iftgym.explain.canvas import draw_arrows, draw_tiles, figure_png, panel_grid, save_figure, set_arrows, tight_crop
 from iftgym.io import safe_name
 from iftgym.metrics.stats import mean_ci
 from iftgym.validate import one_of
@@ -44,53 +45,105 @@ def _trained(entry: WorldResult) -> dict[str, np.ndarray]:
 
 def preference_maps(entry: WorldResult, model: FrozenLakeMDP) -> Figure:
     """What each algorithm's policy prefers in every cell (mean over seeds), beside the optimal policy."""
-    policies = {"optimal (DP)": np.array(entry.grid.optimal_policy),
-                **{a: p.mean(0) for a, p in _trained(entry).items()}}  # fmt: skip
-    fig, axes = panel_grid(len(policies))
-    for ax, (name, policy) in zip(axes, policies.items()):
-        ax.imshow(np.ones((model.nrow, model.ncol, 3)), zorder=0)
-        draw_tiles(ax, model)
-        draw_arrows(ax, model, policy)
-        ax.set_title(name)
-    fig.suptitle(f"{entry.name}: action probabilities per cell (arrow length = probability, mean over seeds)")
-    return fig
+    return _filled("preference", entry, model)
 
 
 def value_maps(entry: WorldResult, model: FrozenLakeMDP, gamma: float) -> Figure:
     """Exact V of each learned policy (mean over seeds) with greedy arrows, beside V* on the same scale."""
-    panels = {"V* (optimal)": (np.array(entry.grid.optimal_values), np.array(entry.grid.optimal_policy))}
-    for algo, policies in _trained(entry).items():
-        values = np.mean([model.evaluate(p, gamma) for p in policies], axis=0)
-        panels[algo] = (values, policies.mean(0))
-    vmax = max(float(v.max()) for v, _ in panels.values()) or 1.0
-    fig, axes = panel_grid(len(panels))
-    for ax, (name, (values, policy)) in zip(axes, panels.items()):
-        image = ax.imshow(values.reshape(model.nrow, model.ncol), cmap="viridis", vmin=0, vmax=vmax, zorder=0)
-        draw_tiles(ax, model)
-        draw_arrows(ax, model, policy, greedy_only=True)
-        ax.set_title(f"{name}  V(S)={values[model.start]:.3f}")
-    fig.colorbar(image, ax=axes, shrink=0.7, label=f"V (gamma={gamma})")
-    fig.suptitle(f"{entry.name}: exact state values with greedy actions")
-    return fig
+    return _filled("values", entry, model, gamma)
 
 
 def explored_maps(entry: WorldResult, model: FrozenLakeMDP, gamma: float) -> Figure:
     """Discounted occupancy of each policy (mean over seeds), one logarithmic colour scale for all panels."""
-    panels = {"optimal (DP)": model.occupancy(np.array(entry.grid.optimal_policy), gamma)}
-    for algo, policies in _trained(entry).items():
-        panels[algo] = np.mean([model.occupancy(p, gamma) for p in policies], axis=0)
-    vmax = max(float(o.max()) for o in panels.values())
-    norm = LogNorm(vmin=max(vmax * 1e-4, 1e-6), vmax=vmax)
-    fig, axes = panel_grid(len(panels))
-    for ax, (name, occupancy) in zip(axes, panels.items()):
-        grid = np.clip(occupancy, norm.vmin, None).reshape(model.nrow, model.ncol)
-        image = ax.imshow(grid, cmap="magma", norm=norm, zorder=0)
+    return _filled("explored", entry, model, gamma)
+
+
+# Each map figure is built for a map and its panels (tiles, axes, titles' places, colour bar), then filled with a
+# comparison's numbers (arrows, colours, titles). The explorers refill the figures they drew last time
+# (map_figure_png): a scrub changes numbers only, and building is about half of a figure's time.
+Filler = Callable[[WorldResult, FrozenLakeMDP], None]
+
+
+def _panels(entry: WorldResult, optimal: str) -> tuple[str, ...]:
+    """The panels' names: the optimal policy's, then each algorithm with policies."""
+    return (optimal, *_trained(entry))
+
+
+def _build_preference(model: FrozenLakeMDP, names: tuple[str, ...], gamma: float) -> tuple[Figure, Filler]:
+    fig, axes = panel_grid(len(names))
+    arrows = []
+    for ax, name in zip(axes, names):
+        ax.imshow(np.ones((model.nrow, model.ncol, 3)), zorder=0)
+        draw_tiles(ax, model)
+        arrows.append(draw_arrows(ax, model, np.zeros((model.n_states, model.n_actions))))
+        ax.set_title(name)
+
+    def fill(entry: WorldResult, model: FrozenLakeMDP) -> None:
+        policies = [np.array(entry.grid.optimal_policy), *(p.mean(0) for p in _trained(entry).values())]
+        for quiver, policy in zip(arrows, policies):
+            set_arrows(quiver, model, policy)
+        fig.suptitle(f"{entry.name}: action probabilities per cell (arrow length = probability, mean over seeds)")
+
+    return fig, fill
+
+
+def _build_values(model: FrozenLakeMDP, names: tuple[str, ...], gamma: float) -> tuple[Figure, Filler]:
+    fig, axes = panel_grid(len(names))
+    images, arrows = [], []
+    for ax in axes:
+        images.append(ax.imshow(np.zeros((model.nrow, model.ncol)), cmap="viridis", vmin=0, vmax=1, zorder=0))
+        draw_tiles(ax, model)
+        arrows.append(draw_arrows(ax, model, np.zeros((model.n_states, model.n_actions)), greedy_only=True))
+    fig.colorbar(images[-1], ax=axes, shrink=0.7, label=f"V (gamma={gamma})")
+
+    def fill(entry: WorldResult, model: FrozenLakeMDP) -> None:
+        panels = [(np.array(entry.grid.optimal_values), np.array(entry.grid.optimal_policy))]
+        panels += [(model.evaluate(p, gamma).mean(axis=0), p.mean(0)) for p in _trained(entry).values()]
+        vmax = max(float(v.max()) for v, _ in panels) or 1.0
+        for ax, name, image, quiver, (values, policy) in zip(axes, names, images, arrows, panels):
+            image.set_data(values.reshape(model.nrow, model.ncol))
+            image.set_clim(0, vmax)
+            set_arrows(quiver, model, policy, greedy_only=True)
+            ax.set_title(f"{name}  V(S)={values[model.start]:.3f}")
+        fig.suptitle(f"{entry.name}: exact state values with greedy actions")
+
+    return fig, fill
+
+
+def _build_explored(model: FrozenLakeMDP, names: tuple[str, ...], gamma: float) -> tuple[Figure, Filler]:
+    fig, axes = panel_grid(len(names))
+    images = []
+    for ax in axes:
+        images.append(ax.imshow(np.ones((model.nrow, model.ncol)), cmap="magma", norm=LogNorm(1e-4, 1), zorder=0))
         draw_tiles(ax, model, label=True)
-        ax.set_title(f"{name}  ({int((occupancy >= EXPLORED_THRESHOLD).sum())} cells)")
     # powers of ten written as plain text, without minor ticks: a quarter of the figure's drawing time less
-    bar = fig.colorbar(image, ax=axes, shrink=0.7, label="discounted visits", format=LogFormatter(labelOnlyBase=True))
-    bar.minorticks_off()
-    fig.suptitle(f"{entry.name}: explored grid (expected discounted visits per cell)")
+    bar = fig.colorbar(images[-1], ax=axes, shrink=0.7, label="discounted visits",
+                       format=LogFormatter(labelOnlyBase=True))  # fmt: skip
+
+    def fill(entry: WorldResult, model: FrozenLakeMDP) -> None:
+        panels = [model.occupancy(np.array(entry.grid.optimal_policy), gamma)]
+        panels += [model.occupancy(p, gamma).mean(axis=0) for p in _trained(entry).values()]
+        vmax = max(float(o.max()) for o in panels)
+        vmin = max(vmax * 1e-4, 1e-6)
+        for ax, name, image, occupancy in zip(axes, names, images, panels):
+            image.set_data(np.clip(occupancy, vmin, None).reshape(model.nrow, model.ncol))
+            image.set_clim(vmin, vmax)
+            ax.set_title(f"{name}  ({int((occupancy >= EXPLORED_THRESHOLD).sum())} cells)")
+        bar.minorticks_off()  # the colour bar's new scale brings them back
+        fig.suptitle(f"{entry.name}: explored grid (expected discounted visits per cell)")
+
+    return fig, fill
+
+
+BUILDERS = {"preference": (_build_preference, "optimal (DP)"), "values": (_build_values, "V* (optimal)"),
+            "explored": (_build_explored, "optimal (DP)")}  # fmt: skip
+
+
+def _filled(kind: str, entry: WorldResult, model: FrozenLakeMDP, gamma: float | None = None) -> Figure:
+    """A new map figure of ``kind`` filled with ``entry``'s numbers."""
+    build, optimal = BUILDERS[kind]
+    fig, fill = build(model, _panels(entry, optimal), model.gamma if gamma is None else gamma)
+    fill(entry, model)
     return fig
 
 
@@ -143,19 +196,32 @@ def training_curves(entry: WorldResult) -> Figure:
     return fig
 
 
-def map_figure_png(kind: str, entry: WorldResult, model: FrozenLakeMDP, crop: Bbox | None = None) -> tuple[bytes, Bbox]:
+KEPT_FIGURES = 8  # the map figures a process keeps to refill (an explorer's three, for a few maps and rule sets)
+# by kind, map, gamma and panels: the figure (None for the curves, drawn anew each time), its filler and its crop
+_kept: dict[tuple, tuple[Figure | None, Filler | None, Bbox]] = {}
+
+
+def map_figure_png(kind: str, entry: WorldResult, model: FrozenLakeMDP) -> bytes:
     """One of a Frozen Lake comparison's figures (``"preference"``, ``"values"``, ``"explored"`` or ``"curves"``) as
-    PNG bytes, cropped to ``crop`` (inches) or, without one, to its tight box (with a pad), and the crop used: the
-    explorers pass it back for the next figure of the same kind and panels, which then draws once instead of twice. A
-    top-level function, so that the explorers draw their figures in their worker processes at once."""
-    draw = {"preference": lambda: preference_maps(entry, model),
-            "values": lambda: value_maps(entry, model, model.gamma),
-            "explored": lambda: explored_maps(entry, model, model.gamma),
-            "curves": lambda: training_curves(entry)}  # fmt: skip
-    one_of("kind", kind, tuple(draw))
-    fig = draw[kind]()
+    PNG bytes, cropped like a tight bounding box. A top-level function, so that the explorers draw their figures in
+    their worker processes at once; each process keeps the last ``KEPT_FIGURES`` map figures it drew and refills one
+    drawn for the same map and panels (built once, and cropped to the box found the first time, padded, so drawn
+    once), which draws what a new one would."""
+    one_of("kind", kind, ("preference", "values", "explored", "curves"))
+    key = (kind, tuple(model.desc), model.gamma, tuple(_trained(entry)))
+    fig, fill, crop = _kept.pop(key, (None, None, None))  # put back below, as the newest
+    if kind == "curves":  # the curves are of a whole run: drawn anew, cropped as before
+        fig = training_curves(entry)
+    elif fig is None:
+        build, optimal = BUILDERS[kind]
+        fig, fill = build(model, _panels(entry, optimal), model.gamma)
+    if fill is not None:
+        fill(entry, model)
     crop = crop or tight_crop(fig)
-    return figure_png(fig, crop=crop), crop
+    _kept[key] = (fig if fill else None, fill, crop)
+    while len(_kept) > KEPT_FIGURES:
+        del _kept[next(iter(_kept))]  # the oldest
+    return figure_png(fig, crop=crop)
 
 
 LAID_OUT = {"update"}  # the figures their functions lay out whole: saved without a tight bounding box

@@ -82,7 +82,6 @@ class FrozenLakeExplorer:
         self.cache: dict[str, RuleRun] = {}  # runs by everything they depend on: unchanged rules are not retrained
         self.pool = WorkerPool(workers)  # kept alive between changes: the rules retrain at once, without a start-up
         self.images: dict[str, bytes] = {}
-        self.crops: dict[str, tuple[Any, Any]] = {}  # per figure: the layout it was drawn for, and its crop
         self.table_html = ""
         self.train_seconds = 0.0
         self.listeners: list[Callable[[], None]] = []  # called after each training (the player, the bias explorer)
@@ -253,13 +252,9 @@ class FrozenLakeExplorer:
         if self.model is None:
             return
         entry = self.entry()
-        layout = (self.model.nrow, self.model.ncol, tuple(entry.trained()))  # what a figure's crop depends on
-        crops = {kind: crop for kind, (drawn, crop) in self.crops.items() if drawn == layout}
-        tasks = {kind: (map_figure_png, (kind, entry, self.model, crops.get(kind))) for kind in kinds}
+        tasks = {kind: (map_figure_png, (kind, entry, self.model)) for kind in kinds}
         with in_background(tasks, pool=self.pool) as result:
-            for kind in kinds:
-                self.images[kind], crop = result(kind)
-                self.crops[kind] = (layout, crop)
+            self.images.update({kind: result(kind) for kind in kinds})
         for name in kinds:
             self.pictures[name].value = self.images[name]
         self.table_html = table_html(compare_table(entry))
