@@ -3,6 +3,7 @@ processes while the caller goes on."""
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
@@ -78,11 +79,15 @@ class WorkerPool:
             self._pool = _start_pool(self.workers)
         return self._pool
 
-    def warm(self) -> None:
-        """Start the workers now and have each import torch, so the first batch does not wait for them."""
+    def warm(self, block: bool = True, imports: tuple[str, ...] = ()) -> None:
+        """Start the workers now and have each import torch and the modules ``imports`` (those the first tasks will
+        need), so the first batch does not wait for them; with ``block=False``, return at once while they start (the
+        caller goes on with its own imports)."""
         pool = self.executor()
         if pool is not None:
-            wait([pool.submit(_warmed) for _ in range(self.workers)])
+            started = [pool.submit(_warmed, imports) for _ in range(self.workers)]
+            if block:
+                wait(started)
 
     def close(self) -> None:
         """End the workers (a running task is stopped)."""
@@ -95,8 +100,10 @@ class WorkerPool:
         self.close()
 
 
-def _warmed() -> bool:
-    """A task that only has its worker start (which imports torch: :func:`_worker_setup`)."""
+def _warmed(imports: tuple[str, ...] = ()) -> bool:
+    """A task that has its worker start (which imports torch: :func:`_worker_setup`) and import ``imports``."""
+    for module in imports:
+        importlib.import_module(module)
     return True
 
 

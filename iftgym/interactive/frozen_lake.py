@@ -62,12 +62,12 @@ def _slider(kind: type, description: str, **options: Any) -> widgets.Widget:
 class FrozenLakeExplorer:
     """Edit a map, choose rules and settings; each change retrains every rule (all seeds batched) and redraws the
     preference, value and explored maps, the training curves and the table; ``step`` scrubs through training.
-    The rules train in ``workers`` processes kept alive between changes (default: one per core but one) and in this
-    one, each with one math thread; :meth:`close` ends the workers."""
+    The rules train in ``workers`` processes kept alive between changes (default: one per core but one), or in a
+    running ``pool``, and in this one, each with one math thread; :meth:`close` ends the workers."""
 
     def __init__(self, map: str = "paper", algos: tuple[str, ...] = ("sft", "ift", "dpo", "orpo", "ppo"),
                  seeds: int = 20, steps: int = 300, every: int = 10, train: bool = True,
-                 workers: int | None = None) -> None:  # fmt: skip
+                 workers: int | None = None, pool: WorkerPool | None = None) -> None:  # fmt: skip
         for name, value in (("seeds", seeds), ("steps", steps)):
             _in_range(name, value, *LIMITS[name])
         at_least("every", every, 1, note="training steps between kept policies")
@@ -80,7 +80,8 @@ class FrozenLakeExplorer:
         self.model: FrozenLakeMDP | None = None
         self.runs: dict[str, RuleRun] = {}
         self.cache: dict[str, RuleRun] = {}  # runs by everything they depend on: unchanged rules are not retrained
-        self.pool = WorkerPool(workers)  # kept alive between changes: the rules retrain at once, without a start-up
+        # kept alive between changes: the rules retrain at once, without a start-up (a page passes one it started)
+        self.pool = WorkerPool(workers) if pool is None else pool
         self.images: dict[str, bytes] = {}
         self.table_html = ""
         self.train_seconds = 0.0

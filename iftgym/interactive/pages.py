@@ -27,6 +27,9 @@ PAGE_SETTINGS = {
 BIAS_HIDDEN = ("algos", "gamma", "beta")
 
 
+# what a Frozen Lake page's worker imports while this process imports the explorers: the module of its training
+# task, and the part of torch a first optimiser step imports (about a second of a cold worker's first rule)
+WARM_IMPORTS = ("iftgym.interactive.training", "torch._dynamo")
 UPDATE_TITLE = "Why each rule moves each cell: update maps (open to record the chosen rule's)"
 
 
@@ -50,9 +53,14 @@ def check_page(name: str, **settings: int | None) -> dict[str, int]:
 def page(name: str, seeds: int | None = None, steps: int | None = None, **options: Any) -> Any:
     """The widget of page ``name`` (one of :data:`PAGES`) with ``seeds`` and ``steps`` (checked; ``None``: the
     page's default); ``options`` go to the explorer. The explorers built are kept in :data:`built` by page name."""
+    settings = check_page(name, seeds=seeds, steps=steps)
+    if name != "tiny-lm" and "pool" not in options:  # its workers start while this process imports the explorers
+        from iftgym.parallel import WorkerPool
+
+        options["pool"] = WorkerPool(options.pop("workers", None))
+        options["pool"].warm(block=False, imports=WARM_IMPORTS)
     import ipywidgets as widgets
 
-    settings = check_page(name, seeds=seeds, steps=steps)
     if name == "tiny-lm":
         from iftgym.interactive.lm import TinyLMExplorer
 
