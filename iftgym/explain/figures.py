@@ -139,10 +139,15 @@ BUILDERS = {"preference": (_build_preference, "optimal (DP)"), "values": (_build
             "explored": (_build_explored, "optimal (DP)")}  # fmt: skip
 
 
+def _built(kind: str, entry: WorldResult, model: FrozenLakeMDP, gamma: float) -> tuple[Figure, Filler]:
+    """A new map figure of ``kind`` for ``entry``'s map and panels, and its filler."""
+    build, optimal = BUILDERS[kind]
+    return build(model, _panels(entry, optimal), gamma)
+
+
 def _filled(kind: str, entry: WorldResult, model: FrozenLakeMDP, gamma: float | None = None) -> Figure:
     """A new map figure of ``kind`` filled with ``entry``'s numbers."""
-    build, optimal = BUILDERS[kind]
-    fig, fill = build(model, _panels(entry, optimal), model.gamma if gamma is None else gamma)
+    fig, fill = _built(kind, entry, model, model.gamma if gamma is None else gamma)
     fill(entry, model)
     return fig
 
@@ -213,8 +218,7 @@ def map_figure_png(kind: str, entry: WorldResult, model: FrozenLakeMDP) -> bytes
     if kind == "curves":  # the curves are of a whole run: drawn anew, cropped as before
         fig = training_curves(entry)
     elif fig is None:
-        build, optimal = BUILDERS[kind]
-        fig, fill = build(model, _panels(entry, optimal), model.gamma)
+        fig, fill = _built(kind, entry, model, model.gamma)
     if fill is not None:
         fill(entry, model)
     crop = crop or tight_crop(fig)
