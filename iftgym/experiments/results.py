@@ -88,7 +88,8 @@ class AlgorithmResult(Row):
     seeds per step), its policy matrices ``(K, S, A)`` where the world has them (Frozen Lake, a Markov policy), its
     preference strips (tokens), whether it ended significantly worse than the untrained network, and with
     ``--update-maps`` its next steps over training (``update``: ``{"points": [...], "seconds": s}`` or
-    ``{"skipped": reason}``; see :class:`iftgym.metrics.update.UpdateRecorder` for a map's update fields and
+    ``{"skipped": reason}``, with the seconds spent before it stopped where any were; see
+    :class:`iftgym.metrics.update.UpdateRecorder` for a map's update fields and
     :class:`iftgym.metrics.update_tokens.TokenUpdateRecorder` for the token world's strips), and the compute it spent
     (``compute``: ``{"steps", "tokens", "seconds", "capped", "budget", "amount"}``: optimiser steps, token passes per
     seed, seconds of training steps, whether a budget hit its step cap, the budget and its amount; ``--budget``)."""
@@ -434,6 +435,8 @@ def _algorithm_update(update: Any, where: str, cells: int | None) -> None:
     update = _object(update, where)
     if "skipped" in update:
         _field(update, "skipped", str, where)
+        if "seconds" in update:
+            _field(update, "seconds", float, where)
         return
     _field(update, "seconds", float, where)
     points = _field(update, "points", list, where)

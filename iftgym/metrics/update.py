@@ -765,8 +765,8 @@ class PointRecorder:
     is about to take at each of ``points`` (optimiser steps taken so far): a subclass's :meth:`record` appends it to
     :attr:`points` (once per step count), timed in :attr:`seconds`; a ``ValueError`` or ``NotImplementedError`` it
     raises, or a reason it sets in :attr:`skipped`, stops the recording. :meth:`result` is what ``iftgym compare``
-    keeps per algorithm (``AlgorithmResult.update``): ``{"points": [...], "seconds": ...}``, or ``{"skipped":
-    reason}``."""
+    keeps per algorithm (``AlgorithmResult.update``): ``{"points": [...], "seconds": ...}``, or ``{"skipped": reason,
+    "seconds": ...}`` (the time spent before the recording stopped, which the algorithm's wall time leaves out too)."""
 
     def __init__(self, points: Sequence[int]) -> None:
         self.wanted = set(points)
@@ -793,7 +793,7 @@ class PointRecorder:
     def result(self) -> dict:
         """What ``iftgym compare`` keeps (see the class doc)."""
         if self.skipped is not None:
-            return {"skipped": self.skipped}
+            return {"skipped": self.skipped, "seconds": self.seconds}
         return {"points": self.points, "seconds": self.seconds}
 
 
