@@ -62,7 +62,8 @@ class TinyLMExplorer:
         self.world = self.kind.world
         self.data = self.world.training_data()
         self.runs: dict[str, AlgorithmRun] = {}
-        self.optimizers: dict[str, dict[str, Any]] = {}  # each algorithm's optimiser state after its last step
+        # each algorithm's optimiser state after its last step: the live optimiser's tensors (next_steps), not a copy
+        self.optimizers: dict[str, dict[str, Any]] = {}
         self.next_steps: dict[str, tuple[Rule, Any, int]] = {}  # each algorithm's live rule, optimiser, stage step
         self.seed = self.config.seed  # the models' seeds and the training's draws come from it
         self.step = 0  # the steps the current models have trained
@@ -182,10 +183,10 @@ class TinyLMExplorer:
                 weights = sum(1 for _ in snapshot.policy.parameters())  # the optimiser's first entries: a new
                 # critic's come after them and start fresh, as the critic does
                 state = {i: value for i, value in saved["state"].items() if i < weights}
-                snapshot.optimizer.load_state_dict({**saved, "state": state})
-            elif snapshot.step == steps:
-                state = copy.deepcopy(snapshot.optimizer.state_dict())  # not the live tensors, which train on
-                kept[algo] = state, (snapshot.rule, snapshot.optimizer, snapshot.stage_step)
+                # a copy: the kept state stays as it was if this training fails
+                snapshot.optimizer.load_state_dict(copy.deepcopy({**saved, "state": state}))
+            elif snapshot.step == steps:  # the live optimiser's own tensors: nothing steps it after its last step
+                kept[algo] = snapshot.optimizer.state_dict(), (snapshot.rule, snapshot.optimizer, snapshot.stage_step)
 
         def show(record: dict[str, Any]) -> None:
             if record["step"] % stride == 0 or record["step"] == steps:

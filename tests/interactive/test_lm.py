@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -154,6 +156,7 @@ def test_a_training_that_fails_leaves_the_explorer_as_it_was(monkeypatch) -> Non
 
     explorer = TinyLMExplorer(steps=3)
     runs, before, optimizers = dict(explorer.runs), weights(explorer), explorer.optimizers
+    moments = copy.deepcopy(explorer.optimizers["sft"]["state"])  # sft trains on before ift fails
     status = explorer.status.value
     train = module.run_algorithm
 
@@ -168,6 +171,8 @@ def test_a_training_that_fails_leaves_the_explorer_as_it_was(monkeypatch) -> Non
             press()
         assert explorer.runs == runs and explorer.step == 3 and explorer.seed == 0
         assert explorer.optimizers is optimizers and explorer.status.value.startswith(status)
+        for index, state in explorer.optimizers["sft"]["state"].items():  # the kept moments were not trained on
+            assert all(torch.equal(value, moments[index][key]) for key, value in state.items())
         assert "training stopped (RuntimeError: stopped); the models are as they were" in explorer.status.value
         after = weights(explorer)
         assert all(torch.equal(a, b) for algo in before for a, b in zip(before[algo], after[algo]))  # not trained on
