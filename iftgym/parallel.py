@@ -81,13 +81,15 @@ class WorkerPool:
 
     def warm(self, block: bool = True, imports: tuple[str, ...] = ()) -> None:
         """Start the workers now and have each import torch and the modules ``imports`` (those the first tasks will
-        need), so the first batch does not wait for them; with ``block=False``, return at once while they start (the
-        caller goes on with its own imports)."""
+        need), so the first batch does not wait for them, and raise an import's error; with ``block=False``, return at
+        once while they start (the caller goes on with its own imports; a failed import is then the first task's
+        error)."""
         pool = self.executor()
         if pool is not None:
             started = [pool.submit(_warmed, imports) for _ in range(self.workers)]
             if block:
-                wait(started)
+                for future in started:
+                    future.result()
 
     def close(self) -> None:
         """End the workers (a running task is stopped)."""

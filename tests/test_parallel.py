@@ -78,6 +78,8 @@ def test_a_worker_pool_stays_alive_between_batches_and_gives_the_same_results() 
         pool.close()
     assert pool.executor() is not None  # a closed pool starts again when asked
     pool.close()
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        pool.warm(imports=("no_such_module",))  # a blocking warm-up raises its import's error
     pool.warm(block=False, imports=("json",))  # returns while the worker starts, importing json too
     assert len(children() - before) == 1
     with in_background({"pid": (os.getpid, ()), "twice": (operator.mul, (2, 21))}, pool=pool) as result:

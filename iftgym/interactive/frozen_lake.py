@@ -71,6 +71,8 @@ class FrozenLakeExplorer:
         for name, value in (("seeds", seeds), ("steps", steps)):
             _in_range(name, value, *LIMITS[name])
         at_least("every", every, 1, note="training steps between kept policies")
+        if pool is not None and not isinstance(pool, WorkerPool):
+            raise TypeError(f"pool={_cut(repr(pool))} is {type(pool).__name__}: expected a WorkerPool or None")
         unknown = [algo for algo in algos if algo not in RULES] if isinstance(algos, tuple | list) else None
         if unknown is None or unknown or not algos:
             raise ValueError(f"algos={_cut(repr(algos))} is not supported: expected a non-empty tuple of the "

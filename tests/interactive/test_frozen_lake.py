@@ -109,6 +109,8 @@ def test_settings_a_slider_would_clamp_are_refused(settings, message) -> None:
 
 
 def test_cells_outside_the_map_and_results_before_training_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"^pool='x' is str: expected a WorkerPool or None$"):
+        FrozenLakeExplorer(seeds=2, steps=10, train=False, pool="x")
     explorer = FrozenLakeExplorer(seeds=2, steps=10, train=False)
     with pytest.raises(RuntimeError, match="has not trained yet"):
         explorer.entry()
