@@ -337,7 +337,8 @@ class FrozenLakeMDP:
             return np.eye(self.n_actions)[matrices.argmax(-1)]
 
         compute = {
-            "mse": lambda: ((matrices - self.optimal_matrix) ** 2)[:, alive].mean(axis=(1, 2)),
+            # each matrix's mean along one axis: the same sum order however many matrices are scored together
+            "mse": lambda: ((matrices - self.optimal_matrix) ** 2)[:, alive].reshape(len(matrices), -1).mean(axis=1),
             "success": lambda: self.success_probability(matrices, threads=threads),
             "greedy_success": lambda: self.success_probability(greedy(matrices), threads=threads),
             "explored": lambda: (self.occupancy(matrices, threads=threads) >= EXPLORED_THRESHOLD).sum(-1) * 1.0,

@@ -136,3 +136,14 @@ def test_a_near_certain_loop_into_the_goal_succeeds_surely(monkeypatch, dense):
     policy = np.full((9, 4), 1e-12)
     policy[[0, 1, 2, 3, 4, 5, 6, 7, 8], [2, 0, 3, 2, 0, 3, 2, 0, 3]] = 1 - 3e-12  # right-left and down-up loops
     np.testing.assert_array_equal(model.success_probability(policy, state="all"), np.ones(9))
+
+
+@pytest.mark.parametrize(("name", "slippery", "rate"), CASES[::7])
+def test_a_matrix_scores_the_same_alone_as_beside_others(name, slippery, rate):
+    """Each seed's scores do not depend on how many policies are scored with it, to the last bit."""
+    model = build(name, slippery, rate)
+    matrices = policies(model, seed=2)
+    together = model.scores(matrices)
+    alone = [model.scores(matrix[None]) for matrix in matrices]
+    for key, values in together.items():
+        np.testing.assert_array_equal(values, [scores[key][0] for scores in alone])
