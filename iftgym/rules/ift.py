@@ -22,6 +22,7 @@ fixed, as for the Frozen Lake policies).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,15 +112,18 @@ class IFTConfig:
 def _discounted_sums(values: torch.Tensor, gamma: float, reverse: bool) -> torch.Tensor:
     """``G_t = sum_{j>=t} gamma^(j-t) v_j`` along the last axis (``reverse=False``: sums to the right end;
     ``reverse=True``: ``sum_{j<=t} gamma^(t-j) v_j``, from the left end)."""
-    T = values.shape[-1]
-    idx = torch.arange(T, device=values.device)
+    return values @ _discount_kernel(values.shape[-1], gamma, reverse, values.dtype, values.device).T
+
+
+@functools.lru_cache(maxsize=64)
+def _discount_kernel(T: int, gamma: float, reverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(T, T)``: ``kernel[t, j] = gamma^(j - t)`` where ``j >= t`` (``reverse``: ``t >= j``), else 0. Made once per
+    length: every step of a run asks for the same one."""
+    idx = torch.arange(T, device=device)
     offset = idx[None, :] - idx[:, None]  # offset[t, j] = j - t
     if reverse:
         offset = -offset
-    kernel = torch.where(
-        offset >= 0, gamma ** offset.clamp(min=0).to(values.dtype), torch.zeros((), dtype=values.dtype)
-    )
-    return values @ kernel.T
+    return torch.where(offset >= 0, gamma ** offset.clamp(min=0).to(dtype), torch.zeros((), dtype=dtype))
 
 
 def propagation_weights(
