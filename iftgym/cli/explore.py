@@ -101,9 +101,9 @@ def write_template(folder: Path) -> str:
     """A Voila template under ``folder`` (on ``JUPYTER_PATH``): Voila's ``lab`` template without its two links to
     Font Awesome on a CDN (Voila bundles the icons; a page on 127.0.0.1 should reach nothing else). Its name, or
     ``"lab"`` where Voila's template is not where this expects it."""
-    import voila
-
-    lab = Path(voila.__file__).parent / "templates"  # where an installed voila keeps its templates varies
+    # voila located, not imported: its import loads the whole server, seconds spent before the server's own start
+    spec = importlib.util.find_spec("voila")
+    lab = Path(next(iter(spec.submodule_search_locations or ()), ".")) / "templates"  # installs keep them apart
     candidates = [Path(sys.prefix) / "share" / "jupyter" / "voila" / "templates" / "lab" / "index.html.j2",
                   lab / "lab" / "index.html.j2"]  # fmt: skip
     source = next((path for path in candidates if path.is_file()), None)

@@ -91,6 +91,15 @@ def test_the_page_template_reaches_no_cdn(tmp_path) -> None:
     assert {f"--template={name}", "--Voila.port_retries=0"} <= set(explore.server_command(tmp_path, 1, name))
 
 
+def test_the_template_is_written_without_importing_voila(tmp_path) -> None:
+    """Voila's import loads its whole server (seconds): the command only locates its templates, then starts it."""
+    pytest.importorskip("voila")
+    code = "import sys, pathlib; from iftgym.cli import explore; "
+    code += f"explore.write_template(pathlib.Path({str(tmp_path)!r})); print('voila' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_iftgym_help_imports_no_widget_server_or_browser_library() -> None:
     heavy = "('voila', 'ipywidgets', 'selenium', 'torch', 'matplotlib')"
     code = f"import sys; from iftgym.cli import build_parser; build_parser(); print([m for m in {heavy} if m in "
