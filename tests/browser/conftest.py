@@ -151,11 +151,11 @@ class Page:
         self.timeout = SHOOTING_SECONDS if folder else START_SECONDS
 
     def open(self, server: Server) -> float:
-        """Load ``server``'s page and wait until its pictures show; the seconds from the server's first listening."""
+        """Load ``server``'s page and wait until its pictures show; the seconds since the server was started."""
         self.driver.get(server.url)
         self.wait_for("the page's pictures", lambda: len(self.images()) >= 1 and all(self.loaded(i) for i in
                                                                                      self.images()))  # fmt: skip
-        return time.monotonic() - server.listening
+        return time.monotonic() - server.started
 
     def images(self) -> list[WebElement]:
         """The shown image widgets, top to bottom."""
