@@ -479,7 +479,7 @@ class EpisodePlayer:
                        f"({self.model.tile(state)})")  # fmt: skip
         bars.bar(ACTION_NAMES, self.policy[state], color="#5b8fd1")
         bars.set(ylim=(0, 1), title="action probabilities here")
-        self.picture.value = figure_png(fig)
+        self.picture.value = figure_png(fig, tight=False)  # laid out (constrained): drawn once, not twice
 
     @property
     def widget(self) -> widgets.Widget:
@@ -555,7 +555,7 @@ class BiasExplorer:
         bias.set(xlabel="demonstration step",
                  title=f"{self.label + ', ' if self.label else ''}training step {self.step.value}")  # fmt: skip
         bias.legend(fontsize=8)
-        self.picture.value = figure_png(fig)
+        self.picture.value = figure_png(fig, tight=False)  # laid out (constrained): drawn once, not twice
 
     def monte_carlo(self, episodes: int = 2000) -> None:
         """Estimate the on-policy probabilities from the policy's own rollouts, with 95% intervals per step."""
