@@ -103,7 +103,7 @@ def write_template(folder: Path) -> str:
     ``"lab"`` where Voila's template is not where this expects it."""
     # voila located, not imported: its import loads the whole server, seconds spent before the server's own start
     spec = importlib.util.find_spec("voila")
-    lab = Path(next(iter(spec.submodule_search_locations or ()), ".")) / "templates"  # installs keep them apart
+    lab = Path(next(iter(spec.submodule_search_locations or ()), ".")) / "templates"  # one of two places, by install
     candidates = [Path(sys.prefix) / "share" / "jupyter" / "voila" / "templates" / "lab" / "index.html.j2",
                   lab / "lab" / "index.html.j2"]  # fmt: skip
     source = next((path for path in candidates if path.is_file()), None)
