@@ -41,6 +41,18 @@ SCHEMA = "iftgym.bench/1"
 OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 
 
+def round_count(text: str) -> int:
+    """``--rounds``: a whole number of at least 1 (a median of no rounds is nothing), else argparse's one-line error
+    and exit status 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rounds: expected a whole number >= 1")
+    return value
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     help = f"also write the measured numbers and their targets to PATH (schema {SCHEMA})"
     parser.add_argument("--json", metavar="PATH", default=None, help=help)

@@ -24,7 +24,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
-from _results import Results, add_json_option
+from _results import Results, add_json_option, round_count
 from rich.console import Console
 from rich.table import Table
 
@@ -69,7 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--map", default="paper", help="catalogue map name or map file (default paper)")
     parser.add_argument("--num-envs", type=int, default=1024, help="copies in the vector envs (default 1024)")
-    parser.add_argument("--rounds", type=int, default=7, help="turns each side takes (default 7; 3 with --quick)")
+    parser.add_argument("--rounds", type=round_count, default=7,
+                        help="turns each side takes (default 7; 3 with --quick)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds of few steps")
     add_json_option(parser)
     args = parser.parse_args()

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _results import Results, add_json_option
+from _results import Results, add_json_option, round_count
 from bench_hf import IftgymRun, TrlRun, quiet
 
 from iftgym.worlds.tokens import TokenWorld
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--group", type=int, default=8, help="completions per prompt, the group size (default 8)")
     parser.add_argument("--prompts", type=int, default=2, help="prompts per step (default 2)")
     parser.add_argument("--steps", type=int, default=40, help="steps per run of a trainer (default 40)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of both contenders (default 5)")
+    parser.add_argument("--rounds", type=round_count, default=5, help="rounds of both contenders (default 5)")
     parser.add_argument("--warmup", type=int, default=5, help="first steps of every run not timed (default 5)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")

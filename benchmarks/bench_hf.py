@@ -51,7 +51,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from _results import Results, add_json_option
+from _results import Results, add_json_option, round_count
 from rich.console import Console
 from rich.table import Table
 
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run: fewer rounds, steps and repeats")
     parser.add_argument("--batch", type=int, default=32, help="sequences (DPO: pairs) per step (default 32, <= 59)")
     parser.add_argument("--steps", type=int, default=50, help="steps per run of a trainer in part 1 (default 50)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of every contender in part 1 (default 7)")
+    parser.add_argument("--rounds", type=round_count, default=7, help="rounds of every contender in part 1 (default 7)")
     parser.add_argument("--warmup", type=int, default=5, help="first steps of every run not timed (default 5)")
     parser.add_argument("--rule-steps", type=int, default=100, help="timed steps per rule in part 2 (default 100)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")

@@ -32,7 +32,7 @@ import sys
 import time
 import urllib.request
 
-from _results import Results, add_json_option
+from _results import Results, add_json_option, round_count
 from rich.console import Console
 from rich.table import Table
 
@@ -121,7 +121,7 @@ def served(rounds: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="changes timed (default 3)")
+    parser.add_argument("--rounds", type=round_count, default=3, help="changes timed (default 3)")
     add_json_option(parser)
     args = parser.parse_args()
     record = Results("bench_retrain", args)

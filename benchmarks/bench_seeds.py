@@ -14,7 +14,7 @@ import argparse
 import time
 
 import torch
-from _results import Results, add_json_option
+from _results import Results, add_json_option, round_count
 from rich.console import Console
 from rich.table import Table
 
@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="optimiser steps per run (default 200)")
     parser.add_argument("--map", default="paper", help="catalogue map name or map file (default paper)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest at this size)")
-    parser.add_argument("--rounds", type=int, default=3, help="batched runs per rule; the median is shown (default 3)")
+    parser.add_argument("--rounds", type=round_count, default=3,
+                        help="batched runs per rule; the median is shown (default 3)")  # fmt: skip
     parser.add_argument("--batched-only", action="store_true",
                         help="skip the seed-by-seed runs (for many seeds: `--seeds 500 --steps 100 --batched-only` "
                         "is the per-state PPO target, at most 3x SFT's time)")  # fmt: skip

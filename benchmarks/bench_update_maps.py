@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import Results, add_json_option
+from _results import Results, add_json_option, round_count
 from rich.console import Console
 from rich.table import Table
 
@@ -82,7 +82,8 @@ def part_by_part(seeds: int, cache: Path, rounds: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="runs timed with and without update maps (default 3)")
+    parser.add_argument("--rounds", type=round_count, default=3,
+                        help="runs timed with and without update maps (default 3)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=20, help="seeds per algorithm (default 20, as iftgym compare)")
     add_json_option(parser)
     args = parser.parse_args()
